@@ -1,0 +1,286 @@
+"""The ``strava-elt`` command line.
+
+Prefect is imported inside the commands, after the environment is set, so that
+``demo`` can point Prefect at its own home folder before Prefect reads its settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOME = Path(".strava-elt")
+DEMO_BLOCKS = ("strava-demo", "strava-demo-lake", "strava-demo-warehouse")
+
+
+class CliError(Exception):
+    """A user-facing error: printed to stderr without a traceback, exit code 1."""
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value or None
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def setup_local_blocks(
+    home: Path,
+    *,
+    strava_base_url: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    refresh_token: str | None = None,
+    names: Sequence[str] = ("strava", "strava-lake", "strava-warehouse"),
+) -> dict[str, str]:
+    """Create (or overwrite) the embedded-default blocks; return what was created."""
+    from prefect.filesystems import LocalFileSystem
+    from pydantic import SecretStr
+
+    from blocks import StravaCredentials, Warehouse
+
+    home = home.expanduser().resolve()
+    lake_dir = home / "lake"
+    lake_dir.mkdir(parents=True, exist_ok=True)
+    strava_name, lake_name, warehouse_name = names
+    created: dict[str, str] = {}
+    LocalFileSystem(basepath=str(lake_dir)).save(lake_name, overwrite=True)
+    created[lake_name] = f"LocalFileSystem at {lake_dir}"
+    duckdb_path = home / "warehouse.duckdb"
+    Warehouse(url=SecretStr(f"duckdb:///{duckdb_path}")).save(warehouse_name, overwrite=True)
+    created[warehouse_name] = f"Warehouse duckdb:///{duckdb_path}"
+    strava_args = (client_id, client_secret, refresh_token)
+    if all(strava_args):
+        StravaCredentials(
+            client_id=str(client_id),
+            client_secret=SecretStr(str(client_secret)),
+            refresh_token=SecretStr(str(refresh_token)),
+            base_url=strava_base_url or "https://www.strava.com",
+        ).save(strava_name, overwrite=True)
+        created[strava_name] = f"StravaCredentials for {strava_base_url or 'https://www.strava.com'}"
+    elif any(strava_args):
+        raise CliError(
+            "Give all three of --client-id, --client-secret and --refresh-token (or none, "
+            "and create the Strava block later with `strava-elt auth`)."
+        )
+    return created
+
+
+def cmd_setup_local(args: argparse.Namespace) -> int:
+    """Create the embedded-default blocks."""
+    created = setup_local_blocks(
+        Path(args.home),
+        strava_base_url=args.strava_base_url or _env("STRAVA_BASE_URL"),
+        client_id=args.client_id or _env("STRAVA_CLIENT_ID"),
+        client_secret=args.client_secret or _env("STRAVA_CLIENT_SECRET"),
+        refresh_token=args.refresh_token or _env("STRAVA_REFRESH_TOKEN"),
+    )
+    for name, what in created.items():
+        print(f"block {name!r}: {what}")
+    if "strava" not in created:
+        print(
+            "No Strava block created: run `strava-elt auth --client-id ID --client-secret S` "
+            "or pass --client-id/--client-secret/--refresh-token."
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run_pipeline(**parameters: Any) -> dict[str, Any]:
+    """Run the main flow in this process and return its summary."""
+    from flows.pipeline import strava_elt
+
+    return strava_elt(**parameters)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the main flow once and print its summary."""
+    summary = run_pipeline(
+        strava_block=args.strava_block,
+        lake_block=args.lake_block,
+        warehouse_block=args.warehouse_block,
+        lookback_days=args.lookback_days,
+        full_refresh=args.full_refresh,
+    )
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _print_summary(title: str, summary: dict[str, Any]) -> None:
+    print(f"\n== {title}")
+    print(
+        f"   {summary['requests']} API requests ({summary['pages']} pages), "
+        f"{summary['extracted']} activities extracted"
+    )
+    print(
+        f"   production: {summary['inserted']} inserted, {summary['updated']} updated, "
+        f"{summary['unchanged']} unchanged, {summary['deleted']} marked deleted"
+    )
+    print(f"   watermark: {summary['watermark']}  status: {summary['status']}")
+
+
+def _monthly_rows(duckdb_path: Path, limit: int = 6) -> tuple[list[str], list[tuple[Any, ...]]]:
+    import duckdb
+
+    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        cursor = conn.execute(
+            "SELECT * FROM activity_summary_monthly ORDER BY month DESC LIMIT ?", [limit]
+        )
+        return [d[0] for d in cursor.description], cursor.fetchall()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Two runs against the emulator, with a change in between, and what happened."""
+    home = Path(args.home).expanduser().resolve()
+    if not _env("PREFECT_API_URL"):
+        # A self-contained Prefect home: the demo never touches the user's own blocks.
+        os.environ["PREFECT_HOME"] = str(home / "prefect")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not args.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    for leftover in ("lake", "warehouse.duckdb", "warehouse.duckdb.wal"):
+        target = home / leftover
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+    from datetime import datetime, timedelta
+
+    from prefect.variables import Variable
+
+    from emulator import StravaEmulator
+    from tasks.watermark import variable_name
+
+    print(f"strava-elt demo: emulator, DuckDB and lake under {home}")
+    with StravaEmulator(activities=args.activities) as emu:
+        print(f"Strava API emulator on {emu.base_url} with {len(emu.activities)} activities")
+        setup_local_blocks(
+            home,
+            strava_base_url=emu.base_url,
+            client_id=emu.client_id,
+            client_secret=emu.client_secret,
+            refresh_token=emu.current_refresh_token,
+            names=DEMO_BLOCKS,
+        )
+        Variable.unset(variable_name(emu.athlete["id"]))
+        params = dict(zip(("strava_block", "lake_block", "warehouse_block"), DEMO_BLOCKS, strict=True))
+        first = run_pipeline(**params)
+        _print_summary("Run 1: first load", first)
+
+        newest = max(datetime.fromisoformat(a["start_date"].replace("Z", "+00:00")) for a in emu.activities)
+        added = emu.add_activities(3)
+        late = emu.add_activities(1, start_date=newest - timedelta(days=3))
+        recent = [a for a in emu.activities if a["id"] not in {x["id"] for x in added + late}][:5]
+        for activity in recent:
+            emu.modify_activity(activity["id"], kudos_count=activity["kudos_count"] + 7)
+        print(
+            f"\nIn the emulator: {len(added)} new activities, 1 late upload dated "
+            f"{late[0]['start_date']}, kudos +7 on {len(recent)} recent activities"
+        )
+        second = run_pipeline(**params)
+        _print_summary("Run 2: incremental", second)
+
+    duckdb_path = home / "warehouse.duckdb"
+    columns, rows = _monthly_rows(duckdb_path)
+    print("\nactivity_summary_monthly (latest months):")
+    print("   " + " | ".join(columns))
+    for row in rows:
+        print("   " + " | ".join("" if v is None else str(v) for v in row))
+    print(f"\nWarehouse: {duckdb_path}  (duckdb {duckdb_path} -c 'FROM strava_activity_data LIMIT 5')")
+    print(f"Lake:      {home / 'lake'}")
+    ok = first["inserted"] > 0 and second["inserted"] == len(added) + len(late) and second["updated"] >= len(recent)
+    print("\nDemo " + ("succeeded." if ok else "finished, but the numbers are not what was expected."))
+    return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------- emulator
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    """Serve the emulator until Ctrl-C."""
+    from emulator.server import serve_forever
+
+    serve_forever(port=args.port, activities=args.activities, seed=args.seed, host=args.host)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: one subcommand per task."""
+    parser = argparse.ArgumentParser(
+        prog="strava-elt",
+        description="Keep your Strava activities in a warehouse with Prefect: extract, validate, merge.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    setup = sub.add_parser("setup", help="create the Prefect blocks the pipeline needs")
+    setup_sub = setup.add_subparsers(dest="target", required=True, metavar="TARGET")
+    local = setup_sub.add_parser(
+        "local", help="embedded default: DuckDB file and lake folder under --home, plus the Strava block"
+    )
+    local.add_argument(
+        "--home", default=str(DEFAULT_HOME), help="folder for the DuckDB file and the lake (default ./.strava-elt)"
+    )
+    local.add_argument(
+        "--strava-base-url", help="Strava base URL (default https://www.strava.com; env STRAVA_BASE_URL)"
+    )
+    local.add_argument("--client-id", help="Strava API application client id (env STRAVA_CLIENT_ID)")
+    local.add_argument("--client-secret", help="Strava API application client secret (env STRAVA_CLIENT_SECRET)")
+    local.add_argument("--refresh-token", help="refresh token with activity:read_all (env STRAVA_REFRESH_TOKEN)")
+    local.set_defaults(func=cmd_setup_local)
+
+    run = sub.add_parser("run", help="run the pipeline once, in this process")
+    run.add_argument("--strava-block", default="strava", help="StravaCredentials block name (default strava)")
+    run.add_argument("--lake-block", default="strava-lake", help="lake block name (default strava-lake)")
+    run.add_argument(
+        "--warehouse-block", default="strava-warehouse", help="Warehouse block name (default strava-warehouse)"
+    )
+    run.add_argument("--lookback-days", type=int, default=14, help="days re-read before the watermark (default 14)")
+    run.add_argument("--full-refresh", action="store_true", help="re-read the whole history")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="two runs against the built-in emulator: no credentials, no network")
+    demo.add_argument("--home", default=str(DEFAULT_HOME / "demo"), help="demo folder (default ./.strava-elt/demo)")
+    demo.add_argument("--activities", type=int, default=1500, help="size of the emulated athlete (default 1500)")
+    demo.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs")
+    demo.set_defaults(func=cmd_demo)
+
+    emu = sub.add_parser("emulator", help="serve the Strava API v3 emulator until Ctrl-C")
+    emu.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    emu.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    emu.add_argument("--activities", type=int, default=1500, help="number of synthetic activities")
+    emu.add_argument("--seed", type=int, default=42, help="seed of the synthetic athlete")
+    emu.set_defaults(func=cmd_emulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``strava-elt`` console script."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: reason on stderr
+        print(f"strava-elt {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Load subflow: lake file -> per-run staging table -> gate -> merge into production."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from blocks.loading import load_block, load_lake
+from blocks.warehouse import Warehouse
+from tasks import warehouse as wh
+
+
+def open_engine(warehouse_block: str) -> tuple[Warehouse, Any]:
+    """Load the Warehouse block and build its engine pointed at its schema."""
+    warehouse = load_block(Warehouse, warehouse_block)
+    engine = warehouse.get_engine()
+    wh.use_schema(engine, warehouse.schema_name)
+    return warehouse, engine
+
+
+@flow(name="load-activities")
+def load_activities(
+    warehouse_block: str,
+    lake_block: str,
+    staging_path: str,
+    run_key: str,
+    observed_at: datetime,
+    deletion_window: tuple[datetime, datetime] | None = None,
+) -> dict[str, Any]:
+    """Stage the run's file, check it, and merge it into production in one transaction.
+
+    The staging table is dropped whatever happens; production changes only in the merge.
+    """
+    logger = get_run_logger()
+    lake = load_lake(lake_block)
+    _, engine = open_engine(warehouse_block)
+    try:
+        staging = wh.prepare_staging(engine, run_key)
+        try:
+            wh.load_staging(engine, lake, staging_path, staging)
+            result = wh.merge_staging(engine, staging, observed_at, deletion_window)
+        finally:
+            wh.drop_staging(engine, staging)
+    finally:
+        engine.dispose()
+    logger.info(
+        "Merged: %s inserted, %s updated, %s unchanged, %s marked deleted, %s reappeared",
+        result.inserted,
+        result.updated,
+        result.unchanged,
+        result.deleted,
+        result.undeleted,
+    )
+    return result.as_dict()

@@ -1,0 +1,23 @@
+"""Models subflow: rebuild the tables under sql/models/ after the merge."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows.load import open_engine
+from tasks import warehouse as wh
+
+
+@flow(name="build-models")
+def build_models(warehouse_block: str = "strava-warehouse") -> dict[str, int]:
+    """Rebuild every model, in file-name order; return rows per model."""
+    logger = get_run_logger()
+    _, engine = open_engine(warehouse_block)
+    built: dict[str, int] = {}
+    try:
+        for path in wh.model_files():
+            built[wh.model_name(path)] = wh.build_model(engine, path)
+    finally:
+        engine.dispose()
+    logger.info("Built models: %s", ", ".join(f"{k} ({v} rows)" for k, v in built.items()))
+    return built

@@ -1,0 +1,78 @@
+"""The main flow: extract, load, move the watermark, build the models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.extract import extract_activities
+from flows.load import load_activities
+from flows.models import build_models
+from tasks import watermark as wm
+
+
+def new_run_key() -> str:
+    """Sortable, unique, identifier-safe key for this run's lake prefix and staging table."""
+    return datetime.now(UTC).strftime("%Y%m%dt%H%M%S") + "_" + uuid.uuid4().hex[:8]
+
+
+@flow(name="strava-elt")
+def strava_elt(
+    strava_block: str = "strava",
+    lake_block: str = "strava-lake",
+    warehouse_block: str = "strava-warehouse",
+    lookback_days: int = 14,
+    full_refresh: bool = False,
+) -> dict[str, Any]:
+    """Keep the warehouse in step with Strava: every activity once, with its newest values.
+
+    Args:
+        strava_block: Name of the StravaCredentials block.
+        lake_block: Name of the lake block (LocalFileSystem or S3Bucket).
+        warehouse_block: Name of the Warehouse block.
+        lookback_days: Re-read this many days before the watermark, for late uploads and
+            changed kudos.
+        full_refresh: Re-read the whole history and mark deletions across it.
+
+    """
+    logger = get_run_logger()
+    run_key = new_run_key()
+    extract = extract_activities(strava_block, lake_block, run_key, lookback_days, full_refresh)
+    summary: dict[str, Any] = {
+        "run_key": run_key,
+        "athlete_id": extract.athlete_id,
+        "pages": extract.pages,
+        "requests": extract.requests,
+        "extracted": extract.activities,
+        "status": extract.partial_reason or "complete",
+        "new_fields": extract.new_fields,
+        "new_sport_types": extract.new_sport_types,
+    }
+    if extract.staging_path is None:
+        raise RuntimeError("extract produced no staging file")
+    window = (extract.after, extract.extracted_at) if extract.complete else None
+    merged = load_activities(
+        warehouse_block, lake_block, extract.staging_path, run_key, extract.extracted_at, window
+    )
+    summary.update(merged)
+    # The merge has committed: only now may the watermark move.
+    watermark = wm.advance_watermark(extract.athlete_id, extract.newest_start_date, str(flow_run.id or ""))
+    summary["watermark"] = watermark.isoformat() if watermark else None
+    summary["models"] = build_models(warehouse_block)
+    logger.info(
+        "Run %s: %s requests, %s pages, %s extracted, %s inserted, %s updated, %s deleted; watermark %s; %s",
+        run_key,
+        summary["requests"],
+        summary["pages"],
+        summary["extracted"],
+        summary["inserted"],
+        summary["updated"],
+        summary["deleted"],
+        summary["watermark"],
+        summary["status"],
+    )
+    return summary

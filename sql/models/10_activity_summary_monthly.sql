@@ -1,0 +1,18 @@
+-- Per calendar month (local time), runs only, deleted activities excluded.
+-- Pace is minutes per mile over the month's total moving time and distance.
+SELECT
+    CAST(DATE_TRUNC('month', start_date_local) AS DATE) AS month,
+    COUNT(*) AS activity_count,
+    ROUND(CAST(SUM(distance) / 1609.344 AS NUMERIC), 2) AS total_miles,
+    ROUND(CAST(SUM(moving_time) / 60.0 AS NUMERIC), 1) AS total_moving_minutes,
+    ROUND(CAST(AVG(moving_time) / 60.0 AS NUMERIC), 1) AS avg_moving_minutes,
+    ROUND(
+        CAST((SUM(moving_time) / 60.0) / NULLIF(SUM(distance) / 1609.344, 0) AS NUMERIC), 2
+    ) AS avg_pace_min_per_mile,
+    ROUND(CAST(AVG(kudos_count) AS NUMERIC), 2) AS avg_kudos,
+    ROUND(CAST(STDDEV_SAMP(kudos_count) AS NUMERIC), 2) AS stddev_kudos
+FROM strava_activity_data
+WHERE deleted_at IS NULL
+  AND sport_type IN ('Run', 'TrailRun', 'VirtualRun')
+GROUP BY CAST(DATE_TRUNC('month', start_date_local) AS DATE)
+ORDER BY month

@@ -1,0 +1,29 @@
+-- Per ISO week (Monday start, local time) and workout type: total kudos, the previous
+-- calendar week's total for the same workout type (NULL when it had none), and the % change. Deleted activities excluded.
+WITH weekly AS (
+    SELECT
+        CAST(DATE_TRUNC('week', start_date_local) AS DATE) AS week_start,
+        CASE
+            WHEN workout_type IN (1, 11) THEN 'race'
+            WHEN workout_type = 2 THEN 'long run'
+            WHEN workout_type IN (3, 12) THEN 'workout'
+            ELSE 'default'
+        END AS workout,
+        SUM(kudos_count) AS total_kudos
+    FROM strava_activity_data
+    WHERE deleted_at IS NULL
+    GROUP BY 1, 2
+)
+SELECT
+    w.week_start,
+    w.workout,
+    w.total_kudos,
+    p.total_kudos AS previous_week_kudos,
+    ROUND(
+        CAST(100.0 * (w.total_kudos - p.total_kudos) / NULLIF(p.total_kudos, 0) AS NUMERIC), 1
+    ) AS pct_change
+FROM weekly AS w
+LEFT JOIN weekly AS p
+    ON p.workout = w.workout
+   AND p.week_start = w.week_start - 7
+ORDER BY w.week_start, w.workout

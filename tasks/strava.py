@@ -1,0 +1,137 @@
+"""The Strava API client: one paginator, one request path, page-sized Prefect tasks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.strava import StravaCredentials
+from tasks.errors import BadRequestError, RetryPolicy, send_with_retries
+from tasks.ratelimit import Governor, acquire_shared_slot
+
+PER_PAGE = 200  # Strava's maximum page size
+
+logger = logging.getLogger(__name__)
+
+
+class PaginationLoopError(BadRequestError):
+    """The API returned a page of activities that were all seen already."""
+
+
+class Paginator:
+    """Page numbers for /athlete/activities: stop on a short page, fail on a loop."""
+
+    def __init__(self, per_page: int = PER_PAGE) -> None:
+        self.per_page = per_page
+        self.page = 1
+        self._seen: set[int] = set()
+
+    def has_more(self, records: list[dict[str, Any]]) -> bool:
+        """A full page may have a successor; a short (or empty) one is the last."""
+        return len(records) >= self.per_page
+
+    def check(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Return the records not seen before; raise when a whole non-empty page repeats."""
+        records = list(records)
+        fresh = [r for r in records if r.get("id") not in self._seen]
+        if records and not fresh:
+            raise PaginationLoopError(
+                f"Strava returned page {self.page} with only activities already read; "
+                "stopping instead of looping. Rerun the flow; if it persists, report it."
+            )
+        self._seen.update(r.get("id") for r in fresh)  # type: ignore[misc]
+        return fresh
+
+    def get_next(self) -> int:
+        """Advance to and return the next page number."""
+        self.page += 1
+        return self.page
+
+
+class StravaClient:
+    """Authorised requests with the rate-limit governor and bounded retries.
+
+    Counts every HTTP request it sends (retries and token refreshes excluded from the API
+    count only where Strava does not count them: /oauth/token is not an API request).
+    """
+
+    def __init__(
+        self,
+        credentials: StravaCredentials,
+        *,
+        governor: Governor | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
+        self._log = log or logger
+        self.governor = governor or Governor(logger=self._log)  # type: ignore[arg-type]
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self.requests = 0
+        self._http = credentials.get_client()
+        self._http.event_hooks["response"].append(self._count)
+
+    def _count(self, _response: httpx.Response) -> None:
+        self.requests += 1
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET an API path (relative to /api/v3) and return its JSON body."""
+
+        def send() -> httpx.Response:
+            acquire_shared_slot()
+            return self._http.get(path, params=params)
+
+        response = send_with_retries(
+            send,
+            policy=self.policy,
+            governor=self.governor,
+            sleep=self._sleep,
+            logger=self._log,
+            method="GET",
+        )
+        return response.json()
+
+    def athlete(self) -> dict[str, Any]:
+        """The authenticated athlete."""
+        return self.get_json("/athlete")
+
+    def activities_page(self, *, after: int, page: int, per_page: int = PER_PAGE) -> list[dict[str, Any]]:
+        """One page of SummaryActivity, oldest first (only ``after`` is given)."""
+        body = self.get_json("/athlete/activities", {"after": after, "page": page, "per_page": per_page})
+        if not isinstance(body, list):
+            raise BadRequestError(
+                f"Strava returned {type(body).__name__} instead of a list for page {page} "
+                "of /athlete/activities"
+            )
+        return body
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> StravaClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+@task(cache_policy=NO_CACHE, task_run_name="fetch-athlete")
+def fetch_athlete(client: StravaClient) -> dict[str, Any]:
+    """GET /athlete: who the token belongs to (the watermark is per athlete)."""
+    return client.athlete()
+
+
+@task(cache_policy=NO_CACHE, task_run_name="fetch-page-{page}")
+def fetch_activities_page(client: StravaClient, after: int, page: int) -> list[dict[str, Any]]:
+    """GET one page of 200 activities started after ``after`` (epoch seconds)."""
+    activities = client.activities_page(after=after, page=page)
+    get_run_logger().info("Page %s: %s activities", page, len(activities))
+    return activities

@@ -1,0 +1,100 @@
+"""Shared fixtures: one Prefect test server per session, the emulator over real HTTP."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from emulator import StravaEmulator
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server() -> Iterator[None]:
+    """A real (temporary, SQLite-backed) Prefect API for the whole session (~10 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@dataclass
+class Env:
+    """One test's emulator, blocks and warehouse file."""
+
+    emu: StravaEmulator
+    home: Path
+    strava_block: str
+    lake_block: str
+    warehouse_block: str
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    def params(self, **overrides: Any) -> dict[str, Any]:
+        return {
+            "strava_block": self.strava_block,
+            "lake_block": self.lake_block,
+            "warehouse_block": self.warehouse_block,
+            **overrides,
+        }
+
+    def run(self, **overrides: Any) -> dict[str, Any]:
+        from flows.pipeline import strava_elt
+
+        return strava_elt(**self.params(**overrides))
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(self.duckdb_path), read_only=True) as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+    def production(self) -> dict[int, dict[str, Any]]:
+        with duckdb.connect(str(self.duckdb_path), read_only=True) as conn:
+            cur = conn.execute("SELECT * FROM strava_activity_data")
+            cols = [d[0] for d in cur.description]
+            return {row[0]: dict(zip(cols, row, strict=True)) for row in cur.fetchall()}
+
+
+def make_env(tmp_path: Path, **emulator_kwargs: Any) -> Iterator[Env]:
+    from flows.cli import setup_local_blocks
+
+    suffix = uuid.uuid4().hex[:10]
+    emulator_kwargs.setdefault("activities", 450)
+    # A distinct athlete per test: the watermark Variable is per athlete.
+    emulator_kwargs.setdefault("athlete_id", int(uuid.uuid4().int % 10**9) + 10**9)
+    emu = StravaEmulator(**emulator_kwargs)
+    emu.start()
+    names = (f"strava-{suffix}", f"lake-{suffix}", f"warehouse-{suffix}")
+    setup_local_blocks(
+        tmp_path,
+        strava_base_url=emu.base_url,
+        client_id=emu.client_id,
+        client_secret=emu.client_secret,
+        refresh_token=emu.current_refresh_token,
+        names=names,
+    )
+    try:
+        yield Env(emu, tmp_path, *names)
+    finally:
+        emu.stop()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    """A 450-activity athlete behind the emulator, and fresh local blocks."""
+    yield from make_env(tmp_path)
