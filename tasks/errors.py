@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from tasks.ratelimit import Decision, Governor, RateLimits
+from tasks.ratelimit import Decision, Governor, LoggerLike, RateLimits
 
 __all__ = [
     "AuthError",
@@ -117,9 +117,7 @@ class FatalError(StravaError):
 class AuthError(FatalError):
     """HTTP 401 (after the caller's one token refresh)."""
 
-    default_hint = (
-        f"The access token is revoked or lacks scope: run `{_AUTH_COMMAND}` to authorise again."
-    )
+    default_hint = f"The access token is revoked or lacks scope: run `{_AUTH_COMMAND}` to authorise again."
 
 
 class RefreshTokenRejected(AuthError):
@@ -143,10 +141,7 @@ class ForbiddenError(FatalError):
 class NotFoundError(FatalError):
     """HTTP 404."""
 
-    default_hint = (
-        "The resource does not exist or is not visible to this athlete; check the id and "
-        "the base URL."
-    )
+    default_hint = "The resource does not exist or is not visible to this athlete; check the id and the base URL."
 
 
 class BadRequestError(FatalError):
@@ -163,9 +158,7 @@ _JSON_SECRET = re.compile(
     r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,}\]]+)""",
     re.IGNORECASE,
 )
-_PAIR_SECRET = re.compile(
-    rf"""(?P<key>(?<![\w.-])(?:{_SECRET_KEY})\s*[=:]\s*)[^\s&"',;]+""", re.IGNORECASE
-)
+_PAIR_SECRET = re.compile(rf"""(?P<key>(?<![\w.-])(?:{_SECRET_KEY})\s*[=:]\s*)[^\s&"',;]+""", re.IGNORECASE)
 _BEARER = re.compile(r"\b(Bearer)\s+[\w.~+/-]+=*", re.IGNORECASE)
 _HEX_TOKEN = re.compile(r"\b[0-9a-f]{40}\b", re.IGNORECASE)  # Strava's token format
 _URL_QUERY = re.compile(r"(https?://[^\s?#'\"]*)\?[^\s#'\"]*")
@@ -191,9 +184,7 @@ _MAX_BODY_CHARS = 300
 _TOKEN_FIELD_HINTS = {
     "client_secret": "Strava rejected the client secret: check it in the StravaCredentials block",
     "client_id": "Strava rejected the client id: check it in the StravaCredentials block",
-    "refresh_token": (
-        "Strava rejected the refresh token (revoked, or an older one: tokens rotate)"
-    ),
+    "refresh_token": "Strava rejected the refresh token (revoked, or an older one: tokens rotate)",
     "code": "Strava rejected the authorisation code (expired or already used)",
 }
 
@@ -258,7 +249,7 @@ def _body(response: httpx.Response) -> tuple[str, list[str], bool]:
 
 
 def _compose(status: int, method: str, path: str, message: str, hint: str) -> str:
-    return f"Strava API {status} on {method} {path}: {message.rstrip('.')}. {hint}"
+    return f"Strava API {status} on {method} {path}: {message.rstrip('.')}." + (f" {hint}" if hint else "")
 
 
 def classify(response: httpx.Response, *, token_endpoint: bool = False) -> StravaError | None:
@@ -405,7 +396,7 @@ def send_with_retries(
     governor: Governor | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
-    logger: logging.Logger | None = None,
+    logger: LoggerLike | None = None,
     token_endpoint: bool = False,
     method: str = "GET",
 ) -> httpx.Response:

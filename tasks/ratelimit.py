@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, TypeAlias
 
 import httpx
 
@@ -24,6 +24,7 @@ __all__ = [
     "SAFETY_MARGIN_SECONDS",
     "Decision",
     "Governor",
+    "LoggerLike",
     "RateLimit",
     "RateLimits",
     "acquire_shared_slot",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
+
+LoggerLike: TypeAlias = logging.Logger | logging.LoggerAdapter[Any]
+"""A stdlib logger or an adapter such as Prefect's ``get_run_logger()``."""
 
 SAFETY_MARGIN_SECONDS = 1.0
 """Extra seconds slept past a window boundary, so that Strava's clock has reset too."""
@@ -135,16 +139,12 @@ def _parse_pair(value: object) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
-def _parse_limit(
-    headers: Mapping[str, object], limit_name: str, usage_name: str
-) -> RateLimit | None:
+def _parse_limit(headers: Mapping[str, object], limit_name: str, usage_name: str) -> RateLimit | None:
     limit = _parse_pair(headers.get(limit_name))
     usage = _parse_pair(headers.get(usage_name))
     if limit is None or usage is None or limit[0] <= 0 or limit[1] <= 0:
         return None
-    return RateLimit(
-        short_limit=limit[0], short_usage=usage[0], long_limit=limit[1], long_usage=usage[1]
-    )
+    return RateLimit(short_limit=limit[0], short_usage=usage[0], long_limit=limit[1], long_usage=usage[1])
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ class Governor:
         self,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
-        logger: logging.Logger | None = None,
+        logger: LoggerLike | None = None,
         reserve: int = 0,
         max_wait_seconds: float = 900 + SAFETY_MARGIN_SECONDS,
     ) -> None:
@@ -306,27 +306,18 @@ class Governor:
     def _window_wait(
         self, budgets: list[tuple[str, RateLimit]], now: datetime, *, force: bool = False
     ) -> Decision | None:
-        spent = [
-            (kind, limit)
-            for kind, limit in budgets
-            if self._spent(limit.short_usage, limit.short_limit)
-        ]
+        spent = [(kind, limit) for kind, limit in budgets if self._spent(limit.short_usage, limit.short_limit)]
         if not spent and not force:
             return None
         resets_at = _window_start(now) + _WINDOW
         seconds = min(seconds_until_next_window(now) + SAFETY_MARGIN_SECONDS, self.max_wait_seconds)
         if spent:
             kind, limit = spent[0]
-            what = (
-                f"15-minute {kind} budget spent "
-                f"({self._usage(limit.short_usage, limit.short_limit)})"
-            )
+            what = f"15-minute {kind} budget spent ({self._usage(limit.short_usage, limit.short_limit)})"
         elif budgets:
             what = (
                 "15-minute budget reported as not spent ("
-                + ", ".join(
-                    f"{kind} {limit.short_usage}/{limit.short_limit}" for kind, limit in budgets
-                )
+                + ", ".join(f"{kind} {limit.short_usage}/{limit.short_limit}" for kind, limit in budgets)
                 + ")"
             )
         else:
@@ -355,7 +346,7 @@ def acquire_shared_slot(
     name: str = "strava-api",
     *,
     timeout_seconds: float | None = None,
-    logger: logging.Logger | None = None,
+    logger: LoggerLike | None = None,
 ) -> None:
     """Take one slot of the Prefect global concurrency limit ``name``, if there is one.
 
@@ -364,17 +355,9 @@ def acquire_shared_slot(
     Without a Prefect server or without that limit this does nothing (logged at debug).
     """
     log = logger or _LOGGER
-    try:
-        from prefect.concurrency.sync import rate_limit
-        from prefect.exceptions import PrefectException
-
-        try:
-            from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
-        except ImportError:  # pragma: no cover - moved in another Prefect release
-            ConcurrencySlotAcquisitionError = PrefectException  # noqa: N806
-    except ImportError:
-        log.debug("Prefect not importable; shared rate limit %r skipped", name)
-        return
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+    from prefect.concurrency.sync import rate_limit
+    from prefect.exceptions import PrefectException
 
     try:
         rate_limit(name, occupy=1, timeout_seconds=timeout_seconds, strict=False)
