@@ -1,0 +1,730 @@
+"""A Strava API v3 emulator over real HTTP, standard library only.
+
+Speaks the parts of the protocol the pipeline uses, as Strava does: ``POST /oauth/token``
+(refresh-token rotation, one-time authorization codes), ``GET /api/v3/athlete``,
+``GET /api/v3/athlete/activities`` (``before``/``after``/``page``/``per_page``; oldest first
+when only ``after`` is given) and ``GET /api/v3/activities/{id}``; Bearer tokens that expire
+after six hours by an injectable clock; the four rate-limit headers with 15-minute windows
+reset at the quarter hour and daily ones at midnight UTC; Strava's error JSON. Tests steer it
+in-process: add, change, delete and restore activities, inject failures, count requests.
+
+Choices where Strava is vague: every request to ``/api/v3`` counts against the overall
+budget (GETs also against the read budget), including 401s, 404s and 429s, as Strava counts
+rejected requests too; a request is refused with 429 when, counted, it takes any usage past
+its limit. ``/oauth/token`` is not rate limited. Injected failures come before all of that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
+
+from emulator.athlete import (
+    AthleteGenerator,
+    created_at_for,
+    default_end,
+    start_epoch,
+)
+
+__all__ = ["FAILURE_KINDS", "RecordedRequest", "StravaEmulator", "serve_forever"]
+
+FAILURE_KINDS = frozenset({"500", "502", "503", "html", "timeout", "429"})
+"""What :meth:`StravaEmulator.fail_requests` can inject."""
+
+TOKEN_LIFETIME = 21_600  # six hours, as Strava
+_MAX_PER_PAGE = 200
+_DEFAULT_PER_PAGE = 30
+_SECRET_PARAMS = frozenset({"client_secret", "refresh_token", "code", "access_token"})
+_ACTIVITY_PATH = re.compile(r"^/api/v3/activities/(\d+)$")
+
+_HTML_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+_HTML_504 = (
+    "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+    "<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+class RecordedRequest(NamedTuple):
+    """One request as the emulator saw it (secrets redacted)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Failure:
+    path: str
+    kind: str
+    times: int
+    page: int | None
+
+
+def _error(message: str, resource: str, field_name: str, code: str) -> dict[str, Any]:
+    return {
+        "message": message,
+        "errors": [{"resource": resource, "field": field_name, "code": code}],
+    }
+
+
+def _json(status: int, payload: Any) -> _Response:
+    return _Response(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+
+
+def _html(status: int, text: str) -> _Response:
+    return _Response(status, text.encode("utf-8"), "text/html")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _copy(activity: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of an activity (its values are JSON: dicts, lists and scalars)."""
+    out = dict(activity)
+    for key, value in out.items():
+        if isinstance(value, dict):
+            out[key] = dict(value)
+        elif isinstance(value, list):
+            out[key] = list(value)
+    return out
+
+
+def _pair(values: tuple[int, int] | list[int]) -> tuple[int, int]:
+    first, second = values
+    return int(first), int(second)
+
+
+def _start_of(entry: tuple[int, int]) -> int:
+    return entry[0]
+
+
+def _page_of(query: Mapping[str, str]) -> int:
+    try:
+        return max(1, int(query.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], emulator: StravaEmulator) -> None:
+        super().__init__(address, _Handler)
+        self.emulator = emulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "StravaEmulator/1.0"
+    sys_version = ""
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Stay quiet: no line per request on stderr."""
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        response = self.server.emulator._handle(
+            self.command, self.path, dict(self.headers.items()), body
+        )
+        try:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+
+class StravaEmulator:
+    """A deterministic, in-process Strava API v3 over real HTTP.
+
+    Args:
+        activities: How many activities the synthetic athlete has.
+        seed: Seed for every random choice (data and tokens).
+        client_id: The application's client id.
+        client_secret: The application's client secret.
+        refresh_token: The initially valid refresh token.
+        read_limits: Read budget (15 minutes, daily), ``X-ReadRateLimit-Limit``.
+        overall_limits: Overall budget (15 minutes, daily), ``X-RateLimit-Limit``.
+        clock: Returns the aware UTC "now" for rate windows and token expiry.
+        athlete_id: The athlete's id; a deterministic one by default.
+        end: Start of the newest activity; by default one day before ``clock()``.
+
+    """
+
+    def __init__(
+        self,
+        activities: int = 1500,
+        seed: int = 42,
+        client_id: str = "12345",
+        client_secret: str = "emulator-secret",
+        refresh_token: str = "emulator-refresh-token",
+        read_limits: tuple[int, int] = (100, 1000),
+        overall_limits: tuple[int, int] = (200, 2000),
+        clock: Callable[[], datetime] | None = None,
+        athlete_id: int | None = None,
+        end: datetime | None = None,
+    ) -> None:
+        self.client_id = str(client_id)
+        self.client_secret = client_secret
+        self.seed = seed
+        self.clock: Callable[[], datetime] = clock or _utcnow
+        self.timeout_seconds = 5.0
+        """How long an injected ``timeout`` failure sleeps before answering 504."""
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._generator = AthleteGenerator(seed, athlete_id)
+        end = end if end is not None else default_end(self.clock())
+        history = self._generator.history(activities, end)
+        self._store: dict[int, dict[str, Any]] = {a["id"]: a for a in history}
+        self._starts: dict[int, int] = {a["id"]: start_epoch(a) for a in history}
+        self._deleted: set[int] = set()
+        self._order: list[tuple[int, int]] | None = None  # (start epoch, id), ascending
+        oldest = min(self._starts.values(), default=int(end.timestamp()))
+        self._created_at = created_at_for(oldest)
+        # auth
+        self._refresh_token: str | None = refresh_token
+        self._access_tokens: dict[str, int] = {}  # token -> expires_at
+        self._codes: set[str] = set()
+        self._token_counter = 0
+        # rate limits
+        self._read_limits = _pair(read_limits)
+        self._overall_limits = _pair(overall_limits)
+        self._windows = (-1, -1)
+        self._read_usage = [0, 0]
+        self._overall_usage = [0, 0]
+        # failures and records
+        self._failures: list[_Failure] = []
+        self._requests: list[RecordedRequest] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve in a daemon thread and return the base URL (port 0 picks a free port)."""
+        if self._server is not None:
+            return self.base_url
+        self._stopping.clear()
+        self._server = _Server((host, port), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="strava-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving (wakes requests sleeping in an injected timeout)."""
+        self._stopping.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> StravaEmulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port served on (after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` (after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        host = str(self._server.server_address[0])
+        return f"http://{host}:{self.port}"
+
+    # --- data -----------------------------------------------------------------------
+
+    @property
+    def athlete(self) -> dict[str, Any]:
+        """The authenticated athlete, as ``GET /api/v3/athlete`` returns it."""
+        with self._lock:
+            return self._detailed_athlete()
+
+    @property
+    def activities(self) -> list[dict[str, Any]]:
+        """Current (not deleted) activities, newest first, as deep copies."""
+        with self._lock:
+            return [_copy(self._store[i]) for _, i in reversed(self._sorted())]
+
+    def activity(self, activity_id: int) -> dict[str, Any]:
+        """One current activity (a copy); KeyError if unknown or deleted."""
+        with self._lock:
+            if activity_id in self._deleted:
+                raise KeyError(activity_id)
+            return _copy(self._store[activity_id])
+
+    def add_activities(self, n: int, start_date: datetime | None = None) -> list[dict[str, Any]]:
+        """Upload ``n`` new activities and return copies of them, oldest first.
+
+        By default they start a few hours to days after the newest activity; with
+        ``start_date`` (aware) the first starts there, e.g. a late upload inside a lookback.
+        """
+        with self._lock:
+            newest = max(self._starts.values(), default=int(self.clock().timestamp()))
+            after = datetime.fromtimestamp(newest, UTC)
+            next_id = max(self._store, default=9_000_000_000) + 1
+            new = self._generator.more(n, after, next_id, start_date)
+            for activity in new:
+                self._store[activity["id"]] = activity
+                self._starts[activity["id"]] = start_epoch(activity)
+            self._order = None
+            return [_copy(a) for a in new]
+
+    def modify_activity(self, activity_id: int, **fields: Any) -> dict[str, Any]:
+        """Change fields of an activity (new keys are added as is); return a copy."""
+        with self._lock:
+            activity = self._store[activity_id]
+            if "id" in fields and fields["id"] != activity_id:
+                raise ValueError("an activity's id cannot change")
+            activity.update(fields)
+            if "start_date" in fields:
+                self._starts[activity_id] = start_epoch(activity)
+                self._order = None
+            return _copy(activity)
+
+    def delete_activity(self, activity_id: int) -> None:
+        """Delete an activity: it disappears from every listing."""
+        with self._lock:
+            if activity_id not in self._store:
+                raise KeyError(activity_id)
+            self._deleted.add(activity_id)
+            self._order = None
+
+    def restore_activity(self, activity_id: int) -> None:
+        """Bring a deleted activity back, unchanged."""
+        with self._lock:
+            if activity_id not in self._store:
+                raise KeyError(activity_id)
+            self._deleted.discard(activity_id)
+            self._order = None
+
+    # --- failures and records -------------------------------------------------------
+
+    def fail_requests(self, path: str, kind: str, times: int = 1, page: int | None = None) -> None:
+        """Make the next ``times`` requests to ``path`` (and ``page``, if given) fail.
+
+        ``kind``: ``"500"``, ``"502"``, ``"503"`` (JSON bodies), ``"html"`` (502 with an HTML
+        page), ``"timeout"`` (sleep :attr:`timeout_seconds`, then 504) or ``"429"``.
+        """
+        kind = str(kind)
+        if kind not in FAILURE_KINDS:
+            raise ValueError(f"unknown failure kind {kind!r}; use one of {sorted(FAILURE_KINDS)}")
+        with self._lock:
+            self._failures.append(_Failure(path, kind, int(times), page))
+
+    def request_count(self, path: str | None = None) -> int:
+        """How many requests arrived (to ``path`` only, if given; query ignored)."""
+        with self._lock:
+            if path is None:
+                return len(self._requests)
+            return sum(1 for r in self._requests if r.path == path)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request so far, in order (Authorization and secret parameters redacted)."""
+        with self._lock:
+            return list(self._requests)
+
+    def reset_counts(self) -> None:
+        """Forget the recorded requests."""
+        with self._lock:
+            self._requests.clear()
+
+    # --- auth -----------------------------------------------------------------------
+
+    @property
+    def current_refresh_token(self) -> str:
+        """The one refresh token Strava would accept now ("" after a revocation)."""
+        with self._lock:
+            return self._refresh_token or ""
+
+    def expire_access_tokens(self) -> None:
+        """Expire every access token issued so far (the next API call gets 401)."""
+        with self._lock:
+            self._access_tokens.clear()
+
+    def revoke_refresh_token(self) -> None:
+        """The athlete revokes access: the refresh token and all access tokens stop working."""
+        with self._lock:
+            self._refresh_token = None
+            self._access_tokens.clear()
+
+    def authorization_code(self, code: str = "emulator-code") -> str:
+        """Register a one-time code for the ``authorization_code`` grant and return it."""
+        with self._lock:
+            self._codes.add(code)
+        return code
+
+    def issue_access_token(self) -> str:
+        """Issue a valid access token directly, bypassing OAuth (for tests)."""
+        with self._lock:
+            token = self._new_token("access")
+            self._access_tokens[token] = self._now() + TOKEN_LIFETIME
+            return token
+
+    # --- rate limits ----------------------------------------------------------------
+
+    def set_limits(
+        self, read: tuple[int, int] | None = None, overall: tuple[int, int] | None = None
+    ) -> None:
+        """Change the (15-minute, daily) limits; usage is kept."""
+        with self._lock:
+            if read is not None:
+                self._read_limits = _pair(read)
+            if overall is not None:
+                self._overall_limits = _pair(overall)
+
+    def reset_usage(self) -> None:
+        """Zero the 15-minute and daily usage."""
+        with self._lock:
+            self._read_usage = [0, 0]
+            self._overall_usage = [0, 0]
+
+    @property
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """Current usage: ``{"read": (15min, daily), "overall": (15min, daily)}``."""
+        with self._lock:
+            self._roll_windows()
+            return {"read": _pair(self._read_usage), "overall": _pair(self._overall_usage)}
+
+    # --- internals ------------------------------------------------------------------
+
+    def _now(self) -> int:
+        return int(self.clock().timestamp())
+
+    def _new_token(self, kind: str) -> str:
+        self._token_counter += 1
+        material = f"strava-emulator:{self.seed}:{kind}:{self._token_counter}"
+        return hashlib.sha1(material.encode(), usedforsecurity=False).hexdigest()
+
+    def _sorted(self) -> list[tuple[int, int]]:
+        if self._order is None:
+            self._order = sorted(
+                (start, i) for i, start in self._starts.items() if i not in self._deleted
+            )
+        return self._order
+
+    def _detailed_athlete(self) -> dict[str, Any]:
+        newest = max(self._starts.values(), default=self._created_at)
+        athlete = self._generator.profile(self._created_at, max(newest, self._created_at))
+        distances: dict[str, float] = {}
+        for i, activity in self._store.items():
+            gear_id = activity.get("gear_id")
+            if gear_id and i not in self._deleted:
+                distances[gear_id] = distances.get(gear_id, 0.0) + float(activity["distance"])
+        gear: dict[str, list[dict[str, Any]]] = {"shoe": [], "bike": []}
+        for number, item in enumerate(self._generator.gear()):
+            metres = round(distances.get(item.id, 0.0), 1)
+            gear[item.kind].append({
+                "id": item.id,
+                "primary": number in (0, len(self._generator.shoes)),
+                "name": item.name,
+                "nickname": None,
+                "resource_state": 2,
+                "retired": False,
+                "distance": metres,
+                "converted_distance": round(metres / 1000, 1),
+            })
+        athlete.update({
+            "resource_state": 3,
+            "blocked": False,
+            "can_follow": True,
+            "follower_count": 80 + self.seed % 200,
+            "friend_count": 60 + self.seed % 150,
+            "mutual_friend_count": 0,
+            "athlete_type": 1,
+            "date_preference": "%m/%d/%Y",
+            "measurement_preference": "meters",
+            "clubs": [],
+            "postable_clubs_count": 0,
+            "ftp": self._generator.ftp,
+            "bikes": gear["bike"],
+            "shoes": gear["shoe"],
+            "is_winback_via_upload": False,
+            "is_winback_via_view": False,
+        })
+        return athlete
+
+    def _roll_windows(self) -> None:
+        now = self._now()
+        quarter, day = now // 900, now // 86_400
+        if quarter != self._windows[0]:
+            self._read_usage[0] = self._overall_usage[0] = 0
+        if day != self._windows[1]:
+            self._read_usage[1] = self._overall_usage[1] = 0
+        self._windows = (quarter, day)
+
+    def _rate_headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": "{},{}".format(*self._overall_limits),
+            "X-RateLimit-Usage": "{},{}".format(*self._overall_usage),
+            "X-ReadRateLimit-Limit": "{},{}".format(*self._read_limits),
+            "X-ReadRateLimit-Usage": "{},{}".format(*self._read_usage),
+        }
+
+    def _count_usage(self, method: str) -> bool:
+        """Count one API request; return False if it goes past a limit."""
+        self._roll_windows()
+        budgets = [(self._overall_usage, self._overall_limits)]
+        if method in ("GET", "HEAD"):
+            budgets.append((self._read_usage, self._read_limits))
+        ok = True
+        for usage, limits in budgets:
+            usage[0] += 1
+            usage[1] += 1
+            ok = ok and usage[0] <= limits[0] and usage[1] <= limits[1]
+        return ok
+
+    def _record(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
+    ) -> None:
+        redacted = {k: ("***" if k in _SECRET_PARAMS else v) for k, v in query.items()}
+        shown = dict(headers)
+        for name in shown:
+            if name.lower() == "authorization":
+                scheme = shown[name].split(" ", 1)[0] if shown[name] else ""
+                shown[name] = f"{scheme} ***".strip()
+        self._requests.append(RecordedRequest(method, path, redacted, shown))
+
+    def _take_failure(self, path: str, query: Mapping[str, str]) -> str | None:
+        for failure in self._failures:
+            if failure.path != path or failure.times <= 0:
+                continue
+            if failure.page is not None and failure.page != _page_of(query):
+                continue
+            failure.times -= 1
+            if failure.times <= 0:
+                self._failures.remove(failure)
+            return failure.kind
+        return None
+
+    def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Response:
+        """Answer one HTTP request (called from the server threads)."""
+        parts = urlsplit(target)
+        path = parts.path
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        with self._lock:
+            self._record(method, path, query, headers)
+            failure = self._take_failure(path, query)
+        if failure is not None:
+            return self._failure(failure)
+        if path == "/oauth/token":
+            if method != "POST":
+                return _json(404, _error("Record Not Found", "resource", "path", "invalid"))
+            with self._lock:
+                return self._token(query, headers, body)
+        with self._lock:
+            if not path.startswith("/api/v3/"):
+                return _json(404, _error("Record Not Found", "resource", "path", "invalid"))
+            allowed = self._count_usage(method)
+            response = self._api(method, path, query, headers, allowed)
+            response.headers.update(self._rate_headers())
+            return response
+
+    def _failure(self, kind: str) -> _Response:
+        if kind == "timeout":
+            self._stopping.wait(self.timeout_seconds)
+            return _html(504, _HTML_504)
+        if kind == "html":
+            return _html(502, _HTML_502)
+        if kind == "429":
+            with self._lock:
+                self._roll_windows()
+                response = _json(429, _error("Rate Limit Exceeded", "Application",
+                                             "rate limit", "exceeded"))
+                response.headers.update(self._rate_headers())
+            return response
+        messages = {"500": "Internal Server Error", "502": "Bad Gateway",
+                    "503": "Service Unavailable"}
+        return _json(int(kind), {"message": messages[kind], "errors": []})
+
+    def _api(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: Mapping[str, str],
+        allowed: bool,
+    ) -> _Response:
+        if not allowed:
+            return _json(429, _error("Rate Limit Exceeded", "Application", "rate limit",
+                                     "exceeded"))
+        if not self._authorized(headers):
+            return _json(401, _error("Authorization Error", "Athlete", "access_token",
+                                     "invalid"))
+        if method == "GET" and path == "/api/v3/athlete":
+            return _json(200, self._detailed_athlete())
+        if method == "GET" and path == "/api/v3/athlete/activities":
+            return self._list_activities(query)
+        match = _ACTIVITY_PATH.match(path)
+        if method == "GET" and match:
+            activity_id = int(match.group(1))
+            if activity_id not in self._store or activity_id in self._deleted:
+                return _json(404, _error("Record Not Found", "Activity", "id", "invalid"))
+            detailed = _copy(self._store[activity_id])
+            detailed.update({"resource_state": 3, "description": None})
+            return _json(200, detailed)
+        return _json(404, _error("Record Not Found", "resource", "path", "invalid"))
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        expires_at = self._access_tokens.get(token.strip())
+        return expires_at is not None and self._now() < expires_at
+
+    def _list_activities(self, query: Mapping[str, str]) -> _Response:
+        numbers: dict[str, int | None] = {}
+        for name in ("before", "after", "page", "per_page"):
+            raw = query.get(name)
+            if raw is None:
+                numbers[name] = None
+                continue
+            try:
+                numbers[name] = int(raw)
+            except ValueError:
+                return _json(400, _error("Bad Request", "Application", name, "invalid"))
+        before, after = numbers["before"], numbers["after"]
+        page = max(1, numbers["page"] or 1)
+        per_page = numbers["per_page"] or _DEFAULT_PER_PAGE
+        per_page = _DEFAULT_PER_PAGE if per_page < 1 else min(per_page, _MAX_PER_PAGE)
+        order = self._sorted()
+        lo = 0 if after is None else bisect_right(order, after, key=_start_of)
+        hi = len(order) if before is None else bisect_left(order, before, key=_start_of)
+        start = (page - 1) * per_page
+        if after is not None and before is None:  # oldest first, as Strava does
+            ids = [i for _, i in order[lo + start : min(hi, lo + start + per_page)]]
+        else:
+            top = hi - start
+            ids = [i for _, i in reversed(order[max(lo, top - per_page) : max(lo, top)])]
+        return _json(200, [self._store[i] for i in ids])
+
+    def _token(self, query: dict[str, str], headers: Mapping[str, str], body: bytes) -> _Response:
+        params = dict(query)
+        content_type = next(
+            (v for k, v in headers.items() if k.lower() == "content-type"), ""
+        ).lower()
+        text = body.decode("utf-8", "replace")
+        if "json" in content_type and text.strip():
+            try:
+                payload = json.loads(text)
+            except ValueError:
+                payload = None
+            if not isinstance(payload, dict):
+                return _json(400, _error("Bad Request", "Application", "body", "invalid"))
+            params.update({k: str(v) for k, v in payload.items()})
+        elif text:
+            params.update(parse_qsl(text, keep_blank_values=True))
+        if params.get("client_id") != self.client_id:
+            return _json(400, _error("Bad Request", "Application", "client_id", "invalid"))
+        if params.get("client_secret") != self.client_secret:
+            return _json(400, _error("Bad Request", "Application", "client_secret", "invalid"))
+        grant = params.get("grant_type")
+        if grant == "refresh_token":
+            given = params.get("refresh_token")
+            if not given or given != self._refresh_token:
+                return _json(400, _error("Bad Request", "RefreshToken", "refresh_token",
+                                         "invalid"))
+            return _json(200, self._issue_tokens())
+        if grant == "authorization_code":
+            code = params.get("code")
+            if not code or code not in self._codes:
+                return _json(400, _error("Bad Request", "AuthorizationCode", "code", "invalid"))
+            self._codes.discard(code)
+            tokens = self._issue_tokens()
+            newest = max(self._starts.values(), default=self._created_at)
+            tokens["athlete"] = self._generator.profile(self._created_at, newest)
+            return _json(200, tokens)
+        return _json(400, _error("Bad Request", "Application", "grant_type", "invalid"))
+
+    def _issue_tokens(self) -> dict[str, Any]:
+        now = self._now()
+        access = self._new_token("access")
+        self._access_tokens[access] = now + TOKEN_LIFETIME
+        self._refresh_token = self._new_token("refresh")
+        return {
+            "token_type": "Bearer",
+            "access_token": access,
+            "expires_at": now + TOKEN_LIFETIME,
+            "expires_in": TOKEN_LIFETIME,
+            "refresh_token": self._refresh_token,
+        }
+
+
+def serve_forever(
+    port: int = 8000, activities: int = 1500, seed: int = 42, host: str = "127.0.0.1"
+) -> None:
+    """Run an emulator until Ctrl-C, printing its URL and credentials."""
+    emulator = StravaEmulator(activities=activities, seed=seed)
+    base_url = emulator.start(host=host, port=port)
+    print(f"Strava API v3 emulator at {base_url} ({activities} activities, seed {seed})")
+    print(f"  API base:      {base_url}/api/v3")
+    print(f"  token URL:     {base_url}/oauth/token")
+    print(f"  client id:     {emulator.client_id}")
+    print(f"  client secret: {emulator.client_secret}")
+    print(f"  refresh token: {emulator.current_refresh_token}")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
