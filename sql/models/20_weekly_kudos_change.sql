@@ -20,7 +20,7 @@ SELECT
     w.total_kudos,
     p.total_kudos AS previous_week_kudos,
     ROUND(
-        CAST(100.0 * (w.total_kudos - p.total_kudos) / NULLIF(p.total_kudos, 0) AS NUMERIC), 1
+        CAST(100.0 * (w.total_kudos - p.total_kudos) / NULLIF(p.total_kudos, 0) AS NUMERIC(18, 4)), 1
     ) AS pct_change
 FROM weekly AS w
 LEFT JOIN weekly AS p
