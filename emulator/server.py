@@ -141,6 +141,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls on keep-alive connections
+    wbufsize = -1  # headers and body leave in one write, flushed after each request
     server_version = "StravaEmulator/1.0"
     sys_version = ""
     server: _Server
@@ -243,7 +245,7 @@ class StravaEmulator:
         self._server = _Server((host, port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.02},
             name="strava-emulator",
             daemon=True,
         )
