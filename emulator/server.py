@@ -46,6 +46,7 @@ TOKEN_LIFETIME = 21_600  # six hours, as Strava
 _MAX_PER_PAGE = 200
 _DEFAULT_PER_PAGE = 30
 _SECRET_PARAMS = frozenset({"client_secret", "refresh_token", "code", "access_token"})
+_TOKEN_PATHS = frozenset({"/oauth/token", "/api/v3/oauth/token"})  # Strava answers on both
 _ACTIVITY_PATH = re.compile(r"^/api/v3/activities/(\d+)$")
 
 _HTML_502 = (
@@ -100,6 +101,11 @@ def _html(status: int, text: str) -> _Response:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    """``moment`` with a time zone; a naive one is taken to be UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _copy(activity: Mapping[str, Any]) -> dict[str, Any]:
@@ -210,7 +216,7 @@ class StravaEmulator:
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._generator = AthleteGenerator(seed, athlete_id)
-        end = end if end is not None else default_end(self.clock())
+        end = end if end is not None else default_end(_aware(self.clock()))
         history = self._generator.history(activities, end)
         self._store: dict[int, dict[str, Any]] = {a["id"]: a for a in history}
         self._starts: dict[int, int] = {a["id"]: start_epoch(a) for a in history}
@@ -368,14 +374,15 @@ class StravaEmulator:
         if kind not in FAILURE_KINDS:
             raise ValueError(f"unknown failure kind {kind!r}; use one of {sorted(FAILURE_KINDS)}")
         with self._lock:
-            self._failures.append(_Failure(path, kind, int(times), page))
+            self._failures.append(_Failure(urlsplit(path).path, kind, int(times), page))
 
     def request_count(self, path: str | None = None) -> int:
-        """How many requests arrived (to ``path`` only, if given; query ignored)."""
+        """How many requests arrived (to ``path`` only, if given; any method, query ignored)."""
         with self._lock:
             if path is None:
                 return len(self._requests)
-            return sum(1 for r in self._requests if r.path == path)
+            wanted = urlsplit(path).path
+            return sum(1 for r in self._requests if r.path == wanted)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -448,7 +455,7 @@ class StravaEmulator:
     # --- internals ------------------------------------------------------------------
 
     def _now(self) -> int:
-        return int(self.clock().timestamp())
+        return int(_aware(self.clock()).timestamp())
 
     def _new_token(self, kind: str) -> str:
         self._token_counter += 1
@@ -566,7 +573,7 @@ class StravaEmulator:
             failure = self._take_failure(path, query)
         if failure is not None:
             return self._failure(failure)
-        if path == "/oauth/token":
+        if path in _TOKEN_PATHS:
             if method != "POST":
                 return _json(404, _error("Record Not Found", "resource", "path", "invalid"))
             with self._lock:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -164,6 +167,17 @@ def test_token_parameters_accepted_in_query_string_and_json(
     recorded = emu.requests[0]
     assert recorded.query["client_secret"] == "***"
     assert recorded.query["refresh_token"] == "***"
+
+
+def test_token_endpoint_also_answers_under_api_v3(
+    client: httpx.Client, emu: StravaEmulator
+) -> None:
+    response = client.post("/api/v3/oauth/token", data={
+        "client_id": "12345", "client_secret": "emulator-secret",
+        "grant_type": "refresh_token", "refresh_token": emu.current_refresh_token})
+    assert response.status_code == 200
+    assert "X-RateLimit-Usage" not in response.headers  # OAuth is not rate limited
+    assert client.get("/oauth/token").status_code == 404  # POST only
 
 
 def test_authorization_code_is_single_use(client: httpx.Client, emu: StravaEmulator) -> None:
@@ -506,6 +520,7 @@ def test_request_counting_and_records(
     client.post("/api/v3/athlete/activities")
     assert emu.request_count() == 4
     assert emu.request_count(ACTIVITIES) == 3
+    assert emu.request_count(ACTIVITIES + "?page=1") == 3  # the query is ignored
     assert emu.request_count("/api/v3/athlete") == 1
     method, path, query, headers = emu.requests[1]
     assert (method, path, query) == ("GET", ACTIVITIES, {"page": "2", "per_page": "200"})
@@ -710,3 +725,30 @@ def test_default_end_is_a_day_before_the_clock() -> None:
     assert emulator.activities[0]["start_date"] == "2026-02-28T12:00:30Z"
     with pytest.raises(RuntimeError):
         _ = emulator.base_url
+
+
+def test_command_line_serves_until_interrupted() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--port", "0", "--activities", "40", "--seed", "5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(6)]
+        base_url = banner[0].split(" at ")[1].split()[0]
+        values = {line.split(":")[0].strip(): line.split(":", 1)[1].strip() for line in banner[3:]}
+        assert values["client id"] == "12345"
+        with http(base_url) as plain:
+            tokens = plain.post("/oauth/token", data={
+                "client_id": values["client id"], "client_secret": values["client secret"],
+                "grant_type": "refresh_token", "refresh_token": values["refresh token"]})
+            activities = plain.get(ACTIVITIES, params={"per_page": 200},
+                                   headers=bearer(tokens.json()["access_token"]))
+            assert len(activities.json()) == 40
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
