@@ -547,6 +547,9 @@ class AthleteGenerator:
                 speed *= 1.0 - 0.035 * math.log(metres / 5000)
             elif kind.sport_type == "VirtualRide" and rng.random() < 0.35:
                 workout_type = 12
+            elif kind_name == "long_ride" and rng.random() < 0.04:
+                workout_type = 11  # a sportive or a road race
+                speed *= 1.06
             moving = max(60, int(metres / speed))
         stops = 0.25 if kind_name in ("long_ride", "hike", "walk", "gravel_ride") else 0.07
         elapsed = moving if kind_name == "race_run" else moving + int(moving * rng.uniform(0, stops))
@@ -591,8 +594,8 @@ class AthleteGenerator:
         # identity
         activity_id = _ID_BASE + (epoch - _EPOCH_2009) * 8 + _rint(rng, 0, 7)
         hour = local_t.tm_hour
-        part = ("Morning" if 4 <= hour < 11 else "Lunch" if hour < 13 else
-                "Afternoon" if hour < 17 else "Evening" if hour < 21 else "Night")
+        part = ("Night" if hour < 4 or hour >= 21 else "Morning" if hour < 11 else
+                "Lunch" if hour < 13 else "Afternoon" if hour < 17 else "Evening")
         if kind.sport_type == "VirtualRide":
             name = f"Zwift - {rng.choice(_ZWIFT_ROUTES)} in {rng.choice(_ZWIFT)}"
         elif kind_name == "race_run":
