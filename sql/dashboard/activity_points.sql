@@ -1,0 +1,14 @@
+-- One row per live activity, newest first: the dashboard's scatter plots and start points.
+SELECT
+    start_date_local,
+    sport_type,
+    distance,
+    moving_time,
+    kudos_count,
+    start_lat,
+    start_lng,
+    name
+FROM strava_activity_data
+WHERE deleted_at IS NULL
+  AND start_date_local IS NOT NULL
+ORDER BY start_date_local DESC

@@ -1,0 +1,271 @@
+/* strava-elt dashboard: draws the charts from the JSON embedded in this page (no network). */
+(function () {
+  "use strict";
+  var DATA = JSON.parse(document.getElementById("dashboard-data").textContent);
+  var DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+  var PALETTE = ["#fc4c02", "#2b6cb0", "#2f855a", "#805ad5", "#d69e2e", "#319795", "#c53030", "#718096"];
+  var charts = [];
+  var EXPECTED = document.querySelectorAll("canvas[data-chart]").length;
+
+  Chart.defaults.animation = false;
+  Chart.defaults.responsive = true;
+  Chart.defaults.maintainAspectRatio = false;
+  Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+  Chart.defaults.color = "#52606d";
+  Chart.defaults.plugins.legend.labels.boxWidth = 12;
+
+  /* Integer ticks on a matrix axis whose range is padded by half a cell. */
+  function fixedTicks(values) {
+    return function (axis) { axis.ticks = values.map(function (v) { return { value: v }; }); };
+  }
+  function range(from, to, step) {
+    var out = [];
+    for (var v = from; v <= to; v += step || 1) { out.push(v); }
+    return out;
+  }
+
+  function colour(i) { return PALETTE[i % PALETTE.length]; }
+  function fmt(n, digits) {
+    return n === null || n === undefined ? "–" : Number(n).toLocaleString("en-GB", { maximumFractionDigits: digits || 0 });
+  }
+  function hex2rgb(hex) {
+    return [parseInt(hex.slice(1, 3), 16), parseInt(hex.slice(3, 5), 16), parseInt(hex.slice(5, 7), 16)];
+  }
+  /* A colour between light grey (t = 0) and a strong colour (t = 1). */
+  function ramp(t, to) {
+    var a = [235, 237, 240], b = hex2rgb(to || "#fc4c02");
+    t = Math.max(0, Math.min(1, t));
+    return "rgb(" + a.map(function (v, i) { return Math.round(v + (b[i] - v) * t); }).join(",") + ")";
+  }
+  /* Kudos colour scale for start points: blue (few) -> orange -> red (many). */
+  function heat(t) {
+    var stops = [[43, 108, 176], [246, 173, 85], [197, 48, 48]];
+    t = Math.max(0, Math.min(1, t));
+    var s = t < 0.5 ? 0 : 1, u = t < 0.5 ? t * 2 : (t - 0.5) * 2;
+    var a = stops[s], b = stops[s + 1];
+    return "rgb(" + a.map(function (v, i) { return Math.round(v + (b[i] - v) * u); }).join(",") + ")";
+  }
+
+  function draw(id, build) {
+    var canvas = document.getElementById(id);
+    if (!canvas) { return; }
+    try {
+      var config = build();
+      if (!config) {
+        canvas.parentNode.innerHTML = '<p class="empty">No data yet</p>';
+        return;
+      }
+      charts.push(new Chart(canvas, config));
+    } catch (err) {
+      console.error("chart " + id + " failed: " + err);
+      canvas.parentNode.innerHTML = '<p class="empty">This chart could not be drawn.</p>';
+    }
+  }
+
+  /* 1. Monthly distance by sport: stacked bars. */
+  draw("chart-monthly", function () {
+    var m = DATA.monthly;
+    if (!m.labels.length) { return null; }
+    return {
+      type: "bar",
+      data: {
+        labels: m.labels,
+        datasets: m.series.map(function (s, i) {
+          return { label: s.label, data: s.data, backgroundColor: colour(i), stack: "km" };
+        })
+      },
+      options: {
+        interaction: { mode: "index", intersect: false },
+        scales: { x: { stacked: true, grid: { display: false } }, y: { stacked: true, title: { display: true, text: "km" } } },
+        plugins: { tooltip: { callbacks: { label: function (c) { return c.dataset.label + ": " + fmt(c.parsed.y, 1) + " km"; } } } }
+      }
+    };
+  });
+
+  /* 2. Weekly kudos by workout type, with the week-on-week % change of the total. */
+  draw("chart-weekly-kudos", function () {
+    var w = DATA.weeklyKudos;
+    if (!w.labels.length) { return null; }
+    var datasets = w.series.map(function (s, i) {
+      return { type: "bar", label: s.label, data: s.data, pct: s.pct, backgroundColor: colour(i), stack: "kudos", yAxisID: "y", order: 2 };
+    });
+    datasets.push({
+      type: "line", label: "% change (all types)", data: w.totalPct, yAxisID: "pct", order: 1,
+      borderColor: "#1f2933", backgroundColor: "#1f2933", borderWidth: 1.5, pointRadius: 2, spanGaps: true
+    });
+    return {
+      data: { labels: w.labels, datasets: datasets },
+      options: {
+        interaction: { mode: "index", intersect: false },
+        scales: {
+          x: { stacked: true, grid: { display: false } },
+          y: { stacked: true, title: { display: true, text: "kudos" } },
+          pct: { position: "right", grid: { display: false }, title: { display: true, text: "% change" },
+                 ticks: { callback: function (v) { return v + "%"; } } }
+        },
+        plugins: {
+          tooltip: {
+            callbacks: {
+              label: function (c) {
+                if (c.dataset.yAxisID === "pct") { return "all types: " + (c.parsed.y === null ? "–" : fmt(c.parsed.y, 1) + "%"); }
+                var p = c.dataset.pct[c.dataIndex];
+                return c.dataset.label + ": " + fmt(c.parsed.y) + " kudos" + (p === null ? "" : " (" + (p > 0 ? "+" : "") + fmt(p, 1) + "%)");
+              }
+            }
+          }
+        }
+      }
+    };
+  });
+
+  /* 3. Kudos against distance, one colour per sport. */
+  draw("chart-kudos-distance", function () {
+    var a = DATA.activities;
+    if (!a.rows.length) { return null; }
+    var bySport = a.sports.map(function () { return []; });
+    a.rows.forEach(function (r) { bySport[r[1]].push({ x: r[2], y: r[3], name: r[6], date: r[0] }); });
+    return {
+      type: "scatter",
+      data: {
+        datasets: a.sports.map(function (s, i) {
+          return { label: s, data: bySport[i], backgroundColor: colour(i) + "aa", pointRadius: 2.5 };
+        }).filter(function (d) { return d.data.length; })
+      },
+      options: {
+        scales: { x: { title: { display: true, text: "distance (km)" } }, y: { title: { display: true, text: "kudos" }, beginAtZero: true } },
+        plugins: { tooltip: { callbacks: { label: function (c) {
+          var p = c.raw; return [p.name || "(no name)", p.date + " · " + fmt(p.x, 1) + " km · " + p.y + " kudos"];
+        } } } }
+      }
+    };
+  });
+
+  /* 4. Calendar heatmap: activities per day over the last year (columns are weeks). */
+  draw("chart-calendar", function () {
+    var cal = DATA.calendar;
+    if (!cal.cells.length) { return null; }
+    var max = Math.max(1, cal.max);
+    return {
+      type: "matrix",
+      data: {
+        datasets: [{
+          label: "activities",
+          data: cal.cells.map(function (c) { return { x: c[0], y: c[1], v: c[2], km: c[3], date: c[4] }; }),
+          backgroundColor: function (c) { var v = c.raw ? c.raw.v : 0; return v ? ramp(0.25 + 0.75 * v / max) : "#ebedf0"; },
+          borderWidth: 0,
+          width: function (c) { var a = c.chart.chartArea; return a ? Math.max(2, a.width / cal.weeks - 2) : 8; },
+          height: function (c) { var a = c.chart.chartArea; return a ? Math.max(2, a.height / 7 - 2) : 8; }
+        }]
+      },
+      options: {
+        plugins: {
+          legend: { display: false },
+          tooltip: { callbacks: { title: function (items) { return items[0].raw.date; },
+                                  label: function (c) { return c.raw.v + " activities · " + fmt(c.raw.km, 1) + " km"; } } }
+        },
+        scales: {
+          x: { type: "linear", min: -0.5, max: cal.weeks - 0.5, offset: false, grid: { display: false },
+               afterBuildTicks: fixedTicks(Object.keys(cal.monthTicks).map(Number)),
+               ticks: { autoSkip: false, maxRotation: 0, callback: function (v) { return cal.monthTicks[v] || ""; } } },
+          y: { type: "linear", min: 0.5, max: 7.5, reverse: true, offset: false, grid: { display: false },
+               afterBuildTicks: fixedTicks(range(1, 7)),
+               ticks: { autoSkip: false, callback: function (v) { return DAYS[v - 1] || ""; } } }
+        }
+      }
+    };
+  });
+
+  /* 5. Start points coloured by kudos (longitude/latitude; no map tiles). */
+  draw("chart-start-points", function () {
+    var s = DATA.startPoints;
+    if (!s.points.length) { return null; }
+    var max = Math.max(1, s.kudosMax);
+    return {
+      type: "scatter",
+      data: { datasets: [{
+        label: "start points",
+        data: s.points.map(function (p) { return { x: p[0], y: p[1], k: p[2], name: p[3], date: p[4] }; }),
+        pointRadius: 3.5,
+        pointBackgroundColor: function (c) { return c.raw ? heat(c.raw.k / max) : "#999"; },
+        pointBorderWidth: 0
+      }] },
+      options: {
+        maintainAspectRatio: true,
+        aspectRatio: s.aspect,
+        plugins: {
+          legend: { display: false },
+          tooltip: { callbacks: { label: function (c) { return [c.raw.name || "(no name)", c.raw.date + " · " + c.raw.k + " kudos"]; } } }
+        },
+        scales: {
+          x: { min: s.bounds[0], max: s.bounds[2], title: { display: true, text: "longitude" }, grid: { color: "#f0f2f5" } },
+          y: { min: s.bounds[1], max: s.bounds[3], title: { display: true, text: "latitude" }, grid: { color: "#f0f2f5" } }
+        }
+      }
+    };
+  });
+
+  /* 6. Training load: weekly distance and moving time with their 4-week averages. */
+  draw("chart-load", function () {
+    var l = DATA.load;
+    if (!l.labels.length) { return null; }
+    return {
+      data: {
+        labels: l.labels,
+        datasets: [
+          { type: "bar", label: "distance (km)", data: l.distance, backgroundColor: "#fc4c0255", yAxisID: "y", order: 3 },
+          { type: "line", label: "distance, 4-week avg", data: l.distanceAvg, borderColor: "#fc4c02", pointRadius: 0, yAxisID: "y", order: 1 },
+          { type: "line", label: "moving hours, 4-week avg", data: l.hoursAvg, borderColor: "#2b6cb0", pointRadius: 0, yAxisID: "h", order: 2 }
+        ]
+      },
+      options: {
+        interaction: { mode: "index", intersect: false },
+        scales: {
+          x: { grid: { display: false }, ticks: { maxTicksLimit: 13 } },
+          y: { title: { display: true, text: "km" }, beginAtZero: true },
+          h: { position: "right", beginAtZero: true, grid: { display: false }, title: { display: true, text: "hours" } }
+        }
+      }
+    };
+  });
+
+  /* 7. Average kudos by weekday and start hour. */
+  draw("chart-weekday-hour", function () {
+    var cells = DATA.weekdayHour.cells;
+    if (!cells.length) { return null; }
+    var max = Math.max.apply(null, cells.map(function (c) { return c[2] || 0; }).concat([1]));
+    return {
+      type: "matrix",
+      data: { datasets: [{
+        label: "average kudos",
+        data: cells.map(function (c) { return { x: c[0], y: c[1], v: c[2], n: c[3] }; }),
+        backgroundColor: function (c) { return c.raw ? ramp(0.15 + 0.85 * (c.raw.v || 0) / max, "#2b6cb0") : "#ebedf0"; },
+        borderWidth: 0,
+        width: function (c) { var a = c.chart.chartArea; return a ? Math.max(2, a.width / 24 - 2) : 8; },
+        height: function (c) { var a = c.chart.chartArea; return a ? Math.max(2, a.height / 7 - 2) : 8; }
+      }] },
+      options: {
+        plugins: {
+          legend: { display: false },
+          tooltip: { callbacks: { title: function (items) { return DAYS[items[0].raw.y - 1] + " " + items[0].raw.x + ":00"; },
+                                  label: function (c) { return fmt(c.raw.v, 1) + " kudos on average over " + c.raw.n + " activities"; } } }
+        },
+        scales: {
+          x: { type: "linear", min: -0.5, max: 23.5, offset: false, grid: { display: false },
+               afterBuildTicks: fixedTicks(range(0, 23, 2)),
+               ticks: { autoSkip: false, callback: function (v) { return v + ":00"; } } },
+          y: { type: "linear", min: 0.5, max: 7.5, reverse: true, offset: false, grid: { display: false },
+               afterBuildTicks: fixedTicks(range(1, 7)),
+               ticks: { autoSkip: false, callback: function (v) { return DAYS[v - 1] || ""; } } }
+        }
+      }
+    };
+  });
+
+  window.stravaDashboard = {
+    charts: charts.map(function (c) {
+      return { id: c.canvas.id, type: c.config.type, points: c.data.datasets.reduce(function (n, d) { return n + d.data.length; }, 0) };
+    }),
+    expected: EXPECTED
+  };
+  document.body.setAttribute("data-charts-rendered", String(charts.length));
+})();

@@ -1,0 +1,608 @@
+"""The dashboard: one self-contained HTML file drawn from the model tables.
+
+Everything the page needs is inside it: Chart.js and chartjs-chart-matrix (vendored under
+``tasks/assets/`` with their licences), the page's own script and style, and the data as
+JSON. A Content-Security-Policy forbids every network request, so the file opens the same
+from a laptop, an S3 download or an e-mail attachment.
+
+:func:`collect_data` reads the warehouse, :func:`render_html` turns the data into the page,
+:func:`publish_dashboard` writes it to the lake with a Prefect link artifact.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks import warehouse as wh
+
+__all__ = [
+    "VALIDATION_TABLE",
+    "collect_data",
+    "dashboard_paths",
+    "lake_url",
+    "publish_dashboard",
+    "read_table",
+    "read_validation_results",
+    "render_dashboard",
+    "render_html",
+]
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+VENDORED = ("chart.umd.min.js", "chartjs-chart-matrix.min.js")
+VALIDATION_TABLE = "strava_validation_results"
+ARTIFACT_KEY = "strava-dashboard"
+MAX_POINTS = 2000
+MONTHS_SHOWN = 36
+WEEKS_SHOWN = 26
+LOAD_WEEKS = 52
+TOP_SPORTS = 6
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src data:; connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'"
+)
+_WORKOUTS = ("default", "long run", "workout", "race")
+_CHECK_COLUMNS = ("check", "severity", "value_1", "operator", "value_2", "outcome", "detail")
+_SYMBOLS = {"equals": "=", "not_equals": "≠", "greater": ">", "greater_equals": "≥", "less": "<", "less_equals": "≤"}
+_TIME_COLUMNS = ("checked_at", "validated_at", "run_at", "observed_at", "created_at", "run_key")
+_SOURCE_MAP = re.compile(r"^//# sourceMappingURL=.*$", re.MULTILINE)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly value: decimals as floats, dates as ISO strings."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _table_exists(conn: sa.Connection, name: str) -> bool:
+    return bool(conn.execute(sa.text(wh.read_sql("dashboard/table_exists.sql")), {"name": name}).scalar())
+
+
+def read_table(conn: sa.Connection, name: str) -> list[dict[str, Any]]:
+    """Every row of a table, or no rows when the table does not exist (yet)."""
+    if not _table_exists(conn, name):
+        return []
+    sql = wh.render(wh.read_sql("dashboard/read_model.sql"), conn.dialect.identifier_preparer, model=name)
+    statement = sa.text(sql)
+    return [dict(row) for row in conn.execute(statement).mappings()]
+
+
+def read_validation_results(engine: sa.Engine) -> list[dict[str, Any]] | None:
+    """The latest validation results from ``strava_validation_results``; None without the table.
+
+    When the table records several runs (a time or run-key column), only the newest run's
+    rows are returned.
+    """
+    with engine.connect() as conn:
+        if not _table_exists(conn, VALIDATION_TABLE):
+            return None
+        rows = read_table(conn, VALIDATION_TABLE)
+    if not rows:
+        return []
+    marker = next((c for c in _TIME_COLUMNS if c in rows[0]), None)
+    if marker is not None:
+        newest = max(r[marker] for r in rows if r[marker] is not None)
+        rows = [r for r in rows if r[marker] == newest]
+    return rows
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def _num(value: Any, digits: int = 1) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def collect_data(
+    engine: sa.Engine,
+    checks: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    athlete_id: int | None = None,
+    generated_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Read the models and the activities into the dashboard's data (plain, JSON-ready)."""
+    names = (
+        "monthly_distance_by_sport",
+        "weekly_kudos_change",
+        "weekly_training_load",
+        "activity_calendar_daily",
+        "kudos_by_weekday_hour",
+        "kudos_by_place",
+        "activity_summary_yearly",
+        "activity_summary_by_sport",
+    )
+    with engine.connect() as conn:
+        models = {name: read_table(conn, name) for name in names}
+        result = conn.execute(sa.text(wh.read_sql("dashboard/activity_points.sql")))
+        points = [dict(r) for r in result.mappings().fetchmany(MAX_POINTS)]
+    generated = generated_at or datetime.now(UTC)
+    activities = _activities(points)
+    by_sport = models["activity_summary_by_sport"]
+    calendar = _calendar(models["activity_calendar_daily"])
+    return {
+        "athleteId": athlete_id,
+        "generatedAt": generated.isoformat(timespec="seconds"),
+        "kpis": {
+            "activities": sum(r["activity_count"] for r in by_sport),
+            "km": round(sum(float(r["total_km"] or 0) for r in by_sport)),
+            "hours": round(sum(float(r["total_moving_hours"] or 0) for r in by_sport)),
+            "kudos": sum(int(r["total_kudos"] or 0) for r in by_sport),
+            "sports": len(by_sport),
+            "latest": calendar["end"],
+        },
+        "monthly": _monthly(models["monthly_distance_by_sport"]),
+        "weeklyKudos": _weekly_kudos(models["weekly_kudos_change"]),
+        "load": _load(models["weekly_training_load"]),
+        "calendar": calendar,
+        "weekdayHour": {
+            "cells": [
+                [r["start_hour"], r["iso_weekday"], _num(r["avg_kudos"], 2), r["activity_count"]]
+                for r in models["kudos_by_weekday_hour"]
+            ]
+        },
+        "activities": activities,
+        "startPoints": _start_points(activities),
+        "places": [
+            {k: _plain(r[k]) for k in ("place", "place_type", "activity_count", "total_kudos", "avg_kudos")}
+            for r in models["kudos_by_place"][:10]
+        ],
+        "years": [
+            {k: _plain(v) for k, v in r.items()}
+            for r in sorted(models["activity_summary_yearly"], key=lambda r: r["activity_year"], reverse=True)
+        ],
+        "checks": None if checks is None else [_check_row(c) for c in checks],
+    }
+
+
+def _monthly(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stacked km per month and sport over the last ``MONTHS_SHOWN`` months; small sports as Other."""
+    if not rows:
+        return {"labels": [], "series": []}
+    last = max(_date(r["month"]) for r in rows)
+    months: list[date] = []
+    year, month = last.year, last.month
+    for _ in range(MONTHS_SHOWN):
+        months.append(date(year, month, 1))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    months.reverse()
+    index = {m: i for i, m in enumerate(months)}
+    recent = [r for r in rows if _date(r["month"]) in index]
+    km_by_sport: Counter[str] = Counter()
+    for r in recent:
+        km_by_sport[r["sport_type"]] += float(r["total_km"] or 0)
+    sports = [s for s, km in km_by_sport.most_common() if km > 0]
+    top = sports[: TOP_SPORTS - 1] if len(sports) > TOP_SPORTS else sports
+    series = {s: [0.0] * len(months) for s in [*top, "Other"]}
+    for r in recent:
+        key = r["sport_type"] if r["sport_type"] in top else "Other"
+        series[key][index[_date(r["month"])]] += float(r["total_km"] or 0)
+    return {
+        "labels": [m.strftime("%Y-%m") for m in months],
+        "series": [{"label": s, "data": [round(v, 1) for v in d]} for s, d in series.items() if any(d)],
+    }
+
+
+def _weeks_back(last: date, count: int) -> list[date]:
+    return [last - timedelta(weeks=count - 1 - i) for i in range(count)]
+
+
+def _weekly_kudos(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Kudos per week and workout type over the last ``WEEKS_SHOWN`` weeks, with % changes."""
+    if not rows:
+        return {"labels": [], "series": [], "totalPct": []}
+    last = max(_date(r["week_start"]) for r in rows)
+    weeks = _weeks_back(last, WEEKS_SHOWN + 1)  # one more, for the first week's % change
+    index = {w: i for i, w in enumerate(weeks)}
+    present = {r["workout"] for r in rows if _date(r["week_start"]) in index}
+    order = [w for w in _WORKOUTS if w in present] + sorted(present - set(_WORKOUTS))
+    data = {w: [0] * len(weeks) for w in order}
+    pct: dict[str, list[float | None]] = {w: [None] * len(weeks) for w in order}
+    for r in rows:
+        i = index.get(_date(r["week_start"]))
+        if i is not None:
+            data[r["workout"]][i] = int(r["total_kudos"] or 0)
+            pct[r["workout"]][i] = _num(r["pct_change"])
+    totals = [sum(d[i] for d in data.values()) for i in range(len(weeks))]
+    total_pct = [
+        round(100.0 * (totals[i] - totals[i - 1]) / totals[i - 1], 1) if i and totals[i - 1] else None
+        for i in range(len(weeks))
+    ]
+    return {
+        "labels": [w.isoformat() for w in weeks[1:]],
+        "series": [{"label": w, "data": data[w][1:], "pct": pct[w][1:]} for w in order],
+        "totalPct": total_pct[1:],
+    }
+
+
+def _load(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Weekly distance and the 4-week averages over the last ``LOAD_WEEKS`` weeks."""
+    if not rows:
+        return {"labels": [], "distance": [], "distanceAvg": [], "hoursAvg": []}
+    by_week = {_date(r["week_start"]): r for r in rows}
+    weeks = _weeks_back(max(by_week), LOAD_WEEKS)
+
+    def series(column: str, digits: int) -> list[float]:
+        return [_num(by_week[w][column], digits) if w in by_week else 0.0 for w in weeks]  # type: ignore[misc]
+
+    return {
+        "labels": [w.isoformat() for w in weeks],
+        "distance": series("distance_km", 1),
+        "distanceAvg": series("distance_km_4wk_avg", 1),
+        "hoursAvg": series("moving_hours_4wk_avg", 2),
+    }
+
+
+def _calendar(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every day of the last 53 weeks up to the newest activity: [week, weekday, count, km, date]."""
+    if not rows:
+        return {"cells": [], "weeks": 53, "max": 0, "monthTicks": {}, "end": None}
+    by_day = {_date(r["activity_date"]): r for r in rows}
+    end = max(by_day)
+    start = _monday(end) - timedelta(weeks=52)
+    cells: list[list[Any]] = []
+    ticks: dict[int, str] = {}
+    day = start
+    while day <= end:
+        week = (day - start).days // 7
+        row = by_day.get(day)
+        count = int(row["activity_count"]) if row else 0
+        km = _num(row["distance_km"]) if row else 0.0
+        cells.append([week, day.isoweekday(), count, km, day.isoformat()])
+        if day.day == 1:
+            ticks.setdefault(week, day.strftime("%b %Y" if day.month == 1 or not ticks else "%b"))
+        day += timedelta(days=1)
+    return {
+        "cells": cells,
+        "weeks": 53,
+        "max": max(c[2] for c in cells),
+        "monthTicks": ticks,
+        "end": end.isoformat(),
+        "active": sum(1 for c in cells if c[2]),
+    }
+
+
+def _activities(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Newest activities with kudos, compact: [date, sport index, km, kudos, lat, lng, name]."""
+    rows = [p for p in points if p["kudos_count"] is not None]
+    counts = Counter(p["sport_type"] or "Unknown" for p in rows)
+    ranked = [s for s, _ in counts.most_common()]
+    sports = ranked if len(ranked) <= TOP_SPORTS else [*ranked[: TOP_SPORTS - 1], "Other"]
+    index = {s: i for i, s in enumerate(sports)}
+    other = index.get("Other", len(sports) - 1)
+    compact = []
+    for p in rows:
+        name = p["name"] or ""
+        compact.append(
+            [
+                _date(p["start_date_local"]).isoformat(),
+                index.get(p["sport_type"] or "Unknown", other),
+                round(float(p["distance"] or 0) / 1000, 2),
+                int(p["kudos_count"]),
+                _num(p["start_lat"], 5),
+                _num(p["start_lng"], 5),
+                name if len(name) <= 80 else name[:79] + "…",
+            ]
+        )
+    return {"sports": sports, "rows": compact, "limit": MAX_POINTS}
+
+
+def _start_points(activities: dict[str, Any]) -> dict[str, Any]:
+    """Start points around the busiest area (0.5° cell), bounds padded to a map-like aspect."""
+    located = [r for r in activities["rows"] if r[4] is not None and r[5] is not None]
+    if not located:
+        return {"points": [], "bounds": [0, 0, 1, 1], "aspect": 1.6, "kudosMax": 0, "elsewhere": 0}
+    cells = Counter((math.floor(r[4] * 2), math.floor(r[5] * 2)) for r in located)
+    (cell_lat, cell_lng), _ = cells.most_common(1)[0]
+    centre_lat, centre_lng = (cell_lat + 0.5) / 2, (cell_lng + 0.5) / 2
+    near = [r for r in located if abs(r[4] - centre_lat) <= 0.5 and abs(r[5] - centre_lng) <= 0.75]
+    lats, lngs = [r[4] for r in near], [r[5] for r in near]
+    mid_lat, mid_lng = (min(lats) + max(lats)) / 2, (min(lngs) + max(lngs)) / 2
+    scale = math.cos(math.radians(mid_lat)) or 1.0
+    half_h = max((max(lats) - min(lats)) / 2, 0.002) * 1.15
+    half_w = max((max(lngs) - min(lngs)) / 2 * scale, 0.002) * 1.15
+    aspect = 1.6
+    half_w, half_h = max(half_w, half_h * aspect), max(half_h, half_w / aspect)
+    bounds = [mid_lng - half_w / scale, mid_lat - half_h, mid_lng + half_w / scale, mid_lat + half_h]
+    return {
+        "points": [[r[5], r[4], r[3], r[6], r[0]] for r in sorted(near, key=lambda r: r[3])],
+        "bounds": [round(b, 5) for b in bounds],
+        "aspect": aspect,
+        "kudosMax": max(r[3] for r in near),
+        "elsewhere": len(located) - len(near),
+    }
+
+
+def _check_row(check: Mapping[str, Any]) -> dict[str, Any]:
+    """One validation result with the table's columns (``check`` or ``name``), plain values."""
+    row = {k: _plain(check.get(k)) for k in _CHECK_COLUMNS}
+    row["check"] = row["check"] or _plain(check.get("name"))
+    return row
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside a <script> element: no ``<``, ``>`` or ``&`` survive as themselves."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_plain)
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def _asset(name: str) -> str:
+    text = (ASSETS_DIR / name).read_text(encoding="utf-8")
+    text = _SOURCE_MAP.sub("", text)
+    if re.search(r"</script|<!--", text, re.IGNORECASE):
+        raise ValueError(f"asset {name} contains </script or <!--, which would break the inlined page")
+    return text
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int | float | Decimal):
+        return f"{float(value):,.{digits}f}"
+    return str(value)
+
+
+def _checks_html(checks: list[dict[str, Any]] | None) -> str:
+    if not checks:
+        return '<p class="empty">No validation results</p>'
+    body = []
+    for c in checks:
+        outcome = str(c.get("outcome") or "")
+        badge = outcome if outcome in ("passed", "skipped") else f"failed-{c.get('severity') or 'halt'}"
+        value_1 = c["value_1"] if not isinstance(c["value_1"], float) else round(c["value_1"], 3)
+        value_2 = c["value_2"] if not isinstance(c["value_2"], float) else round(c["value_2"], 3)
+        body.append(
+            "<tr>"
+            f"<td>{_e(c['check'])}</td><td>{_e(c['severity'])}</td>"
+            f'<td class="num">{_e(value_1)}</td><td>{_e(_SYMBOLS.get(str(c["operator"]), c["operator"]))}</td>'
+            f'<td class="num">{_e(value_2)}</td>'
+            f'<td><span class="badge {_e(badge)}">{_e(outcome)}</span></td><td>{_e(c["detail"])}</td>'
+            "</tr>"
+        )
+    head = "<tr><th>check</th><th>severity</th><th class='num'>value 1</th><th></th>"
+    head += "<th class='num'>value 2</th><th>outcome</th><th>detail</th></tr>"
+    return f'<table id="validation-table"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _table_html(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str, int | None]], table_id: str) -> str:
+    if not rows:
+        return '<p class="empty">No data yet</p>'
+    head = "".join(f'<th class="{"num" if d is not None else ""}">{_e(t)}</th>' for _, t, d in columns)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{_e(_fmt(r.get(k), d))}</td>' if d is not None else f"<td>{_e(r.get(k))}</td>"
+            for k, _, d in columns
+        )
+        + "</tr>"
+        for r in rows
+    )
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _card(title: str, note: str, inner: str, *, wide: bool = False) -> str:
+    cls = "card wide" if wide else "card"
+    return f'<section class="{cls}"><h2>{_e(title)}</h2><p class="note">{_e(note)}</p>{inner}</section>'
+
+
+def _canvas(chart_id: str, size: str = "") -> str:
+    return f'<div class="chart {size}"><canvas id="{chart_id}" data-chart="{chart_id}"></canvas></div>'
+
+
+def render_html(data: Mapping[str, Any]) -> str:
+    """The whole page: inlined libraries, style, data and script. No external reference."""
+    k = data["kpis"]
+    athlete = f"athlete {data['athleteId']}" if data.get("athleteId") else "your activities"
+    kpis = "".join(
+        f'<div class="kpi"><b>{_e(v)}</b><small>{_e(label)}</small></div>'
+        for v, label in (
+            (_fmt(k["activities"]), "activities"),
+            (_fmt(k["km"]), "km"),
+            (_fmt(k["hours"]), "hours moving"),
+            (_fmt(k["kudos"]), "kudos"),
+            (_fmt(k["sports"]), "sports"),
+            (k["latest"] or "–", "latest activity"),
+        )
+    )
+    start = data["startPoints"]
+    cal = data["calendar"]
+    cards = [
+        _card("Monthly distance by sport", f"km per month, last {MONTHS_SHOWN} months", _canvas("chart-monthly")),
+        _card(
+            "Weekly kudos by workout type",
+            f"last {WEEKS_SHOWN} weeks; the line is the week-on-week % change of all kudos, "
+            "each type's own change is in the tooltip",
+            _canvas("chart-weekly-kudos"),
+        ),
+        _card(
+            "Kudos vs distance",
+            f"the newest {len(data['activities']['rows']):,} activities with a kudos count, by sport",
+            _canvas("chart-kudos-distance"),
+        ),
+        _card(
+            "Start points coloured by kudos",
+            f"around the busiest area (no map tiles); {start['elsewhere']:,} start points elsewhere",
+            _canvas("chart-start-points", "auto")
+            + '<div class="scale">few kudos <i style="background:linear-gradient(90deg,#2b6cb0,#f6ad55,#c53030)">'
+            f"</i> {_e(start['kudosMax'])} kudos</div>",
+        ),
+        _card(
+            "Activity calendar",
+            f"activities per day, 53 weeks up to {cal.get('end') or '–'}; "
+            f"{cal.get('active', 0)} active days",
+            _canvas("chart-calendar", "short"),
+            wide=True,
+        ),
+        _card(
+            "Training load",
+            f"weekly distance with 4-week rolling averages of distance and moving time, last {LOAD_WEEKS} weeks",
+            _canvas("chart-load"),
+        ),
+        _card(
+            "Kudos by weekday and start hour",
+            "average kudos per activity, local start time",
+            _canvas("chart-weekday-hour"),
+        ),
+        _card(
+            "Kudos by place",
+            "city where Strava names one, else country, else a 0.5° grid cell; top 10 by activities",
+            _table_html(
+                data["places"],
+                (("place", "place", None), ("activity_count", "activities", 0), ("total_kudos", "kudos", 0),
+                 ("avg_kudos", "avg kudos", 2)),
+                "places-table",
+            ),
+        ),
+        _card(
+            "Year by year",
+            "all sports; deleted activities excluded everywhere",
+            _table_html(
+                data["years"],
+                (("activity_year", "year", None), ("activity_count", "activities", 0), ("total_km", "km", 0),
+                 ("total_moving_hours", "hours", 0), ("total_elevation_m", "climb m", 0),
+                 ("total_kudos", "kudos", 0), ("avg_kudos", "avg kudos", 2)),
+                "years-table",
+            ),
+        ),
+        _card("Latest validation results", "the checks run before the merge", _checks_html(data["checks"]),
+              wide=True),
+    ]
+    scripts = "\n".join(f"<script>\n{_asset(name)}\n</script>" for name in VENDORED)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="strava-elt">
+<title>Strava dashboard · {_e(athlete)}</title>
+<style>
+{_asset("dashboard.css")}
+.chart.auto {{ height: auto; }}
+</style>
+</head>
+<body>
+<header>
+<h1><span>Strava</span> dashboard · {_e(athlete)}</h1>
+<p>Generated {_e(data["generatedAt"])} by strava-elt from the warehouse models.</p>
+<div class="kpis">{kpis}</div>
+</header>
+<main>
+{"".join(cards)}
+</main>
+<footer>Self-contained page: no network requests. Charts by Chart.js 4.6.1 and chartjs-chart-matrix 3.1.0
+(MIT licence, notices in the inlined scripts).</footer>
+<script type="application/json" id="dashboard-data">{_script_json(data)}</script>
+{scripts}
+<script>
+{_asset("dashboard.js")}
+</script>
+</body>
+</html>
+"""
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+def render_dashboard(
+    engine: sa.Engine,
+    checks: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    athlete_id: int | None = None,
+) -> str:
+    """Collect and render in one call: the page's HTML."""
+    return render_html(collect_data(engine, checks, athlete_id=athlete_id))
+
+
+def dashboard_paths(athlete_id: int | str, run_key: str | None = None) -> list[str]:
+    """The lake keys: the athlete's current dashboard, and the run-scoped copy."""
+    base = f"dashboards/athlete_id={athlete_id}"
+    paths = [f"{base}/dashboard.html"]
+    if run_key:
+        paths.append(f"{base}/run={run_key}/dashboard.html")
+    return paths
+
+
+def lake_url(lake: Any, path: str) -> str:
+    """Where a lake key can be opened: file:// for a LocalFileSystem, s3:// for an S3Bucket."""
+    basepath = getattr(lake, "basepath", None)
+    if basepath and "://" not in str(basepath):
+        return (Path(str(basepath)).expanduser().resolve() / path).as_uri()
+    if basepath:
+        return f"{str(basepath).rstrip('/')}/{path}"
+    bucket = getattr(lake, "bucket_name", None)
+    if bucket:
+        folder = str(getattr(lake, "bucket_folder", "") or "").strip("/")
+        return f"s3://{bucket}/{folder + '/' if folder else ''}{path}"
+    return path
+
+
+@task(cache_policy=NO_CACHE)
+def build_dashboard(
+    engine: sa.Engine, checks: Sequence[Mapping[str, Any]] | None = None, athlete_id: int | None = None
+) -> str:
+    """Render the dashboard's HTML from the warehouse."""
+    page = render_dashboard(engine, checks, athlete_id=athlete_id)
+    get_run_logger().info("Rendered the dashboard: %s bytes", len(page.encode("utf-8")))
+    return page
+
+
+@task(cache_policy=NO_CACHE)
+def publish_dashboard(lake: Any, page: str, athlete_id: int | str, run_key: str | None = None) -> dict[str, str]:
+    """Write the page to the lake (current and run-scoped) and link it from a Prefect artifact."""
+    body = page.encode("utf-8")
+    paths = dashboard_paths(athlete_id, run_key)
+    for path in paths:
+        lake.write_path(path, body)
+    url = lake_url(lake, paths[0])
+    run_url = lake_url(lake, paths[-1])
+    create_link_artifact(
+        key=ARTIFACT_KEY,
+        link=url,
+        link_text=f"Strava dashboard, athlete {athlete_id}",
+        description=f"Self-contained HTML ({len(body):,} bytes); this run's copy: {run_url}",
+    )
+    get_run_logger().info("Dashboard written to %s", url)
+    return {"path": paths[0], "url": url, "run_url": run_url, "bytes": str(len(body))}
+

@@ -1,0 +1,124 @@
+"""The run report: one markdown artifact per run of the main flow, with its numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks import dashboard
+
+__all__ = ["ARTIFACT_KEY", "create_run_report", "monthly_rows", "run_report_markdown"]
+
+ARTIFACT_KEY = "strava-run-report"
+MONTHLY_MODEL = "activity_summary_monthly"
+_NUMBERS = (
+    ("status", "Status"),
+    ("athlete_id", "Athlete"),
+    ("requests", "API requests"),
+    ("pages", "Pages read"),
+    ("extracted", "Activities extracted"),
+    ("inserted", "Inserted"),
+    ("updated", "Updated"),
+    ("unchanged", "Unchanged"),
+    ("deleted", "Marked deleted"),
+    ("undeleted", "Reappeared"),
+    ("history_rows", "Kudos history rows"),
+    ("watermark", "Watermark (newest start_date loaded)"),
+)
+
+
+def monthly_rows(engine: sa.Engine, limit: int = 6) -> list[dict[str, Any]]:
+    """The newest ``limit`` rows of the monthly model (none when it is not built yet)."""
+    with engine.connect() as conn:
+        rows = dashboard.read_table(conn, MONTHLY_MODEL)
+    return sorted(rows, key=lambda r: r["month"], reverse=True)[:limit]
+
+
+def _cell(value: Any) -> str:
+    """A markdown table cell: pipes escaped, newlines flattened, numbers plain."""
+    if value is None:
+        return "–"
+    if isinstance(value, Decimal):
+        value = float(value) if value != value.to_integral_value() else int(value)
+    if isinstance(value, float):
+        value = f"{value:,.2f}".rstrip("0").rstrip(".")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = f"{value:,}"
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    return " ".join(text.split()) or "–"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def run_report_markdown(
+    summary: Mapping[str, Any],
+    monthly: Sequence[Mapping[str, Any]] = (),
+    dashboard_url: str | None = None,
+) -> str:
+    """The report's markdown: numbers, validation outcomes, models, newest months."""
+    lines = [f"# strava-elt run `{summary.get('run_key', '?')}`", ""]
+    rows = [(label, summary[key]) for key, label in _NUMBERS if key in summary]
+    if dashboard_url:
+        rows.append(("Dashboard", f"[dashboard.html]({dashboard_url})"))
+    lines += _table(("", ""), rows)
+    for key, label in (("new_fields", "New API fields"), ("new_sport_types", "New sport types")):
+        if summary.get(key):
+            lines += ["", f"**{label}:** " + ", ".join(_cell(v) for v in summary[key])]
+
+    lines += ["", "## Validation", ""]
+    checks = summary.get("checks")
+    if checks:
+        outcomes: dict[str, int] = {}
+        for c in checks:
+            outcomes[str(c.get("outcome"))] = outcomes.get(str(c.get("outcome")), 0) + 1
+        lines.append(", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) + ".")
+        lines.append("")
+        lines += _table(
+            ("check", "severity", "value 1", "operator", "value 2", "outcome", "detail"),
+            [
+                (c.get("check") or c.get("name"), c.get("severity"), c.get("value_1"), c.get("operator"),
+                 c.get("value_2"), c.get("outcome"), c.get("detail"))
+                for c in checks
+            ],
+        )
+    else:
+        lines.append("No validation results in this run.")
+
+    models = summary.get("models") or {}
+    if models:
+        lines += ["", "## Models rebuilt", ""]
+        lines += _table(("model", "rows"), sorted(models.items()))
+
+    lines += ["", f"## Newest months of `{MONTHLY_MODEL}`", ""]
+    if monthly:
+        header = list(monthly[0].keys())
+        lines += _table(header, [[r[h] for h in header] for r in monthly])
+    else:
+        lines.append("No rows yet.")
+    return "\n".join(lines) + "\n"
+
+
+@task(cache_policy=NO_CACHE)
+def create_run_report(
+    summary: Mapping[str, Any],
+    monthly: Sequence[Mapping[str, Any]] = (),
+    dashboard_url: str | None = None,
+) -> str:
+    """Publish the run report as a markdown artifact; return its markdown."""
+    markdown = run_report_markdown(summary, monthly, dashboard_url)
+    create_markdown_artifact(
+        markdown=markdown,
+        key=ARTIFACT_KEY,
+        description=f"strava-elt run {summary.get('run_key', '?')}: {summary.get('status', '?')}",
+    )
+    return markdown
