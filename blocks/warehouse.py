@@ -29,10 +29,18 @@ class Warehouse(Block):
         description="Schema for the tables (created if missing). Empty: the database's default schema.",
     )
     iam_role_arn: str | None = Field(
-        default=None, description="Redshift only: IAM role ARN that COPY uses to read the S3 lake."
+        default=None,
+        description=(
+            "Redshift only: ARN of the IAM role attached to the cluster that COPY assumes to read the "
+            "S3 lake, e.g. arn:aws:iam::123456789012:role/strava-elt-copy."
+        ),
     )
     region: str | None = Field(
-        default=None, description="Redshift only: AWS region of the S3 lake bucket, for COPY."
+        default=None,
+        description=(
+            "Redshift only: AWS region of the cluster, e.g. eu-west-1. COPY from Parquet reads only a "
+            "bucket in the cluster's region; the load checks the lake's region against it."
+        ),
     )
 
     @property
@@ -41,10 +49,15 @@ class Warehouse(Block):
         return sa.engine.make_url(self.url.get_secret_value()).get_backend_name()
 
     def get_engine(self, **kwargs: object) -> sa.Engine:
-        """Create a SQLAlchemy engine (the caller disposes it)."""
+        """Create a SQLAlchemy engine (the caller disposes it).
+
+        Redshift engines hold one connection (the staging table is a session TEMP table).
+        """
+        from tasks.warehouse import engine_options
+
         url = sa.engine.make_url(self.url.get_secret_value())
         if url.get_backend_name() == "duckdb" and url.database not in (None, "", ":memory:"):
             from pathlib import Path
 
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return sa.create_engine(url, **kwargs)  # type: ignore[arg-type]
+        return sa.create_engine(url, **{**engine_options(url), **kwargs})  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 
 from blocks.loading import load_block, load_lake
 from blocks.warehouse import Warehouse
+from tasks import validation
 from tasks import warehouse as wh
 
 
@@ -28,18 +29,24 @@ def load_activities(
     run_key: str,
     observed_at: datetime,
     deletion_window: tuple[datetime, datetime] | None = None,
+    expected_rows: int | None = None,
 ) -> dict[str, Any]:
     """Stage the run's file, check it, and merge it into production in one transaction.
 
     The staging table is dropped whatever happens; production changes only in the merge.
+    The validation gate (``sql/validation/``) runs between load and merge: a failed ``halt``
+    check raises :class:`~tasks.validation.ValidationHalted` before the merge. ``expected_rows``
+    is the extract's row count, compared with the staged rows.
     """
     logger = get_run_logger()
     lake = load_lake(lake_block)
-    _, engine = open_engine(warehouse_block)
+    warehouse, engine = open_engine(warehouse_block)
     try:
         staging = wh.prepare_staging(engine, run_key)
         try:
-            wh.load_staging(engine, lake, staging_path, staging)
+            wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)
+            checks = validation.run_validation(engine, staging, expected_rows, observed_at)
+            validation.enforce_gate(checks)
             result = wh.merge_staging(engine, staging, observed_at, deletion_window)
         finally:
             wh.drop_staging(engine, staging)
@@ -53,4 +60,4 @@ def load_activities(
         result.deleted,
         result.undeleted,
     )
-    return result.as_dict()
+    return {**result.as_dict(), "checks": [c.as_dict() for c in checks]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import inspect
 import json
 import os
 import tempfile
@@ -17,6 +18,29 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import schema
+
+
+def _call_sync(method: Any, *args: Any) -> Any:
+    """Call a filesystem block method synchronously, wherever it is called from.
+
+    Prefect's filesystem blocks (LocalFileSystem, prefect-aws S3Bucket) dispatch to their async
+    twin when they think they are in an async context (a running event loop, an async task)
+    and then return a coroutine; ``_sync=True`` pins the blocking implementation.
+    """
+    result = method(*args, _sync=True) if hasattr(method, "aio") else method(*args)
+    if inspect.isawaitable(result):
+        raise TypeError(f"{method!r} returned an awaitable; the lake block must offer a sync read/write")
+    return result
+
+
+def write_bytes(lake: Any, path: str, data: bytes) -> str:
+    """Write ``data`` at ``path`` (relative to the block's base path or bucket folder)."""
+    return str(_call_sync(lake.write_path, path, data))
+
+
+def read_bytes(lake: Any, path: str) -> bytes:
+    """Read the object at ``path`` (relative to the block's base path or bucket folder)."""
+    return bytes(_call_sync(lake.read_path, path))
 
 
 def raw_page_path(athlete_id: int, run_key: str, page: int) -> str:
@@ -34,7 +58,7 @@ def land_raw_page(lake: Any, athlete_id: int, run_key: str, page: int, activitie
     """Write one page exactly as the API returned it (all fields, unknown ones too), gzipped."""
     path = raw_page_path(athlete_id, run_key, page)
     body = json.dumps(activities, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    lake.write_path(path, gzip.compress(body, mtime=0))
+    write_bytes(lake, path, gzip.compress(body, mtime=0))
     return path
 
 
@@ -67,7 +91,7 @@ class StagingFileWriter:
         """Close the file and write it to the lake; the local copy is removed."""
         try:
             self._writer.close()
-            lake.write_path(path, self._tmp.read_bytes())
+            write_bytes(lake, path, self._tmp.read_bytes())
         finally:
             self.discard()
         return path

@@ -4,6 +4,10 @@ One seam, :class:`SqlDialect`, holds what truly differs between DuckDB, PostgreS
 Redshift (creating a staging table, bulk-loading a file, pointing a session at a schema).
 Everything else is shared SQL from ``sql/``, with values bound and identifiers quoted by
 :func:`render`.
+
+Redshift's staging table is a session ``TEMP`` table, so a Redshift engine holds exactly one
+connection (see :func:`engine_options`): prepare, load, checks, merge and drop then share
+one session while each step keeps its own transaction, as on the other warehouses.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,6 +27,7 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks import lake as lake_tasks
 from tasks import schema
 
 SQL_DIR = Path(os.environ.get("STRAVA_ELT_SQL_DIR", Path(__file__).resolve().parents[1] / "sql"))
@@ -80,6 +85,8 @@ class SqlDialect:
     """What differs between warehouses. Subclasses override only what they must."""
 
     engine: sa.Engine
+    # True when the staging table lives in the session (Redshift TEMP): the engine must hold one connection.
+    single_session: ClassVar[bool] = False
 
     @property
     def preparer(self) -> sa.sql.compiler.IdentifierPreparer:
@@ -94,6 +101,14 @@ class SqlDialect:
         """Create an empty staging table shaped like ``target`` (no constraints)."""
         q = self.preparer.quote
         conn.exec_driver_sql(f"CREATE TABLE {q(staging)} AS SELECT * FROM {q(target)} WITH NO DATA")  # noqa: S608
+
+    def load_file(self, conn: sa.Connection, staging: str, lake: Any, path: str) -> int:
+        """Load the run's staging file at ``path`` in ``lake``; return rows loaded.
+
+        The default reads the file back through the lake block and bulk-loads it from here;
+        Redshift overrides this to have the cluster COPY the object from S3 itself.
+        """
+        return self.load_staging(conn, staging, read_staging_file(lake, path))
 
     def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table) -> int:
         """Bulk-load an Arrow table into the staging table; return rows loaded."""
@@ -128,30 +143,168 @@ class DuckDBDialect(SqlDialect):
 
 
 class PostgresDialect(SqlDialect):
-    """PostgreSQL: COPY ... FROM STDIN through psycopg 3."""
+    """PostgreSQL: ``COPY ... FROM STDIN`` through psycopg 3, fed column-wise from Arrow batches.
+
+    psycopg escapes every value for COPY's text format (tabs, newlines and backslashes in
+    names round-trip byte-exact; None becomes NULL; aware datetimes keep their instant).
+    """
+
+    batch_rows: ClassVar[int] = 50_000
 
     def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table) -> int:
         cols = column_list(self.preparer, schema.STAGED_COLUMNS)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        driver = conn.connection.driver_connection
+        if not hasattr(driver, "pgconn"):
+            raise TypeError("PostgreSQL warehouses need the psycopg 3 driver: use a postgresql+psycopg:// URL")
+        names = [c.name for c in schema.STAGED_COLUMNS]
         statement = f"COPY {self.preparer.quote(staging)} ({cols}) FROM STDIN"
-        with cursor.copy(statement) as copy:
-            for batch in data.to_batches(max_chunksize=10_000):
-                for row in batch.to_pylist():
-                    copy.write_row([row[c.name] for c in schema.STAGED_COLUMNS])
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+            for batch in data.select(names).to_batches(max_chunksize=self.batch_rows):
+                # One to_pylist per column is far cheaper than a dict per row.
+                for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                    copy.write_row(row)
         return data.num_rows
 
 
-def dialect_for(engine: sa.Engine) -> SqlDialect:
-    """Pick the seam implementation for an engine."""
+class RedshiftCopyError(RuntimeError):
+    """Redshift's COPY of the run's file failed; the message never carries the credentials clause."""
+
+
+def s3_uri(lake: Any, path: str) -> str:
+    """The ``s3://bucket/<bucket_folder>/<path>`` of a key the run wrote through an S3Bucket block."""
+    bucket = getattr(lake, "bucket_name", None)
+    if not bucket or not hasattr(lake, "_resolve_path"):
+        raise TypeError(
+            f"Redshift loads with COPY from S3: the lake must be a prefect-aws S3Bucket block, "
+            f"not {type(lake).__name__}"
+        )
+    return f"s3://{bucket}/{lake._resolve_path(path)}"
+
+
+def _lake_region(lake: Any) -> str | None:
+    credentials = getattr(lake, "credentials", None)
+    return getattr(credentials, "region_name", None)
+
+
+@dataclass
+class RedshiftDialect(SqlDialect):
+    """Amazon Redshift: session TEMP staging table, COPY of the run's Parquet object from S3.
+
+    ``COPY ... FORMAT AS PARQUET`` accepts only a few options. ``MAXERROR`` and ``REGION`` are
+    not among them (Redshift rejects them for columnar files): a Parquet COPY already fails on
+    the first bad row, which is what ``MAXERROR 0`` asks for, and the bucket must be in the
+    cluster's region, which :meth:`load_file` checks against ``region`` instead.
+    ``FILLRECORD`` lets the file omit the table's last column, ``deleted_at``.
+    """
+
+    iam_role_arn: str | None = None
+    region: str | None = None
+    single_session: ClassVar[bool] = True
+
+    def create_staging(self, conn: sa.Connection, staging: str, target: str) -> None:
+        q = self.preparer.quote
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {q(staging)} (LIKE {q(target)})")
+
+    def staging_tables(self, conn: sa.Connection) -> list[str]:
+        """None can be left over: a TEMP table ends with the session that created it."""
+        return []
+
+    def copy_command(self, staging: str, uri: str) -> Any:
+        """The COPY, built with sqlalchemy-redshift's CopyCommand."""
+        from sqlalchemy_redshift.commands import CopyCommand, Format
+
+        if not self.iam_role_arn:
+            raise ValueError(
+                "The Warehouse block has no iam_role_arn: Redshift's COPY needs an IAM role that can "
+                "read the lake bucket (see docs/production.md)"
+            )
+        table = sa.table(staging, *(sa.column(c.name) for c in schema.ALL_COLUMNS))
+        return CopyCommand(
+            table,
+            data_location=uri,
+            iam_role_arns=self.iam_role_arn,
+            format=Format.parquet,
+            fill_record=True,
+        )
+
+    def copy_sql(self, staging: str, uri: str) -> tuple[str, str]:
+        """The COPY as sent (values inlined: Redshift takes no bind parameters in COPY), and redacted for logs."""
+        command = self.copy_command(staging, uri)
+        sql = str(command.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
+        redacted = sql.replace(command.credentials, "aws_iam_role=***")
+        return sql, redacted
+
+    def check_column_order(self, conn: sa.Connection, target: str) -> None:
+        """COPY maps Parquet columns by position: production must list the staged columns first, in order."""
+        rows = conn.execute(
+            sa.text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = :table ORDER BY ordinal_position"
+            ),
+            {"table": target},
+        )
+        actual = [r[0] for r in rows]
+        expected = [c.name for c in schema.ALL_COLUMNS]
+        if actual != expected:
+            raise RedshiftCopyError(
+                f"Table {target} has columns in another order than the pipeline declares; COPY from Parquet "
+                "maps columns by position. Rebuild it with a deep copy as docs/production.md shows."
+            )
+
+    def load_file(self, conn: sa.Connection, staging: str, lake: Any, path: str) -> int:
+        uri = s3_uri(lake, path)
+        lake_region = _lake_region(lake)
+        if self.region and lake_region and lake_region != self.region:
+            raise RedshiftCopyError(
+                f"The lake's region {lake_region} differs from the Warehouse region {self.region}: "
+                "Redshift COPYs Parquet only from a bucket in the cluster's own region"
+            )
+        self.check_column_order(conn, schema.ACTIVITY_TABLE)
+        sql, redacted = self.copy_sql(staging, uri)
+        try:
+            conn.exec_driver_sql(sql)
+        except sa.exc.DBAPIError as exc:
+            # The DBAPIError's text repeats the statement: raise without it (and without the chain).
+            reason = str(exc.orig)
+            if self.iam_role_arn:
+                reason = reason.replace(self.iam_role_arn, "***")
+            raise RedshiftCopyError(f"Redshift COPY failed: {redacted}\n{reason}") from None
+        return _scalar(conn, sa.text("SELECT pg_last_copy_count()"))
+
+
+_DIALECTS: dict[str, type[SqlDialect]] = {
+    "duckdb": DuckDBDialect,
+    "postgresql": PostgresDialect,
+    "redshift": RedshiftDialect,
+}
+
+
+def engine_options(url: str | sa.URL) -> dict[str, Any]:
+    """Extra ``create_engine`` options a warehouse needs: one pooled session for Redshift."""
+    backend = sa.make_url(url).get_backend_name()
+    dialect = _DIALECTS.get(backend)
+    if dialect is not None and dialect.single_session:
+        return {"poolclass": sa.pool.StaticPool}
+    return {}
+
+
+def dialect_for(engine: sa.Engine, *, iam_role_arn: str | None = None, region: str | None = None) -> SqlDialect:
+    """Pick the seam implementation for an engine (COPY options matter to Redshift only)."""
     name = engine.dialect.name
-    if name == "duckdb":
-        return DuckDBDialect(engine)
-    if name == "postgresql":
-        return PostgresDialect(engine)
-    raise ValueError(
-        f"Unsupported warehouse dialect {name!r}: use a duckdb://, postgresql+psycopg:// "
-        "or redshift+redshift_connector:// URL in the Warehouse block"
-    )
+    cls = _DIALECTS.get(name)
+    if cls is None:
+        raise ValueError(
+            f"Unsupported warehouse dialect {name!r}: use a duckdb://, postgresql+psycopg:// "
+            "or redshift+redshift_connector:// URL in the Warehouse block"
+        )
+    if cls.single_session and not isinstance(engine.pool, sa.pool.StaticPool):
+        raise ValueError(
+            f"A {name} engine must keep one session (its staging table is TEMP): "
+            "build it with Warehouse.get_engine()"
+        )
+    if cls is RedshiftDialect:
+        return RedshiftDialect(engine, iam_role_arn=iam_role_arn, region=region)
+    return cls(engine)
 
 
 def use_schema(engine: sa.Engine, schema_name: str | None) -> None:
@@ -221,17 +374,26 @@ def prepare_staging(engine: sa.Engine, run_key: str) -> str:
 
 def read_staging_file(lake: Any, path: str) -> pa.Table:
     """Read the run's typed Parquet file back through the lake block."""
-    table = pq.read_table(io.BytesIO(lake.read_path(path)))
+    table = pq.read_table(io.BytesIO(lake_tasks.read_bytes(lake, path)))
     return table.select([c.name for c in schema.STAGED_COLUMNS]).cast(schema.ARROW_SCHEMA)
 
 
 @task(cache_policy=NO_CACHE)
-def load_staging(engine: sa.Engine, lake: Any, path: str, staging: str) -> int:
-    """Load the run's staging file from the lake into the staging table."""
-    data = read_staging_file(lake, path)
-    dialect = dialect_for(engine)
+def load_staging(
+    engine: sa.Engine,
+    lake: Any,
+    path: str,
+    staging: str,
+    iam_role_arn: str | None = None,
+    region: str | None = None,
+) -> int:
+    """Load the run's staging file from the lake into the staging table, in one transaction.
+
+    ``iam_role_arn`` and ``region`` come from the Warehouse block; only Redshift's COPY uses them.
+    """
+    dialect = dialect_for(engine, iam_role_arn=iam_role_arn, region=region)
     with engine.begin() as conn:
-        loaded = dialect.load_staging(conn, staging, data)
+        loaded = dialect.load_file(conn, staging, lake, path)
     get_run_logger().info("Loaded %s rows into %s", loaded, staging)
     return loaded
 

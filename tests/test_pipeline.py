@@ -71,7 +71,12 @@ def test_late_upload_inside_lookback_and_kudos_change_are_picked_up(env: Env) ->
     newest = max(_ts(a["start_date"]) for a in env.emu.activities)
     late = env.emu.add_activities(1, start_date=newest - timedelta(days=5))[0]
     new = env.emu.add_activities(2)
-    target = next(a for a in env.emu.activities if newest - _ts(a["start_date"]) < timedelta(days=7))
+    added = {late["id"], *(a["id"] for a in new)}
+    target = next(
+        a
+        for a in env.emu.activities
+        if a["id"] not in added and timedelta(0) <= newest - _ts(a["start_date"]) < timedelta(days=7)
+    )
     env.emu.modify_activity(target["id"], kudos_count=target["kudos_count"] + 11, name="Renamed | run")
 
     summary = env.run()
