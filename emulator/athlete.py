@@ -292,6 +292,26 @@ def _loop(rng: random.Random, lat: float, lng: float, metres: float) -> list[tup
     return points
 
 
+@lru_cache(maxsize=8192)
+def _route(
+    seed: int, place: _Place, family: str, metres: int, variant: int
+) -> tuple[str, tuple[float, float], tuple[float, float]]:
+    """One of the athlete's usual loops of ``metres`` near ``place``: polyline, start, end.
+
+    Athletes repeat their routes, and caching them keeps generation fast. A route depends
+    only on its arguments (its own seeded RNG), never on the order of generation.
+    """
+    rng = random.Random(f"strava-emulator:route:{seed}:{place.city}:{family}:{metres}:{variant}")
+    lat = place.lat + rng.uniform(-0.01, 0.01)
+    lng = place.lng + rng.uniform(-0.015, 0.015)
+    points = _loop(rng, lat, lng, float(metres))
+    return (
+        encode_polyline(points),
+        (round(points[0][0], 6), round(points[0][1], 6)),
+        (round(points[-1][0], 6), round(points[-1][1], 6)),
+    )
+
+
 # --- the generator --------------------------------------------------------------------
 
 
@@ -351,7 +371,6 @@ class AthleteGenerator:
         self.bikes = [_Gear(f"b{rng.randint(10**7, 10**8 - 1)}", name, "bike")
                       for name in rng.sample(_BIKES, 2)]
         self._added = 0
-        self._routes: dict[tuple[str, str, int, int], tuple[str, Any, Any]] = {}
 
     # --- public -------------------------------------------------------------------
 
@@ -399,26 +418,32 @@ class AthleteGenerator:
         after: datetime,
         next_id: int,
         start_date: datetime | None = None,
+        now: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Return ``count`` new activities, oldest first, with ids from ``next_id`` upwards.
 
         The first starts at ``start_date`` if given, else a few hours to two days after
-        ``after``; each next one a few hours to two days after the one before.
+        ``after``; each next one a few hours to two days after the one before. Gaps shrink
+        so that the activities still start before ``now`` when there is room.
         """
         rng = random.Random(f"strava-emulator:more:{self.seed}:{self._added}")
         self._added += count
-        epoch = _epoch(start_date) if start_date is not None else (
-            _epoch(after) + rng.randint(3 * 3600, 2 * _DAY))
+        first = _epoch(start_date) if start_date is not None else _epoch(after)
+        steps = count if start_date is None else count - 1
+        room = (_epoch(now) - first) // (steps + 1) if now is not None else 2 * _DAY
+        longest = max(60, min(2 * _DAY, room))
+        shortest = min(3 * 3600, longest // 2)
+        epoch = first if start_date is not None else first + _rint(rng, shortest, longest)
         out: list[dict[str, Any]] = []
         for _ in range(count):
             weekday = self._local_day(epoch, self.home).weekday()
             kind_name = rng.choice([slot[1] for slot in _WEEK[weekday]])
             kind = self._resolve(rng, kind_name, epoch)
             activity = self._activity(rng, kind, epoch, self.home, epoch, group=False)
-            next_id = max(next_id, activity["id"]) + rng.randint(1_000, 900_000)
+            next_id = max(next_id, activity["id"]) + _rint(rng, 1_000, 900_000)
             self._set_id(activity, next_id)
             out.append(activity)
-            epoch += rng.randint(3 * 3600, 2 * _DAY)
+            epoch += _rint(rng, shortest, longest)
         return out
 
     def gear(self) -> list[_Gear]:
@@ -651,8 +676,9 @@ class AthleteGenerator:
             activity["location_city"] = place.city
             activity["location_state"] = place.state
         if gps:
-            polyline, start, finish = self._route(place, kind.gear or kind.sport_type, metres,
-                                                  _rint(rng, 0, 3))
+            step = 1000 if metres < 30_000 else 5000
+            polyline, start, finish = _route(self.seed, place, kind.gear or kind.sport_type,
+                                             max(1, round(metres / step)) * step, _rint(rng, 0, 3))
             activity["map"]["summary_polyline"] = polyline
             activity["start_latlng"] = list(start)
             activity["end_latlng"] = list(finish)
@@ -718,30 +744,6 @@ class AthleteGenerator:
             suffer = float(round(moving / 60 * (activity["average_heartrate"] - 80) / 55))
         activity["suffer_score"] = suffer
         return activity
-
-    def _route(
-        self, place: _Place, family: str, metres: float, variant: int
-    ) -> tuple[str, tuple[float, float], tuple[float, float]]:
-        """One of the athlete's usual loops near ``place`` for about ``metres``.
-
-        Athletes repeat their routes, and caching them keeps generation fast: a route is
-        drawn from its own seeded RNG, so it does not depend on generation order.
-        """
-        step = 1000 if metres < 30_000 else 5000
-        key = (place.city, family, round(metres / step) * step, variant)
-        route = self._routes.get(key)
-        if route is None:
-            rng = random.Random(f"strava-emulator:route:{self.seed}:{key}")
-            lat = place.lat + rng.uniform(-0.01, 0.01)
-            lng = place.lng + rng.uniform(-0.015, 0.015)
-            points = _loop(rng, lat, lng, max(float(key[2]), metres * 0.9))
-            route = (
-                encode_polyline(points),
-                (round(points[0][0], 6), round(points[0][1], 6)),
-                (round(points[-1][0], 6), round(points[-1][1], 6)),
-            )
-            self._routes[key] = route
-        return route
 
     @staticmethod
     def _set_id(activity: dict[str, Any], activity_id: int) -> None:

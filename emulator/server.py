@@ -320,14 +320,16 @@ class StravaEmulator:
     def add_activities(self, n: int, start_date: datetime | None = None) -> list[dict[str, Any]]:
         """Upload ``n`` new activities and return copies of them, oldest first.
 
-        By default they start a few hours to days after the newest activity; with
-        ``start_date`` (aware) the first starts there, e.g. a late upload inside a lookback.
+        By default they start a few hours to days after the newest activity (closer together
+        if that would pass the clock's now); with ``start_date`` (aware) the first starts
+        there, e.g. a late upload inside a lookback.
         """
         with self._lock:
             newest = max(self._starts.values(), default=int(self.clock().timestamp()))
             after = datetime.fromtimestamp(newest, UTC)
             next_id = max(self._store, default=9_000_000_000) + 1
-            new = self._generator.more(n, after, next_id, start_date)
+            now = _aware(self.clock())
+            new = self._generator.more(n, after, next_id, start_date, now)
             for activity in new:
                 self._store[activity["id"]] = activity
                 self._starts[activity["id"]] = start_epoch(activity)

@@ -485,6 +485,16 @@ def test_add_modify_delete_restore(
     assert len(list_all(client, auth, per_page=200)) == 303
 
 
+def test_added_activities_start_before_now_when_there_is_room(
+    emu: StravaEmulator, clock: FakeClock
+) -> None:
+    newest = emu.activities[0]["start_date"]
+    added = emu.add_activities(10)  # the clock is a day and three hours past the newest
+    starts = [a["start_date"] for a in added]
+    assert starts == sorted(starts) and starts[0] > newest
+    assert starts[-1] < clock.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_late_upload_inside_the_lookback(
     client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]
 ) -> None:
