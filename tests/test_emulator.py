@@ -729,6 +729,17 @@ def test_generation_is_fast() -> None:
     assert activities[-1]["start_date"] > "2009"
 
 
+def test_stopped_emulator_serves_nobody(clock: FakeClock) -> None:
+    emulator = StravaEmulator(activities=20, clock=clock, end=END)
+    with emulator, http(emulator.base_url) as plain:
+        assert plain.get("/api/v3/athlete").status_code == 401  # a keep-alive connection
+        emulator.stop()
+        with pytest.raises(httpx.TransportError):
+            plain.get("/api/v3/athlete")
+    assert emulator.start() != ""  # and it can start again
+    emulator.stop()
+
+
 def test_default_end_is_a_day_before_the_clock() -> None:
     now = datetime(2026, 3, 1, 12, 0, 30, 123456, tzinfo=UTC)
     emulator = StravaEmulator(activities=20, clock=lambda: now)
