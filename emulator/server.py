@@ -8,10 +8,29 @@ after six hours by an injectable clock; the four rate-limit headers with 15-minu
 reset at the quarter hour and daily ones at midnight UTC; Strava's error JSON. Tests steer it
 in-process: add, change, delete and restore activities, inject failures, count requests.
 
-Choices where Strava is vague: every request to ``/api/v3`` counts against the overall
-budget (GETs also against the read budget), including 401s, 404s and 429s, as Strava counts
-rejected requests too; a request is refused with 429 when, counted, it takes any usage past
-its limit. ``/oauth/token`` is not rate limited. Injected failures come before all of that.
+    with StravaEmulator(activities=300, seed=7) as emu:
+        httpx.post(f"{emu.base_url}/oauth/token", data={"client_id": emu.client_id, ...})
+
+Choices where Strava is vague or the emulator simplifies:
+
+- Every request to ``/api/v3`` counts against the overall budget (GETs and HEADs also
+  against the read budget), 401s, 404s and 429s included, as Strava counts rejected requests
+  too; a request is refused with 429 when, counted, it takes any usage past its limit (so a
+  429 reports usage limit + 1). ``/oauth/token`` (also served as ``/api/v3/oauth/token``) is
+  not rate limited and carries no rate-limit headers.
+- Order of checks on the API: injected failure, rate limit (429), token (401), route (404),
+  parameters (400).
+- Injected failures are recorded and counted in :meth:`StravaEmulator.request_count` but not
+  in the rate-limit usage; an injected 429 carries the current usage headers; an injected
+  ``timeout`` sleeps :attr:`StravaEmulator.timeout_seconds`, then answers 504 (HTML).
+- ``per_page`` below 1 means the default 30, above 200 means 200; ``page`` below 1 means 1;
+  a value that is not an integer (``before``, ``after``, ``page``, ``per_page``) is a 400.
+- A wrong client id or secret is a 400 (Strava's ``Application`` error), not a 401.
+- Every successful token grant issues a new access token and a new refresh token; the old
+  refresh token is rejected from then on, older access tokens live out their six hours.
+  Revoking (:meth:`StravaEmulator.revoke_refresh_token`) ends all tokens; only an
+  authorization code gets access back.
+- Tokens are 40 hex digits derived from the seed and a counter: deterministic, not secret.
 """
 
 from __future__ import annotations
@@ -212,8 +231,11 @@ class StravaEmulator:
         read_limits: Read budget (15 minutes, daily), ``X-ReadRateLimit-Limit``.
         overall_limits: Overall budget (15 minutes, daily), ``X-RateLimit-Limit``.
         clock: Returns the aware UTC "now" for rate windows and token expiry.
-        athlete_id: The athlete's id; a deterministic one by default.
-        end: Start of the newest activity; by default one day before ``clock()``.
+        athlete_id: The athlete's id; by default one drawn from the seed. It changes no
+            other data: the same seed gives the same activities (and activity ids).
+        end: Start (aware) of the newest activity; by default one day before ``clock()``,
+            to the second. The history reaches back about four years for 1,500 activities,
+            at most about fifteen (larger athletes get busier days instead).
 
     """
 
