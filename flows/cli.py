@@ -206,6 +206,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# --------------------------------------------------------------------------- insight
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Render the self-contained dashboard from the warehouse into one HTML file."""
+    from flows.insight import write_dashboard_file
+
+    path, size = write_dashboard_file(args.warehouse_block, Path(args.out))
+    print(f"dashboard written to {path} ({size:,} bytes); open it in any browser, it needs no network")
+    return 0
+
+
 # --------------------------------------------------------------------------- emulator
 
 
@@ -259,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--activities", type=int, default=1500, help="size of the emulated athlete (default 1500)")
     demo.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs")
     demo.set_defaults(func=cmd_demo)
+
+    dash = sub.add_parser("dashboard", help="write the self-contained HTML dashboard from the warehouse")
+    dash.add_argument(
+        "--warehouse-block", default="strava-warehouse", help="Warehouse block name (default strava-warehouse)"
+    )
+    dash.add_argument("--out", default="dashboard.html", help="HTML file to write (default ./dashboard.html)")
+    dash.set_defaults(func=cmd_dashboard)
 
     emu = sub.add_parser("emulator", help="serve the Strava API v3 emulator until Ctrl-C")
     emu.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")

@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.extract import extract_activities
+from flows.insight import publish_insight
 from flows.load import load_activities
 from flows.models import build_models
 from tasks import watermark as wm
@@ -63,6 +64,8 @@ def strava_elt(
     watermark = wm.advance_watermark(extract.athlete_id, extract.newest_start_date, str(flow_run.id or ""))
     summary["watermark"] = watermark.isoformat() if watermark else None
     summary["models"] = build_models(warehouse_block)
+    # Something to look at: the dashboard in the lake (link artifact) and the run report.
+    summary["dashboard"] = publish_insight(warehouse_block, lake_block, summary)
     logger.info(
         "Run %s: %s requests, %s pages, %s extracted, %s inserted, %s updated, %s deleted; watermark %s; %s",
         run_key,

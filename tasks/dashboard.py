@@ -512,7 +512,7 @@ def render_html(data: Mapping[str, Any]) -> str:
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="strava-elt">
 <title>Strava dashboard · {_e(athlete)}</title>

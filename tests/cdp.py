@@ -135,7 +135,8 @@ class Chromium:
     def _record(self, event: dict[str, Any]) -> None:
         method, params = event.get("method"), event.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            self.events.console_errors.append(" ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
+            args = params.get("args", [])
+            self.events.console_errors.append(" ".join(str(a.get("value", a.get("description"))) for a in args))
         elif method == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
             self.events.exceptions.append(details.get("exception", {}).get("description") or details.get("text", "?"))
@@ -187,8 +188,8 @@ class Chromium:
     def next_frames(self, frames: int = 3) -> None:
         """Wait until the page has produced ``frames`` animation frames (paints committed)."""
         self.evaluate(
-            "new Promise(function (done) { var n = %d; (function tick() {"
-            " if (n-- <= 0) { done(true); } else { requestAnimationFrame(tick); } })(); })" % frames
+            f"new Promise(function (done) {{ var n = {int(frames)}; (function tick() {{"
+            " if (n-- <= 0) { done(true); } else { requestAnimationFrame(tick); } })(); })"
         )
 
     def screenshot(self, path: Path, width: int = 1400) -> Path:

@@ -26,7 +26,7 @@ import sqlglot
 from tasks import schema
 from tasks import warehouse as wh
 
-PG_URL = os.environ.get("STRAVA_ELT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get("STRAVA_ELT_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MY_MODELS = [p for p in wh.model_files() if int(p.name.split("_", 1)[0]) >= 30]
 
 SPORTS = ("Run", "Run", "Run", "Ride", "TrailRun", "Swim", "Yoga", "VirtualRide")
@@ -145,36 +145,22 @@ def mean(values: list[float]) -> float | None:
 # --------------------------------------------------------------------------- backends
 
 
-def _postgres_engine(request: pytest.FixtureRequest) -> sa.Engine:
-    url = PG_URL
-    if "pg_url" in request.fixturenames or _has_fixture(request, "pg_url"):
-        url = request.getfixturevalue("pg_url")
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
-        engine.dispose()
-        reason = f"PostgreSQL not reachable at {url}: {type(exc).__name__}"
-        if os.environ.get("STRAVA_ELT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason + " (STRAVA_ELT_REQUIRE_POSTGRES=1)")
-        pytest.skip(reason)
-    return engine
-
-
 def _has_fixture(request: pytest.FixtureRequest, name: str) -> bool:
     return bool(request._fixturemanager.getfixturedefs(name, request.node))  # type: ignore[attr-defined]
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """An empty warehouse: a DuckDB file, or an own schema on the PostgreSQL test server."""
-    if request.param == "duckdb":
-        eng = sa.create_engine(f"duckdb:///{tmp_path / 'models.duckdb'}")
-        yield eng
-        eng.dispose()
-        return
-    admin = _postgres_engine(request)
+def _own_postgres_schema(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
+    """Fallback when conftest has no ``pg_url``: an own schema on PG_URL, dropped after."""
+    admin = sa.create_engine(PG_URL)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
+        admin.dispose()
+        reason = f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}"
+        if os.environ.get("STRAVA_ELT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason + " (STRAVA_ELT_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
     schema_name = f"t_models_{uuid.uuid4().hex[:10]}"
     eng = sa.create_engine(admin.url)
     wh.use_schema(eng, schema_name)
@@ -185,6 +171,24 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """An empty warehouse: a DuckDB file, or a fresh schema on the PostgreSQL test server.
+
+    PostgreSQL comes from conftest's ``pg_url`` fixture when it exists (skip/fail rules there).
+    """
+    if request.param == "duckdb":
+        eng = sa.create_engine(f"duckdb:///{tmp_path / 'models.duckdb'}")
+        yield eng
+        eng.dispose()
+    elif _has_fixture(request, "pg_url"):
+        eng = sa.create_engine(request.getfixturevalue("pg_url"))
+        yield eng
+        eng.dispose()
+    else:
+        yield from _own_postgres_schema(request)
 
 
 @pytest.fixture

@@ -1,0 +1,353 @@
+"""The dashboard: self-contained, every chart's data inside, hostile names harmless, drawn in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tasks import dashboard, report
+from tests.cdp import Chromium, find_chromium
+from tests.conftest import Env
+from tests.insight_support import emulator_warehouse, fill_warehouse
+
+HOSTILE = '</script><script>window.pwned=1</script>"q" \'s\' & <b>\nline 🏃\u2028end'  # < 80 chars
+CHECKS = [
+    {"name": "duplicate_ids", "severity": "halt", "operator": "equals", "value_1": 0, "value_2": 0,
+     "outcome": "passed", "detail": ""},
+    {"name": "kudos_zscore", "severity": "warn", "operator": "less", "value_1": 3.4567, "value_2": 3,
+     "outcome": "failed", "detail": "week </script><i>x</i> | of 2025-01-06"},
+    {"name": "weekly_new_activities_zscore", "severity": "warn", "operator": "less", "value_1": None,
+     "value_2": 3, "outcome": "skipped", "detail": "not enough history"},
+]
+CHARTS = (
+    "chart-monthly",
+    "chart-weekly-kudos",
+    "chart-kudos-distance",
+    "chart-calendar",
+    "chart-start-points",
+    "chart-load",
+    "chart-weekday-hour",
+)
+
+
+def embedded(page: str) -> dict[str, Any]:
+    match = re.search(r'<script type="application/json" id="dashboard-data">(.*?)</script>', page, re.S)
+    assert match, "the data block is missing"
+    return json.loads(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sa.Engine, Any]]:
+    """The emulator's default athlete (1500 activities), one renamed hostile, a few deleted."""
+    from emulator import StravaEmulator
+
+    emu = StravaEmulator()
+    activities = emu.activities
+    activities[0]["name"] = HOSTILE
+    deleted = {a["id"] for a in activities[5:15]}
+    engine = sa.create_engine(f"duckdb:///{tmp_path_factory.mktemp('dash') / 'w.duckdb'}")
+    fill_warehouse(engine, activities, deleted_ids=deleted)
+    yield engine, emu
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def page(warehouse: tuple[sa.Engine, Any]) -> str:
+    engine, emu = warehouse
+    return dashboard.render_dashboard(engine, CHECKS, athlete_id=emu.athlete["id"])
+
+
+# --------------------------------------------------------------------------- contents
+
+
+def test_page_is_self_contained(page: str) -> None:
+    assert page.startswith("<!DOCTYPE html>")
+    lowered = page.lower()
+    assert lowered.count("<script") == lowered.count("</script>") == 4  # data, 2 libraries, the page's own
+    markup = re.sub(r"<script\b[^>]*>.*?</script>", "<script></script>", lowered, flags=re.S)
+    assert not re.search(r"\s(src|href|srcset|action|formaction|poster|background)\s*=", markup)
+    assert "<link" not in markup and "@import" not in markup and "url(" not in markup
+    assert "<iframe" not in markup and "<img" not in markup and "<object" not in markup
+    assert "http://" not in markup and "https://" not in markup
+    assert "sourcemappingurl" not in lowered
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    size = len(page.encode("utf-8"))
+    assert 200_000 < size < 600_000, size
+
+
+def test_every_chart_has_its_canvas_and_data(page: str, warehouse: tuple[sa.Engine, Any]) -> None:
+    engine, emu = warehouse
+    for chart in CHARTS:
+        assert f'id="{chart}"' in page
+    data = embedded(page)
+    live = len(emu.activities) - 10
+    assert data["kpis"]["activities"] == live
+    assert len(data["activities"]["rows"]) == live  # every one has a kudos count, fewer than MAX_POINTS
+    assert data["monthly"]["labels"] and sum(sum(s["data"]) for s in data["monthly"]["series"]) > 0
+    assert len(data["monthly"]["labels"]) == dashboard.MONTHS_SHOWN
+    assert len(data["weeklyKudos"]["labels"]) == dashboard.WEEKS_SHOWN
+    assert {s["label"] for s in data["weeklyKudos"]["series"]} <= {"default", "long run", "workout", "race"}
+    assert any(p is not None for s in data["weeklyKudos"]["series"] for p in s["pct"])
+    assert len(data["load"]["labels"]) == dashboard.LOAD_WEEKS and max(data["load"]["distanceAvg"]) > 0
+    cal = data["calendar"]
+    assert cal["cells"][0][1] == 1 and cal["cells"][-1][4] == cal["end"]  # starts on a Monday, ends on the newest day
+    assert 300 < len(cal["cells"]) <= 371 and cal["max"] >= 1
+    assert data["weekdayHour"]["cells"]
+    assert len(data["startPoints"]["points"]) > 100
+    assert data["places"] and data["years"]
+    with engine.connect() as conn:
+        km = conn.execute(sa.text("SELECT SUM(total_km) FROM monthly_distance_by_sport")).scalar()
+        days = conn.execute(sa.text("SELECT COUNT(*) FROM activity_calendar_daily")).scalar()
+    assert km and days
+    assert sum(1 for c in cal["cells"] if c[2]) == cal["active"] <= days
+
+
+def test_hostile_names_cannot_break_out(page: str) -> None:
+    assert "window.pwned" not in page.split('id="dashboard-data"')[0]
+    data_block = re.search(r'id="dashboard-data">(.*?)</script>', page, re.S).group(1)  # type: ignore[union-attr]
+    assert "<" not in data_block and ">" not in data_block and "&" not in data_block
+    assert "\u2028" not in data_block
+    rows = embedded(page)["activities"]["rows"]
+    assert HOSTILE in {r[6] for r in rows}  # the exact string survives the round trip
+    assert "<i>x</i>" not in page and "&lt;/script&gt;&lt;i&gt;x&lt;/i&gt;" in page  # validation detail escaped
+
+
+def test_deleted_activities_are_not_drawn(page: str, warehouse: tuple[sa.Engine, Any]) -> None:
+    _, emu = warehouse
+    dates_of_deleted = {a["start_date_local"][:10] for a in emu.activities[5:15]}
+    rows = embedded(page)["activities"]["rows"]
+    assert len(rows) == len(emu.activities) - 10
+    assert dates_of_deleted  # they exist in the emulator; the count above shows they are gone
+
+
+def test_validation_results_table(page: str, warehouse: tuple[sa.Engine, Any]) -> None:
+    assert 'id="validation-table"' in page
+    for check in CHECKS:
+        assert check["name"] in page
+    assert 'class="badge passed"' in page and 'class="badge failed-warn"' in page and "3.457" in page
+    engine, _ = warehouse
+    without = dashboard.render_dashboard(engine, None)
+    assert "No validation results" in without and 'id="validation-table"' not in without
+
+
+def test_empty_warehouse_renders_placeholders(tmp_path: Path) -> None:
+    from tasks import warehouse as wh
+
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'empty.duckdb'}")
+    wh.ensure_tables(engine)
+    data = dashboard.collect_data(engine)
+    page = dashboard.render_html(data)
+    assert data["kpis"]["activities"] == 0 and data["activities"]["rows"] == []
+    assert "No validation results" in page
+    engine.dispose()
+
+
+def test_validation_results_are_read_from_the_warehouse_table(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'v.duckdb'}")
+    assert dashboard.read_validation_results(engine) is None
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE strava_validation_results (run_key VARCHAR, name VARCHAR, severity VARCHAR, "
+            "operator VARCHAR, value_1 DOUBLE, value_2 DOUBLE, outcome VARCHAR, detail VARCHAR)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO strava_validation_results VALUES "
+            "('20250101t000000_a', 'old_check', 'warn', 'equals', 1, 0, 'failed', ''), "
+            "('20250102t000000_b', 'duplicate_ids', 'halt', 'equals', 0, 0, 'passed', '')"
+        )
+    rows = dashboard.read_validation_results(engine)
+    assert rows is not None and [r["name"] for r in rows] == ["duplicate_ids"]
+    engine.dispose()
+
+
+def test_lake_urls() -> None:
+    from prefect.filesystems import LocalFileSystem
+
+    local = LocalFileSystem(basepath="/tmp/lake")
+    url = dashboard.lake_url(local, "dashboards/athlete_id=1/dashboard.html")
+    assert url == Path("/tmp/lake/dashboards/athlete_id=1/dashboard.html").resolve().as_uri()
+    assert url.startswith("file:///") and url.endswith("/dashboard.html")
+
+    class S3Like:
+        bucket_name = "b"
+        bucket_folder = "strava/"
+
+    assert dashboard.lake_url(S3Like(), "x/y.html") == "s3://b/strava/x/y.html"
+    assert dashboard.dashboard_paths(7, "r1") == [
+        "dashboards/athlete_id=7/dashboard.html",
+        "dashboards/athlete_id=7/run=r1/dashboard.html",
+    ]
+
+
+def test_run_report_markdown() -> None:
+    summary = {
+        "run_key": "20260101t000000_abc",
+        "status": "complete",
+        "athlete_id": 5,
+        "requests": 4,
+        "pages": 3,
+        "extracted": 450,
+        "inserted": 440,
+        "updated": 10,
+        "unchanged": 0,
+        "deleted": 1,
+        "watermark": "2026-01-01T00:00:00+00:00",
+        "checks": CHECKS,
+        "models": {"activity_summary_monthly": 12},
+    }
+    monthly = [{"month": datetime(2026, 1, 1, tzinfo=UTC).date(), "activity_count": 3, "avg_kudos": 4.5}]
+    md = report.run_report_markdown(summary, monthly, "file:///lake/d.html")
+    assert "| API requests | 4 |" in md and "| Inserted | 440 |" in md and "| Marked deleted | 1 |" in md
+    assert "2026-01-01T00:00:00+00:00" in md and "[dashboard.html](file:///lake/d.html)" in md
+    assert "1 failed, 1 passed, 1 skipped." in md
+    assert "week </script><i>x</i> \\| of 2025-01-06" in md  # pipes escaped: the table stays a table
+    assert "| 2026-01-01 | 3 | 4.5 |" in md
+    assert "No validation results" in report.run_report_markdown({"run_key": "x"})
+
+
+# --------------------------------------------------------------------------- browser
+
+
+def _chromium() -> str:
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Chromium is required in CI (CI=true): apt-get install -y chromium")
+        pytest.skip("Chromium not installed (apt-get install -y chromium); the browser test needs it")
+    return binary
+
+
+PAINTED = """Array.from(document.querySelectorAll('canvas')).map(function (c) {
+  var d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, n = 0;
+  for (var i = 3; i < d.length; i += 4) { if (d[i]) { n++; } }
+  return {id: c.id, painted: n, area: c.width * c.height};
+})"""
+
+
+def test_dashboard_renders_in_headless_chromium(page: str, tmp_path: Path) -> None:
+    binary = _chromium()
+    html_file = tmp_path / "dashboard.html"
+    html_file.write_text(page, encoding="utf-8")
+    with Chromium(binary) as browser:
+        browser.open(html_file.as_uri())
+        state = browser.wait_for("window.stravaDashboard", timeout=30)
+        painted = browser.evaluate(PAINTED)
+        pwned = browser.evaluate("window.pwned === 1")
+        screenshot = browser.screenshot(tmp_path / "dashboard.png")
+        browser.pump(0.2)
+        events = browser.events
+        errors_before_probe = list(events.errors)
+        # The page's CSP refuses network requests: a fetch from the page is blocked.
+        probe = browser.evaluate(
+            "fetch('https://example.invalid/x').then(function () { return 'fetched'; },"
+            " function () { return 'blocked'; })"
+        )
+    assert errors_before_probe == []
+    assert probe == "blocked" and any("Content Security Policy" in e for e in events.errors)
+    assert [u for u in events.requests if not u.startswith(("file://", "data:", "about:"))] == []
+    assert not pwned
+    assert state["expected"] == len(CHARTS)
+    assert sorted(c["id"] for c in state["charts"]) == sorted(CHARTS)
+    assert all(c["points"] > 0 for c in state["charts"]), state["charts"]
+    assert len(painted) == len(CHARTS)
+    for canvas in painted:
+        assert canvas["painted"] > 0.02 * canvas["area"], canvas  # drawn, not a blank canvas
+    assert screenshot.stat().st_size > 50_000
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_empty_dashboard_has_no_errors_in_chromium(tmp_path: Path) -> None:
+    binary = _chromium()
+    from tasks import warehouse as wh
+
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'empty.duckdb'}")
+    wh.ensure_tables(engine)
+    html_file = tmp_path / "empty.html"
+    html_file.write_text(dashboard.render_dashboard(engine), encoding="utf-8")
+    engine.dispose()
+    with Chromium(binary) as browser:
+        browser.open(html_file.as_uri())
+        state = browser.wait_for("window.stravaDashboard", timeout=30)
+        placeholders = browser.evaluate("document.querySelectorAll('.empty').length")
+        browser.pump(0.2)
+        assert browser.events.errors == []
+    assert state["charts"] == [] and placeholders >= len(CHARTS) + 1
+
+
+# --------------------------------------------------------------------------- the main flow and the CLI
+
+
+def test_main_flow_publishes_dashboard_link_and_run_report(env: Env) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    summary = env.run()
+    athlete = env.emu.athlete["id"]
+    current = env.lake_dir / "dashboards" / f"athlete_id={athlete}" / "dashboard.html"
+    run_copy = current.parent / f"run={summary['run_key']}" / "dashboard.html"
+    assert current.exists() and run_copy.exists()
+    assert current.read_bytes() == run_copy.read_bytes()
+    assert summary["dashboard"]["url"] == current.resolve().as_uri()
+    data = embedded(current.read_text(encoding="utf-8"))
+    assert data["kpis"]["activities"] == len(env.emu.activities)
+    assert data["athleteId"] == athlete
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[dashboard.ARTIFACT_KEY, report.ARTIFACT_KEY])),
+            limit=200,
+        )
+    mine = [a for a in artifacts if a.key in (dashboard.ARTIFACT_KEY, report.ARTIFACT_KEY)]
+    links = [a for a in mine if a.key == dashboard.ARTIFACT_KEY and current.resolve().as_uri() in str(a.data)]
+    reports = [a for a in mine if a.key == report.ARTIFACT_KEY and summary["run_key"] in str(a.data)]
+    assert links, "a link artifact points at the dashboard"
+    assert reports, "a markdown run report names the run"
+    md = str(reports[0].data)
+    assert f"| Inserted | {summary['inserted']} |" in md and "activity_summary_monthly" in md
+
+
+def test_cli_dashboard_writes_the_file(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import main
+
+    env.run()
+    out = tmp_path / "out" / "dash.html"
+    assert main(["dashboard", "--warehouse-block", env.warehouse_block, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "bytes" in printed
+    page = out.read_text(encoding="utf-8")
+    assert embedded(page)["kpis"]["activities"] == len(env.emu.activities)
+    assert "No validation results" in page or 'id="validation-table"' in page
+
+
+def test_cli_dashboard_shows_the_validation_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pydantic import SecretStr
+
+    from blocks import Warehouse
+    from flows.cli import main
+
+    db = tmp_path / "w.duckdb"
+    engine, _ = emulator_warehouse(db, activities=300)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE strava_validation_results (checked_at TIMESTAMP, name VARCHAR, severity VARCHAR, "
+            "operator VARCHAR, value_1 DOUBLE, value_2 DOUBLE, outcome VARCHAR, detail VARCHAR)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO strava_validation_results VALUES "
+            "('2026-01-01 10:00', 'staged_rows', 'halt', 'equals', 300, 300, 'passed', 'all rows staged')"
+        )
+    engine.dispose()
+    name = f"wh-{tmp_path.name[-20:].lower().replace('_', '-')}"
+    Warehouse(url=SecretStr(f"duckdb:///{db}")).save(name, overwrite=True)
+    out = tmp_path / "d.html"
+    assert main(["dashboard", "--warehouse-block", name, "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert 'id="validation-table"' in page and "all rows staged" in page and "staged_rows" in page
