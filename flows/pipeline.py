@@ -13,6 +13,7 @@ from flows.extract import extract_activities
 from flows.insight import publish_insight
 from flows.load import load_activities
 from flows.models import build_models
+from tasks import notify
 from tasks import watermark as wm
 
 
@@ -28,6 +29,7 @@ def strava_elt(
     warehouse_block: str = "strava-warehouse",
     lookback_days: int = 14,
     full_refresh: bool = False,
+    slack_block: str | None = None,
 ) -> dict[str, Any]:
     """Keep the warehouse in step with Strava: every activity once, with its newest values.
 
@@ -38,12 +40,34 @@ def strava_elt(
         lookback_days: Re-read this many days before the watermark, for late uploads and
             changed kudos.
         full_refresh: Re-read the whole history and mark deletions across it.
+        slack_block: Name of a prefect-slack SlackWebhook block for one message per run
+            (also when the run fails or validation halts it). None: no message.
 
     """
+    summary: dict[str, Any] = {"run_key": new_run_key(), "status": "started"}
+    slack = notify.load_slack(slack_block)
+    try:
+        return _run(summary, strava_block, lake_block, warehouse_block, lookback_days, full_refresh)
+    except Exception as exc:
+        notify.record_failure(summary, exc)
+        raise
+    finally:
+        notify.report_run(summary, slack)
+
+
+def _run(
+    summary: dict[str, Any],
+    strava_block: str,
+    lake_block: str,
+    warehouse_block: str,
+    lookback_days: int,
+    full_refresh: bool,
+) -> dict[str, Any]:
+    """Extract, load, move the watermark, build the models; ``summary`` fills in as it goes."""
     logger = get_run_logger()
-    run_key = new_run_key()
+    run_key = summary["run_key"]
     extract = extract_activities(strava_block, lake_block, run_key, lookback_days, full_refresh)
-    summary: dict[str, Any] = {
+    summary |= {
         "run_key": run_key,
         "athlete_id": extract.athlete_id,
         "pages": extract.pages,
@@ -57,7 +81,7 @@ def strava_elt(
         raise RuntimeError("extract produced no staging file")
     window = (extract.after, extract.extracted_at) if extract.complete else None
     merged = load_activities(
-        warehouse_block, lake_block, extract.staging_path, run_key, extract.extracted_at, window
+        warehouse_block, lake_block, extract.staging_path, run_key, extract.extracted_at, window, extract.activities
     )
     summary.update(merged)
     # The merge has committed: only now may the watermark move.

@@ -294,9 +294,7 @@ def run_check(
         outcome, detail = SKIPPED, check.skip_reason + (f" ({detail})" if detail else "")
     else:
         outcome = PASSED if OPERATORS[check.operator](value_1, value_2) else FAILED
-    return CheckResult(
-        check.name, check.severity, check.operator, value_1, value_2, outcome, detail, check.description
-    )
+    return CheckResult(check.name, check.severity, check.operator, value_1, value_2, outcome, detail, check.description)
 
 
 def run_checks(

@@ -1,0 +1,167 @@
+"""What a run tells people: a markdown summary artifact and one Slack message per run.
+
+Both are built from the main flow's summary dict (the run's numbers plus the validation
+results under ``checks``). Notifying never fails a run: a Slack outage or a 5xx is logged as
+a warning, and the load it reports on stays as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.abstract import NotificationError
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect_slack import SlackWebhook
+from slack_sdk.errors import SlackClientError
+
+from blocks.loading import load_block
+from tasks.validation import FAILED, PASSED, SKIPPED, ValidationHalted, describe, results_table
+
+__all__ = ["format_markdown", "format_slack", "load_slack", "record_failure", "report_run", "send_slack"]
+
+SUMMARY_ARTIFACT_KEY = "strava-elt-run-summary"
+HALTED = "halted by validation"
+_ICONS = {PASSED: "✅", SKIPPED: "➖", "warn": "⚠️", "halt": "❌"}
+_MAX_ERROR = 300
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def load_slack(name: str | None) -> SlackWebhook | None:
+    """The SlackWebhook block named ``name`` (None: no Slack); a wrong name fails fast."""
+    return load_block(SlackWebhook, name) if name else None
+
+
+def record_failure(summary: dict[str, Any], exc: BaseException) -> None:
+    """Note in ``summary`` why the run stopped; a halted gate also brings its check results."""
+    if isinstance(exc, ValidationHalted):
+        summary["status"] = HALTED
+        summary["checks"] = exc.results
+    else:
+        summary["status"] = "failed"
+    message = f"{type(exc).__name__}: {exc}"
+    summary["error"] = message if len(message) <= _MAX_ERROR else message[: _MAX_ERROR - 3] + "..."
+
+
+def _checks(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list(summary.get("checks") or [])
+
+
+def _icon(check: Mapping[str, Any]) -> str:
+    return _ICONS[check["severity"]] if check["outcome"] == FAILED else _ICONS.get(check["outcome"], "")
+
+
+def _headline(summary: Mapping[str, Any]) -> str:
+    status = str(summary.get("status", "unknown"))
+    warned = sum(1 for c in _checks(summary) if c["outcome"] == FAILED and c["severity"] == "warn")
+    if status == HALTED:
+        text = "HALTED by validation before the merge: production and watermark unchanged"
+    elif status == "failed":
+        text = f"FAILED: {summary.get('error', 'unknown error')}"
+    else:
+        text = status + (f", {warned} warning(s)" if warned else "")
+    return f"strava-elt run {summary.get('run_key', '?')}: {text}"
+
+
+def _numbers(summary: Mapping[str, Any]) -> dict[str, str]:
+    """The run's numbers: merge counts are 0 and the watermark unchanged when the merge did not run."""
+    numbers = {key: str(summary.get(key, "?")) for key in ("requests", "extracted")}
+    numbers.update({key: str(summary.get(key, 0)) for key in ("inserted", "updated", "deleted")})
+    numbers["watermark"] = str(summary["watermark"] or "none yet") if "watermark" in summary else "unchanged"
+    return numbers
+
+
+def _tally(checks: list[Mapping[str, Any]]) -> str:
+    counts = {PASSED: 0, FAILED: 0, SKIPPED: 0}
+    for check in checks:
+        counts[check["outcome"]] = counts.get(check["outcome"], 0) + 1
+    return f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped"
+
+
+def format_slack(summary: Mapping[str, Any]) -> str:
+    """The run's Slack message: outcome, numbers, then one line per check."""
+    lines = [_headline(summary), ", ".join(f"{k} {v}" for k, v in _numbers(summary).items())]
+    checks = _checks(summary)
+    if checks:
+        lines.append(f"Checks: {_tally(checks)}")
+        lines += [f"{_icon(c)} {c['name']} ({c['severity']}): {describe(c)}" for c in checks]
+    else:
+        lines.append("Checks: none ran (the run stopped before the validation gate)")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def format_markdown(summary: Mapping[str, Any]) -> str:
+    """The run's summary artifact: outcome, numbers table, checks table."""
+    numbers = _numbers(summary)
+    lines = [
+        f"# {_headline(summary)}",
+        "",
+        "| " + " | ".join(numbers) + " |",
+        "|" + "---|" * len(numbers),
+        "| " + " | ".join(_cell(v) for v in numbers.values()) + " |",
+        "",
+        "## Validation",
+        "",
+    ]
+    checks = _checks(summary)
+    if not checks:
+        lines.append("No checks ran: the run stopped before the validation gate.")
+        return "\n".join(lines)
+    rows = results_table(checks)
+    lines += [
+        f"{_tally(checks)}.",
+        "",
+        "| | " + " | ".join(rows[0]) + " |",
+        "|---|" + "---|" * len(rows[0]),
+    ]
+    for check, row in zip(checks, rows, strict=True):
+        lines.append(f"| {_icon(check)} | " + " | ".join(_cell(v) for v in row.values()) + " |")
+    return "\n".join(lines)
+
+
+@task(cache_policy=NO_CACHE)
+def send_slack(slack: SlackWebhook, text: str) -> bool:
+    """Post ``text`` through the webhook block; on failure log a warning and return False."""
+    try:
+        slack.notify(text)
+    except (NotificationError, SlackClientError, OSError) as exc:
+        # Slack being down must not fail or roll back a load that already happened.
+        _logger().warning("Slack message not sent (%s: %s); the run's result is unaffected", type(exc).__name__, exc)
+        return False
+    return True
+
+
+def report_run(summary: Mapping[str, Any], slack: SlackWebhook | None) -> None:
+    """Publish the summary artifact and send the Slack message (if a block is set).
+
+    Called from the main flow's ``finally``; it never raises, so it cannot hide the run's error.
+    """
+    logger = _logger()
+    try:
+        create_markdown_artifact(
+            markdown=format_markdown(summary),
+            key=SUMMARY_ARTIFACT_KEY,
+            description=_headline(summary),
+        )
+    except Exception as exc:  # noqa: BLE001 - reporting must not mask the run's own outcome
+        logger.warning("Run summary artifact not created (%s: %s)", type(exc).__name__, exc)
+    if slack is None:
+        return
+    try:
+        send_slack(slack, format_slack(summary))
+    except Exception as exc:  # noqa: BLE001 - as above; send_slack already handles Slack's own errors
+        logger.warning("Slack message not sent (%s: %s); the run's result is unaffected", type(exc).__name__, exc)
