@@ -218,6 +218,18 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- validate
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Run one ad-hoc check; exit 1 only when a halt check fails."""
+    from tasks.validation import describe, run_adhoc
+
+    result = run_adhoc(args.script_1, args.script_2, args.operator, args.severity, args.warehouse_block)
+    print(f"{result.name} ({result.severity}): {describe(result)}")
+    return 1 if result.halts else 0
+
+
 # --------------------------------------------------------------------------- emulator
 
 
@@ -278,6 +290,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dash.add_argument("--out", default="dashboard.html", help="HTML file to write (default ./dashboard.html)")
     dash.set_defaults(func=cmd_dashboard)
+
+    validate = sub.add_parser(
+        "validate", help="run one ad-hoc check: SCRIPT_1's value OPERATOR SCRIPT_2's value (or a number)"
+    )
+    validate.add_argument("script_1", metavar="SCRIPT_1", help="SQL file returning one value (value 1)")
+    validate.add_argument("script_2", metavar="SCRIPT_2", help="SQL file returning one value, or a number (value 2)")
+    validate.add_argument(
+        "operator",
+        metavar="OPERATOR",
+        choices=("equals", "not_equals", "greater", "greater_equals", "less", "less_equals"),
+        help="equals, not_equals, greater, greater_equals, less or less_equals",
+    )
+    validate.add_argument("severity", choices=("warn", "halt"), help="halt: exit code 1 when the check fails")
+    validate.add_argument(
+        "--warehouse-block", default="strava-warehouse", help="Warehouse block name (default strava-warehouse)"
+    )
+    validate.set_defaults(func=cmd_validate)
 
     emu = sub.add_parser("emulator", help="serve the Strava API v3 emulator until Ctrl-C")
     emu.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")

@@ -98,3 +98,35 @@ def make_env(tmp_path: Path, **emulator_kwargs: Any) -> Iterator[Env]:
 def env(tmp_path: Path) -> Iterator[Env]:
     """A 450-activity athlete behind the emulator, and fresh local blocks."""
     yield from make_env(tmp_path)
+
+
+# PostgreSQL for tests marked ``postgres``: override with STRAVA_ELT_PG_URL.
+PG_URL = os.environ.get("STRAVA_ELT_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL SQLAlchemy URL whose connections use a fresh schema, dropped (CASCADE) after.
+
+    Skips when the server does not answer, unless STRAVA_ELT_REQUIRE_POSTGRES=1 (CI): then it fails.
+    The schema name is the URL's ``options`` (``-csearch_path=...``).
+    """
+    import psycopg
+    import sqlalchemy as sa
+
+    url = sa.engine.make_url(PG_URL)
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        admin = psycopg.connect(conninfo, connect_timeout=3, autocommit=True)
+    except psycopg.OperationalError as exc:
+        reason = f"PostgreSQL at {url.render_as_string()} does not answer: {str(exc).strip()}"
+        if os.environ.get("STRAVA_ELT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason} (STRAVA_ELT_REQUIRE_POSTGRES=1 forbids skipping)")
+        pytest.skip(reason)
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        finally:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
