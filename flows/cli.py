@@ -92,6 +92,131 @@ def cmd_setup_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redacted(url: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def _check_url(url: str, backend: str, driver: str) -> None:
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise CliError(f"Not a SQLAlchemy URL; expected {backend}+{driver}://user:password@host:port/db") from None
+    if parsed.get_backend_name() != backend or parsed.get_driver_name() != driver:
+        raise CliError(
+            f"Expected a {backend}+{driver}:// URL, got {parsed.drivername}:// (the pipeline loads "
+            f"{backend} through {driver})"
+        )
+
+
+def setup_postgres_blocks(
+    url: str, schema_name: str | None = None, *, warehouse_name: str = "strava-warehouse"
+) -> dict[str, str]:
+    """Create (or overwrite) a Warehouse block for PostgreSQL; return what was created."""
+    from pydantic import SecretStr
+
+    from blocks import Warehouse
+
+    _check_url(url, "postgresql", "psycopg")
+    Warehouse(url=SecretStr(url), schema_name=schema_name or None).save(warehouse_name, overwrite=True)
+    return {warehouse_name: f"Warehouse {_redacted(url)} schema {schema_name or '(default)'}"}
+
+
+def setup_aws_blocks(
+    *,
+    bucket: str,
+    redshift_url: str,
+    iam_role_arn: str,
+    bucket_folder: str = "",
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    schema_name: str | None = None,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
+    names: Sequence[str] = ("strava-aws", "strava-lake", "strava-warehouse"),
+) -> dict[str, str]:
+    """Create (or overwrite) AwsCredentials, an S3Bucket lake and a Redshift Warehouse block.
+
+    Without access keys the AwsCredentials block holds none, and boto3's default chain
+    (instance or task role, environment, profile) authenticates wherever the flow runs.
+    """
+    from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
+    from pydantic import SecretStr
+
+    from blocks import Warehouse
+
+    _check_url(redshift_url, "redshift", "redshift_connector")
+    if bool(aws_access_key_id) != bool(aws_secret_access_key):
+        raise CliError("Give both --aws-access-key-id and --aws-secret-access-key, or neither")
+    aws_name, lake_name, warehouse_name = names
+    credentials = AwsCredentials(
+        aws_access_key_id=aws_access_key_id or None,
+        aws_secret_access_key=SecretStr(aws_secret_access_key) if aws_secret_access_key else None,
+        region_name=region or None,
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint_url or None),
+    )
+    credentials.save(aws_name, overwrite=True)
+    keys = "access keys given" if aws_access_key_id else "no keys: boto3 default chain"
+    created = {aws_name: f"AwsCredentials ({keys}, region {region or 'default'})"}
+    S3Bucket(bucket_name=bucket, bucket_folder=bucket_folder.strip("/"), credentials=credentials).save(
+        lake_name, overwrite=True
+    )
+    where = f"s3://{bucket}/{bucket_folder.strip('/')}".rstrip("/")
+    created[lake_name] = f"S3Bucket {where}" + (f" via {endpoint_url}" if endpoint_url else "")
+    Warehouse(
+        url=SecretStr(redshift_url), schema_name=schema_name or None, iam_role_arn=iam_role_arn, region=region or None
+    ).save(warehouse_name, overwrite=True)
+    created[warehouse_name] = f"Warehouse {_redacted(redshift_url)}, COPY role {iam_role_arn}"
+    return created
+
+
+def _need(value: str | None, flag: str, env: str) -> str:
+    if not value:
+        raise CliError(f"{flag} is required (or set {env})")
+    return value
+
+
+def _print_created(created: dict[str, str]) -> None:
+    for name, what in created.items():
+        print(f"block {name!r}: {what}")
+
+
+def cmd_setup_postgres(args: argparse.Namespace) -> int:
+    """Create the Warehouse block for a PostgreSQL warehouse."""
+    url = _need(args.url or _env("STRAVA_ELT_POSTGRES_URL"), "--url", "STRAVA_ELT_POSTGRES_URL")
+    created = setup_postgres_blocks(
+        url, args.schema or _env("STRAVA_ELT_SCHEMA"), warehouse_name=args.warehouse_block
+    )
+    _print_created(created)
+    print("The lake stays as it is: a local folder from `strava-elt setup local`, or S3 from `setup aws`.")
+    return 0
+
+
+def cmd_setup_aws(args: argparse.Namespace) -> int:
+    """Create the AwsCredentials, S3 lake and Redshift warehouse blocks."""
+    created = setup_aws_blocks(
+        bucket=_need(args.bucket or _env("STRAVA_ELT_S3_BUCKET"), "--bucket", "STRAVA_ELT_S3_BUCKET"),
+        bucket_folder=args.bucket_folder or _env("STRAVA_ELT_S3_BUCKET_FOLDER") or "",
+        region=args.region or _env("AWS_REGION") or _env("AWS_DEFAULT_REGION"),
+        endpoint_url=args.endpoint_url or _env("STRAVA_ELT_S3_ENDPOINT_URL"),
+        redshift_url=_need(
+            args.redshift_url or _env("STRAVA_ELT_REDSHIFT_URL"), "--redshift-url", "STRAVA_ELT_REDSHIFT_URL"
+        ),
+        iam_role_arn=_need(
+            args.iam_role_arn or _env("STRAVA_ELT_IAM_ROLE_ARN"), "--iam-role-arn", "STRAVA_ELT_IAM_ROLE_ARN"
+        ),
+        schema_name=args.schema or _env("STRAVA_ELT_SCHEMA"),
+        aws_access_key_id=_env("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=_env("AWS_SECRET_ACCESS_KEY"),
+        names=(args.aws_block, args.lake_block, args.warehouse_block),
+    )
+    _print_created(created)
+    return 0
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -267,6 +392,48 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--client-secret", help="Strava API application client secret (env STRAVA_CLIENT_SECRET)")
     local.add_argument("--refresh-token", help="refresh token with activity:read_all (env STRAVA_REFRESH_TOKEN)")
     local.set_defaults(func=cmd_setup_local)
+
+    postgres = setup_sub.add_parser(
+        "postgres", help="PostgreSQL warehouse: a Warehouse block for a postgresql+psycopg:// URL"
+    )
+    postgres.add_argument(
+        "--url",
+        help="postgresql+psycopg://user:password@host:5432/db (env STRAVA_ELT_POSTGRES_URL; password never printed)",
+    )
+    postgres.add_argument("--schema", help="schema for the tables, created if missing (env STRAVA_ELT_SCHEMA)")
+    postgres.add_argument(
+        "--warehouse-block", default="strava-warehouse", help="block name (default strava-warehouse)"
+    )
+    postgres.set_defaults(func=cmd_setup_postgres)
+
+    aws = setup_sub.add_parser(
+        "aws", help="production on AWS: AwsCredentials, S3Bucket lake and Redshift Warehouse blocks"
+    )
+    aws.add_argument("--bucket", help="S3 bucket of the lake (env STRAVA_ELT_S3_BUCKET)")
+    aws.add_argument(
+        "--bucket-folder", help="folder (key prefix) inside the bucket (env STRAVA_ELT_S3_BUCKET_FOLDER)"
+    )
+    aws.add_argument("--region", help="AWS region of bucket and cluster (env AWS_REGION or AWS_DEFAULT_REGION)")
+    aws.add_argument(
+        "--endpoint-url", help="S3 endpoint for S3-compatible stores or tests (env STRAVA_ELT_S3_ENDPOINT_URL)"
+    )
+    aws.add_argument(
+        "--redshift-url",
+        help=(
+            "redshift+redshift_connector://user:password@host:5439/db "
+            "(env STRAVA_ELT_REDSHIFT_URL; password never printed)"
+        ),
+    )
+    aws.add_argument(
+        "--iam-role-arn", help="IAM role the cluster's COPY assumes to read the bucket (env STRAVA_ELT_IAM_ROLE_ARN)"
+    )
+    aws.add_argument("--schema", help="Redshift schema for the tables (env STRAVA_ELT_SCHEMA)")
+    aws.add_argument("--aws-block", default="strava-aws", help="AwsCredentials block name (default strava-aws)")
+    aws.add_argument("--lake-block", default="strava-lake", help="S3Bucket block name (default strava-lake)")
+    aws.add_argument(
+        "--warehouse-block", default="strava-warehouse", help="Warehouse block name (default strava-warehouse)"
+    )
+    aws.set_defaults(func=cmd_setup_aws)
 
     run = sub.add_parser("run", help="run the pipeline once, in this process")
     run.add_argument("--strava-block", default="strava", help="StravaCredentials block name (default strava)")

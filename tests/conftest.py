@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pytest
+import sqlalchemy as sa
 
 from emulator import StravaEmulator
 
@@ -28,15 +29,37 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
+# The warehouses a test can be parametrised over (override the ``warehouse`` fixture with these).
+WAREHOUSES = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def warehouse() -> str:
+    """The warehouse behind ``env``: DuckDB unless a module overrides this fixture with WAREHOUSES."""
+    return "duckdb"
+
+
+def split_pg_url(url: str) -> tuple[str, str]:
+    """Split a ``pg_url`` (search_path in ``options``) into the plain URL and the schema name."""
+    parsed = sa.engine.make_url(url)
+    schema = str(parsed.query.get("options", "")).removeprefix("-csearch_path=")
+    return parsed.difference_update_query(["options"]).render_as_string(hide_password=False), schema
+
+
 @dataclass
 class Env:
-    """One test's emulator, blocks and warehouse file."""
+    """One test's emulator, blocks and warehouse (a DuckDB file, or a PostgreSQL schema)."""
 
     emu: StravaEmulator
     home: Path
     strava_block: str
     lake_block: str
     warehouse_block: str
+    pg_url: str | None = None  # PostgreSQL warehouse: a URL whose search_path is the test's schema
+
+    @property
+    def warehouse(self) -> str:
+        return "duckdb" if self.pg_url is None else "postgres"
 
     @property
     def duckdb_path(self) -> Path:
@@ -59,19 +82,30 @@ class Env:
 
         return strava_elt(**self.params(**overrides))
 
+    def _execute(self, sql: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one read in the warehouse (``?`` placeholders on both); return column names and rows."""
+        if self.pg_url is None:
+            with duckdb.connect(str(self.duckdb_path), read_only=True) as conn:
+                cur = conn.execute(sql, params or [])
+                return [d[0] for d in cur.description], cur.fetchall()
+        import psycopg
+
+        conninfo = sa.engine.make_url(self.pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo) as conn:
+            cur = conn.execute(sql.replace("?", "%s") if params else sql, params or None)
+            return [d.name for d in cur.description or []], cur.fetchall()
+
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        with duckdb.connect(str(self.duckdb_path), read_only=True) as conn:
-            return conn.execute(sql, params or []).fetchall()
+        return self._execute(sql, params)[1]
 
     def production(self) -> dict[int, dict[str, Any]]:
-        with duckdb.connect(str(self.duckdb_path), read_only=True) as conn:
-            cur = conn.execute("SELECT * FROM strava_activity_data")
-            cols = [d[0] for d in cur.description]
-            return {row[0]: dict(zip(cols, row, strict=True)) for row in cur.fetchall()}
+        cols, rows = self._execute("SELECT * FROM strava_activity_data")
+        return {row[0]: dict(zip(cols, row, strict=True)) for row in rows}
 
 
-def make_env(tmp_path: Path, **emulator_kwargs: Any) -> Iterator[Env]:
-    from flows.cli import setup_local_blocks
+def make_env(tmp_path: Path, pg_url: str | None = None, **emulator_kwargs: Any) -> Iterator[Env]:
+    """Emulator plus local blocks; with ``pg_url`` the Warehouse block points at that PostgreSQL schema."""
+    from flows.cli import setup_local_blocks, setup_postgres_blocks
 
     suffix = uuid.uuid4().hex[:10]
     emulator_kwargs.setdefault("activities", 450)
@@ -88,16 +122,23 @@ def make_env(tmp_path: Path, **emulator_kwargs: Any) -> Iterator[Env]:
         refresh_token=emu.current_refresh_token,
         names=names,
     )
+    if pg_url is not None:
+        setup_postgres_blocks(*split_pg_url(pg_url), warehouse_name=names[2])
     try:
-        yield Env(emu, tmp_path, *names)
+        yield Env(emu, tmp_path, *names, pg_url=pg_url)
     finally:
         emu.stop()
 
 
+def warehouse_pg_url(request: pytest.FixtureRequest, warehouse: str) -> str | None:
+    """The ``pg_url`` fixture's value when ``warehouse`` is postgres (it skips or fails without a server)."""
+    return request.getfixturevalue("pg_url") if warehouse == "postgres" else None
+
+
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    """A 450-activity athlete behind the emulator, and fresh local blocks."""
-    yield from make_env(tmp_path)
+def env(tmp_path: Path, request: pytest.FixtureRequest, warehouse: str) -> Iterator[Env]:
+    """A 450-activity athlete behind the emulator, fresh local blocks and the ``warehouse`` under test."""
+    yield from make_env(tmp_path, pg_url=warehouse_pg_url(request, warehouse))
 
 
 # PostgreSQL for tests marked ``postgres``: override with STRAVA_ELT_PG_URL.

@@ -1,4 +1,4 @@
-"""The spine end to end: emulator over HTTP -> local lake -> DuckDB, through real Prefect flows."""
+"""The spine end to end: emulator over HTTP -> local lake -> DuckDB and PostgreSQL, through real Prefect flows."""
 
 from __future__ import annotations
 
@@ -15,9 +15,15 @@ from blocks import StravaCredentials
 from blocks.loading import MissingBlockError
 from tasks import warehouse as wh
 from tasks.watermark import read_watermark
-from tests.conftest import Env, make_env
+from tests.conftest import WAREHOUSES, Env, make_env, warehouse_pg_url
 
 LIST_PATH = "/api/v3/athlete/activities"
+
+
+@pytest.fixture(params=WAREHOUSES)
+def warehouse(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on DuckDB and on PostgreSQL (marked ``postgres``)."""
+    return str(request.param)
 
 
 def _ts(value: str) -> datetime:
@@ -42,8 +48,10 @@ def assert_matches_emulator(env: Env) -> None:
 
 
 @pytest.mark.parametrize("n", [400, 450])
-def test_first_load_costs_one_list_call_per_200_activities(tmp_path: Path, n: int) -> None:
-    for env in make_env(tmp_path, activities=n):
+def test_first_load_costs_one_list_call_per_200_activities(
+    tmp_path: Path, n: int, request: pytest.FixtureRequest, warehouse: str
+) -> None:
+    for env in make_env(tmp_path, pg_url=warehouse_pg_url(request, warehouse), activities=n):
         summary = env.run()
         list_calls = env.emu.request_count(LIST_PATH)
         # Pages of 200 until a short page: N//200 + 1 calls, within the ceil(N/200) + 1 budget.
@@ -134,14 +142,14 @@ def test_schema_columns_and_types(env: Env) -> None:
     env.run()
     types = dict(
         env.query(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = 'strava_activity_data'"
+            "SELECT column_name, UPPER(data_type) FROM information_schema.columns "
+            "WHERE table_name = 'strava_activity_data' AND table_schema = current_schema()"
         )
     )
     assert types["id"] == "BIGINT"
-    assert types["upload_id"] == "VARCHAR"
+    assert types["upload_id"] == ("VARCHAR" if env.warehouse == "duckdb" else "TEXT")
     assert types["start_date"] == "TIMESTAMP WITH TIME ZONE"
-    assert types["start_date_local"] == "TIMESTAMP"
+    assert types["start_date_local"] == ("TIMESTAMP" if env.warehouse == "duckdb" else "TIMESTAMP WITHOUT TIME ZONE")
     for col in ("map_summary_polyline", "start_lat", "start_lng", "end_lat", "end_lng", "athlete_id", "extracted_at"):
         assert col in types
     assert max(r[0] for r in env.query("SELECT id FROM strava_activity_data")) > 2**32
@@ -255,7 +263,10 @@ def test_crash_then_rerun_loads_everything_exactly_once(
     after_crash = env.production()
     if inject is not _crash_before_watermark:
         assert after_crash == before  # production untouched by the failed run
-    assert not env.query("SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'stg_%'")
+    assert not env.query(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_name LIKE 'stg_%' AND table_schema = current_schema()"
+    )
 
     summary = env.run()
     assert late["id"] in env.production()
