@@ -28,6 +28,7 @@ SUMMARY_ARTIFACT_KEY = "strava-elt-run-summary"
 HALTED = "halted by validation"
 _ICONS = {PASSED: "✅", SKIPPED: "➖", "warn": "⚠️", "halt": "❌"}
 _MAX_ERROR = 300
+_NO_CHECKS = "no results (the run stopped before the load subflow returned them)"
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -96,7 +97,7 @@ def format_slack(summary: Mapping[str, Any]) -> str:
         lines.append(f"Checks: {_tally(checks)}")
         lines += [f"{_icon(c)} {c['name']} ({c['severity']}): {describe(c)}" for c in checks]
     else:
-        lines.append("Checks: none ran (the run stopped before the validation gate)")
+        lines.append(f"Checks: {_NO_CHECKS}")
     return "\n".join(lines)
 
 
@@ -119,7 +120,7 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
     ]
     checks = _checks(summary)
     if not checks:
-        lines.append("No checks ran: the run stopped before the validation gate.")
+        lines.append(f"Checks: {_NO_CHECKS}.")
         return "\n".join(lines)
     rows = results_table(checks)
     lines += [

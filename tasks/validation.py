@@ -229,8 +229,9 @@ def _query(
     conn: sa.Connection, path: Path, staging: str | None, params: Mapping[str, Any]
 ) -> tuple[int | float | None, str]:
     """Run one check file; return its value and optional detail column."""
-    identifiers = {"staging": staging} if staging else {}
-    statement = sa.text(wh.render(_read_sql(path), conn.dialect.identifier_preparer, **identifiers))
+    text, preparer = _read_sql(path), conn.dialect.identifier_preparer
+    # No staging table (ad-hoc checks): a {staging} placeholder is then an error of that check.
+    statement = sa.text(wh.render(text, preparer, staging=staging) if staging else wh.render(text, preparer))
     rows = conn.execute(statement, dict(params)).fetchall()
     if len(rows) != 1:
         raise ValueError(f"{path.name} returned {len(rows)} rows; a check's SQL must return exactly one")

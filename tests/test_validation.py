@@ -459,7 +459,7 @@ def test_messages_name_every_check_and_the_numbers() -> None:
     assert "HALTED by validation before the merge: production and watermark unchanged" in halted
     assert "inserted 0, updated 0, deleted 0, watermark unchanged" in halted
     early = format_slack({"run_key": "k2", "status": "failed", "error": "MissingBlockError: no block"})
-    assert "FAILED: MissingBlockError: no block" in early and "none ran" in early
+    assert "FAILED: MissingBlockError: no block" in early and "Checks: no results" in early
 
 
 # --------------------------------------------------------------------------- pipeline, Slack, CLI
@@ -657,3 +657,26 @@ def test_pg_url_gives_a_fresh_schema(pg_url: str) -> None:
     finally:
         engine.dispose()
     assert str(schema_name).startswith("test_") and tables == 0
+
+
+def test_a_run_that_fails_otherwise_still_sends_its_one_message(
+    env: Env, slack: tuple[SlackServer, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, block = slack
+    monkeypatch.setenv("STRAVA_ELT_VALIDATION_DIR", str(tmp_path / "no-manifest-here"))
+    with pytest.raises(v.ValidationConfigError, match="No validation manifest"):
+        env.run(slack_block=block)
+    assert not env.query("SELECT COUNT(*) FROM strava_activity_data")[0][0]  # a broken gate lets nothing through
+    assert not _staging_tables(env)
+    assert len(server.posts) == 1
+    text = server.texts[0]
+    assert "FAILED: ValidationConfigError: No validation manifest" in text
+    assert "extracted 450, inserted 0, updated 0, deleted 0, watermark unchanged" in text
+
+
+def test_a_misspelt_slack_block_fails_before_any_work(env: Env) -> None:
+    from blocks.loading import MissingBlockError
+
+    with pytest.raises(MissingBlockError, match="no-such-slack"):
+        env.run(slack_block="no-such-slack")
+    assert env.emu.request_count() == 0
