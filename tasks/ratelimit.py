@@ -342,6 +342,27 @@ def _budgets(limits: RateLimits, method: str) -> list[tuple[str, RateLimit]]:
     return [(kind, limit) for kind, limit in budgets if limit is not None]
 
 
+def shared_limit_exists(name: str = "strava-api", *, logger: LoggerLike | None = None) -> bool:
+    """Whether the Prefect server has an active global concurrency limit ``name``.
+
+    Asked once per client: taking a slot of a limit that does not exist costs seconds.
+    """
+    log = logger or _LOGGER
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectException
+
+    try:
+        with get_client(sync_client=True) as client:
+            limit = client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        log.debug("No global concurrency limit %r: this run's rate limits are its own", name)
+        return False
+    except (PrefectException, httpx.HTTPError, OSError, RuntimeError) as exc:
+        log.debug("Could not look up global concurrency limit %r: %s", name, exc)
+        return False
+    return bool(getattr(limit, "active", True))
+
+
 def acquire_shared_slot(
     name: str = "strava-api",
     *,

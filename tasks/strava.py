@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.strava import StravaCredentials
 from tasks.errors import BadRequestError, RetryPolicy, send_with_retries
-from tasks.ratelimit import Governor, acquire_shared_slot
+from tasks.ratelimit import Governor, acquire_shared_slot, shared_limit_exists
 
 PER_PAGE = 200  # Strava's maximum page size
 
@@ -71,10 +71,11 @@ class StravaClient:
         log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> None:
         self._log = log or logger
-        self.governor = governor or Governor(logger=self._log)  # type: ignore[arg-type]
+        self.governor = governor or Governor(logger=self._log)
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self.requests = 0
+        self._shared_limit = shared_limit_exists(logger=self._log)
         self._http = credentials.get_client()
         self._http.event_hooks["response"].append(self._count)
 
@@ -85,7 +86,8 @@ class StravaClient:
         """GET an API path (relative to /api/v3) and return its JSON body."""
 
         def send() -> httpx.Response:
-            acquire_shared_slot()
+            if self._shared_limit:
+                acquire_shared_slot(logger=self._log)
             return self._http.get(path, params=params)
 
         response = send_with_retries(
