@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from prefect.blocks.core import Block
 
@@ -26,7 +26,7 @@ def _hint(kind: str) -> str:
 def load_block(block_type: type[B], name: str) -> B:
     """Load a block of ``block_type`` named ``name`` or raise :class:`MissingBlockError`."""
     try:
-        return block_type.load(name)
+        return cast(B, block_type.load(name))
     except ValueError as exc:
         if "Unable to find block document" not in str(exc) and "not found" not in str(exc).lower():
             raise

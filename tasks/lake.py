@@ -7,7 +7,7 @@ import inspect
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -80,7 +80,7 @@ class StagingFileWriter:
         self._tmp = Path(name)
         self._writer = pq.ParquetWriter(self._tmp, schema.ARROW_SCHEMA, compression="zstd")
 
-    def write_page(self, activities: list[Mapping[str, Any]]) -> None:
+    def write_page(self, activities: Sequence[Mapping[str, Any]]) -> None:
         """Flatten and append one page."""
         rows = [schema.flatten_activity(a, self.extracted_at) for a in activities]
         if rows:
