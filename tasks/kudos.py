@@ -1,0 +1,458 @@
+"""The kudos model: features from the warehouse, a gradient-boosted regressor, a naive baseline.
+
+Every activity becomes one row of features known when it is uploaded (distance, moving time,
+climb, sport and workout type, local weekday and hour, photos, achievements, company, commute,
+indoor, visibility) plus its recent history: activities in the 7 and 28 days before it and
+the mean kudos of the ``window`` activities before it. That mean is also the baseline to beat.
+
+Evaluation is time-based: the newest ``holdout_fraction`` of the activities with a kudos
+count is held out, the model trains on the older ones, and both are scored by MAE. A model
+that does not beat the baseline is refused; an accepted one is refit on every activity and
+saved to the lake as ``models/kudos/athlete_id=<id>/<stamp>/model.joblib`` with
+``metrics.json``, and ``latest.json`` pointers are moved to it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import json
+import math
+import statistics
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+import sqlalchemy as sa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
+
+from tasks import lake as lake_io
+from tasks import warehouse as wh
+
+__all__ = [
+    "FEATURES",
+    "KudosModelError",
+    "TrainingResult",
+    "latest_pointer",
+    "load_latest_model",
+    "predict_kudos",
+    "promote",
+    "read_activities",
+    "save_candidate",
+    "train_and_evaluate",
+]
+
+FEATURES: tuple[str, ...] = (
+    "distance_km",
+    "moving_minutes",
+    "elevation_m",
+    "sport_type",
+    "workout_type",
+    "weekday",
+    "hour",
+    "photos",
+    "achievements",
+    "athlete_count",
+    "commute",
+    "trainer",
+    "visibility",
+    "activities_prev_7d",
+    "activities_prev_28d",
+    "recent_mean_kudos",
+)
+CATEGORICAL = ("sport_type", "workout_type", "visibility")
+MODEL_ROOT = "models/kudos"
+DEFAULT_PARAMS: dict[str, Any] = {
+    "loss": "poisson",  # kudos are counts
+    "max_iter": 200,
+    "learning_rate": 0.05,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 20,
+    "l2_regularization": 1.0,
+    "early_stopping": False,
+    "random_state": 0,
+}
+
+
+class KudosModelError(RuntimeError):
+    """No usable model, or data the model cannot be trained on; the message says what to do."""
+
+
+# --------------------------------------------------------------------------- features
+
+
+def read_activities(engine: sa.Engine, athlete_id: int | None = None) -> list[dict[str, Any]]:
+    """Live activities, oldest first, with the columns the features need."""
+    with engine.connect() as conn:
+        result = conn.execute(sa.text(wh.read_sql("kudos/activities.sql")), {"athlete_id": athlete_id})
+        return [dict(r) for r in result.mappings()]
+
+
+@dataclass
+class Encoding:
+    """Category vocabularies: a value's code is its index; unknown values are missing (NaN)."""
+
+    sport_type: list[str] = field(default_factory=list)
+    workout_type: list[str] = field(default_factory=list)
+    visibility: list[str] = field(default_factory=list)
+
+    @classmethod
+    def fit(cls, raw: Sequence[Mapping[str, Any]]) -> Encoding:
+        """Vocabularies from the training rows, most frequent first."""
+        return cls(**{c: [v for v, _ in Counter(str(r[c]) for r in raw).most_common()] for c in CATEGORICAL})
+
+    def code(self, column: str, value: Any) -> float:
+        """The category's code, or NaN when the value was never seen."""
+        vocabulary: list[str] = getattr(self, column)
+        text = str(value)
+        return float(vocabulary.index(text)) if text in vocabulary else math.nan
+
+
+def _float(value: Any, default: float = 0.0) -> float:
+    return default if value is None else float(value)
+
+
+def raw_features(rows: Sequence[Mapping[str, Any]], window: int) -> tuple[list[dict[str, Any]], list[float]]:
+    """One dict of features per activity (sorted oldest first) and the mean of the last ``window`` kudos.
+
+    The second list is the baseline: NaN for an activity with no earlier kudos.
+    """
+    ordered = sorted(rows, key=lambda r: (r["start_date"], r["id"]))
+    starts: list[datetime] = []
+    recent: deque[int] = deque(maxlen=window)
+    raw: list[dict[str, Any]] = []
+    baseline: list[float] = []
+    for row in ordered:
+        start = row["start_date"]
+        local = row["start_date_local"] or start
+        mean = statistics.fmean(recent) if recent else math.nan
+        raw.append(
+            {
+                "distance_km": _float(row["distance"]) / 1000,
+                "moving_minutes": _float(row["moving_time"]) / 60,
+                "elevation_m": _float(row["total_elevation_gain"]),
+                "sport_type": row["sport_type"] or "Unknown",
+                "workout_type": "none" if row["workout_type"] is None else str(row["workout_type"]),
+                "weekday": local.weekday(),
+                "hour": local.hour,
+                "photos": _float(row["total_photo_count"]),
+                "achievements": _float(row["achievement_count"]),
+                "athlete_count": _float(row["athlete_count"], 1.0),
+                "commute": float(bool(row["commute"])),
+                "trainer": float(bool(row["trainer"])),
+                "visibility": row["visibility"] or "everyone",
+                "activities_prev_7d": len(starts) - bisect.bisect_left(starts, start - timedelta(days=7)),
+                "activities_prev_28d": len(starts) - bisect.bisect_left(starts, start - timedelta(days=28)),
+                "recent_mean_kudos": mean,
+                "kudos": row["kudos_count"],
+                "start_date": start,
+            }
+        )
+        baseline.append(mean)
+        starts.append(start)
+        if row["kudos_count"] is not None:
+            recent.append(int(row["kudos_count"]))
+    return raw, baseline
+
+
+def encode(raw: Sequence[Mapping[str, Any]], encoding: Encoding) -> np.ndarray:
+    """The feature matrix in :data:`FEATURES` order."""
+    matrix = np.empty((len(raw), len(FEATURES)), dtype=float)
+    for i, r in enumerate(raw):
+        for j, name in enumerate(FEATURES):
+            matrix[i, j] = encoding.code(name, r[name]) if name in CATEGORICAL else float(r[name])
+    return matrix
+
+
+def make_regressor(params: Mapping[str, Any] | None = None) -> HistGradientBoostingRegressor:
+    """The regressor with the project's defaults, overridden by ``params``."""
+    mask = [name in CATEGORICAL for name in FEATURES]
+    return HistGradientBoostingRegressor(categorical_features=mask, **{**DEFAULT_PARAMS, **(params or {})})
+
+
+def fit(params: Mapping[str, Any] | None, x: np.ndarray, y: np.ndarray) -> HistGradientBoostingRegressor:
+    """Fit on one OpenMP thread: for a few thousand rows threads only add contention.
+
+    On a busy 2-CPU worker, OpenMP threads made a fit 10x slower.
+    """
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return make_regressor(params).fit(x, y)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainingResult:
+    """A trained candidate, its holdout scores and whether it beat the baseline."""
+
+    accepted: bool
+    reason: str
+    metrics: dict[str, Any]
+    bundle: dict[str, Any] | None = None
+
+    def table(self) -> list[dict[str, Any]]:
+        """Rows of the MAE table artifact."""
+        m = self.metrics
+        return [
+            {
+                "predictor": f"model: HistGradientBoostingRegressor ({m['params']['loss']})",
+                "mae": m["mae_model"],
+                "holdout activities": m["n_test"],
+                "trained on": m["n_train"],
+            },
+            {
+                "predictor": f"baseline: mean kudos of the last {m['baseline_window']} activities",
+                "mae": m["mae_baseline"],
+                "holdout activities": m["n_test"],
+                "trained on": 0,
+            },
+        ]
+
+
+def _mae(actual: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean(np.abs(actual - predicted)))
+
+
+def _context(raw: Sequence[Mapping[str, Any]], window: int) -> dict[str, Any]:
+    """What predicting a new activity needs from the history: recent activity, sport defaults."""
+    kudos = [r["kudos"] for r in raw if r["kudos"] is not None]
+    newest = raw[-1]["start_date"]
+    by_sport: dict[str, list[Mapping[str, Any]]] = {}
+    for r in raw:
+        by_sport.setdefault(r["sport_type"], []).append(r)
+    sports = {}
+    for sport, items in by_sport.items():
+        moving = [r for r in items if r["distance_km"] > 0 and r["moving_minutes"] > 0]
+        sports[sport] = {
+            "minutes_per_km": statistics.median(r["moving_minutes"] / r["distance_km"] for r in moving)
+            if moving
+            else None,
+            "median_minutes": statistics.median(r["moving_minutes"] for r in items),
+            "climb_per_km": statistics.median(r["elevation_m"] / r["distance_km"] for r in moving) if moving else 0.0,
+            "workout_type": Counter(r["workout_type"] for r in items).most_common(1)[0][0],
+            "activities": len(items),
+        }
+    return {
+        "recent_mean_kudos": statistics.fmean(kudos[-window:]) if kudos else 0.0,
+        "recent_starts": [r["start_date"].isoformat() for r in raw if newest - r["start_date"] <= timedelta(days=28)],
+        "newest_start": newest.isoformat(),
+        "sports": sports,
+    }
+
+
+@task(cache_policy=NO_CACHE)
+def train_and_evaluate(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    holdout_fraction: float = 0.2,
+    baseline_window: int = 20,
+    min_activities: int = 100,
+    model_params: Mapping[str, Any] | None = None,
+) -> TrainingResult:
+    """Train on the older activities, score model and baseline on the newest, refit if it wins."""
+    if not 0 < holdout_fraction < 1:
+        raise ValueError("holdout_fraction must be between 0 and 1")
+    raw, baseline = raw_features(rows, baseline_window)
+    labelled = [i for i, r in enumerate(raw) if r["kudos"] is not None and not math.isnan(baseline[i])]
+    params = {**DEFAULT_PARAMS, **(model_params or {})}
+    if len(labelled) < min_activities:
+        return TrainingResult(
+            False,
+            f"not enough activities with kudos to train on: {len(labelled)} < min_activities={min_activities}",
+            {"n_activities": len(raw), "n_labelled": len(labelled), "params": params},
+        )
+    n_test = max(10, math.ceil(len(labelled) * holdout_fraction))
+    train_idx, test_idx = labelled[:-n_test], labelled[-n_test:]
+    train_raw = [raw[i] for i in train_idx]
+    encoding = Encoding.fit(train_raw)
+    y = np.array([float(r["kudos"]) if r["kudos"] is not None else math.nan for r in raw])
+    x_all = encode(raw, encoding)
+    model = fit(model_params, x_all[train_idx], y[train_idx])
+    predicted = np.clip(model.predict(x_all[test_idx]), 0, None)
+    mae_model = _mae(y[test_idx], predicted)
+    mae_baseline = _mae(y[test_idx], np.array([baseline[i] for i in test_idx]))
+    accepted = mae_model < mae_baseline
+    metrics: dict[str, Any] = {
+        "mae_model": round(mae_model, 4),
+        "mae_baseline": round(mae_baseline, 4),
+        "improvement": round(1 - mae_model / mae_baseline, 4) if mae_baseline else None,
+        "n_activities": len(raw),
+        "n_labelled": len(labelled),
+        "n_train": len(train_idx),
+        "n_test": n_test,
+        "holdout_from": raw[test_idx[0]]["start_date"].isoformat(),
+        "holdout_to": raw[test_idx[-1]]["start_date"].isoformat(),
+        "baseline_window": baseline_window,
+        "holdout_fraction": holdout_fraction,
+        "features": list(FEATURES),
+        "params": params,
+        "sklearn_version": sklearn.__version__,
+    }
+    if not accepted:
+        reason = f"model MAE {mae_model:.3f} does not beat the baseline's {mae_baseline:.3f}"
+        return TrainingResult(False, reason, metrics, _bundle(model, encoding, raw, baseline_window, metrics))
+    # It won on the holdout: refit on every labelled activity, the newest included.
+    full_encoding = Encoding.fit([raw[i] for i in labelled])
+    full = fit(model_params, encode(raw, full_encoding)[labelled], y[labelled])
+    metrics["refit_on"] = len(labelled)
+    reason = f"model MAE {mae_model:.3f} beats the baseline's {mae_baseline:.3f}"
+    return TrainingResult(True, reason, metrics, _bundle(full, full_encoding, raw, baseline_window, metrics))
+
+
+def _bundle(
+    model: HistGradientBoostingRegressor,
+    encoding: Encoding,
+    raw: Sequence[Mapping[str, Any]],
+    window: int,
+    metrics: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "features": list(FEATURES),
+        "encoding": encoding.__dict__,
+        "context": _context(raw, window),
+        "metrics": dict(metrics),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------- the lake
+
+
+def _missing(exc: Exception) -> bool:
+    """A read failed because the object does not exist (local or S3)."""
+    if isinstance(exc, FileNotFoundError | ValueError):
+        return True
+    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+def _read_json(lake: Any, path: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(lake_io.read_bytes(lake, path))
+    except Exception as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
+def athlete_root(athlete_id: int | str) -> str:
+    """The lake folder of one athlete's models."""
+    return f"{MODEL_ROOT}/athlete_id={athlete_id}"
+
+
+@task(cache_policy=NO_CACHE)
+def save_candidate(lake: Any, result: TrainingResult, athlete_id: int | str, stamp: str) -> dict[str, str]:
+    """Write the candidate's model and metrics (accepted or not) under its own timestamped folder."""
+    folder = f"{athlete_root(athlete_id)}/{stamp}"
+    paths = {"folder": folder, "metrics": f"{folder}/metrics.json"}
+    metrics = {**result.metrics, "accepted": result.accepted, "reason": result.reason, "athlete_id": athlete_id}
+    if result.bundle is not None:
+        buffer = io.BytesIO()
+        joblib.dump(result.bundle, buffer, compress=3)
+        paths["model"] = f"{folder}/model.joblib"
+        lake_io.write_bytes(lake, paths["model"], buffer.getvalue())
+    lake_io.write_bytes(lake, paths["metrics"], json.dumps(metrics, indent=2, default=str).encode("utf-8"))
+    return paths
+
+
+@task(cache_policy=NO_CACHE)
+def promote(lake: Any, athlete_id: int | str, paths: Mapping[str, str], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Point ``latest.json`` (the athlete's and the lake-wide one) at an accepted model."""
+    pointer = {
+        "athlete_id": athlete_id,
+        "model": paths["model"],
+        "metrics": paths["metrics"],
+        "mae_model": metrics["mae_model"],
+        "mae_baseline": metrics["mae_baseline"],
+        "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    body = json.dumps(pointer, indent=2, default=str).encode("utf-8")
+    lake_io.write_bytes(lake, f"{athlete_root(athlete_id)}/latest.json", body)
+    lake_io.write_bytes(lake, f"{MODEL_ROOT}/latest.json", body)
+    return pointer
+
+
+def latest_pointer(lake: Any, athlete_id: int | str | None = None) -> dict[str, Any] | None:
+    """The ``latest.json`` pointer of an athlete (or the lake-wide one); None when none exists."""
+    path = f"{athlete_root(athlete_id)}/latest.json" if athlete_id is not None else f"{MODEL_ROOT}/latest.json"
+    return _read_json(lake, path)
+
+
+def load_latest_model(lake: Any, athlete_id: int | str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The newest accepted model bundle and its pointer; :class:`KudosModelError` when none exists."""
+    pointer = latest_pointer(lake, athlete_id)
+    if pointer is None:
+        who = f"athlete {athlete_id}" if athlete_id is not None else "any athlete"
+        raise KudosModelError(
+            f"No kudos model for {who} in the lake yet: run the retrain-kudos-model flow "
+            "(flows/kudos.py:retrain_kudos_model) after a load."
+        )
+    bundle = joblib.load(io.BytesIO(lake_io.read_bytes(lake, pointer["model"])))
+    return bundle, pointer
+
+
+# --------------------------------------------------------------------------- predicting
+
+
+def predict_kudos(
+    bundle: Mapping[str, Any],
+    *,
+    distance_km: float,
+    sport_type: str,
+    moving_minutes: float | None = None,
+    elevation_m: float | None = None,
+    workout_type: int | None = None,
+    start_local: datetime | None = None,
+    photos: int = 0,
+    achievements: int = 0,
+    athlete_count: int = 1,
+    commute: bool = False,
+    trainer: bool = False,
+    visibility: str = "everyone",
+) -> tuple[float, dict[str, Any]]:
+    """Predict the kudos of one new activity; return the prediction and the features used.
+
+    Missing moving time, climb and workout type default to the athlete's usual ones for the
+    sport; the recent-activity features come from the history the model was trained on.
+    """
+    context = bundle["context"]
+    usual = context["sports"].get(sport_type, {})
+    if moving_minutes is None:
+        pace = usual.get("minutes_per_km")
+        moving_minutes = pace * distance_km if pace and distance_km else usual.get("median_minutes", 45.0)
+    if elevation_m is None:
+        elevation_m = (usual.get("climb_per_km") or 0.0) * distance_km
+    start = start_local or datetime.now()
+    when = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+    starts = sorted(datetime.fromisoformat(s) for s in context["recent_starts"])
+    row = {
+        "distance_km": distance_km,
+        "moving_minutes": moving_minutes,
+        "elevation_m": elevation_m,
+        "sport_type": sport_type,
+        "workout_type": str(workout_type) if workout_type is not None else usual.get("workout_type", "none"),
+        "weekday": start.weekday(),
+        "hour": start.hour,
+        "photos": photos,
+        "achievements": achievements,
+        "athlete_count": athlete_count,
+        "commute": float(commute),
+        "trainer": float(trainer),
+        "visibility": visibility,
+        "activities_prev_7d": sum(1 for s in starts if when - timedelta(days=7) <= s < when),
+        "activities_prev_28d": sum(1 for s in starts if when - timedelta(days=28) <= s < when),
+        "recent_mean_kudos": context["recent_mean_kudos"],
+    }
+    x = encode([row], Encoding(**bundle["encoding"]))
+    prediction = max(0.0, float(bundle["model"].predict(x)[0]))
+    return prediction, row
