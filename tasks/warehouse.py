@@ -13,6 +13,7 @@ one session while each step keeps its own transaction, as on the other warehouse
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 
 from tasks import lake as lake_tasks
 from tasks import schema
@@ -95,7 +97,7 @@ class SqlDialect:
 
     def sql(self, relative: str, **identifiers: str) -> sa.TextClause:
         """Read ``sql/<relative>`` and quote its identifiers for this dialect."""
-        return sa.text(render(read_sql(relative), self.preparer, **identifiers))
+        return sa.text(render(read_sql(relative), self.preparer, columns=schema.STAGED_COLUMNS, **identifiers))
 
     def create_staging(self, conn: sa.Connection, staging: str, target: str) -> None:
         """Create an empty staging table shaped like ``target`` (no constraints)."""
@@ -168,6 +170,14 @@ class PostgresDialect(SqlDialect):
 
 class RedshiftCopyError(RuntimeError):
     """Redshift's COPY of the run's file failed; the message never carries the credentials clause."""
+
+
+def _logger() -> Any:
+    """The run logger inside a flow or task, the module logger elsewhere."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 def s3_uri(lake: Any, path: str) -> str:
@@ -261,6 +271,7 @@ class RedshiftDialect(SqlDialect):
             )
         self.check_column_order(conn, schema.ACTIVITY_TABLE)
         sql, redacted = self.copy_sql(staging, uri)
+        _logger().info("Redshift COPY: %s", redacted)
         try:
             conn.exec_driver_sql(sql)
         except sa.exc.DBAPIError as exc:
