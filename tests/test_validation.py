@@ -23,7 +23,7 @@ from tasks import validation as v
 from tasks import warehouse as wh
 from tasks.notify import format_markdown, format_slack
 from tasks.watermark import read_watermark
-from tests.conftest import Env
+from tests.conftest import WAREHOUSES, Env
 
 STAGING = "stg_strava_activity_data_test"
 # A Wednesday noon: every test timestamp stays in its week whatever the session time zone.
@@ -516,9 +516,13 @@ def slack(env: Env) -> Iterator[tuple[SlackServer, str]]:
 
 
 def _staging_tables(env: Env) -> list[tuple[Any, ...]]:
-    return env.query("SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'stg_%'")
+    return env.query(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = current_schema() AND table_name LIKE 'stg_%'"
+    )
 
 
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
 def test_pipeline_reports_checks_artifacts_and_one_slack_message(env: Env, slack: tuple[SlackServer, str]) -> None:
     from prefect.artifacts import Artifact
 
@@ -563,6 +567,7 @@ def test_slack_outage_is_a_warning_not_a_failure(
     )
 
 
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
 def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything_once(
     env: Env, slack: tuple[SlackServer, str]
 ) -> None:
