@@ -1,4 +1,4 @@
-"""PostgreSQL's bulk load: COPY FROM STDIN round-trips every value byte-exact (real server)."""
+"""PostgreSQL's bulk load: COPY FROM STDIN (CSV written by Arrow) round-trips every value exactly (real server)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ def _rows() -> list[dict[str, Any]]:
             id=2**40 + i,
             name=name,
             distance=1234.5678901234 + i,
+            average_speed=1 / (i + 3),  # floats must come back bit-exact
+            max_speed=2.0**60 + 2**i,
+            suffer_score=5e-324 if i == 0 else 1e300 / (i + 1),
             moving_time=i,
             trainer=bool(i % 2),
             start_date=base + timedelta(days=i),
