@@ -27,6 +27,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks import lake as lake_io
 from tasks import warehouse as wh
 
 __all__ = [
@@ -195,10 +196,10 @@ def _monthly(rows: list[dict[str, Any]]) -> dict[str, Any]:
     months.reverse()
     index = {m: i for i, m in enumerate(months)}
     recent = [r for r in rows if _date(r["month"]) in index]
-    km_by_sport: Counter[str] = Counter()
+    km_by_sport: dict[str, float] = {}
     for r in recent:
-        km_by_sport[r["sport_type"]] += float(r["total_km"] or 0)
-    sports = [s for s, km in km_by_sport.most_common() if km > 0]
+        km_by_sport[r["sport_type"]] = km_by_sport.get(r["sport_type"], 0.0) + float(r["total_km"] or 0)
+    sports = [s for s, km in sorted(km_by_sport.items(), key=lambda kv: -kv[1]) if km > 0]
     top = sports[: TOP_SPORTS - 1] if len(sports) > TOP_SPORTS else sports
     series = {s: [0.0] * len(months) for s in [*top, "Other"]}
     for r in recent:
@@ -315,15 +316,19 @@ def _activities(points: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _start_points(activities: dict[str, Any]) -> dict[str, Any]:
-    """Start points around the busiest area (0.5° cell), bounds padded to a map-like aspect."""
-    located = [r for r in activities["rows"] if r[4] is not None and r[5] is not None]
+    """Start points around the busiest area (0.5° cell), bounds padded to a map-like aspect.
+
+    Points are indices into ``activities["rows"]``, lowest kudos first (drawn underneath).
+    """
+    rows = activities["rows"]
+    located = [i for i, r in enumerate(rows) if r[4] is not None and r[5] is not None]
     if not located:
-        return {"points": [], "bounds": [0, 0, 1, 1], "aspect": 1.6, "kudosMax": 0, "elsewhere": 0}
-    cells = Counter((math.floor(r[4] * 2), math.floor(r[5] * 2)) for r in located)
+        return {"idx": [], "bounds": [0, 0, 1, 1], "aspect": 1.6, "kudosMax": 0, "elsewhere": 0}
+    cells = Counter((math.floor(rows[i][4] * 2), math.floor(rows[i][5] * 2)) for i in located)
     (cell_lat, cell_lng), _ = cells.most_common(1)[0]
     centre_lat, centre_lng = (cell_lat + 0.5) / 2, (cell_lng + 0.5) / 2
-    near = [r for r in located if abs(r[4] - centre_lat) <= 0.5 and abs(r[5] - centre_lng) <= 0.75]
-    lats, lngs = [r[4] for r in near], [r[5] for r in near]
+    near = [i for i in located if abs(rows[i][4] - centre_lat) <= 0.5 and abs(rows[i][5] - centre_lng) <= 0.75]
+    lats, lngs = [rows[i][4] for i in near], [rows[i][5] for i in near]
     mid_lat, mid_lng = (min(lats) + max(lats)) / 2, (min(lngs) + max(lngs)) / 2
     scale = math.cos(math.radians(mid_lat)) or 1.0
     half_h = max((max(lats) - min(lats)) / 2, 0.002) * 1.15
@@ -332,10 +337,10 @@ def _start_points(activities: dict[str, Any]) -> dict[str, Any]:
     half_w, half_h = max(half_w, half_h * aspect), max(half_h, half_w / aspect)
     bounds = [mid_lng - half_w / scale, mid_lat - half_h, mid_lng + half_w / scale, mid_lat + half_h]
     return {
-        "points": [[r[5], r[4], r[3], r[6], r[0]] for r in sorted(near, key=lambda r: r[3])],
+        "idx": sorted(near, key=lambda i: rows[i][3]),
         "bounds": [round(b, 5) for b in bounds],
         "aspect": aspect,
-        "kudosMax": max(r[3] for r in near),
+        "kudosMax": max(rows[i][3] for i in near),
         "elsewhere": len(located) - len(near),
     }
 
@@ -594,7 +599,7 @@ def publish_dashboard(lake: Any, page: str, athlete_id: int | str, run_key: str 
     body = page.encode("utf-8")
     paths = dashboard_paths(athlete_id, run_key)
     for path in paths:
-        lake.write_path(path, body)
+        lake_io.write_bytes(lake, path, body)
     url = lake_url(lake, paths[0])
     run_url = lake_url(lake, paths[-1])
     create_link_artifact(

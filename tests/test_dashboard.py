@@ -101,7 +101,9 @@ def test_every_chart_has_its_canvas_and_data(page: str, warehouse: tuple[sa.Engi
     assert cal["cells"][0][1] == 1 and cal["cells"][-1][4] == cal["end"]  # starts on a Monday, ends on the newest day
     assert 300 < len(cal["cells"]) <= 371 and cal["max"] >= 1
     assert data["weekdayHour"]["cells"]
-    assert len(data["startPoints"]["points"]) > 100
+    assert len(data["startPoints"]["idx"]) > 100
+    rows = data["activities"]["rows"]
+    assert all(rows[i][4] is not None for i in data["startPoints"]["idx"])
     assert data["places"] and data["years"]
     with engine.connect() as conn:
         km = conn.execute(sa.text("SELECT SUM(total_km) FROM monthly_distance_by_sport")).scalar()

@@ -177,14 +177,14 @@
 
   /* 5. Start points coloured by kudos (longitude/latitude; no map tiles). */
   draw("chart-start-points", function () {
-    var s = DATA.startPoints;
-    if (!s.points.length) { return null; }
+    var s = DATA.startPoints, rows = DATA.activities.rows;
+    if (!s.idx.length) { return null; }
     var max = Math.max(1, s.kudosMax);
     return {
       type: "scatter",
       data: { datasets: [{
         label: "start points",
-        data: s.points.map(function (p) { return { x: p[0], y: p[1], k: p[2], name: p[3], date: p[4] }; }),
+        data: s.idx.map(function (i) { var r = rows[i]; return { x: r[5], y: r[4], k: r[3], name: r[6], date: r[0] }; }),
         pointRadius: 3.5,
         pointBackgroundColor: function (c) { return c.raw ? heat(c.raw.k / max) : "#999"; },
         pointBorderWidth: 0
