@@ -13,7 +13,7 @@ from flows.extract import extract_activities
 from flows.insight import publish_insight
 from flows.load import load_activities
 from flows.models import build_models
-from tasks import notify
+from tasks import events, notify
 from tasks import watermark as wm
 
 
@@ -87,6 +87,8 @@ def _run(
     # The merge has committed: only now may the watermark move.
     watermark = wm.advance_watermark(extract.athlete_id, extract.newest_start_date, str(flow_run.id or ""))
     summary["watermark"] = watermark.isoformat() if watermark else None
+    # Tell automations (e.g. the kudos model's trigger) that this athlete's activities changed.
+    events.emit_activities_loaded(summary, warehouse_block=warehouse_block, lake_block=lake_block)
     summary["models"] = build_models(warehouse_block)
     # Something to look at: the dashboard in the lake (link artifact) and the run report.
     summary["dashboard"] = publish_insight(warehouse_block, lake_block, summary)
