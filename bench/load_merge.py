@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -72,9 +73,9 @@ def synthetic(ids: np.ndarray, seed: int, extracted_at: datetime) -> pa.Table:
         elif column.name == "athlete_id":
             columns[column.name] = pa.array(np.full(n, 4242, dtype=np.int64))
         elif column.name == "name":
-            columns[column.name] = pa.array(NAMES[rng.integers(0, len(NAMES), n)], pa.string())
+            columns[column.name] = pa.array(list(NAMES), pa.string()).take(rng.integers(0, len(NAMES), n))
         elif column.name in ("sport_type", "type"):
-            columns[column.name] = pa.array(SPORTS[rng.integers(0, len(SPORTS), n)], pa.string())
+            columns[column.name] = pa.array(list(SPORTS), pa.string()).take(rng.integers(0, len(SPORTS), n))
         elif column.name == "start_date":
             columns[column.name] = pa.array(start_us, pa.timestamp("us", tz="UTC"))
         elif column.name == "start_date_local":
@@ -82,9 +83,9 @@ def synthetic(ids: np.ndarray, seed: int, extracted_at: datetime) -> pa.Table:
         elif column.name == "extracted_at":
             columns[column.name] = pa.array(np.full(n, int(extracted_at.timestamp() * 1e6)), t)
         elif column.name == "row_hash":
-            columns[column.name] = pa.array(np.char.mod("%032x", rng.integers(0, 2**62, n)), pa.string())
+            columns[column.name] = _hex32(rng, n)
         elif column.name == "map_summary_polyline":
-            columns[column.name] = pa.array(np.full(n, "a~l~Fjk~uOwHJy@P" * 8, dtype=object), pa.string())
+            columns[column.name] = pa.array(["a~l~Fjk~uOwHJy@P" * 8], pa.string()).take(np.zeros(n, dtype=np.int64))
         elif pa.types.is_timestamp(t):
             columns[column.name] = pa.nulls(n, t)
         elif pa.types.is_boolean(t):
@@ -93,9 +94,20 @@ def synthetic(ids: np.ndarray, seed: int, extracted_at: datetime) -> pa.Table:
             columns[column.name] = pa.array(rng.integers(0, 500, n).astype(np.int32))
         elif pa.types.is_floating(t):
             columns[column.name] = pa.array(rng.random(n) * 10_000)
-        else:  # text
-            columns[column.name] = pa.array(np.char.mod(f"{column.name}-%d", rng.integers(0, 1000, n)), pa.string())
+        else:  # text: "<column>-<number>", joined in Arrow's C++ kernels
+            numbers = pc.cast(pa.array(rng.integers(0, 1000, n)), pa.string())
+            columns[column.name] = pc.binary_join_element_wise(f"{column.name}-", numbers, "")
     return pa.table(columns).cast(schema.ARROW_SCHEMA)
+
+
+_HEX_PAIRS = np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2")
+
+
+def _hex32(rng: np.random.Generator, n: int) -> pa.Array:
+    """n random 32-character hex strings (like MD5 digests), without a Python loop."""
+    digits = _HEX_PAIRS[np.frombuffer(rng.bytes(16 * n), dtype=np.uint8)].tobytes()
+    fixed = pa.Array.from_buffers(pa.binary(32), n, [None, pa.py_buffer(digits)])
+    return fixed.cast(pa.binary()).cast(pa.string())
 
 
 # --------------------------------------------------------------------------- measuring
@@ -179,7 +191,9 @@ def seed_production(engine: sa.Engine, data: pa.Table) -> None:
     with engine.connect() as conn:
         conn.commit()
         if engine.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                f"VACUUM ANALYZE {schema.ACTIVITY_TABLE}"
+            )
         else:
             conn.exec_driver_sql("CHECKPOINT")
 
