@@ -6,15 +6,23 @@ import logging
 import threading
 import time
 from collections.abc import Generator
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from tasks.errors import RefreshTokenRejected, classify, classify_exception
+from tasks.errors import ForbiddenError, RefreshTokenRejected, RetryPolicy, send_with_retries
 
 STRAVA_BASE_URL = "https://www.strava.com"
+DEFAULT_REDIRECT_URI = "http://localhost/exchange_token"
+"""Strava allows any redirect to ``localhost``: the browser shows the code in the address bar."""
+DEFAULT_SCOPE = "read,activity:read_all"
+REQUIRED_SCOPE = "activity:read_all"
+"""Without it, activities visible only to the athlete (or followers) are missing."""
 _EXPIRY_MARGIN_SECONDS = 60
+_TOKEN_RETRIES = RetryPolicy(attempts=3)
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +36,7 @@ class StravaCredentials(Block):
 
     _block_type_name = "Strava Credentials"
     _block_type_slug = "strava-credentials"
-    _logo_url = "https://upload.wikimedia.org/wikipedia/commons/c/cb/Strava_Logo.svg"
+    _logo_url = "https://upload.wikimedia.org/wikipedia/commons/c/cb/Strava_Logo.svg"  # type: ignore[assignment]
     _description = "OAuth client and rotating refresh token for the Strava API v3."
 
     client_id: str = Field(description="Client ID of your Strava API application (strava.com/settings/api).")
@@ -67,31 +75,51 @@ class StravaCredentials(Block):
             headers={"Accept": "application/json", "User-Agent": "strava-elt"},
         )
 
-    def exchange_token(self, **grant: str) -> dict:
-        """POST to /oauth/token with this application's id and secret; raise a typed error on failure."""
+    def exchange_token(self, **grant: str) -> dict[str, Any]:
+        """POST a grant to /oauth/token with this application's id and secret.
+
+        5xx, HTML pages and network trouble are retried (bounded); anything else raises the
+        typed error of :func:`tasks.errors.classify` (no secret in its message).
+        """
         data = {
             "client_id": self.client_id,
             "client_secret": self.client_secret.get_secret_value(),
             **grant,
         }
-        try:
-            with httpx.Client(timeout=self.timeout_seconds) as http:
-                response = http.post(self.token_url, data=data)
-        except httpx.HTTPError as exc:
-            raise classify_exception(exc) from None
-        error = classify(response, token_endpoint=True)
-        if error is not None:
-            raise error
-        return response.json()
+        with httpx.Client(timeout=self.timeout_seconds) as http:
+            response = send_with_retries(
+                lambda: http.post(self.token_url, data=data),
+                policy=_TOKEN_RETRIES,
+                logger=logger,
+                token_endpoint=True,
+                method="POST",
+            )
+        payload = response.json()
+        if not isinstance(payload, dict):
+            raise RefreshTokenRejected(
+                "Strava's token endpoint answered with something other than a JSON object; "
+                "check the base URL, or run `strava-elt auth` to authorise again."
+            )
+        return payload
 
     def refresh_access_token(self) -> tuple[str, float]:
-        """Exchange the refresh token; persist a rotated one before returning the access token."""
+        """Exchange the refresh token; persist a rotated one before returning the access token.
+
+        Returns:
+            The access token and when to refresh it, by this machine's clock (from
+            ``expires_in``, so a skewed clock does not matter; ``expires_at`` otherwise).
+
+        """
+        requested_at = time.time()
         payload = self.exchange_token(
             grant_type="refresh_token", refresh_token=self.refresh_token.get_secret_value()
         )
         try:
             access_token = str(payload["access_token"])
-            expires_at = float(payload["expires_at"])
+            if payload.get("expires_in") is not None:
+                expires_at = requested_at + float(payload["expires_in"])
+            else:
+                expires_at = float(payload["expires_at"])
         except (KeyError, TypeError, ValueError):
             raise RefreshTokenRejected(
                 "Strava's token endpoint answered without an access token; "
@@ -113,6 +141,110 @@ class StravaCredentials(Block):
             return
         self.save(name, overwrite=True)
         logger.info("Saved the rotated Strava refresh token to block %r", name)
+
+
+    @classmethod
+    def from_authorization_code(
+        cls,
+        client_id: str,
+        client_secret: str,
+        code: str,
+        *,
+        base_url: str = STRAVA_BASE_URL,
+        timeout_seconds: float = 30.0,
+    ) -> tuple[StravaCredentials, dict[str, Any]]:
+        """Exchange a one-time authorization code (``grant_type=authorization_code``).
+
+        Returns:
+            The credentials holding the new refresh token (not saved yet) and the athlete
+            Strava sent with the tokens (empty when it sent none).
+
+        Raises:
+            RefreshTokenRejected: The code or the client secret was rejected.
+            ForbiddenError: The response names a scope without ``activity:read_all``.
+
+        """
+        credentials = cls(
+            client_id=str(client_id),
+            client_secret=SecretStr(client_secret),
+            refresh_token=SecretStr(""),
+            base_url=base_url,
+            timeout_seconds=timeout_seconds,
+        )
+        payload = credentials.exchange_token(grant_type="authorization_code", code=code)
+        check_scope(payload.get("scope"))
+        refresh_token = payload.get("refresh_token")
+        if not refresh_token:
+            raise RefreshTokenRejected(
+                "Strava's token endpoint answered without a refresh token; "
+                "run `strava-elt auth` to authorise again."
+            )
+        credentials.refresh_token = SecretStr(str(refresh_token))
+        athlete = payload.get("athlete")
+        return credentials, athlete if isinstance(athlete, dict) else {}
+
+
+def authorize_url(
+    client_id: str,
+    *,
+    redirect_uri: str = DEFAULT_REDIRECT_URI,
+    scope: str = DEFAULT_SCOPE,
+    base_url: str = STRAVA_BASE_URL,
+) -> str:
+    """The page where the athlete authorises the application (``approval_prompt=force``)."""
+    query = urlencode(
+        {
+            "client_id": client_id,
+            "response_type": "code",
+            "redirect_uri": redirect_uri,
+            "approval_prompt": "force",
+            "scope": scope,
+        },
+        safe=":/,",
+    )
+    return f"{base_url.rstrip('/')}/oauth/authorize?{query}"
+
+
+def parse_authorization_response(text: str) -> tuple[str, str | None]:
+    """The code, and the granted scope when known, from the code itself or the redirect URL.
+
+    Raises:
+        ValueError: Nothing pasted, no ``code`` in the URL, or Strava's ``error=access_denied``.
+
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("No authorization code given.")
+    if "=" not in text:
+        return text, None
+    query = parse_qs(urlsplit(text).query if "?" in text else text)
+    if "error" in query:
+        raise ValueError(
+            f"Strava redirected with error={query['error'][0]!r}: the authorisation was not "
+            "granted. Open the URL again and click Authorize."
+        )
+    codes = query.get("code")
+    if not codes or not codes[0].strip():
+        raise ValueError("The pasted URL has no code=...; paste the whole address Strava redirected to.")
+    scopes = query.get("scope")
+    return codes[0].strip(), scopes[0] if scopes else None
+
+
+def check_scope(granted: str | None) -> None:
+    """Raise :class:`ForbiddenError` when ``granted`` (if known) lacks ``activity:read_all``."""
+    if granted is None:
+        return
+    scopes = {part for part in granted.replace(" ", ",").split(",") if part}
+    if REQUIRED_SCOPE not in scopes:
+        hint = (
+            "Private and followers-only activities would be missing: run `strava-elt auth` again "
+            "and leave 'View data about your private activities' ticked."
+        )
+        raise ForbiddenError(
+            f"Strava granted the scope {granted!r} without {REQUIRED_SCOPE}. {hint}",
+            message=f"granted scope {granted!r}",
+            hint=hint,
+        )
 
 
 class _StravaAuth(httpx.Auth):

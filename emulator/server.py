@@ -22,7 +22,9 @@ Choices where Strava is vague or the emulator simplifies:
   parameters (400).
 - Injected failures are recorded and counted in :meth:`StravaEmulator.request_count` but not
   in the rate-limit usage; an injected 429 carries the current usage headers; an injected
-  ``timeout`` sleeps :attr:`StravaEmulator.timeout_seconds`, then answers 504 (HTML).
+  ``timeout`` sleeps :attr:`StravaEmulator.timeout_seconds`, then answers 504 (HTML). The
+  ``expire_tokens`` kind is no failure of its own: it expires every access token, then the
+  request is served (and counted) as usual, so it meets a token that just expired (401).
 - ``per_page`` below 1 means the default 30, above 200 means 200; ``page`` below 1 means 1;
   a value that is not an integer (``before``, ``after``, ``page``, ``per_page``) is a 400.
 - A wrong client id or secret is a 400 (Strava's ``Application`` error), not a 401.
@@ -59,7 +61,7 @@ from emulator.athlete import (
 
 __all__ = ["FAILURE_KINDS", "RecordedRequest", "StravaEmulator", "serve_forever"]
 
-FAILURE_KINDS = frozenset({"500", "502", "503", "html", "timeout", "429"})
+FAILURE_KINDS = frozenset({"500", "502", "503", "html", "timeout", "429", "expire_tokens"})
 """What :meth:`StravaEmulator.fail_requests` can inject."""
 
 TOKEN_LIFETIME = 21_600  # six hours, as Strava
@@ -394,6 +396,16 @@ class StravaEmulator:
                 self._order = None
             return _copy(activity)
 
+    def remove_fields(self, activity_id: int, *names: str) -> dict[str, Any]:
+        """Drop fields from an activity (an optional field Strava leaves out); return a copy."""
+        with self._lock:
+            if "id" in names or "start_date" in names:
+                raise ValueError("an activity keeps its id and start_date")
+            activity = self._store[activity_id]
+            for name in names:
+                activity.pop(name, None)
+            return _copy(activity)
+
     def delete_activity(self, activity_id: int) -> None:
         """Delete an activity: it disappears from every listing."""
         with self._lock:
@@ -416,7 +428,9 @@ class StravaEmulator:
         """Make the next ``times`` requests to ``path`` (and ``page``, if given) fail.
 
         ``kind``: ``"500"``, ``"502"``, ``"503"`` (JSON bodies), ``"html"`` (502 with an HTML
-        page), ``"timeout"`` (sleep :attr:`timeout_seconds`, then 504) or ``"429"``.
+        page), ``"timeout"`` (sleep :attr:`timeout_seconds`, then 504), ``"429"``, or
+        ``"expire_tokens"`` (every access token expires just before the request is served:
+        a token expiring mid-run, answered 401).
         """
         kind = str(kind)
         if kind not in FAILURE_KINDS:
@@ -619,6 +633,9 @@ class StravaEmulator:
         with self._lock:
             self._record(method, path, query, headers)
             failure = self._take_failure(path, query)
+            if failure == "expire_tokens":
+                self._access_tokens.clear()
+                failure = None
         if failure is not None:
             return self._failure(failure)
         if path in _TOKEN_PATHS:

@@ -217,6 +217,71 @@ def cmd_setup_aws(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- auth
+
+
+def authorize(
+    client_id: str,
+    client_secret: str,
+    *,
+    code: str | None = None,
+    base_url: str = "https://www.strava.com",
+    redirect_uri: str | None = None,
+    block: str = "strava",
+) -> dict[str, Any]:
+    """Walk the athlete through Strava's OAuth and save the StravaCredentials block.
+
+    Prints the authorize URL, takes the code (``code``, or pasted at a prompt: the code or
+    the whole redirect URL), exchanges it, checks the scope and saves ``block``. Never
+    prints the secret or a token.
+
+    Returns:
+        The athlete Strava sent with the tokens (may be empty).
+
+    """
+    from blocks.strava import DEFAULT_REDIRECT_URI, StravaCredentials, authorize_url, check_scope
+    from blocks.strava import parse_authorization_response as parse
+    from tasks.errors import StravaError
+
+    url = authorize_url(client_id, redirect_uri=redirect_uri or DEFAULT_REDIRECT_URI, base_url=base_url)
+    print("1. Open this URL in a browser signed in to Strava and click Authorize:")
+    print(f"   {url}")
+    print("2. The browser lands on a page that may not load; its address holds code=...")
+    if code is None:
+        code = input("3. Paste the code (or the whole address): ")
+    try:
+        parsed_code, scope = parse(code)
+        check_scope(scope)
+        credentials, athlete = StravaCredentials.from_authorization_code(
+            client_id, client_secret, parsed_code, base_url=base_url
+        )
+    except (ValueError, StravaError) as exc:
+        raise CliError(str(exc)) from None
+    credentials.save(block, overwrite=True)
+    name = " ".join(str(athlete.get(k) or "") for k in ("firstname", "lastname")).strip() or "(name not sent)"
+    who = f"athlete {name} (id {athlete.get('id', '?')})"
+    print(f"Saved StravaCredentials block {block!r} for {who}; the refresh token rotates and is kept there.")
+    return athlete
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    """Authorise the application for an athlete and save the Strava block."""
+    secret = args.client_secret or _env("STRAVA_CLIENT_SECRET")
+    if not secret:
+        import getpass
+
+        secret = getpass.getpass("Client secret (input hidden): ")
+    authorize(
+        _need(args.client_id or _env("STRAVA_CLIENT_ID"), "--client-id", "STRAVA_CLIENT_ID"),
+        _need(secret, "--client-secret", "STRAVA_CLIENT_SECRET"),
+        code=args.code,
+        base_url=args.base_url or _env("STRAVA_BASE_URL") or "https://www.strava.com",
+        redirect_uri=args.redirect_uri,
+        block=args.block,
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -474,6 +539,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--warehouse-block", default="strava-warehouse", help="Warehouse block name (default strava-warehouse)"
     )
     aws.set_defaults(func=cmd_setup_aws)
+
+    auth = sub.add_parser(
+        "auth", help="authorise your Strava API application for your athlete and save the Strava block"
+    )
+    auth.add_argument("--client-id", help="client id from strava.com/settings/api (env STRAVA_CLIENT_ID)")
+    auth.add_argument(
+        "--client-secret", help="client secret (env STRAVA_CLIENT_SECRET; prompted, hidden, when missing)"
+    )
+    auth.add_argument("--code", help="the code from the redirect (default: prompt for it)")
+    auth.add_argument(
+        "--base-url", help="Strava base URL (default https://www.strava.com; env STRAVA_BASE_URL)"
+    )
+    auth.add_argument(
+        "--redirect-uri",
+        help="redirect URI, whose host must be the app's Authorization Callback Domain "
+        "(default http://localhost/exchange_token)",
+    )
+    auth.add_argument("--block", default="strava", help="StravaCredentials block name (default strava)")
+    auth.set_defaults(func=cmd_auth)
 
     run = sub.add_parser("run", help="run the pipeline once, in this process")
     run.add_argument("--strava-block", default="strava", help="StravaCredentials block name (default strava)")

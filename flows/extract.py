@@ -1,12 +1,20 @@
-"""Extract subflow: Strava pages -> raw lake pages -> one typed staging file."""
+"""Extract subflow: Strava pages -> raw lake pages -> one typed staging file.
+
+Pages come oldest first (only ``after`` is given), so a run that the daily rate limit cuts
+short has fetched a gap-free prefix: it ends ``partial: resumes next run``, the pipeline
+loads that prefix and moves the watermark to its newest start_date, and the next run goes on.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Completed, State
 
 from blocks.loading import load_block, load_lake
 from blocks.strava import StravaCredentials
@@ -14,7 +22,6 @@ from tasks import lake as lake_tasks
 from tasks import schema
 from tasks import strava as strava_tasks
 from tasks import watermark as wm
-from tasks.errors import DailyLimitReached
 
 KNOWN_SPORT_TYPES = frozenset(
     "AlpineSki BackcountrySki Badminton Canoeing Crossfit EBikeRide Elliptical EMountainBikeRide "
@@ -26,11 +33,19 @@ KNOWN_SPORT_TYPES = frozenset(
 )
 
 
+PARTIAL = "partial: resumes next run"
+"""The status of a run that the daily rate limit cut short."""
+
+
 @dataclass
 class ExtractResult:
-    """What the extract subflow produced, passed on to the load subflow."""
+    """What the extract subflow produced, passed on to the load subflow.
 
-    athlete_id: int
+    ``athlete_id`` is None (and ``staging_path`` too) when not even ``/athlete`` could be
+    read today: nothing to load.
+    """
+
+    athlete_id: int | None
     run_key: str
     extracted_at: datetime
     after: datetime
@@ -45,6 +60,7 @@ class ExtractResult:
     previous_watermark: datetime | None = None
     new_fields: list[str] = field(default_factory=list)
     new_sport_types: list[str] = field(default_factory=list)
+    unfit_values: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -60,6 +76,21 @@ def _start_date(activity: dict[str, Any]) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
+def _unfit_values(activities: Iterable[Mapping[str, Any]]) -> Counter[str]:
+    """Count, per column, values Strava sent that do not fit the column's type (loaded as NULL)."""
+    unfit: Counter[str] = Counter()
+    now = datetime.now(UTC)
+    for activity in activities:
+        row = schema.flatten_activity(activity, now)
+        unfit.update(c.name for c in schema.API_COLUMNS if row[c.name] is None and c.source(activity) is not None)
+    return unfit
+
+
+def _new_sport_types(activities: Iterable[Mapping[str, Any]]) -> set[str]:
+    types = {a.get("sport_type") for a in activities}
+    return {str(t) for t in types if t is not None and t not in KNOWN_SPORT_TYPES}
+
+
 @flow(name="extract-activities")
 def extract_activities(
     strava_block: str = "strava",
@@ -70,8 +101,8 @@ def extract_activities(
 ) -> ExtractResult:
     """Read activities started after ``watermark - lookback`` into the lake, page by page.
 
-    Pages come oldest first (Strava orders by start_date ascending when only ``after`` is
-    given), so a run cut short by the daily rate limit has loaded a gap-free prefix.
+    When the daily rate limit stops a request, the run keeps what it fetched, says
+    ``partial: resumes next run`` (also in the flow run's Completed state) and ends cleanly.
     """
     logger = get_run_logger()
     if lookback_days < 0:
@@ -80,8 +111,14 @@ def extract_activities(
     lake = load_lake(lake_block)
     extracted_at = datetime.now(UTC).replace(microsecond=0)
 
-    with strava_tasks.StravaClient(credentials, log=logger) as client:
+    with strava_tasks.open_client(credentials, logger) as client:
         athlete = strava_tasks.fetch_athlete(client)
+        if athlete is None:
+            result = ExtractResult(None, run_key, extracted_at, datetime.fromtimestamp(0, UTC), complete=False)
+            result.requests = client.requests
+            result.partial_reason = _partial_reason(client, "before the first page: nothing to load")
+            logger.warning("Nothing extracted; %s", result.partial_reason)
+            return _finish(result)
         athlete_id = int(athlete["id"])
         previous = wm.read_watermark(athlete_id)
         if full_refresh or previous is None:
@@ -106,14 +143,13 @@ def extract_activities(
         paginator = strava_tasks.Paginator()
         new_fields: set[str] = set()
         new_sports: set[str] = set()
+        unfit: Counter[str] = Counter()
         try:
             while True:
-                try:
-                    page = strava_tasks.fetch_activities_page(client, int(after.timestamp()), paginator.page)
-                except DailyLimitReached as exc:
+                page = strava_tasks.fetch_activities_page(client, int(after.timestamp()), paginator.page)
+                if page is None:
                     result.complete = False
-                    result.partial_reason = f"partial: resumes next run ({exc})"
-                    logger.warning("Daily API budget spent after %s pages: %s", result.pages, exc)
+                    result.partial_reason = _partial_reason(client, f"after {result.pages} pages")
                     break
                 fresh = paginator.check(page)
                 result.pages += 1
@@ -124,9 +160,8 @@ def extract_activities(
                 writer.write_page(fresh)
                 result.activities += len(fresh)
                 new_fields |= schema.unknown_fields(page)
-                new_sports |= {
-                    str(a.get("sport_type")) for a in page if a.get("sport_type") not in KNOWN_SPORT_TYPES
-                }
+                new_sports |= _new_sport_types(page)
+                unfit.update(_unfit_values(fresh))
                 for activity in fresh:
                     started = _start_date(activity)
                     if started and (result.newest_start_date is None or started > result.newest_start_date):
@@ -142,11 +177,14 @@ def extract_activities(
             result.requests = client.requests
     result.new_fields = sorted(new_fields)
     result.new_sport_types = sorted(new_sports)
-    if result.new_fields or result.new_sport_types:
+    result.unfit_values = dict(sorted(unfit.items()))
+    if result.new_fields or result.new_sport_types or result.unfit_values:
         logger.warning(
-            "Strava sent what the table does not know (kept in the raw pages): fields %s, sport types %s",
+            "Strava sent what the table does not know (kept in the raw pages): fields %s, sport types %s; "
+            "values loaded as NULL because they do not fit their column: %s",
             result.new_fields or "none",
             result.new_sport_types or "none",
+            result.unfit_values or "none",
         )
     logger.info(
         "Extracted %s activities in %s pages with %s API requests%s",
@@ -155,4 +193,18 @@ def extract_activities(
         result.requests,
         f"; {result.partial_reason}" if result.partial_reason else "",
     )
-    return result
+    return _finish(result)
+
+
+def _partial_reason(client: strava_tasks.StravaClient, where: str) -> str:
+    stop = client.daily_limit
+    why = stop.message if stop is not None else "daily rate limit reached"
+    return f"{PARTIAL} (daily budget spent {where}: {why})"
+
+
+def _finish(result: ExtractResult) -> ExtractResult:
+    """Return the result; a partial one as a Completed state whose message says so."""
+    if result.complete:
+        return result
+    state: State[ExtractResult] = Completed(message=result.partial_reason, data=result)
+    return state  # type: ignore[return-value]  # Prefect turns a returned state into the run's state

@@ -8,8 +8,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Completed
 
-from flows.extract import extract_activities
+from flows.extract import PARTIAL, extract_activities
 from flows.insight import publish_insight
 from flows.load import load_activities
 from flows.models import build_models
@@ -47,7 +48,11 @@ def strava_elt(
     summary: dict[str, Any] = {"run_key": new_run_key(), "status": "started"}
     slack = notify.load_slack(slack_block)
     try:
-        return _run(summary, strava_block, lake_block, warehouse_block, lookback_days, full_refresh)
+        _run(summary, strava_block, lake_block, warehouse_block, lookback_days, full_refresh)
+        if str(summary["status"]).startswith(PARTIAL):
+            # Cut short by the daily rate limit: Completed, and the run's state says so.
+            return Completed(message=summary["status"], data=summary)  # type: ignore[return-value]
+        return summary
     except Exception as exc:
         notify.record_failure(summary, exc)
         raise
@@ -76,7 +81,11 @@ def _run(
         "status": extract.partial_reason or "complete",
         "new_fields": extract.new_fields,
         "new_sport_types": extract.new_sport_types,
+        "unfit_values": extract.unfit_values,
     }
+    if extract.athlete_id is None:  # the daily budget was spent before /athlete answered
+        logger.warning("Run %s: nothing extracted, nothing loaded, watermark unchanged; %s", run_key, summary["status"])
+        return summary
     if extract.staging_path is None:
         raise RuntimeError("extract produced no staging file")
     window = (extract.after, extract.extracted_at) if extract.complete else None

@@ -5,7 +5,7 @@ Strava sends two budget pairs on every API response (15-minute and daily):
 ``X-ReadRateLimit-Limit``/``X-ReadRateLimit-Usage`` for reads (GET). The 15-minute window
 resets at :00/:15/:30/:45 UTC, the daily one at midnight UTC. :class:`Governor` remembers
 the latest values and says, before each request, whether to go, wait for the next window
-or stop for the day. Pacing lives here; retrying lives in :mod:`tasks.errors`.
+(or for midnight, when it is that close) or stop for the day. Pacing lives here; retrying lives in :mod:`tasks.errors`.
 """
 
 from __future__ import annotations
@@ -184,6 +184,8 @@ class Governor:
         logger: Where waits are logged; defaults to this module's logger.
         reserve: Requests to leave unused in each budget (for other users of the app).
         max_wait_seconds: Upper bound of any single wait.
+        daily_wait_seconds: With the daily budget spent, wait for midnight UTC instead of
+            stopping when it is at most this far (default: one window wait). 0: always stop.
 
     """
 
@@ -194,16 +196,20 @@ class Governor:
         logger: LoggerLike | None = None,
         reserve: int = 0,
         max_wait_seconds: float = 900 + SAFETY_MARGIN_SECONDS,
+        daily_wait_seconds: float | None = None,
     ) -> None:
         if reserve < 0:
             raise ValueError(f"reserve must be >= 0, got {reserve}")
         if max_wait_seconds <= 0:
             raise ValueError(f"max_wait_seconds must be > 0, got {max_wait_seconds}")
+        if daily_wait_seconds is not None and daily_wait_seconds < 0:
+            raise ValueError(f"daily_wait_seconds must be >= 0, got {daily_wait_seconds}")
         self._clock = clock
         self._sleep = sleep
         self._logger = logger or _LOGGER
         self.reserve = reserve
         self.max_wait_seconds = max_wait_seconds
+        self.daily_wait_seconds = max_wait_seconds if daily_wait_seconds is None else daily_wait_seconds
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[RateLimit, datetime]] = {}
 
@@ -262,7 +268,7 @@ class Governor:
         return decision
 
     def on_429(self, headers: Mapping[str, str], method: str = "GET") -> Decision:
-        """Decide after an HTTP 429: stop if the daily budget is spent, else wait for the window.
+        """Decide after an HTTP 429: stop if the daily budget is spent, else wait for the reset.
 
         Never returns ``go``: without headers it waits for the next quarter hour.
         """
@@ -270,10 +276,10 @@ class Governor:
         now = self.now()
         limits = self.current()
         budgets = _budgets(limits, method) if limits is not None else []
-        stop = self._daily_stop(budgets, now)
-        if stop is not None:
-            return stop
-        wait = self._window_wait(budgets, now, force=True)
+        wait = self._daily_stop(budgets, now)
+        if wait is not None and wait.action == "stop":
+            return wait
+        wait = wait or self._window_wait(budgets, now, force=True)
         assert wait is not None  # forced
         return Decision(
             action="wait",
@@ -286,18 +292,26 @@ class Governor:
         return usage + self.reserve >= limit
 
     def _daily_stop(self, budgets: list[tuple[str, RateLimit]], now: datetime) -> Decision | None:
+        """Stop for the day when a daily budget is spent, or wait when midnight UTC is close."""
         for kind, limit in budgets:
             if self._spent(limit.long_usage, limit.long_limit):
                 resets_at = _midnight_after(now)
                 seconds = seconds_until_midnight(now)
+                spent = f"daily {kind} budget spent ({self._usage(limit.long_usage, limit.long_limit)})"
+                wait = seconds + SAFETY_MARGIN_SECONDS
+                if wait <= self.daily_wait_seconds:
+                    # Midnight is no further than a window wait: waiting beats ending the run.
+                    return Decision(
+                        action="wait",
+                        wait_seconds=wait,
+                        reason=f"{spent}; waiting {wait:.0f} s until midnight UTC ({resets_at:%Y-%m-%d %H:%M} UTC)",
+                        resets_at=resets_at,
+                    )
                 return Decision(
                     action="stop",
                     wait_seconds=seconds,
                     reason=(
-                        f"daily {kind} budget spent"
-                        f" ({self._usage(limit.long_usage, limit.long_limit)});"
-                        f" resets at midnight UTC ({resets_at:%Y-%m-%d %H:%M} UTC,"
-                        f" in {seconds:.0f} s)"
+                        f"{spent}; resets at midnight UTC ({resets_at:%Y-%m-%d %H:%M} UTC, in {seconds:.0f} s)"
                     ),
                     resets_at=resets_at,
                 )

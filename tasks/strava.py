@@ -1,10 +1,16 @@
-"""The Strava API client: one paginator, one request path, page-sized Prefect tasks."""
+"""The Strava API client: one paginator, one request path, page-sized Prefect tasks.
+
+Every request goes through :func:`tasks.errors.send_with_retries` with the client's
+:class:`~tasks.ratelimit.Governor`. The extract flow builds its client with
+:func:`open_client`; tests replace that factory to inject a fake clock and sleep.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -12,8 +18,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.strava import StravaCredentials
-from tasks.errors import BadRequestError, RetryPolicy, send_with_retries
-from tasks.ratelimit import Governor, acquire_shared_slot, shared_limit_exists
+from tasks.errors import BadRequestError, DailyLimitReached, RetryPolicy, send_with_retries
+from tasks.ratelimit import Governor, LoggerLike, acquire_shared_slot, shared_limit_exists
 
 PER_PAGE = 200  # Strava's maximum page size
 
@@ -54,27 +60,43 @@ class Paginator:
         return self.page
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class StravaClient:
     """Authorised requests with the rate-limit governor and bounded retries.
 
-    Counts every HTTP request it sends (retries and token refreshes excluded from the API
-    count only where Strava does not count them: /oauth/token is not an API request).
+    ``requests`` counts every API response received, as Strava counts them (retries, 401s
+    and 429s included; ``/oauth/token`` is not an API request and not counted).
+
+    Args:
+        credentials: The block that authorises (and refreshes) the requests.
+        clock: The governor's "now" (injected in tests, with ``sleep``).
+        sleep: Sleeps for rate-limit waits and retry backoff alike.
+        governor: A governor to share; by default one built on ``clock`` and ``sleep``.
+        policy: Retry policy for retriable errors.
+        log: Where waits and retries are logged (the run logger in flows).
+
     """
 
     def __init__(
         self,
         credentials: StravaCredentials,
         *,
+        clock: Callable[[], datetime] = _utcnow,
+        sleep: Callable[[float], None] = time.sleep,
         governor: Governor | None = None,
         policy: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        log: LoggerLike | None = None,
     ) -> None:
         self._log = log or logger
-        self.governor = governor or Governor(logger=self._log)
+        self.governor = governor or Governor(clock=clock, sleep=sleep, logger=self._log)
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self.requests = 0
+        self.daily_limit: DailyLimitReached | None = None
+        """Set when the daily budget stopped a request: the run ends partial."""
         self._shared_limit = shared_limit_exists(logger=self._log)
         self._http = credentials.get_client()
         self._http.event_hooks["response"].append(self._count)
@@ -83,22 +105,38 @@ class StravaClient:
         self.requests += 1
 
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        """GET an API path (relative to /api/v3) and return its JSON body."""
+        """GET an API path (relative to /api/v3) and return its JSON body.
+
+        Raises:
+            DailyLimitReached: The daily budget is spent (also kept in ``daily_limit``).
+            FatalError: See :mod:`tasks.errors`.
+            RetriableError: The retries are used up.
+
+        """
 
         def send() -> httpx.Response:
             if self._shared_limit:
                 acquire_shared_slot(logger=self._log)
             return self._http.get(path, params=params)
 
-        response = send_with_retries(
-            send,
-            policy=self.policy,
-            governor=self.governor,
-            sleep=self._sleep,
-            logger=self._log,
-            method="GET",
-        )
-        return response.json()
+        try:
+            response = send_with_retries(
+                send,
+                policy=self.policy,
+                governor=self.governor,
+                sleep=self._sleep,
+                logger=self._log,
+                method="GET",
+            )
+        except DailyLimitReached as exc:
+            self.daily_limit = exc
+            raise
+        try:
+            return response.json()
+        except ValueError:
+            raise BadRequestError(
+                f"Strava answered {path} with a body that is not JSON; check the base URL."
+            ) from None
 
     def athlete(self) -> dict[str, Any]:
         """The authenticated athlete."""
@@ -125,15 +163,36 @@ class StravaClient:
         self.close()
 
 
+def open_client(credentials: StravaCredentials, log: LoggerLike | None = None) -> StravaClient:
+    """Build the extract flow's client: real clock and sleep (tests replace this factory)."""
+    return StravaClient(credentials, log=log)
+
+
 @task(cache_policy=NO_CACHE, task_run_name="fetch-athlete")
-def fetch_athlete(client: StravaClient) -> dict[str, Any]:
-    """GET /athlete: who the token belongs to (the watermark is per athlete)."""
-    return client.athlete()
+def fetch_athlete(client: StravaClient) -> dict[str, Any] | None:
+    """GET /athlete: who the token belongs to (the watermark is per athlete).
+
+    Returns None when the daily budget is spent (``client.daily_limit`` says why).
+    """
+    try:
+        return client.athlete()
+    except DailyLimitReached as exc:
+        get_run_logger().warning("No request left today for /athlete: %s", exc.message)
+        return None
 
 
 @task(cache_policy=NO_CACHE, task_run_name="fetch-page-{page}")
-def fetch_activities_page(client: StravaClient, after: int, page: int) -> list[dict[str, Any]]:
-    """GET one page of 200 activities started after ``after`` (epoch seconds)."""
-    activities = client.activities_page(after=after, page=page)
-    get_run_logger().info("Page %s: %s activities", page, len(activities))
+def fetch_activities_page(client: StravaClient, after: int, page: int) -> list[dict[str, Any]] | None:
+    """GET one page of 200 activities started after ``after`` (epoch seconds).
+
+    Returns None when the daily budget is spent (``client.daily_limit`` says why): an
+    expected end of a backfill run, not a failed task.
+    """
+    log = get_run_logger()
+    try:
+        activities = client.activities_page(after=after, page=page)
+    except DailyLimitReached as exc:
+        log.warning("No request left today for page %s: %s", page, exc.message)
+        return None
+    log.info("Page %s: %s activities", page, len(activities))
     return activities

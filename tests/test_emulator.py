@@ -458,6 +458,30 @@ def test_injected_failure_on_oauth(client: httpx.Client, emu: StravaEmulator) ->
     assert refresh(client, emu).status_code == 200
 
 
+def test_injected_token_expiry_answers_401_then_a_fresh_token_works(
+    client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]
+) -> None:
+    emu.fail_requests(ACTIVITIES, "expire_tokens", page=2)
+    assert client.get(ACTIVITIES, params={"page": 1}, headers=auth).status_code == 200
+    expired = client.get(ACTIVITIES, params={"page": 2}, headers=auth)
+    assert expired.status_code == 401
+    assert expired.json()["message"] == "Authorization Error"
+    assert "X-RateLimit-Usage" in expired.headers  # served as usual, so counted
+    assert client.get(ACTIVITIES, params={"page": 2}, headers=auth).status_code == 401
+    fresh = {"Authorization": f"Bearer {emu.issue_access_token()}"}
+    assert client.get(ACTIVITIES, params={"page": 2}, headers=fresh).status_code == 200
+    assert emu.usage["read"] == (4, 4)
+
+
+def test_remove_fields(emu: StravaEmulator) -> None:
+    target = emu.activities[3]
+    changed = emu.remove_fields(target["id"], "average_heartrate", "kudos_count", "not_there")
+    assert "kudos_count" not in changed and "average_heartrate" not in changed
+    assert "kudos_count" not in emu.activity(target["id"])
+    with pytest.raises(ValueError):
+        emu.remove_fields(target["id"], "start_date")
+
+
 def test_unknown_failure_kind_rejected(emu: StravaEmulator) -> None:
     with pytest.raises(ValueError, match="unknown failure kind"):
         emu.fail_requests(ACTIVITIES, "418")

@@ -406,7 +406,7 @@ def test_429_storm_waits_per_headers_not_fixed_sleeps(
 
 
 def test_429_with_daily_spent_raises_daily_limit(clock: FakeClock, governor: Governor) -> None:
-    clock.now = datetime(2025, 5, 14, 23, 59, 30, tzinfo=UTC)
+    clock.now = datetime(2025, 5, 14, 23, 29, 30, tzinfo=UTC)
     client, seen = scripted_client([err(429, RATE_ERROR, limit_headers("40,1300", "20,1000"))])
     with pytest.raises(DailyLimitReached) as info:
         send_with_retries(lambda: client.get(LIST_URL), policy=NO_JITTER, governor=governor, sleep=clock.sleep)

@@ -204,19 +204,41 @@ def test_non_get_ignores_read_budget() -> None:
 
 
 def test_daily_read_spent_stops_with_seconds_until_midnight() -> None:
-    gov, clock = governor(at(23, 59, 30))
+    gov, clock = governor(at(23, 29, 30))
     gov.observe(headers(usage="80,1200", read_usage="40,1000"))
     decision = gov.before_request("GET")
     assert decision.action == "stop"
-    assert decision.wait_seconds == pytest.approx(30)
+    assert decision.wait_seconds == pytest.approx(1830)
     assert decision.resets_at == at(0, 0, day=15)
     assert "daily read budget spent (1000/1000)" in decision.reason
     assert "midnight UTC" in decision.reason
     assert clock.slept == []  # stop is the caller's call, never a sleep
 
 
-def test_daily_usage_resets_after_midnight() -> None:
+def test_daily_spent_close_to_midnight_waits_for_the_reset(caplog: pytest.LogCaptureFixture) -> None:
     gov, clock = governor(at(23, 59, 30))
+    gov.observe(headers(usage="80,1200", read_usage="40,1000"))
+    with caplog.at_level(logging.WARNING):
+        decision = gov.before_request("GET")
+    assert decision.action == "wait"
+    assert decision.wait_seconds == pytest.approx(30 + SAFETY_MARGIN_SECONDS)
+    assert decision.resets_at == at(0, 0, day=15)
+    assert clock.slept == [pytest.approx(31)]
+    assert "daily read budget spent (1000/1000); waiting 31 s until midnight UTC" in caplog.text
+    assert gov.decide("GET").action == "go"  # the new day's budget
+
+
+def test_daily_wait_threshold_is_configurable() -> None:
+    for daily_wait, action in ((0, "stop"), (3600, "wait")):
+        gov, _ = governor(at(23, 30), daily_wait_seconds=daily_wait)
+        gov.observe(headers(read_usage="40,1000"))
+        assert gov.decide().action == action
+    with pytest.raises(ValueError):
+        Governor(daily_wait_seconds=-1)
+
+
+def test_daily_usage_resets_after_midnight() -> None:
+    gov, clock = governor(at(23, 29, 30))
     gov.observe(headers(usage="200,2000", read_usage="100,1000"))
     assert gov.decide().action == "stop"
     clock.now = at(0, 0, 1, day=15)
@@ -277,10 +299,18 @@ def test_429_with_window_spent_waits_until_quarter_hour() -> None:
 
 
 def test_429_with_daily_spent_stops() -> None:
-    gov, _ = governor(at(23, 59, 30))
+    gov, _ = governor(at(23, 29, 30))
     decision = gov.on_429(headers(usage="50,1300", read_usage="30,1001"))
     assert decision.action == "stop"
-    assert decision.wait_seconds == pytest.approx(30)
+    assert decision.wait_seconds == pytest.approx(1830)
+
+
+def test_429_with_daily_spent_just_before_midnight_waits() -> None:
+    gov, _ = governor(at(23, 59, 30))
+    decision = gov.on_429(headers(usage="50,1300", read_usage="30,1001"))
+    assert decision.action == "wait"
+    assert decision.wait_seconds == pytest.approx(31)
+    assert decision.reason.startswith("HTTP 429 Rate Limit Exceeded: daily read budget spent")
 
 
 def test_429_without_headers_waits_until_quarter_hour() -> None:
