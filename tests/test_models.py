@@ -474,3 +474,19 @@ def test_decimal_types_come_back_as_numbers(built: Any) -> None:
     row = fetch(engine, "activity_summary_yearly")[0]
     assert isinstance(row["total_km"], Decimal | float)
     assert isinstance(row["activity_year"], int)
+
+
+def test_dashboard_and_kudos_queries_run_on_every_backend(built: Any) -> None:
+    from tasks import dashboard, kudos
+
+    engine, rows, _, _ = built
+    alive = live(rows)
+    data = dashboard.collect_data(engine, athlete_id=42)
+    assert data["kpis"]["activities"] == len(alive)
+    assert len(data["activities"]["rows"]) == sum(1 for r in alive if r["kudos_count"] is not None)
+    assert data["monthly"]["labels"] and data["calendar"]["cells"] and data["weekdayHour"]["cells"]
+    assert "São Paulo &lt;/script&gt;" in dashboard.render_html(data)
+    assert dashboard.read_validation_results(engine) is None
+    assert len(kudos.read_activities(engine, 42)) == len(alive)
+    assert kudos.read_activities(engine, 43) == []
+    assert len(kudos.read_activities(engine, None)) == len(alive)
