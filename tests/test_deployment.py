@@ -1,0 +1,470 @@
+"""End to end: prefect.yaml on a real Prefect server, a process work pool and workers.
+
+The module starts ``prefect server start`` on a free localhost port with its own
+PREFECT_HOME and SQLite database, and drives it the way a user does: the ``prefect`` and
+``strava-elt`` commands of this virtualenv, in subprocesses. The Strava API is the emulator,
+in this process; the warehouse a DuckDB file under the test's tmp folder. Nothing touches
+``~/.prefect``. The project must be installed (``pip install -e .``): the worker's flow
+runs, and ``prefect block register -m blocks``, import it like a user's would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import duckdb
+import httpx
+import pytest
+
+from emulator import StravaEmulator
+from flows.cli import DEFAULT_POOL, main
+from tasks import dashboard, notify, report, validation
+from tasks.events import LOADED_EVENT
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # this virtualenv's console scripts: prefect, strava-elt
+ACTIVITIES = 300
+CONCURRENCY_REASON = "Deployment concurrency limit reached."
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server() -> Iterator[None]:
+    """Override conftest's session-wide test harness: this module starts its own server."""
+    yield
+
+
+# --------------------------------------------------------------------------- deploy-local
+
+
+def test_deploy_local_prints_the_commands_and_starts_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deploy-local", "--port", "4321", "--home", "/tmp/strava-elt-home"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing has been started" in out
+    commands = [
+        "prefect server start --host 127.0.0.1 --port 4321",
+        "export PREFECT_API_URL=http://127.0.0.1:4321/api",
+        "prefect block register -m blocks",
+        "strava-elt setup local --home /tmp/strava-elt-home --client-id ID",
+        f"prefect work-pool create --type process {DEFAULT_POOL}",
+        f"cd {REPO} && prefect --no-prompt deploy --all",
+        f"prefect worker start --pool {DEFAULT_POOL}",
+        "prefect deployment run 'strava-elt/weekly'",
+    ]
+    positions = [out.find(command) for command in commands]
+    assert -1 not in positions, [c for c, p in zip(commands, positions, strict=True) if p == -1]
+    assert positions == sorted(positions), "printed out of order"
+    assert f"name: {DEFAULT_POOL}" in (REPO / "prefect.yaml").read_text()
+
+
+def test_deploy_local_with_the_emulator_gives_its_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deploy-local", "--emulator"]) == 0
+    out = capsys.readouterr().out
+    emu = StravaEmulator(activities=1)  # not started: only its default credentials
+    assert "strava-elt emulator --port 8765" in out
+    assert (
+        f"--strava-base-url http://127.0.0.1:8765 --client-id {emu.client_id} "
+        f"--client-secret {emu.client_secret} --refresh-token {emu.current_refresh_token}"
+    ) in out
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"({path} not written)"
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a process started in its own session: its whole group, by id; SIGKILL if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass
+class Stack:
+    """A private Prefect server with the deployments of prefect.yaml, and the emulator they read."""
+
+    api: str
+    env: dict[str, str]
+    tmp: Path
+    emu: StravaEmulator
+    http: httpx.Client
+    timings: dict[str, float] = field(default_factory=dict)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.tmp / "data" / "warehouse.duckdb"
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run one of this virtualenv's commands (``prefect ...``) from the repository root."""
+        cmd = [str(BIN / args[0]), *args[1:]]
+        done = subprocess.run(cmd, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a long-running command in its own process group; output in ``<tmp>/<name>.log``."""
+        with open(self.tmp / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [str(BIN / args[0]), *args[1:]],
+                cwd=REPO,
+                env=env or self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def worker_once(self, name: str) -> subprocess.Popen[bytes]:
+        """``prefect worker start --run-once``: one poll, then it waits for the runs it took."""
+        return self.start(name, "prefect", "worker", "start", "--pool", DEFAULT_POOL, "--run-once")
+
+    def deployment_run(self, name: str, *params: str) -> str:
+        """``prefect deployment run NAME [--param k=v ...]``; return the new flow run's id."""
+        out = self.run("prefect", "deployment", "run", name, *[a for p in params for a in ("--param", p)]).stdout
+        match = re.search(r"UUID: ([0-9a-f-]{36})", out)
+        assert match, out
+        return match.group(1)
+
+    def get(self, path: str) -> Any:
+        response = self.http.get(path)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = self.http.post(path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/flow_runs/{run_id}")
+        return result
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 120, every: float = 0.5) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(every)
+
+    def timed(self, stage: str, started: float) -> None:
+        self.timings[stage] = round(time.monotonic() - started, 1)
+
+
+def _check_installed() -> None:
+    """The worker's runs import the project like a user's do: from the install, this checkout."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import blocks, flows; print(blocks.__file__)"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    where = Path(probe.stdout.strip()).resolve().parents[1] if probe.returncode == 0 else None
+    if where != REPO:
+        pytest.fail(
+            f"The project is not installed from this checkout ({where or probe.stderr.strip()}): "
+            f"run `{sys.executable} -m pip install -e '{REPO}[dev]'` first"
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Server, block types, blocks, process pool and ``prefect deploy --all``; all stopped at the end."""
+    _check_installed()
+    tmp = tmp_path_factory.mktemp("deployment")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {
+        "PREFECT_HOME": str(tmp / "prefect-home"),  # never ~/.prefect
+        "PREFECT_API_URL": api,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_CLI_WRAP_LINES": "false",
+        "COLUMNS": "240",
+    }
+    emu = StravaEmulator(activities=ACTIVITIES, athlete_id=int(uuid.uuid4().int % 10**9) + 10**9)
+    emu.start()
+    stack = Stack(api=api, env=env, tmp=tmp, emu=emu, http=httpx.Client(base_url=api, timeout=30))
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        started = time.monotonic()
+        server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+        server = stack.start(
+            "server", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui",
+            env=server_env,
+        )  # fmt: skip
+
+        def healthy() -> bool:
+            if server.poll() is not None:
+                raise AssertionError(f"prefect server exited {server.returncode}:\n{_tail(tmp / 'server.log')}")
+            try:
+                return stack.http.get("/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        stack.wait_for("the server's /api/health", healthy, timeout=240)
+        stack.timed("server start", started)
+
+        started = time.monotonic()
+        # A clean checkout's block types, then the blocks the deployments name (the defaults).
+        out = stack.run("prefect", "block", "register", "-m", "blocks").stdout
+        assert "Successfully registered 2 blocks" in out, out
+        stack.timed("block register", started)
+        started = time.monotonic()
+        stack.run(
+            "strava-elt", "setup", "local", "--home", str(tmp / "data"), "--strava-base-url", emu.base_url,
+            "--client-id", emu.client_id, "--client-secret", emu.client_secret,
+            "--refresh-token", emu.current_refresh_token,
+        )  # fmt: skip
+        stack.timed("setup local", started)
+        started = time.monotonic()
+        stack.run("prefect", "work-pool", "create", "--type", "process", DEFAULT_POOL)
+        stack.timed("work-pool create", started)
+        started = time.monotonic()
+        deployed = stack.run("prefect", "--no-prompt", "deploy", "--all").stdout
+        for name in ("strava-elt/weekly", "strava-elt/backfill", "retrain-kudos-model/retrain-kudos-model"):
+            assert f"Deployment '{name}' successfully created" in deployed, deployed
+        stack.timed("deploy --all", started)
+        yield stack
+    finally:
+        for proc in reversed(stack.procs):
+            _stop(proc)
+        stack.http.close()
+        emu.stop()
+        print(f"e2e timings (s): {stack.timings}")
+
+
+class Gate:
+    """Holds the emulator's activity-list requests until opened: a run that stays running."""
+
+    def __init__(self, emu: StravaEmulator, path: str = "/api/v3/athlete/activities") -> None:
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+        original = emu._handle
+
+        def handle(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+            if urlsplit(target).path == path and not self.opened.is_set():
+                self.reached.set()
+                self.opened.wait(timeout=150)  # never hangs a failed test for long
+            return original(method, target, headers, body)
+
+        self._patch = pytest.MonkeyPatch()
+        self._patch.setattr(emu, "_handle", handle)
+
+    def open(self) -> None:
+        self.opened.set()
+        self._patch.undo()
+
+
+@pytest.fixture(scope="module")
+def weekly(stack: Stack) -> dict[str, Any]:
+    """Run A of ``weekly`` held running by the emulator; run B meanwhile; then A to the end.
+
+    Returns the flow run ids ``a`` and ``b``, and Strava's ``/athlete`` request counts around B.
+    """
+    started = time.monotonic()
+    gate = Gate(stack.emu)
+    try:
+        run_a = stack.deployment_run("strava-elt/weekly")
+        worker_a = stack.worker_once("worker-a")
+
+        def held() -> bool:
+            if worker_a.poll() is not None:
+                raise AssertionError(f"worker A exited early:\n{_tail(stack.tmp / 'worker-a.log')}")
+            return gate.reached.is_set()
+
+        stack.wait_for("run A to reach Strava's activity list", held, timeout=300)
+        assert stack.flow_run(run_a)["state_type"] == "RUNNING"
+        stack.timed("run A running", started)
+        before_b = stack.emu.request_count("/api/v3/athlete")
+
+        # Run A is running and holds the deployment's only slot: B, as a worker takes it, is cancelled.
+        started = time.monotonic()
+        run_b = stack.deployment_run("strava-elt/weekly")
+        worker_b = stack.worker_once("worker-b")
+        assert worker_b.wait(timeout=300) == 0, _tail(stack.tmp / "worker-b.log")
+        stack.wait_for("run B to end", lambda: stack.flow_run(run_b)["state_type"] != "SCHEDULED", timeout=60)
+        assert stack.flow_run(run_a)["state_type"] == "RUNNING"
+        after_b = stack.emu.request_count("/api/v3/athlete")
+        stack.timed("run B cancelled", started)
+    finally:
+        gate.open()
+    started = time.monotonic()
+    assert worker_a.wait(timeout=600) == 0, _tail(stack.tmp / "worker-a.log")
+    stack.timed("run A to the end", started)
+    return {"a": run_a, "b": run_b, "athlete_requests_before_b": before_b, "athlete_requests_after_b": after_b}
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_weekly_is_sunday_midnight_utc_one_run_at_a_time(stack: Stack) -> None:
+    deployment = stack.get("/deployments/name/strava-elt/weekly")
+    [schedule] = deployment["schedules"]
+    assert schedule["active"] is True
+    assert schedule["schedule"]["cron"] == "0 0 * * 0"
+    assert schedule["schedule"]["timezone"] == "UTC"
+    assert deployment["global_concurrency_limit"]["limit"] == 1
+    assert deployment["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    assert deployment["work_pool_name"] == DEFAULT_POOL
+    assert deployment["entrypoint"] == "flows/pipeline.py:strava_elt"
+    assert deployment["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+    assert deployment["parameters"] == {
+        "strava_block": "strava",
+        "lake_block": "strava-lake",
+        "warehouse_block": "strava-warehouse",
+        "lookback_days": 14,
+        "full_refresh": False,
+        "slack_block": None,
+    }
+
+    # The server's scheduler has put the next runs on Sundays at 00:00 UTC.
+    def upcoming() -> list[dict[str, Any]]:
+        body = {
+            "flow_runs": {"deployment_id": {"any_": [deployment["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}
+        }
+        return [r for r in stack.post("/flow_runs/filter", body) if r["auto_scheduled"]]
+
+    for run in stack.wait_for("the scheduler's weekly runs", upcoming, timeout=120):
+        start = datetime.fromisoformat(run["expected_start_time"].replace("Z", "+00:00")).astimezone(UTC)
+        assert (start.weekday(), start.hour, start.minute) == (6, 0, 0), start
+    inspected = stack.run("prefect", "deployment", "inspect", "strava-elt/weekly").stdout
+    (stack.tmp / "inspect-weekly.txt").write_text(inspected)
+    print(inspected)
+    assert "'cron': '0 0 * * 0'" in inspected and "'timezone': 'UTC'" in inspected
+
+
+def test_backfill_and_the_kudos_trigger_are_deployed(stack: Stack) -> None:
+    backfill = stack.get("/deployments/name/strava-elt/backfill")
+    assert backfill["schedules"] == []
+    assert backfill["parameters"]["full_refresh"] is True
+    assert backfill["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    kudos = stack.get("/deployments/name/retrain-kudos-model/retrain-kudos-model")
+    assert kudos["entrypoint"] == "flows/kudos.py:retrain_kudos_model"
+    [automation] = stack.get(f"/automations/related-to/prefect.deployment.{kudos['id']}")
+    trigger = automation["trigger"]
+    assert trigger["expect"] == [LOADED_EVENT]
+    assert trigger["match"] == {"prefect.resource.id": "strava.athlete.*"}
+    assert trigger["posture"] == "Reactive"
+    [action] = automation["actions"]
+    assert action["type"] == "run-deployment" and action["deployment_id"] == kudos["id"]
+    for name in ("strava-credentials", "strava-warehouse"):
+        assert stack.get(f"/block_types/slug/{name}")["slug"] == name
+
+
+def test_a_second_run_while_one_runs_is_cancelled(stack: Stack, weekly: dict[str, Any]) -> None:
+    cancelled = stack.flow_run(weekly["b"])
+    assert cancelled["state_type"] == "CANCELLED", cancelled["state"]
+    assert cancelled["state"]["message"] == CONCURRENCY_REASON
+    # It never ran: Scheduled, Pending refused, Cancelled; no subflow, no request to Strava.
+    states = stack.get(f"/flow_run_states/?flow_run_id={weekly['b']}")
+    assert "RUNNING" not in {state["type"] for state in states}
+    assert stack.post("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [weekly["b"]]}}}) == []
+    assert weekly["athlete_requests_after_b"] == weekly["athlete_requests_before_b"]
+
+
+def test_the_weekly_run_loads_the_warehouse_through_the_worker(stack: Stack, weekly: dict[str, Any]) -> None:
+    run = stack.flow_run(weekly["a"])
+    assert run["state_type"] == "COMPLETED", run["state"]
+    children = stack.post("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [weekly["a"]]}}})
+    flows = {f["id"]: f["name"] for f in stack.post("/flows/filter", {})}
+    assert sorted(flows[c["flow_id"]] for c in children) == ["build-models", "extract-activities", "load-activities"]
+    assert {c["state_type"] for c in children} == {"COMPLETED"}
+
+    run_ids = [weekly["a"], *(c["id"] for c in children)]
+    artifacts = stack.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": run_ids}}})
+    keys = {a["key"] for a in artifacts}
+    assert {notify.SUMMARY_ARTIFACT_KEY, report.ARTIFACT_KEY, dashboard.ARTIFACT_KEY, validation.ARTIFACT_KEY} <= keys
+
+    query = {"filter": {"event": {"name": [LOADED_EVENT]}, "order": "ASC"}, "limit": 50}
+    [event] = stack.post("/events/filter", query)["events"]
+    athlete_id = stack.emu.athlete["id"]
+    assert event["resource"]["prefect.resource.id"] == f"strava.athlete.{athlete_id}"
+    assert event["payload"]["inserted"] == ACTIVITIES
+    assert (event["payload"]["updated"], event["payload"]["deleted"]) == (0, 0)
+    newest = max(a["start_date"] for a in stack.emu.activities)
+    assert event["payload"]["watermark"].replace("+00:00", "Z") == newest
+    related = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in event["related"]}
+    assert related["flow-run"] == f"prefect.flow-run.{weekly['a']}"
+    assert related["deployment"].startswith("prefect.deployment.")
+
+    # The worker has exited: the DuckDB file is free to read.
+    with duckdb.connect(str(stack.duckdb_path), read_only=True) as conn:
+        rows = conn.execute("SELECT id, name FROM strava_activity_data WHERE deleted_at IS NULL").fetchall()
+    assert dict(rows) == {a["id"]: a["name"] for a in stack.emu.activities}
+
+
+def test_the_event_triggers_the_kudos_model_and_a_missing_block_says_how_to_create_it(
+    stack: Stack, weekly: dict[str, Any]
+) -> None:
+    kudos = stack.get("/deployments/name/retrain-kudos-model/retrain-kudos-model")
+
+    def triggered() -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = stack.post(
+            "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [kudos["id"]]}}}
+        )
+        return result
+
+    [retrain] = stack.wait_for("the trigger's kudos run", triggered, timeout=120)
+    # The event's payload became the parameters: the same blocks and athlete as the load.
+    assert retrain["parameters"] == {
+        "warehouse_block": "strava-warehouse",
+        "lake_block": "strava-lake",
+        "athlete_id": stack.emu.athlete["id"],
+    }
+    started = time.monotonic()
+    missing = stack.deployment_run("strava-elt/backfill", "strava_block=no-such-strava")
+    worker = stack.worker_once("worker-c")  # takes both: the retrain and the doomed backfill
+    assert worker.wait(timeout=600) == 0, _tail(stack.tmp / "worker-c.log")
+    stack.timed("kudos run and missing-block run", started)
+
+    done = stack.flow_run(retrain["id"])
+    assert done["state_type"] == "COMPLETED", done["state"]
+    failed = stack.flow_run(missing)
+    assert failed["state_type"] == "FAILED"
+    message = failed["state"]["message"]
+    assert "No Strava Credentials block named 'no-such-strava'" in message, message
+    assert "strava-elt setup local" in message and "Blocks > + > Strava Credentials" in message, message
