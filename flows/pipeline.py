@@ -98,8 +98,6 @@ def _run(
     summary["watermark"] = watermark.isoformat() if watermark else None
     # Tell automations (e.g. the kudos model's trigger) that this athlete's activities changed.
     events.emit_activities_loaded(summary, warehouse_block=warehouse_block, lake_block=lake_block)
-    # Tell automations (e.g. the kudos model's trigger) that this athlete's activities changed.
-    events.emit_activities_loaded(summary, warehouse_block=warehouse_block, lake_block=lake_block)
     summary["models"] = build_models(warehouse_block)
     # Something to look at: the dashboard in the lake (link artifact) and the run report.
     summary["dashboard"] = publish_insight(warehouse_block, lake_block, summary)
