@@ -135,11 +135,13 @@ def test_5xx_html_and_timeout_are_retried_then_succeed(tmp_path: Path, monkeypat
 
 
 def test_token_expiring_mid_run_is_refreshed_once_and_the_rotation_saved(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     for env in clocked_env(tmp_path, monkeypatch, at(14, 9, 0)):
         env.emu.fail_requests(LIST_PATH, "expire_tokens", page=2)
-        summary = env.run()
+        with caplog.at_level(logging.DEBUG):
+            summary = env.run()
+        assert env.emu.client_secret not in caplog.text and not HEX_TOKEN.search(caplog.text)
         assert env.emu.request_count(TOKEN_PATH) == 2  # the first token, then one refresh after the 401
         assert env.emu.request_count(LIST_PATH) == 3 + 1  # page 2 again after the refresh
         assert summary["requests"] == 1 + 4
@@ -295,3 +297,20 @@ def test_full_refresh_rereads_everything_and_reconciles_old_deletions(tmp_path: 
         # Kept in production, but excluded from the models' summaries.
         assert len(prod) == 450
         assert env.query("SELECT SUM(activity_count) FROM activity_summary_yearly")[0][0] == 449
+
+
+def test_shared_strava_api_limit_takes_one_slot_per_request(env: Env) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="strava-api", limit=1000, slot_decay_per_second=0.0001)
+        )
+        try:
+            summary = env.run()
+            limit = client.read_global_concurrency_limit_by_name("strava-api")
+        finally:
+            client.delete_global_concurrency_limit_by_name("strava-api")
+    assert summary["requests"] == 4
+    assert limit.active_slots == 4  # every API request (not /oauth/token) took a slot of the shared budget
