@@ -164,6 +164,11 @@ _HEX_TOKEN = re.compile(r"\b[0-9a-f]{40}\b", re.IGNORECASE)  # Strava's token fo
 _URL_QUERY = re.compile(r"(https?://[^\s?#'\"]*)\?[^\s#'\"]*")
 
 
+def _redact_tokens(text: str) -> str:
+    """Mask ``Bearer`` credentials and bare 40-hex-digit tokens only."""
+    return _HEX_TOKEN.sub("***", _BEARER.sub(r"\1 ***", text))
+
+
 def redact(text: str) -> str:
     """Mask secrets in ``text``: token/secret/code values, ``Bearer`` credentials, URL queries.
 
@@ -243,9 +248,12 @@ def _body(response: httpx.Response) -> tuple[str, list[str], bool]:
         if item.get("code"):
             parts.append(str(item["code"]))
         details.append(" ".join(parts))
+    message = redact(message)
     if details:
-        message = f"{message} ({'; '.join(details)})"
-    return redact(message), fields, False
+        # Resource/field/code are Strava's names (e.g. AccessToken.activity:read_permission
+        # missing), not values: only token-shaped text is masked, so the hint stays readable.
+        message = f"{message} ({_redact_tokens('; '.join(details))[:_MAX_BODY_CHARS]})"
+    return message, fields, False
 
 
 def _compose(status: int, method: str, path: str, message: str, hint: str) -> str:

@@ -143,6 +143,20 @@ def test_401_is_auth_error_with_body_message_hint_and_no_query() -> None:
     assert TOKEN not in str(error)
 
 
+def test_401_for_a_missing_scope_names_the_scope_but_masks_tokens() -> None:
+    body = {
+        "message": f"Authorization Error for {TOKEN}",
+        "errors": [
+            {"resource": "AccessToken", "field": "activity:read_permission", "code": "missing"},
+            {"resource": "Athlete", "field": f"Bearer {TOKEN}", "code": "invalid"},
+        ],
+    }
+    error = classify(response(401, body))
+    assert type(error) is AuthError
+    assert "(AccessToken.activity:read_permission missing; Athlete.Bearer *** invalid)" in str(error)
+    assert TOKEN not in str(error)
+
+
 @pytest.mark.parametrize(
     ("status", "cls", "hint_words"),
     [
