@@ -116,7 +116,7 @@ def extract_activities(
         if athlete is None:
             result = ExtractResult(None, run_key, extracted_at, datetime.fromtimestamp(0, UTC), complete=False)
             result.requests = client.requests
-            result.partial_reason = _partial_reason(client, "before the first page: nothing to load")
+            result.partial_reason = _partial_reason(client, "at /athlete, nothing to load")
             logger.warning("Nothing extracted; %s", result.partial_reason)
             return _finish(result)
         athlete_id = int(athlete["id"])
