@@ -134,7 +134,9 @@ class Stack:
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run one of this virtualenv's commands (``prefect ...``) from the repository root."""
         cmd = [str(BIN / args[0]), *args[1:]]
-        done = subprocess.run(cmd, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            cmd, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         return done
@@ -146,6 +148,7 @@ class Stack:
                 [str(BIN / args[0]), *args[1:]],
                 cwd=REPO,
                 env=env or self.env,
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
