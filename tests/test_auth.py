@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from blocks import StravaCredentials
+from blocks.loading import MissingBlockError, load_block
 from blocks.strava import authorize_url, check_scope, parse_authorization_response
 from emulator import StravaEmulator
 from flows.cli import main
@@ -98,13 +99,13 @@ def test_auth_with_code_argument_saves_a_working_block(
     athlete = emu.athlete
     assert f"for athlete {athlete['firstname']} {athlete['lastname']} (id {athlete['id']})" in out
     assert_no_secrets(out + err, emu)
-    saved = StravaCredentials.load(env.strava_block)
+    saved = load_block(StravaCredentials, env.strava_block)
     assert saved.refresh_token.get_secret_value() == emu.current_refresh_token
     assert saved.base_url == emu.base_url and saved.client_id == emu.client_id
     # The old refresh token was replaced by the exchange; the pipeline runs on the new block.
     summary = env.run()
     assert summary["inserted"] == len(emu.activities)
-    assert StravaCredentials.load(env.strava_block).refresh_token.get_secret_value() == emu.current_refresh_token
+    assert load_block(StravaCredentials, env.strava_block).refresh_token.get_secret_value() == emu.current_refresh_token
 
 
 def test_auth_prompts_for_the_redirect_url(
@@ -123,7 +124,7 @@ def test_auth_prompts_for_the_redirect_url(
     assert prompts == ["3. Paste the code (or the whole address): "]
     assert "redirect_uri=http://127.0.0.1:9/cb&" in out
     assert_no_secrets(out + err, emu)
-    assert StravaCredentials.load(block_name).refresh_token.get_secret_value() == emu.current_refresh_token
+    assert load_block(StravaCredentials, block_name).refresh_token.get_secret_value() == emu.current_refresh_token
 
 
 def test_auth_refuses_a_grant_without_activity_read_all(
@@ -135,8 +136,8 @@ def test_auth_refuses_a_grant_without_activity_read_all(
     _, err = capsys.readouterr()
     assert "granted the scope 'read' without activity:read_all" in err
     assert emu.request_count("/oauth/token") == 0  # refused before the code was spent
-    with pytest.raises(ValueError):
-        StravaCredentials.load(block_name)
+    with pytest.raises(MissingBlockError):
+        load_block(StravaCredentials, block_name)
 
 
 def test_auth_with_a_bad_code_says_what_to_do(

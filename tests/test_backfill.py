@@ -31,7 +31,9 @@ def run_with_state(env: Env) -> tuple[Any, dict[str, Any]]:
 
 def server_state_message(state: Any) -> str | None:
     with get_client(sync_client=True) as client:
-        return client.read_flow_run(state.state_details.flow_run_id).state.message
+        server_state = client.read_flow_run(state.state_details.flow_run_id).state
+    assert server_state is not None
+    return server_state.message
 
 
 def test_backfill_over_several_days_loads_every_activity_exactly_once(

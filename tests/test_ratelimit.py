@@ -370,5 +370,7 @@ def test_acquire_shared_slot_swallows_errors(
 def test_acquire_shared_slot_with_unreachable_server_does_nothing() -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    # Another limit name: Prefect keeps one slot service per name, bound to the API URL it
+    # started with, and this one must not stay bound to the unreachable server for later tests.
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
-        acquire_shared_slot(timeout_seconds=5)
+        acquire_shared_slot("strava-api-unreachable", timeout_seconds=5)

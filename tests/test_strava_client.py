@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from blocks import StravaCredentials
+from blocks.loading import load_block
 from tasks.errors import RefreshTokenRejected
 from tasks.watermark import read_watermark
 from tests.conftest import WAREHOUSES, Env, make_env, warehouse_pg_url
@@ -115,7 +116,7 @@ def test_5xx_html_and_timeout_are_retried_then_succeed(tmp_path: Path, monkeypat
     for env in clocked_env(tmp_path, monkeypatch, at(14, 9, 0)):
         clock = env.emu.clock
         assert isinstance(clock, FakeClock)
-        block = StravaCredentials.load(env.strava_block)
+        block = load_block(StravaCredentials, env.strava_block)
         block.timeout_seconds = 0.5
         block.save(env.strava_block, overwrite=True)
         env.emu.timeout_seconds = 3.0
@@ -145,7 +146,7 @@ def test_token_expiring_mid_run_is_refreshed_once_and_the_rotation_saved(
         assert env.emu.request_count(TOKEN_PATH) == 2  # the first token, then one refresh after the 401
         assert env.emu.request_count(LIST_PATH) == 3 + 1  # page 2 again after the refresh
         assert summary["requests"] == 1 + 4
-        saved = StravaCredentials.load(env.strava_block).refresh_token.get_secret_value()
+        saved = load_block(StravaCredentials, env.strava_block).refresh_token.get_secret_value()
         assert saved == env.emu.current_refresh_token
         assert_production_matches(env)
 
