@@ -94,7 +94,10 @@ class StravaCredentials(Block):
                 token_endpoint=True,
                 method="POST",
             )
-        payload = response.json()
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
         if not isinstance(payload, dict):
             raise RefreshTokenRejected(
                 "Strava's token endpoint answered with something other than a JSON object; "
@@ -141,7 +144,6 @@ class StravaCredentials(Block):
             return
         self.save(name, overwrite=True)
         logger.info("Saved the rotated Strava refresh token to block %r", name)
-
 
     @classmethod
     def from_authorization_code(
