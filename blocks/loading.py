@@ -19,7 +19,8 @@ class MissingBlockError(LookupError):
 def _hint(kind: str) -> str:
     return (
         f"Create it with `strava-elt setup local` (embedded default) or `strava-elt setup postgres|aws`, "
-        f"or in the Prefect UI under Blocks > + > {kind}; `prefect block ls` lists what exists."
+        f"or in the Prefect UI under Blocks > + > {kind} (after `prefect block register -m blocks`); "
+        "`prefect block ls` lists what exists."
     )
 
 
