@@ -319,6 +319,15 @@ def _print_summary(title: str, summary: dict[str, Any]) -> None:
         f"{summary['unchanged']} unchanged, {summary['deleted']} marked deleted"
     )
     print(f"   watermark: {summary['watermark']}  status: {summary['status']}")
+    checks = summary.get("checks") or []
+    if checks:
+        failed = [c for c in checks if str(c.get("outcome", "")).startswith("fail")]
+        skipped = [c for c in checks if str(c.get("outcome", "")).startswith("skip")]
+        print(
+            f"   validation: {len(checks)} checks, {len(checks) - len(failed) - len(skipped)} passed, "
+            f"{len(skipped)} skipped, {len(failed)} failed"
+            + "".join(f"\n     {c.get('severity')} {c.get('name')}: {c.get('detail')}" for c in failed)
+        )
 
 
 def _monthly_rows(duckdb_path: Path, limit: int = 6) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -336,8 +345,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = Path(args.home).expanduser().resolve()
     if not _env("PREFECT_API_URL"):
         # A self-contained Prefect home: the demo never touches the user's own blocks.
+        (home / "prefect").mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(home / "prefect")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary server can take a while to start on a small, busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     if not args.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     for leftover in ("lake", "warehouse.duckdb", "warehouse.duckdb.wal"):
@@ -391,21 +403,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("   " + " | ".join("" if v is None else str(v) for v in row))
     print(f"\nWarehouse: {duckdb_path}  (duckdb {duckdb_path} -c 'FROM strava_activity_data LIMIT 5')")
     print(f"Lake:      {home / 'lake'}")
+    dashboard = (second.get("dashboard") or {}).get("url")
+    if dashboard:
+        print(f"Dashboard: {dashboard}")
     ok = first["inserted"] > 0 and second["inserted"] == len(added) + len(late) and second["updated"] >= len(recent)
     print("\nDemo " + ("succeeded." if ok else "finished, but the numbers are not what was expected."))
     return 0 if ok else 1
-
-
-# --------------------------------------------------------------------------- insight
-
-
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Render the self-contained dashboard from the warehouse into one HTML file."""
-    from flows.insight import write_dashboard_file
-
-    path, size = write_dashboard_file(args.warehouse_block, Path(args.out))
-    print(f"dashboard written to {path} ({size:,} bytes); open it in any browser, it needs no network")
-    return 0
 
 
 # --------------------------------------------------------------------------- validate
@@ -418,6 +421,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     result = run_adhoc(args.script_1, args.script_2, args.operator, args.severity, args.warehouse_block)
     print(f"{result.name} ({result.severity}): {describe(result)}")
     return 1 if result.halts else 0
+
+
+# --------------------------------------------------------------------------- insight
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Render the self-contained dashboard from the warehouse into one HTML file."""
+    from flows.insight import write_dashboard_file
+
+    path, size = write_dashboard_file(args.warehouse_block, Path(args.out))
+    print(f"dashboard written to {path} ({size:,} bytes); open it in any browser, it needs no network")
+    return 0
 
 
 def cmd_predict_kudos(args: argparse.Namespace) -> int:
@@ -645,6 +660,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs")
     demo.set_defaults(func=cmd_demo)
 
+    validate = sub.add_parser(
+        "validate", help="run one ad-hoc check: SCRIPT_1's value OPERATOR SCRIPT_2's value (or a number)"
+    )
+    validate.add_argument("script_1", metavar="SCRIPT_1", help="SQL file returning one value (value 1)")
+    validate.add_argument("script_2", metavar="SCRIPT_2", help="SQL file returning one value, or a number (value 2)")
+    validate.add_argument(
+        "operator",
+        metavar="OPERATOR",
+        choices=("equals", "not_equals", "greater", "greater_equals", "less", "less_equals"),
+        help="equals, not_equals, greater, greater_equals, less or less_equals",
+    )
+    validate.add_argument("severity", choices=("warn", "halt"), help="halt: exit code 1 when the check fails")
+    validate.add_argument(
+        "--warehouse-block", default="strava-warehouse", help="Warehouse block name (default strava-warehouse)"
+    )
+    validate.set_defaults(func=cmd_validate)
+
     dash = sub.add_parser("dashboard", help="write the self-contained HTML dashboard from the warehouse")
     dash.add_argument(
         "--warehouse-block", default="strava-warehouse", help="Warehouse block name (default strava-warehouse)"
@@ -671,23 +703,6 @@ def build_parser() -> argparse.ArgumentParser:
     kudos.add_argument("--athlete-id", type=int, help="whose model (default: the newest model of any athlete)")
     kudos.add_argument("--json", action="store_true", help="print the prediction and its features as JSON")
     kudos.set_defaults(func=cmd_predict_kudos)
-
-    validate = sub.add_parser(
-        "validate", help="run one ad-hoc check: SCRIPT_1's value OPERATOR SCRIPT_2's value (or a number)"
-    )
-    validate.add_argument("script_1", metavar="SCRIPT_1", help="SQL file returning one value (value 1)")
-    validate.add_argument("script_2", metavar="SCRIPT_2", help="SQL file returning one value, or a number (value 2)")
-    validate.add_argument(
-        "operator",
-        metavar="OPERATOR",
-        choices=("equals", "not_equals", "greater", "greater_equals", "less", "less_equals"),
-        help="equals, not_equals, greater, greater_equals, less or less_equals",
-    )
-    validate.add_argument("severity", choices=("warn", "halt"), help="halt: exit code 1 when the check fails")
-    validate.add_argument(
-        "--warehouse-block", default="strava-warehouse", help="Warehouse block name (default strava-warehouse)"
-    )
-    validate.set_defaults(func=cmd_validate)
 
     deploy = sub.add_parser(
         "deploy-local", help="print the commands that deploy the flows on a local Prefect server (runs nothing)"
