@@ -1,11 +1,10 @@
-"""After the models: the dashboard in the lake, its link artifact, and the run report.
+"""After the models: the dashboard in the lake with its link artifact, and the report's rows.
 
 Called by the main flow as its last step, and by ``strava-elt dashboard`` for a file on disk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,11 @@ from tasks import dashboard, report
 from tasks import warehouse as wh
 
 
-def publish_insight(warehouse_block: str, lake_block: str, summary: Mapping[str, Any]) -> dict[str, str]:
-    """Render the dashboard, write it to the lake with a link artifact, publish the run report.
+def publish_insight(warehouse_block: str, lake_block: str, summary: dict[str, Any]) -> dict[str, str]:
+    """Render the dashboard and write it to the lake with a link artifact.
+
+    Also puts the newest rows of the monthly model in ``summary["monthly_top"]`` for the run
+    report, which the main flow publishes at its end (``tasks.notify.report_run``).
 
     Args:
         warehouse_block: Name of the Warehouse block.
@@ -38,7 +40,7 @@ def publish_insight(warehouse_block: str, lake_block: str, summary: Mapping[str,
     finally:
         engine.dispose()
     published = dashboard.publish_dashboard(lake, page, summary.get("athlete_id") or "unknown", summary.get("run_key"))
-    report.create_run_report(summary, monthly, published["url"])
+    summary["monthly_top"] = monthly
     return published
 
 

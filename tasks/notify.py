@@ -20,11 +20,12 @@ from prefect_slack import SlackWebhook
 from slack_sdk.errors import SlackClientError
 
 from blocks.loading import load_block
-from tasks.validation import FAILED, PASSED, SKIPPED, ValidationHalted, describe, results_table
+from tasks import report
+from tasks.validation import FAILED, PASSED, SKIPPED, ValidationHalted, describe
 
 __all__ = ["format_markdown", "format_slack", "load_slack", "record_failure", "report_run", "send_slack"]
 
-SUMMARY_ARTIFACT_KEY = "strava-elt-run-summary"
+SUMMARY_ARTIFACT_KEY = report.ARTIFACT_KEY  # one markdown run report per run
 HALTED = "halted by validation"
 _ICONS = {PASSED: "✅", SKIPPED: "➖", "warn": "⚠️", "halt": "❌"}
 _MAX_ERROR = 300
@@ -101,37 +102,14 @@ def format_slack(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def format_markdown(summary: Mapping[str, Any]) -> str:
-    """The run's summary artifact: outcome, numbers table, checks table."""
-    numbers = _numbers(summary)
-    lines = [
-        f"# {_headline(summary)}",
-        "",
-        "| " + " | ".join(numbers) + " |",
-        "|" + "---|" * len(numbers),
-        "| " + " | ".join(_cell(v) for v in numbers.values()) + " |",
-        "",
-        "## Validation",
-        "",
-    ]
-    checks = _checks(summary)
-    if not checks:
-        lines.append(f"Checks: {_NO_CHECKS}.")
-        return "\n".join(lines)
-    rows = results_table(checks)
-    lines += [
-        f"{_tally(checks)}.",
-        "",
-        "| | " + " | ".join(rows[0]) + " |",
-        "|---|" + "---|" * len(rows[0]),
-    ]
-    for check, row in zip(checks, rows, strict=True):
-        lines.append(f"| {_icon(check)} | " + " | ".join(_cell(v) for v in row.values()) + " |")
-    return "\n".join(lines)
+    """The run report: outcome headline, numbers, checks, models and newest months."""
+    return report.run_report_markdown(
+        summary,
+        summary.get("monthly_top") or (),
+        (summary.get("dashboard") or {}).get("url"),
+        headline=_headline(summary),
+    )
 
 
 @task(cache_policy=NO_CACHE)

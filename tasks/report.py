@@ -1,4 +1,8 @@
-"""The run report: one markdown artifact per run of the main flow, with its numbers."""
+"""The run report's markdown: the numbers, validation outcomes, models and newest months.
+
+Published once per run, successful or not, by :func:`tasks.notify.report_run` under
+:data:`ARTIFACT_KEY`.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,10 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from tasks import dashboard
 
-__all__ = ["ARTIFACT_KEY", "create_run_report", "monthly_rows", "run_report_markdown"]
+__all__ = ["ARTIFACT_KEY", "monthly_rows", "run_report_markdown"]
 
 ARTIFACT_KEY = "strava-run-report"
 MONTHLY_MODEL = "activity_summary_monthly"
@@ -64,9 +65,10 @@ def run_report_markdown(
     summary: Mapping[str, Any],
     monthly: Sequence[Mapping[str, Any]] = (),
     dashboard_url: str | None = None,
+    headline: str | None = None,
 ) -> str:
     """The report's markdown: numbers, validation outcomes, models, newest months."""
-    lines = [f"# strava-elt run `{summary.get('run_key', '?')}`", ""]
+    lines = [f"# {headline}" if headline else f"# strava-elt run `{summary.get('run_key', '?')}`", ""]
     rows = [(label, summary[key]) for key, label in _NUMBERS if key in summary]
     if dashboard_url:
         rows.append(("Dashboard", f"[dashboard.html]({dashboard_url})"))
@@ -107,18 +109,3 @@ def run_report_markdown(
         lines.append("No rows yet.")
     return "\n".join(lines) + "\n"
 
-
-@task(cache_policy=NO_CACHE)
-def create_run_report(
-    summary: Mapping[str, Any],
-    monthly: Sequence[Mapping[str, Any]] = (),
-    dashboard_url: str | None = None,
-) -> str:
-    """Publish the run report as a markdown artifact; return its markdown."""
-    markdown = run_report_markdown(summary, monthly, dashboard_url)
-    create_markdown_artifact(
-        markdown=markdown,
-        key=ARTIFACT_KEY,
-        description=f"strava-elt run {summary.get('run_key', '?')}: {summary.get('status', '?')}",
-    )
-    return markdown

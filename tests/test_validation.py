@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from tasks import schema
 from tasks import validation as v
 from tasks import warehouse as wh
-from tasks.notify import format_markdown, format_slack
+from tasks.notify import SUMMARY_ARTIFACT_KEY, format_markdown, format_slack
 from tasks.watermark import read_watermark
 from tests.conftest import WAREHOUSES, Env
 
@@ -545,7 +545,7 @@ def test_pipeline_reports_checks_artifacts_and_one_slack_message(env: Env, slack
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert [r["check"] for r in rows] == list(EXPECTED_CHECKS)
     assert set(rows[0]) == {"check", "severity", "value 1", "operator", "value 2", "outcome", "detail"}
-    markdown = Artifact.get("strava-elt-run-summary")
+    markdown = Artifact.get(SUMMARY_ARTIFACT_KEY)
     assert markdown is not None and summary["run_key"] in str(markdown.data)
 
     env.run()  # no slack_block: no message
