@@ -71,17 +71,10 @@ class ExtractResult:
         return out
 
 
-def _start_date(activity: dict[str, Any]) -> datetime | None:
-    value = schema.flatten_activity(activity, datetime.now(UTC)).get("start_date")
-    return value if isinstance(value, datetime) else None
-
-
-def _unfit_values(activities: Iterable[Mapping[str, Any]]) -> Counter[str]:
+def _unfit_values(activities: Iterable[Mapping[str, Any]], rows: Iterable[Mapping[str, Any]]) -> Counter[str]:
     """Count, per column, values Strava sent that do not fit the column's type (loaded as NULL)."""
     unfit: Counter[str] = Counter()
-    now = datetime.now(UTC)
-    for activity in activities:
-        row = schema.flatten_activity(activity, now)
+    for activity, row in zip(activities, rows, strict=True):
         unfit.update(c.name for c in schema.API_COLUMNS if row[c.name] is None and c.source(activity) is not None)
     return unfit
 
@@ -157,13 +150,13 @@ def extract_activities(
                     result.raw_paths.append(
                         lake_tasks.land_raw_page(lake, athlete_id, run_key, paginator.page, page)
                     )
-                writer.write_page(fresh)
+                rows = writer.write_page(fresh)
                 result.activities += len(fresh)
                 new_fields |= schema.unknown_fields(page)
                 new_sports |= _new_sport_types(page)
-                unfit.update(_unfit_values(fresh))
-                for activity in fresh:
-                    started = _start_date(activity)
+                unfit.update(_unfit_values(fresh, rows))
+                for row in rows:
+                    started = row["start_date"]
                     if started and (result.newest_start_date is None or started > result.newest_start_date):
                         result.newest_start_date = started
                 if not paginator.has_more(page):

@@ -80,12 +80,13 @@ class StagingFileWriter:
         self._tmp = Path(name)
         self._writer = pq.ParquetWriter(self._tmp, schema.ARROW_SCHEMA, compression="zstd")
 
-    def write_page(self, activities: Sequence[Mapping[str, Any]]) -> None:
-        """Flatten and append one page."""
+    def write_page(self, activities: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Flatten and append one page; return its typed rows."""
         rows = [schema.flatten_activity(a, self.extracted_at) for a in activities]
         if rows:
             self._writer.write_table(schema.to_arrow(rows))
             self.rows += len(rows)
+        return rows
 
     def upload(self, lake: Any, path: str) -> str:
         """Close the file and write it to the lake; the local copy is removed."""

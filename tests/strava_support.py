@@ -20,7 +20,10 @@ def ts(value: str) -> datetime:
 
 
 class FakeClock:
-    """A clock shared by the emulator and the governor; it moves only when told or slept on."""
+    """A UTC clock shared by the emulator, the governor and the retry loop.
+
+    It moves only when set, advanced or slept on; ``slept`` records every sleep.
+    """
 
     def __init__(self, start: datetime) -> None:
         self._now = start
@@ -31,11 +34,23 @@ class FakeClock:
         with self._lock:
             return self._now
 
+    @property
+    def now(self) -> datetime:
+        return self()
+
+    @now.setter
+    def now(self, moment: datetime) -> None:
+        self.set(moment)
+
     def sleep(self, seconds: float) -> None:
         """Record the sleep and move the clock on by it."""
         with self._lock:
             self.slept.append(seconds)
             self._now += timedelta(seconds=seconds)
+
+    def advance(self, **delta: float) -> None:
+        with self._lock:
+            self._now += timedelta(**delta)
 
     def set(self, moment: datetime) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ import pytest
 
 from emulator import NASTY_NAMES, StravaEmulator
 from emulator.athlete import AthleteGenerator, decode_polyline
+from tests.strava_support import FakeClock
 
 ACTIVITIES = "/api/v3/athlete/activities"
 END = datetime(2026, 6, 10, 7, 0, tzinfo=UTC)
@@ -34,19 +35,6 @@ SUMMARY_FIELDS = {
     "heartrate_opt_out", "display_hide_heartrate_option", "pr_count", "has_kudoed",
     "suffer_score", "from_accepted_tag",
 }
-
-
-class FakeClock:
-    """A settable UTC clock."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture(scope="module", autouse=True)

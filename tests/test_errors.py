@@ -4,7 +4,7 @@ import logging
 import pickle
 import random
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -28,6 +28,7 @@ from tasks.errors import (
     send_with_retries,
 )
 from tasks.ratelimit import Governor, RateLimit
+from tests.strava_support import FakeClock
 
 API = "https://www.strava.com/api/v3"
 LIST_URL = f"{API}/athlete/activities?after=1714000000&per_page=200&page=3"
@@ -67,19 +68,6 @@ def response(
     if text is not None:
         return httpx.Response(status, text=text, headers=headers, request=request)
     return httpx.Response(status, json=body if body is not None else [], headers=headers, request=request)
-
-
-class FakeClock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-        self.slept: list[float] = []
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += timedelta(seconds=seconds)
 
 
 Step = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]

@@ -16,21 +16,7 @@ from tasks.ratelimit import (
     seconds_until_midnight,
     seconds_until_next_window,
 )
-
-
-class FakeClock:
-    """A clock that only moves when the fake sleep sleeps."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-        self.slept: list[float] = []
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += timedelta(seconds=seconds)
+from tests.strava_support import FakeClock
 
 
 def at(hh: int, mm: int, ss: int = 0, day: int = 14) -> datetime:
