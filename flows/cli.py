@@ -73,6 +73,18 @@ def setup_local_blocks(
     return created
 
 
+def setup_emulator_blocks(home: Path, emu: Any, names: Sequence[str]) -> dict[str, str]:
+    """Create local blocks whose Strava credentials point at a running emulator."""
+    return setup_local_blocks(
+        home,
+        strava_base_url=emu.base_url,
+        client_id=emu.client_id,
+        client_secret=emu.client_secret,
+        refresh_token=emu.current_refresh_token,
+        names=names,
+    )
+
+
 def cmd_setup_local(args: argparse.Namespace) -> int:
     """Create the embedded-default blocks."""
     created = setup_local_blocks(
@@ -369,14 +381,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"strava-elt demo: emulator, DuckDB and lake under {home}")
     with StravaEmulator(activities=args.activities) as emu:
         print(f"Strava API emulator on {emu.base_url} with {len(emu.activities)} activities")
-        setup_local_blocks(
-            home,
-            strava_base_url=emu.base_url,
-            client_id=emu.client_id,
-            client_secret=emu.client_secret,
-            refresh_token=emu.current_refresh_token,
-            names=DEMO_BLOCKS,
-        )
+        setup_emulator_blocks(home, emu, DEMO_BLOCKS)
         Variable.unset(variable_name(emu.athlete["id"]))
         params = dict(zip(("strava_block", "lake_block", "warehouse_block"), DEMO_BLOCKS, strict=True))
         first = run_pipeline(**params)

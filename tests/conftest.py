@@ -105,7 +105,7 @@ class Env:
 
 def make_env(tmp_path: Path, pg_url: str | None = None, **emulator_kwargs: Any) -> Iterator[Env]:
     """Emulator plus local blocks; with ``pg_url`` the Warehouse block points at that PostgreSQL schema."""
-    from flows.cli import setup_local_blocks, setup_postgres_blocks
+    from flows.cli import setup_emulator_blocks, setup_postgres_blocks
 
     suffix = uuid.uuid4().hex[:10]
     emulator_kwargs.setdefault("activities", 450)
@@ -114,14 +114,7 @@ def make_env(tmp_path: Path, pg_url: str | None = None, **emulator_kwargs: Any) 
     emu = StravaEmulator(**emulator_kwargs)
     emu.start()
     names = (f"strava-{suffix}", f"lake-{suffix}", f"warehouse-{suffix}")
-    setup_local_blocks(
-        tmp_path,
-        strava_base_url=emu.base_url,
-        client_id=emu.client_id,
-        client_secret=emu.client_secret,
-        refresh_token=emu.current_refresh_token,
-        names=names,
-    )
+    setup_emulator_blocks(tmp_path, emu, names)
     if pg_url is not None:
         setup_postgres_blocks(*split_pg_url(pg_url), warehouse_name=names[2])
     try:
