@@ -50,8 +50,7 @@ class StravaCredentials(Block):
     base_url: str = Field(
         default=STRAVA_BASE_URL,
         description=(
-            "Strava's base URL (the API is under /api/v3, OAuth under /oauth). "
-            "Point it at the emulator locally."
+            "Strava's base URL (the API is under /api/v3, OAuth under /oauth). Point it at the emulator locally."
         ),
     )
     timeout_seconds: float = Field(default=30.0, description="Timeout of every HTTP request, in seconds.")
@@ -114,9 +113,7 @@ class StravaCredentials(Block):
 
         """
         requested_at = time.time()
-        payload = self.exchange_token(
-            grant_type="refresh_token", refresh_token=self.refresh_token.get_secret_value()
-        )
+        payload = self.exchange_token(grant_type="refresh_token", refresh_token=self.refresh_token.get_secret_value())
         try:
             access_token = str(payload["access_token"])
             if payload.get("expires_in") is not None:
@@ -125,8 +122,7 @@ class StravaCredentials(Block):
                 expires_at = float(payload["expires_at"])
         except (KeyError, TypeError, ValueError):
             raise RefreshTokenRejected(
-                "Strava's token endpoint answered without an access token; "
-                "run `strava-elt auth` to authorise again."
+                "Strava's token endpoint answered without an access token; run `strava-elt auth` to authorise again."
             ) from None
         new_refresh = payload.get("refresh_token")
         if new_refresh and new_refresh != self.refresh_token.get_secret_value():
@@ -178,8 +174,7 @@ class StravaCredentials(Block):
         refresh_token = payload.get("refresh_token")
         if not refresh_token:
             raise RefreshTokenRejected(
-                "Strava's token endpoint answered without a refresh token; "
-                "run `strava-elt auth` to authorise again."
+                "Strava's token endpoint answered without a refresh token; run `strava-elt auth` to authorise again."
             )
         credentials.refresh_token = SecretStr(str(refresh_token))
         athlete = payload.get("athlete")

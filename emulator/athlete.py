@@ -144,42 +144,60 @@ class _Kind:
 
 
 _KINDS: dict[str, _Kind] = {
-    "easy_run": _Kind("Run", "Run", "Run", (5, 12), (2.85, 3.4), (3, 12), 0, True,
-                      gear="shoe", heart=141, kudos=5.0),
-    "workout_run": _Kind("Run", "Run", "Run", (8, 14), (3.3, 3.85), (2, 8), 3, True,
-                         gear="shoe", heart=156, kudos=6.0),
-    "long_run": _Kind("Run", "Run", "Run", (16, 30), (3.0, 3.3), (4, 12), 2, True,
-                      gear="shoe", heart=146, kudos=8.0),
-    "race_run": _Kind("Run", "Run", "Run", (5, 5), (3.6, 4.3), (1, 6), 1, True,
-                      gear="shoe", heart=169, kudos=8.0),
-    "trail_run": _Kind("TrailRun", "Run", "Trail Run", (8, 24), (2.3, 2.9), (25, 60), 0, True,
-                       gear="shoe", heart=150, kudos=8.0),
-    "treadmill_run": _Kind("Run", "Run", "Run", (5, 10), (2.9, 3.4), (0, 0), 0, False,
-                           trainer=True, gear="shoe", heart=143, kudos=2.5),
-    "ride": _Kind("Ride", "Ride", "Ride", (30, 70), (7.0, 8.6), (6, 15), 10, True,
-                  gear="bike", heart=134, kudos=6.0),
-    "long_ride": _Kind("Ride", "Ride", "Ride", (70, 140), (7.2, 8.4), (8, 16), 10, True,
-                       gear="bike", heart=136, kudos=9.0),
-    "gravel_ride": _Kind("GravelRide", "Ride", "Gravel Ride", (35, 90), (5.8, 7.2), (8, 18),
-                         10, True, gear="bike", heart=138, kudos=7.0),
-    "commute": _Kind("Ride", "Ride", "Ride", (6, 11), (5.5, 6.8), (3, 8), 10, True,
-                     gear="bike", heart=122, kudos=1.2, commute=True),
-    "virtual_ride": _Kind("VirtualRide", "VirtualRide", "Ride", (20, 50), (8.5, 10.5),
-                          (5, 15), 10, False, trainer=True, gear="bike", heart=146, kudos=3.0),
-    "trainer_ride": _Kind("Ride", "Ride", "Ride", (20, 40), (8.0, 9.5), (0, 0), 12, False,
-                          trainer=True, gear="bike", heart=148, kudos=2.0),
-    "pool_swim": _Kind("Swim", "Swim", "Swim", (1.5, 3.5), (0.75, 0.95), (0, 0), None, False,
-                       heart=131, kudos=4.0),
-    "open_water_swim": _Kind("Swim", "Swim", "Swim", (1.0, 3.0), (0.7, 0.9), (0, 0), None,
-                             True, heart=133, kudos=7.0),
-    "walk": _Kind("Walk", "Walk", "Walk", (2, 7), (1.25, 1.6), (3, 12), None, True,
-                  heart=101, kudos=2.0),
-    "hike": _Kind("Hike", "Hike", "Hike", (8, 20), (0.9, 1.3), (40, 90), None, True,
-                  heart=121, kudos=8.0),
-    "strength": _Kind("WeightTraining", "WeightTraining", "Weight Training", (30, 60), (0, 0),
-                      (0, 0), None, False, heart=112, kudos=1.5),
-    "yoga": _Kind("Yoga", "Yoga", "Yoga", (30, 75), (0, 0), (0, 0), None, False,
-                  heart=88, kudos=1.0),
+    "easy_run": _Kind("Run", "Run", "Run", (5, 12), (2.85, 3.4), (3, 12), 0, True, gear="shoe", heart=141, kudos=5.0),
+    "workout_run": _Kind("Run", "Run", "Run", (8, 14), (3.3, 3.85), (2, 8), 3, True, gear="shoe", heart=156, kudos=6.0),
+    "long_run": _Kind("Run", "Run", "Run", (16, 30), (3.0, 3.3), (4, 12), 2, True, gear="shoe", heart=146, kudos=8.0),
+    "race_run": _Kind("Run", "Run", "Run", (5, 5), (3.6, 4.3), (1, 6), 1, True, gear="shoe", heart=169, kudos=8.0),
+    "trail_run": _Kind(
+        "TrailRun", "Run", "Trail Run", (8, 24), (2.3, 2.9), (25, 60), 0, True, gear="shoe", heart=150, kudos=8.0
+    ),
+    "treadmill_run": _Kind(
+        "Run", "Run", "Run", (5, 10), (2.9, 3.4), (0, 0), 0, False, trainer=True, gear="shoe", heart=143, kudos=2.5
+    ),
+    "ride": _Kind("Ride", "Ride", "Ride", (30, 70), (7.0, 8.6), (6, 15), 10, True, gear="bike", heart=134, kudos=6.0),
+    "long_ride": _Kind(
+        "Ride", "Ride", "Ride", (70, 140), (7.2, 8.4), (8, 16), 10, True, gear="bike", heart=136, kudos=9.0
+    ),
+    "gravel_ride": _Kind(
+        "GravelRide", "Ride", "Gravel Ride", (35, 90), (5.8, 7.2), (8, 18), 10, True, gear="bike", heart=138, kudos=7.0
+    ),
+    "commute": _Kind(
+        "Ride", "Ride", "Ride", (6, 11), (5.5, 6.8), (3, 8), 10, True, gear="bike", heart=122, kudos=1.2, commute=True
+    ),
+    "virtual_ride": _Kind(
+        "VirtualRide",
+        "VirtualRide",
+        "Ride",
+        (20, 50),
+        (8.5, 10.5),
+        (5, 15),
+        10,
+        False,
+        trainer=True,
+        gear="bike",
+        heart=146,
+        kudos=3.0,
+    ),
+    "trainer_ride": _Kind(
+        "Ride", "Ride", "Ride", (20, 40), (8.0, 9.5), (0, 0), 12, False, trainer=True, gear="bike", heart=148, kudos=2.0
+    ),
+    "pool_swim": _Kind("Swim", "Swim", "Swim", (1.5, 3.5), (0.75, 0.95), (0, 0), None, False, heart=131, kudos=4.0),
+    "open_water_swim": _Kind("Swim", "Swim", "Swim", (1.0, 3.0), (0.7, 0.9), (0, 0), None, True, heart=133, kudos=7.0),
+    "walk": _Kind("Walk", "Walk", "Walk", (2, 7), (1.25, 1.6), (3, 12), None, True, heart=101, kudos=2.0),
+    "hike": _Kind("Hike", "Hike", "Hike", (8, 20), (0.9, 1.3), (40, 90), None, True, heart=121, kudos=8.0),
+    "strength": _Kind(
+        "WeightTraining",
+        "WeightTraining",
+        "Weight Training",
+        (30, 60),
+        (0, 0),
+        (0, 0),
+        None,
+        False,
+        heart=112,
+        kudos=1.5,
+    ),
+    "yoga": _Kind("Yoga", "Yoga", "Yoga", (30, 75), (0, 0), (0, 0), None, False, heart=88, kudos=1.0),
 }
 
 # Weekly pattern, Monday first: (probability, kind, earliest local hour, latest local hour).
@@ -201,23 +219,44 @@ _KUDOS_BY_WORKOUT = {1: 2.0, 2: 1.3, 3: 1.15, 11: 1.8, 12: 1.1}
 _KUDOS_BY_VISIBILITY = {"everyone": 1.0, "followers_only": 0.7, "only_me": 0.0}
 _PER_DAY = 1.05  # expected activities a day, holidays included
 
-_SHOES = ("Nike Pegasus 40", "Saucony Endorphin Speed 3", "Hoka Clifton 9", "ASICS Novablast 4",
-          "Brooks Ghost 15", "New Balance 1080v13", "Hoka Speedgoat 5", "Adidas Adizero SL")
-_BIKES = ("Canyon Ultimate CF SL", "Specialized Tarmac SL7", "Trek Domane AL 2",
-          "Cannondale Topstone", "Giant TCR Advanced", "Ribble Endurance SL")
-_FIRST = {"F": ("Alice", "Priya", "Sofia", "Hannah", "Chloe", "Aoife", "Maya", "Eleni"),
-          "M": ("Tom", "James", "Arjun", "Oliver", "Kenji", "Dimitris", "Liam", "Samuel")}
-_LAST = ("Walker", "Okafor", "Patel", "Nakamura", "Papadopoulos", "Murphy", "Evans", "Novak",
-         "Fraser", "Lindqvist")
+_SHOES = (
+    "Nike Pegasus 40",
+    "Saucony Endorphin Speed 3",
+    "Hoka Clifton 9",
+    "ASICS Novablast 4",
+    "Brooks Ghost 15",
+    "New Balance 1080v13",
+    "Hoka Speedgoat 5",
+    "Adidas Adizero SL",
+)
+_BIKES = (
+    "Canyon Ultimate CF SL",
+    "Specialized Tarmac SL7",
+    "Trek Domane AL 2",
+    "Cannondale Topstone",
+    "Giant TCR Advanced",
+    "Ribble Endurance SL",
+)
+_FIRST = {
+    "F": ("Alice", "Priya", "Sofia", "Hannah", "Chloe", "Aoife", "Maya", "Eleni"),
+    "M": ("Tom", "James", "Arjun", "Oliver", "Kenji", "Dimitris", "Liam", "Samuel"),
+}
+_LAST = ("Walker", "Okafor", "Patel", "Nakamura", "Papadopoulos", "Murphy", "Evans", "Novak", "Fraser", "Lindqvist")
 _ZWIFT = ("Watopia", "London", "Richmond", "Yorkshire", "Innsbruck", "Makuri Islands")
-_ZWIFT_ROUTES = ("Tempus Fugit", "Volcano Flat", "Greater London Flat", "Keith Hill After Party",
-                 "Road to Sky", "Hilly Route", "Big Loop", "Neokyo All-Nighter")
+_ZWIFT_ROUTES = (
+    "Tempus Fugit",
+    "Volcano Flat",
+    "Greater London Flat",
+    "Keith Hill After Party",
+    "Road to Sky",
+    "Hilly Route",
+    "Big Loop",
+    "Neokyo All-Nighter",
+)
 _CUSTOM: dict[str, tuple[str, ...]] = {
     "easy_run": ("Easy miles", "Shakeout", "Run commute", "Recovery run", "Dog run 🐕"),
-    "workout_run": ("6x800m @ 5k pace", "Tempo 3x2mi", "Hill repeats", "Track: 12x400m",
-                    "Threshold 4x8min", "Fartlek"),
-    "long_run": ("Sunday long run", "LSR with the club", "Long run, negative split",
-                 "Marathon block long run"),
+    "workout_run": ("6x800m @ 5k pace", "Tempo 3x2mi", "Hill repeats", "Track: 12x400m", "Threshold 4x8min", "Fartlek"),
+    "long_run": ("Sunday long run", "LSR with the club", "Long run, negative split", "Marathon block long run"),
     "trail_run": ("Trail loop", "Muddy trails", "Ridge run"),
     "ride": ("Chaingang", "Hilly loop", "Evening spin"),
     "long_ride": ("Café ride ☕", "Club run", "Sportive recce", "Century attempt"),
@@ -366,10 +405,8 @@ class AthleteGenerator:
         self.popularity = rng.uniform(0.6, 1.3)
         self.ftp = rng.randint(215, 295)
         self.weight = round(rng.uniform(55, 82), 1)
-        self.shoes = [_Gear(f"g{rng.randint(10**7, 10**8 - 1)}", name, "shoe")
-                      for name in rng.sample(_SHOES, 3)]
-        self.bikes = [_Gear(f"b{rng.randint(10**7, 10**8 - 1)}", name, "bike")
-                      for name in rng.sample(_BIKES, 2)]
+        self.shoes = [_Gear(f"g{rng.randint(10**7, 10**8 - 1)}", name, "shoe") for name in rng.sample(_SHOES, 3)]
+        self.bikes = [_Gear(f"b{rng.randint(10**7, 10**8 - 1)}", name, "bike") for name in rng.sample(_BIKES, 2)]
         self._added = 0
 
     # --- public -------------------------------------------------------------------
@@ -383,8 +420,9 @@ class AthleteGenerator:
         density = max(1.0, count / (_PER_DAY * 365.25 * _MAX_YEARS))
         used: set[int] = set()
         first_kind = _WEEK[self._local_day(end_epoch, self.home).weekday()][0][1]
-        out = [self._activity(rng, self._resolve(rng, first_kind, end_epoch), end_epoch,
-                              self.home, end_epoch, group=False)]
+        out = [
+            self._activity(rng, self._resolve(rng, first_kind, end_epoch), end_epoch, self.home, end_epoch, group=False)
+        ]
         used.add(end_epoch)
         day = self._local_day(end_epoch, self.home).toordinal() - 1
         trip: _Place | None = None
@@ -588,15 +626,21 @@ class AthleteGenerator:
             max_speed = round(average_speed * rng.uniform(1.2, 1.8), 3)
         # social
         visibility_roll = rng.random()
-        visibility = ("everyone" if visibility_roll < 0.9 else
-                      "followers_only" if visibility_roll < 0.97 else "only_me")
-        outdoor_photos = kind.gps and (kind_name in ("hike", "race_run", "long_ride", "trail_run")
-                                       or place is not self.home)
+        visibility = "everyone" if visibility_roll < 0.9 else "followers_only" if visibility_roll < 0.97 else "only_me"
+        outdoor_photos = kind.gps and (
+            kind_name in ("hike", "race_run", "long_ride", "trail_run") or place is not self.home
+        )
         photos = _rint(rng, 1, 6) if rng.random() < (0.55 if outdoor_photos else 0.08) else 0
         custom = rng.random() < (0.8 if kind_name in ("race_run", "trainer_ride") else 0.22)
-        athlete_count = _rint(rng, 2, 12) if group else (
-            _rint(rng, 1, 25) if kind_name == "race_run" else
-            (2 if kind_name in ("walk", "hike") and rng.random() < 0.3 else 1))
+        athlete_count = (
+            _rint(rng, 2, 12)
+            if group
+            else (
+                _rint(rng, 1, 25)
+                if kind_name == "race_run"
+                else (2 if kind_name in ("walk", "hike") and rng.random() < 0.3 else 1)
+            )
+        )
         years_ago = max(0.0, (end_epoch - epoch) / (365.25 * _DAY))
         lam = kind.kudos * self.popularity / (1 + 0.18 * years_ago)
         km = metres / 1000
@@ -619,14 +663,26 @@ class AthleteGenerator:
         # identity
         activity_id = _ID_BASE + (epoch - _EPOCH_2009) * 8 + _rint(rng, 0, 7)
         hour = local_t.tm_hour
-        part = ("Night" if hour < 4 or hour >= 21 else "Morning" if hour < 11 else
-                "Lunch" if hour < 13 else "Afternoon" if hour < 17 else "Evening")
+        part = (
+            "Night"
+            if hour < 4 or hour >= 21
+            else "Morning"
+            if hour < 11
+            else "Lunch"
+            if hour < 13
+            else "Afternoon"
+            if hour < 17
+            else "Evening"
+        )
         if kind.sport_type == "VirtualRide":
             name = f"Zwift - {rng.choice(_ZWIFT_ROUTES)} in {rng.choice(_ZWIFT)}"
         elif kind_name == "race_run":
-            name = {5000: f"{place.city} parkrun", 10000: f"{place.city} 10K",
-                    21097.5: f"{place.city} Half Marathon 🏅", 42195: f"{place.city} Marathon!!"}[
-                min((5000, 10000, 21097.5, 42195), key=lambda d: abs(d - metres))]
+            name = {
+                5000: f"{place.city} parkrun",
+                10000: f"{place.city} 10K",
+                21097.5: f"{place.city} Half Marathon 🏅",
+                42195: f"{place.city} Marathon!!",
+            }[min((5000, 10000, 21097.5, 42195), key=lambda d: abs(d - metres))]
         elif custom and kind_name in _CUSTOM:
             name = rng.choice(_CUSTOM[kind_name])
         else:
@@ -677,21 +733,20 @@ class AthleteGenerator:
             activity["location_state"] = place.state
         if gps:
             step = 1000 if metres < 30_000 else 5000
-            polyline, start, finish = _route(self.seed, place, kind.gear or kind.sport_type,
-                                             max(1, round(metres / step)) * step, _rint(rng, 0, 3))
+            polyline, start, finish = _route(
+                self.seed, place, kind.gear or kind.sport_type, max(1, round(metres / step)) * step, _rint(rng, 0, 3)
+            )
             activity["map"]["summary_polyline"] = polyline
             activity["start_latlng"] = list(start)
             activity["end_latlng"] = list(finish)
         if kind.gear == "shoe":
-            activity["gear_id"] = self.shoes[(epoch // (180 * _DAY) + (kind_name == "race_run"))
-                                             % len(self.shoes)].id
+            activity["gear_id"] = self.shoes[(epoch // (180 * _DAY) + (kind_name == "race_run")) % len(self.shoes)].id
         elif kind.gear == "bike":
             indoor_bike = kind.trainer or kind_name == "commute"
             activity["gear_id"] = self.bikes[1 if indoor_bike else 0].id
         # sensors
         if device == "garmin" and gps and rng.random() < 0.5:
-            activity["average_temp"] = round(
-                11 - 7 * math.cos(2 * math.pi * (month - 1) / 12) + rng.gauss(0, 3))
+            activity["average_temp"] = round(11 - 7 * math.cos(2 * math.pi * (month - 1) / 12) + rng.gauss(0, 3))
         if not manual and kind.sport_type in ("Run", "TrailRun"):
             activity["average_cadence"] = round(rng.uniform(80, 90) + (speed - 3) * 3, 1)
         if kind.gear == "bike":
@@ -706,8 +761,7 @@ class AthleteGenerator:
                 activity["weighted_average_watts"] = int(watts * rng.uniform(1.03, 1.12))
             activity["kilojoules"] = round(watts * moving / 1000, 1)
             activity["device_watts"] = powered
-        has_heartrate = not manual and (
-            rng.random() < (0.95 if device in ("garmin", "zwift") else 0.2))
+        has_heartrate = not manual and (rng.random() < (0.95 if device in ("garmin", "zwift") else 0.2))
         activity["has_heartrate"] = has_heartrate
         if has_heartrate:
             bump = {1: 8, 3: 5}.get(workout_type or 0, 0)

@@ -203,9 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        response = self.server.emulator._handle(
-            self.command, self.path, dict(self.headers.items()), body
-        )
+        response = self.server.emulator._handle(self.command, self.path, dict(self.headers.items()), body)
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
@@ -491,9 +489,7 @@ class StravaEmulator:
 
     # --- rate limits ----------------------------------------------------------------
 
-    def set_limits(
-        self, read: tuple[int, int] | None = None, overall: tuple[int, int] | None = None
-    ) -> None:
+    def set_limits(self, read: tuple[int, int] | None = None, overall: tuple[int, int] | None = None) -> None:
         """Change the (15-minute, daily) limits; usage is kept."""
         with self._lock:
             if read is not None:
@@ -526,9 +522,7 @@ class StravaEmulator:
 
     def _sorted(self) -> list[tuple[int, int]]:
         if self._order is None:
-            self._order = sorted(
-                (start, i) for i, start in self._starts.items() if i not in self._deleted
-            )
+            self._order = sorted((start, i) for i, start in self._starts.items() if i not in self._deleted)
         return self._order
 
     def _detailed_athlete(self) -> dict[str, Any]:
@@ -542,34 +536,38 @@ class StravaEmulator:
         gear: dict[str, list[dict[str, Any]]] = {"shoe": [], "bike": []}
         for number, item in enumerate(self._generator.gear()):
             metres = round(distances.get(item.id, 0.0), 1)
-            gear[item.kind].append({
-                "id": item.id,
-                "primary": number in (0, len(self._generator.shoes)),
-                "name": item.name,
-                "nickname": None,
-                "resource_state": 2,
-                "retired": False,
-                "distance": metres,
-                "converted_distance": round(metres / 1000, 1),
-            })
-        athlete.update({
-            "resource_state": 3,
-            "blocked": False,
-            "can_follow": True,
-            "follower_count": 80 + self.seed % 200,
-            "friend_count": 60 + self.seed % 150,
-            "mutual_friend_count": 0,
-            "athlete_type": 1,
-            "date_preference": "%m/%d/%Y",
-            "measurement_preference": "meters",
-            "clubs": [],
-            "postable_clubs_count": 0,
-            "ftp": self._generator.ftp,
-            "bikes": gear["bike"],
-            "shoes": gear["shoe"],
-            "is_winback_via_upload": False,
-            "is_winback_via_view": False,
-        })
+            gear[item.kind].append(
+                {
+                    "id": item.id,
+                    "primary": number in (0, len(self._generator.shoes)),
+                    "name": item.name,
+                    "nickname": None,
+                    "resource_state": 2,
+                    "retired": False,
+                    "distance": metres,
+                    "converted_distance": round(metres / 1000, 1),
+                }
+            )
+        athlete.update(
+            {
+                "resource_state": 3,
+                "blocked": False,
+                "can_follow": True,
+                "follower_count": 80 + self.seed % 200,
+                "friend_count": 60 + self.seed % 150,
+                "mutual_friend_count": 0,
+                "athlete_type": 1,
+                "date_preference": "%m/%d/%Y",
+                "measurement_preference": "meters",
+                "clubs": [],
+                "postable_clubs_count": 0,
+                "ftp": self._generator.ftp,
+                "bikes": gear["bike"],
+                "shoes": gear["shoe"],
+                "is_winback_via_upload": False,
+                "is_winback_via_view": False,
+            }
+        )
         return athlete
 
     def _roll_windows(self) -> None:
@@ -602,9 +600,7 @@ class StravaEmulator:
             ok = ok and usage[0] <= limits[0] and usage[1] <= limits[1]
         return ok
 
-    def _record(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
-    ) -> None:
+    def _record(self, method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> None:
         redacted = {k: ("***" if k in _SECRET_PARAMS else v) for k, v in query.items()}
         shown = dict(headers)
         for name in shown:
@@ -660,12 +656,10 @@ class StravaEmulator:
         if kind == "429":
             with self._lock:
                 self._roll_windows()
-                response = _json(429, _error("Rate Limit Exceeded", "Application",
-                                             "rate limit", "exceeded"))
+                response = _json(429, _error("Rate Limit Exceeded", "Application", "rate limit", "exceeded"))
                 response.headers.update(self._rate_headers())
             return response
-        messages = {"500": "Internal Server Error", "502": "Bad Gateway",
-                    "503": "Service Unavailable"}
+        messages = {"500": "Internal Server Error", "502": "Bad Gateway", "503": "Service Unavailable"}
         return _json(int(kind), {"message": messages[kind], "errors": []})
 
     def _api(
@@ -677,11 +671,9 @@ class StravaEmulator:
         allowed: bool,
     ) -> _Response:
         if not allowed:
-            return _json(429, _error("Rate Limit Exceeded", "Application", "rate limit",
-                                     "exceeded"))
+            return _json(429, _error("Rate Limit Exceeded", "Application", "rate limit", "exceeded"))
         if not self._authorized(headers):
-            return _json(401, _error("Authorization Error", "Athlete", "access_token",
-                                     "invalid"))
+            return _json(401, _error("Authorization Error", "Athlete", "access_token", "invalid"))
         if method == "GET" and path == "/api/v3/athlete":
             return _json(200, self._detailed_athlete())
         if method == "GET" and path == "/api/v3/athlete/activities":
@@ -732,9 +724,7 @@ class StravaEmulator:
 
     def _token(self, query: dict[str, str], headers: Mapping[str, str], body: bytes) -> _Response:
         params = dict(query)
-        content_type = next(
-            (v for k, v in headers.items() if k.lower() == "content-type"), ""
-        ).lower()
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "").lower()
         text = body.decode("utf-8", "replace")
         if "json" in content_type and text.strip():
             try:
@@ -754,8 +744,7 @@ class StravaEmulator:
         if grant == "refresh_token":
             given = params.get("refresh_token")
             if not given or given != self._refresh_token:
-                return _json(400, _error("Bad Request", "RefreshToken", "refresh_token",
-                                         "invalid"))
+                return _json(400, _error("Bad Request", "RefreshToken", "refresh_token", "invalid"))
             return _json(200, self._issue_tokens())
         if grant == "authorization_code":
             code = params.get("code")
@@ -782,9 +771,7 @@ class StravaEmulator:
         }
 
 
-def serve_forever(
-    port: int = 8000, activities: int = 1500, seed: int = 42, host: str = "127.0.0.1"
-) -> None:
+def serve_forever(port: int = 8000, activities: int = 1500, seed: int = 42, host: str = "127.0.0.1") -> None:
     """Run an emulator until Ctrl-C, printing its URL and credentials."""
     emulator = StravaEmulator(activities=activities, seed=seed)
     base_url = emulator.start(host=host, port=port)

@@ -310,9 +310,7 @@ class Governor:
                 return Decision(
                     action="stop",
                     wait_seconds=seconds,
-                    reason=(
-                        f"{spent}; resets at midnight UTC ({resets_at:%Y-%m-%d %H:%M} UTC, in {seconds:.0f} s)"
-                    ),
+                    reason=(f"{spent}; resets at midnight UTC ({resets_at:%Y-%m-%d %H:%M} UTC, in {seconds:.0f} s)"),
                     resets_at=resets_at,
                 )
         return None

@@ -134,9 +134,7 @@ class StravaClient:
         try:
             return response.json()
         except ValueError:
-            raise BadRequestError(
-                f"Strava answered {path} with a body that is not JSON; check the base URL."
-            ) from None
+            raise BadRequestError(f"Strava answered {path} with a body that is not JSON; check the base URL.") from None
 
     def athlete(self) -> dict[str, Any]:
         """The authenticated athlete."""
@@ -147,8 +145,7 @@ class StravaClient:
         body = self.get_json("/athlete/activities", {"after": after, "page": page, "per_page": per_page})
         if not isinstance(body, list):
             raise BadRequestError(
-                f"Strava returned {type(body).__name__} instead of a list for page {page} "
-                "of /athlete/activities"
+                f"Strava returned {type(body).__name__} instead of a list for page {page} of /athlete/activities"
             )
         return body
 

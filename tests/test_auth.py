@@ -88,9 +88,7 @@ def test_scope_check() -> None:
 # --- the command, against the emulator -----------------------------------------------------
 
 
-def test_auth_with_code_argument_saves_a_working_block(
-    env: Env, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_auth_with_code_argument_saves_a_working_block(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     emu = env.emu
     code = emu.authorization_code("first-code")
     assert main(auth_args(emu, env.strava_block, "--code", code)) == 0

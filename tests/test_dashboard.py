@@ -18,14 +18,35 @@ from tests.cdp import Chromium, find_chromium
 from tests.conftest import Env
 from tests.insight_support import emulator_warehouse, fill_warehouse
 
-HOSTILE = '</script><script>window.pwned=1</script>"q" \'s\' & <b>\nline 🏃\u2028end'  # < 80 chars
+HOSTILE = "</script><script>window.pwned=1</script>\"q\" 's' & <b>\nline 🏃\u2028end"  # < 80 chars
 CHECKS = [
-    {"name": "duplicate_ids", "severity": "halt", "operator": "equals", "value_1": 0, "value_2": 0,
-     "outcome": "passed", "detail": ""},
-    {"name": "kudos_zscore", "severity": "warn", "operator": "less", "value_1": 3.4567, "value_2": 3,
-     "outcome": "failed", "detail": "week </script><i>x</i> | of 2025-01-06"},
-    {"name": "weekly_new_activities_zscore", "severity": "warn", "operator": "less", "value_1": None,
-     "value_2": 3, "outcome": "skipped", "detail": "not enough history"},
+    {
+        "name": "duplicate_ids",
+        "severity": "halt",
+        "operator": "equals",
+        "value_1": 0,
+        "value_2": 0,
+        "outcome": "passed",
+        "detail": "",
+    },
+    {
+        "name": "kudos_zscore",
+        "severity": "warn",
+        "operator": "less",
+        "value_1": 3.4567,
+        "value_2": 3,
+        "outcome": "failed",
+        "detail": "week </script><i>x</i> | of 2025-01-06",
+    },
+    {
+        "name": "weekly_new_activities_zscore",
+        "severity": "warn",
+        "operator": "less",
+        "value_1": None,
+        "value_2": 3,
+        "outcome": "skipped",
+        "detail": "not enough history",
+    },
 ]
 CHARTS = (
     "chart-monthly",

@@ -25,15 +25,51 @@ ACTIVITIES = "/api/v3/athlete/activities"
 END = datetime(2026, 6, 10, 7, 0, tzinfo=UTC)
 INDOOR = {"VirtualRide", "WeightTraining", "Yoga"}
 SUMMARY_FIELDS = {
-    "resource_state", "athlete", "name", "distance", "moving_time", "elapsed_time",
-    "total_elevation_gain", "type", "sport_type", "workout_type", "id", "external_id",
-    "upload_id", "start_date", "start_date_local", "timezone", "utc_offset",
-    "location_city", "location_state", "location_country", "achievement_count",
-    "kudos_count", "comment_count", "athlete_count", "photo_count", "total_photo_count",
-    "map", "trainer", "commute", "manual", "private", "visibility", "flagged", "gear_id",
-    "start_latlng", "end_latlng", "average_speed", "max_speed", "has_heartrate",
-    "heartrate_opt_out", "display_hide_heartrate_option", "pr_count", "has_kudoed",
-    "suffer_score", "from_accepted_tag",
+    "resource_state",
+    "athlete",
+    "name",
+    "distance",
+    "moving_time",
+    "elapsed_time",
+    "total_elevation_gain",
+    "type",
+    "sport_type",
+    "workout_type",
+    "id",
+    "external_id",
+    "upload_id",
+    "start_date",
+    "start_date_local",
+    "timezone",
+    "utc_offset",
+    "location_city",
+    "location_state",
+    "location_country",
+    "achievement_count",
+    "kudos_count",
+    "comment_count",
+    "athlete_count",
+    "photo_count",
+    "total_photo_count",
+    "map",
+    "trainer",
+    "commute",
+    "manual",
+    "private",
+    "visibility",
+    "flagged",
+    "gear_id",
+    "start_latlng",
+    "end_latlng",
+    "average_speed",
+    "max_speed",
+    "has_heartrate",
+    "heartrate_opt_out",
+    "display_hide_heartrate_option",
+    "pr_count",
+    "has_kudoed",
+    "suffer_score",
+    "from_accepted_tag",
 }
 
 
@@ -72,12 +108,15 @@ def client(emu: StravaEmulator) -> Iterator[httpx.Client]:
 
 
 def refresh(client: httpx.Client, emu: StravaEmulator, token: str | None = None) -> httpx.Response:
-    return client.post("/oauth/token", data={
-        "client_id": "12345",
-        "client_secret": "emulator-secret",
-        "grant_type": "refresh_token",
-        "refresh_token": token if token is not None else emu.current_refresh_token,
-    })
+    return client.post(
+        "/oauth/token",
+        data={
+            "client_id": "12345",
+            "client_secret": "emulator-secret",
+            "grant_type": "refresh_token",
+            "refresh_token": token if token is not None else emu.current_refresh_token,
+        },
+    )
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -134,14 +173,18 @@ def test_refresh_returns_strava_shaped_tokens_and_rotates(
     assert client.get("/api/v3/athlete", headers=bearer(body["access_token"])).status_code == 200
 
 
-def test_wrong_client_credentials_and_grant_rejected(
-    client: httpx.Client, emu: StravaEmulator
-) -> None:
-    base = {"client_id": "12345", "client_secret": "emulator-secret",
-            "grant_type": "refresh_token", "refresh_token": emu.current_refresh_token}
-    for change, field in (({"client_secret": "nope"}, "client_secret"),
-                          ({"client_id": "999"}, "client_id"),
-                          ({"grant_type": "password"}, "grant_type")):
+def test_wrong_client_credentials_and_grant_rejected(client: httpx.Client, emu: StravaEmulator) -> None:
+    base = {
+        "client_id": "12345",
+        "client_secret": "emulator-secret",
+        "grant_type": "refresh_token",
+        "refresh_token": emu.current_refresh_token,
+    }
+    for change, field in (
+        ({"client_secret": "nope"}, "client_secret"),
+        ({"client_id": "999"}, "client_id"),
+        ({"grant_type": "password"}, "grant_type"),
+    ):
         response = client.post("/oauth/token", data={**base, **change})
         assert response.status_code == 400
         assert response.json()["message"] == "Bad Request"
@@ -150,11 +193,13 @@ def test_wrong_client_credentials_and_grant_rejected(
     assert emu.current_refresh_token == "emulator-refresh-token"
 
 
-def test_token_parameters_accepted_in_query_string_and_json(
-    client: httpx.Client, emu: StravaEmulator
-) -> None:
-    params = {"client_id": "12345", "client_secret": "emulator-secret",
-              "grant_type": "refresh_token", "refresh_token": emu.current_refresh_token}
+def test_token_parameters_accepted_in_query_string_and_json(client: httpx.Client, emu: StravaEmulator) -> None:
+    params = {
+        "client_id": "12345",
+        "client_secret": "emulator-secret",
+        "grant_type": "refresh_token",
+        "refresh_token": emu.current_refresh_token,
+    }
     assert client.post("/oauth/token", params=params).status_code == 200
     params["refresh_token"] = emu.current_refresh_token
     assert client.post("/oauth/token", json=params).status_code == 200
@@ -163,12 +208,16 @@ def test_token_parameters_accepted_in_query_string_and_json(
     assert recorded.query["refresh_token"] == "***"
 
 
-def test_token_endpoint_also_answers_under_api_v3(
-    client: httpx.Client, emu: StravaEmulator
-) -> None:
-    response = client.post("/api/v3/oauth/token", data={
-        "client_id": "12345", "client_secret": "emulator-secret",
-        "grant_type": "refresh_token", "refresh_token": emu.current_refresh_token})
+def test_token_endpoint_also_answers_under_api_v3(client: httpx.Client, emu: StravaEmulator) -> None:
+    response = client.post(
+        "/api/v3/oauth/token",
+        data={
+            "client_id": "12345",
+            "client_secret": "emulator-secret",
+            "grant_type": "refresh_token",
+            "refresh_token": emu.current_refresh_token,
+        },
+    )
     assert response.status_code == 200
     assert "X-RateLimit-Usage" not in response.headers  # OAuth is not rate limited
     assert client.get("/oauth/token").status_code == 404  # POST only
@@ -176,8 +225,7 @@ def test_token_endpoint_also_answers_under_api_v3(
 
 def test_authorization_code_is_single_use(client: httpx.Client, emu: StravaEmulator) -> None:
     code = emu.authorization_code("abc123")
-    form = {"client_id": "12345", "client_secret": "emulator-secret",
-            "grant_type": "authorization_code", "code": code}
+    form = {"client_id": "12345", "client_secret": "emulator-secret", "grant_type": "authorization_code", "code": code}
     first = client.post("/oauth/token", data=form)
     assert first.status_code == 200
     body = first.json()
@@ -198,9 +246,15 @@ def test_revoked_access_needs_a_new_authorization(
     assert client.get("/api/v3/athlete", headers=auth).status_code == 401
     assert refresh(client, emu, token).status_code == 400
     code = emu.authorization_code()
-    response = client.post("/oauth/token", data={
-        "client_id": "12345", "client_secret": "emulator-secret",
-        "grant_type": "authorization_code", "code": code})
+    response = client.post(
+        "/oauth/token",
+        data={
+            "client_id": "12345",
+            "client_secret": "emulator-secret",
+            "grant_type": "authorization_code",
+            "code": code,
+        },
+    )
     assert response.status_code == 200
     assert refresh(client, emu).status_code == 200
 
@@ -218,8 +272,12 @@ def test_401_without_wrong_or_query_string_token(
     client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]
 ) -> None:
     token = auth["Authorization"].split()[1]
-    for headers, params in (({}, {}), (bearer("0" * 40), {}), ({}, {"access_token": token}),
-                            ({"Authorization": token}, {})):
+    for headers, params in (
+        ({}, {}),
+        (bearer("0" * 40), {}),
+        ({}, {"access_token": token}),
+        ({"Authorization": token}, {}),
+    ):
         response = client.get("/api/v3/athlete", headers=headers, params=params)
         assert response.status_code == 401
         assert response.json() == AUTH_ERROR
@@ -244,8 +302,7 @@ def test_athlete_endpoint(client: httpx.Client, emu: StravaEmulator, auth: dict[
     athlete = client.get("/api/v3/athlete", headers=auth).json()
     assert athlete == emu.athlete
     assert athlete["resource_state"] == 3
-    for key in ("id", "username", "firstname", "lastname", "city", "country", "sex", "premium",
-                "created_at"):
+    for key in ("id", "username", "firstname", "lastname", "city", "country", "sex", "premium", "created_at"):
         assert key in athlete
     gear_ids = {g["id"] for g in athlete["bikes"] + athlete["shoes"]}
     used = {a["gear_id"] for a in emu.activities if a["gear_id"]}
@@ -263,9 +320,7 @@ def test_per_page_default_and_cap(client: httpx.Client, auth: dict[str, str]) ->
     assert len(client.get(ACTIVITIES, params={"per_page": 7}, headers=auth).json()) == 7
 
 
-def test_default_order_is_newest_first(
-    client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]
-) -> None:
+def test_default_order_is_newest_first(client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]) -> None:
     page = client.get(ACTIVITIES, params={"per_page": 50}, headers=auth).json()
     starts = [a["start_date"] for a in page]
     assert starts == sorted(starts, reverse=True)
@@ -273,9 +328,7 @@ def test_default_order_is_newest_first(
     assert page[0]["start_date"] == "2026-06-10T07:00:00Z"
 
 
-def test_before_after_filters_and_order(
-    client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]
-) -> None:
+def test_before_after_filters_and_order(client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]) -> None:
     everything = emu.activities
     pivot = everything[100]
     pivot_epoch = int(datetime.fromisoformat(pivot["start_date"]).timestamp())
@@ -302,11 +355,8 @@ def test_pagination_returns_every_id_once(client: httpx.Client, auth: dict[str, 
     assert beyond.status_code == 200 and beyond.json() == []
 
 
-@pytest.mark.parametrize("params", [{"page": "x"}, {"per_page": "1.5"}, {"after": "yesterday"},
-                                    {"before": ""}])
-def test_invalid_parameters_are_400(
-    client: httpx.Client, auth: dict[str, str], params: dict[str, str]
-) -> None:
+@pytest.mark.parametrize("params", [{"page": "x"}, {"per_page": "1.5"}, {"after": "yesterday"}, {"before": ""}])
+def test_invalid_parameters_are_400(client: httpx.Client, auth: dict[str, str], params: dict[str, str]) -> None:
     response = client.get(ACTIVITIES, params=params, headers=auth)
     assert response.status_code == 400
     assert response.json()["message"] == "Bad Request"
@@ -383,9 +433,7 @@ def test_429_past_the_limit_then_next_window(
     assert client.get(ACTIVITIES, headers=auth).status_code == 200
 
 
-def test_overall_limit_counts_non_reads(
-    client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]
-) -> None:
+def test_overall_limit_counts_non_reads(client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]) -> None:
     emu.set_limits(overall=(2, 100))
     assert client.put("/api/v3/athlete", headers=auth).status_code == 404
     assert client.get(ACTIVITIES, headers=auth).status_code == 200
@@ -395,9 +443,16 @@ def test_overall_limit_counts_non_reads(
 # --- injected failures ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "status"), [
-    ("500", 500), ("502", 502), ("503", 503), ("html", 502), ("429", 429),
-])
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("500", 500),
+        ("502", 502),
+        ("503", 503),
+        ("html", 502),
+        ("429", 429),
+    ],
+)
 def test_injected_failure_on_a_page_then_success(
     client: httpx.Client, emu: StravaEmulator, auth: dict[str, str], kind: str, status: int
 ) -> None:
@@ -478,9 +533,7 @@ def test_unknown_failure_kind_rejected(emu: StravaEmulator) -> None:
 # --- changing the data ----------------------------------------------------------------
 
 
-def test_add_modify_delete_restore(
-    client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]
-) -> None:
+def test_add_modify_delete_restore(client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]) -> None:
     newest = emu.activities[0]
     added = emu.add_activities(3)
     assert len(added) == 3
@@ -504,9 +557,7 @@ def test_add_modify_delete_restore(
     assert len(list_all(client, auth, per_page=200)) == 303
 
 
-def test_added_activities_start_before_now_when_there_is_room(
-    emu: StravaEmulator, clock: FakeClock
-) -> None:
+def test_added_activities_start_before_now_when_there_is_room(emu: StravaEmulator, clock: FakeClock) -> None:
     newest = emu.activities[0]["start_date"]
     added = emu.add_activities(10)  # the clock is a day and three hours past the newest
     starts = [a["start_date"] for a in added]
@@ -514,9 +565,7 @@ def test_added_activities_start_before_now_when_there_is_room(
     assert starts[-1] < clock.now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_late_upload_inside_the_lookback(
-    client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]
-) -> None:
+def test_late_upload_inside_the_lookback(client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]) -> None:
     late_start = END - timedelta(days=3, hours=2)
     (late,) = emu.add_activities(1, start_date=late_start)
     assert late["start_date"] == "2026-06-07T05:00:00Z"
@@ -538,9 +587,7 @@ def test_copies_do_not_leak_state(emu: StravaEmulator) -> None:
 # --- request records ------------------------------------------------------------------
 
 
-def test_request_counting_and_records(
-    client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]
-) -> None:
+def test_request_counting_and_records(client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]) -> None:
     assert emu.request_count() == 1 and emu.request_count("/oauth/token") == 1
     emu.reset_counts()
     client.get(ACTIVITIES, params={"page": 1, "per_page": 200}, headers=auth)
@@ -558,9 +605,7 @@ def test_request_counting_and_records(
     assert auth["Authorization"].split()[1] not in repr(emu.requests)
 
 
-def test_concurrent_requests_are_all_served(
-    client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]
-) -> None:
+def test_concurrent_requests_are_all_served(client: httpx.Client, emu: StravaEmulator, auth: dict[str, str]) -> None:
     statuses: list[int] = []
 
     def fetch(page: int) -> None:  # httpx clients are thread-safe
@@ -686,35 +731,31 @@ def test_nasty_names_in_default_and_small_athletes(
     for activities in (AthleteGenerator(42).history(50, END), default_history):
         assert set(NASTY_NAMES) <= {a["name"] for a in activities}
     assert any(len(n) == 255 for n in NASTY_NAMES)
-    for needle in ("|", "\n", "\r\n", '"', "'", "\\", "\t", "🏃‍♀️", "🇬🇧", ",", "日本語",
-                   "Ελληνικά", "DROP TABLE"):
+    for needle in ("|", "\n", "\r\n", '"', "'", "\\", "\t", "🏃‍♀️", "🇬🇧", ",", "日本語", "Ελληνικά", "DROP TABLE"):
         assert any(needle in n for n in NASTY_NAMES), needle
     assert "" in NASTY_NAMES
 
 
 def test_nasty_names_survive_the_wire(client: httpx.Client, auth: dict[str, str]) -> None:
-    raw = b"".join(
-        client.get(ACTIVITIES, params={"per_page": 200, "page": p}, headers=auth).content
-        for p in (1, 2)
-    )
+    raw = b"".join(client.get(ACTIVITIES, params={"per_page": 200, "page": p}, headers=auth).content for p in (1, 2))
     assert "🏃‍♀️".encode() in raw  # UTF-8 on the wire, not \\u escapes
-    names = {a["name"] for p in (1, 2) for a in json.loads(
-        client.get(ACTIVITIES, params={"per_page": 200, "page": p}, headers=auth).text)}
+    names = {
+        a["name"]
+        for p in (1, 2)
+        for a in json.loads(client.get(ACTIVITIES, params={"per_page": 200, "page": p}, headers=auth).text)
+    }
     assert set(NASTY_NAMES) <= names
 
 
 def test_weekly_pattern_and_holidays(default_history: list[dict[str, Any]]) -> None:
     activities = default_history
-    weeks = Counter(
-        datetime.fromisoformat(a["start_date"]).isocalendar()[:2] for a in activities[1:-1]
-    )
+    weeks = Counter(datetime.fromisoformat(a["start_date"]).isocalendar()[:2] for a in activities[1:-1])
     first = datetime.fromisoformat(activities[-1]["start_date"])
     span_weeks = (END - first).days / 7
     assert 3.0 <= span_weeks / 52 <= 5.0  # about four years
     assert 6.0 <= len(activities) / span_weeks <= 8.0
     assert span_weeks - len(weeks) >= 2  # some weeks without any activity
-    weekdays = Counter(datetime.fromisoformat(a["start_date_local"][:-1]).weekday()
-                       for a in activities)
+    weekdays = Counter(datetime.fromisoformat(a["start_date_local"][:-1]).weekday() for a in activities)
     assert weekdays[1] > weekdays[4]  # Tuesday workouts and commutes beat Friday swims
 
 
@@ -783,11 +824,16 @@ def test_command_line_serves_until_interrupted() -> None:
         values = {line.split(":")[0].strip(): line.split(":", 1)[1].strip() for line in banner[3:]}
         assert values["client id"] == "12345"
         with http(base_url) as plain:
-            tokens = plain.post("/oauth/token", data={
-                "client_id": values["client id"], "client_secret": values["client secret"],
-                "grant_type": "refresh_token", "refresh_token": values["refresh token"]})
-            activities = plain.get(ACTIVITIES, params={"per_page": 200},
-                                   headers=bearer(tokens.json()["access_token"]))
+            tokens = plain.post(
+                "/oauth/token",
+                data={
+                    "client_id": values["client id"],
+                    "client_secret": values["client secret"],
+                    "grant_type": "refresh_token",
+                    "refresh_token": values["refresh token"],
+                },
+            )
+            activities = plain.get(ACTIVITIES, params={"per_page": 200}, headers=bearer(tokens.json()["access_token"]))
             assert len(activities.json()) == 40
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=5) == 0

@@ -34,7 +34,7 @@ PLACES = (
     ("London", "United Kingdom", 51.5074, -0.1278),
     (None, "France", 48.8566, 2.3522),
     (None, None, 35.6762, 139.6503),
-    ("São Paulo </script>", "Brasil \"quoted\"", -23.55, -46.63),
+    ("São Paulo </script>", 'Brasil "quoted"', -23.55, -46.63),
     (None, None, None, None),
     ("", "", -0.2, -0.7),
 )

@@ -21,7 +21,7 @@ NASTY = [
     "crlf\r\nend",
     "back\\slash \\N \\t",
     "\\.",
-    'quote "double" and \'single\'',
+    "quote \"double\" and 'single'",
     "pipe | comma , semicolon ;",
     "emoji 🏃‍♀️🔥 and ünïcödé",
     "",
