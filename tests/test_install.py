@@ -1,0 +1,163 @@
+"""A plain install: the wheel holds every SQL file and asset, and runs from outside the checkout.
+
+The module builds the wheel with this virtualenv's pip (``pip wheel --no-deps``: build
+isolation fetches setuptools from the package index, as any ``pip install .`` does) and
+installs it, non-editable, into a fresh virtualenv in a tmp folder. The fresh virtualenv sees
+this one's site-packages through a ``.pth`` line, for the dependencies only: ``.pth`` files
+inside a directory added that way are not processed, so the checkout's editable finder does
+not leak in, and the test checks that ``tasks`` really comes from the fresh install. Then
+``strava-elt demo`` runs from another folder against the emulator and this session's
+Prefect server: every model is built and the dashboard is written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.request import url2pathname
+
+import duckdb
+import pytest
+
+import flows
+import tasks.warehouse as wh
+
+pytestmark = pytest.mark.install
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_SUFFIXES = {".sql", ".toml"}
+
+
+@dataclass
+class Installed:
+    """The wheel and the fresh virtualenv it is installed in."""
+
+    wheel: Path
+    venv: Path
+    tmp: Path
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    def run(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(self.venv / "bin" / args[0]), *args[1:]],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=540,
+        )
+        assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        return done
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    tmp = tmp_path_factory.mktemp("install")
+    dist = tmp / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dist), str(REPO)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = dist.glob("strava_elt-*.whl")
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    [site] = (venv / "lib").glob("python3*/site-packages")
+    # The dependencies (and pip) from this virtualenv; never its strava-elt (an editable finder).
+    (site / "zz-dev-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--ignore-installed",
+            str(wheel),
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=300,
+    )
+    yield Installed(wheel=wheel, venv=venv, tmp=tmp)
+
+
+def test_the_wheel_holds_every_sql_file_manifest_and_asset(installed: Installed) -> None:
+    names = set(zipfile.ZipFile(installed.wheel).namelist())
+    data = [p for p in (REPO / "sql").rglob("*") if p.suffix in DATA_SUFFIXES]
+    assets = [p for p in (REPO / "tasks" / "assets").iterdir() if p.is_file()]
+    assert len(data) > 20 and "sql/validation/checks.toml" in names
+    missing = [str(p.relative_to(REPO)) for p in data + assets if str(p.relative_to(REPO)) not in names]
+    assert missing == []
+    packages = {name.split("/", 1)[0] for name in names if name.endswith("/__init__.py")}
+    assert packages == set(flows.PACKAGES)
+
+
+def test_the_installed_package_is_imported_from_the_fresh_virtualenv(installed: Installed) -> None:
+    probe = installed.run(
+        "python", "-c", "import sql, tasks, tasks.warehouse as wh; print(tasks.__file__); print(wh.SQL_DIR)",
+        cwd=installed.tmp,
+    )  # fmt: skip
+    tasks_file, sql_dir = (Path(line) for line in probe.stdout.splitlines())
+    assert tasks_file.is_relative_to(installed.venv), tasks_file
+    assert sql_dir.is_relative_to(installed.venv) and (sql_dir / "validation" / "checks.toml").is_file()
+    # The checkout's SQL (this session's import) comes from the checkout instead.
+    assert wh.SQL_DIR == REPO / "sql"
+
+
+def test_the_demo_runs_from_another_folder_and_builds_every_model(installed: Installed) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    elsewhere = installed.tmp / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "STRAVA_ELT_"))}
+    env |= {
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),  # this session's test server
+        "PREFECT_HOME": str(installed.tmp / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    home = installed.tmp / "demo"
+    out = installed.run("strava-elt", "demo", "--activities", "250", "--home", str(home), cwd=elsewhere, env=env).stdout
+    assert "Demo succeeded." in out, out
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+        tables = {row[0] for row in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        built = {wh.model_name(p) for p in wh.model_files()}
+        assert built <= tables, built - tables
+        assert conn.execute("SELECT count(*) FROM activity_summary_monthly").fetchone()[0] > 0
+    match = re.search(r"^Dashboard: file://(\S+)$", out, re.MULTILINE)
+    assert match, out
+    dashboard = Path(url2pathname(match.group(1)))
+    assert dashboard.is_relative_to(home) and "<canvas" in dashboard.read_text(encoding="utf-8")
+    assert not (elsewhere / ".strava-elt").exists() and list(elsewhere.iterdir()) == []
+
+
+def test_a_shadowing_tasks_package_in_the_working_directory_is_refused_by_name(installed: Installed) -> None:
+    project = installed.tmp / "my-prefect-project"
+    (project / "tasks").mkdir(parents=True)
+    (project / "tasks" / "__init__.py").write_text('"""Somebody else\'s tasks."""\n')
+    done = subprocess.run(
+        [str(installed.python), "-c", "import flows.pipeline"],
+        cwd=project,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "ShadowedPackageError: strava-elt's package 'tasks' is imported from " in done.stderr, done.stderr
+    assert str(project / "tasks" / "__init__.py") in done.stderr and "docs/deploy.md" in done.stderr
