@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar, cast
 
 from prefect.blocks.core import Block
+from pydantic import ValidationError
 
 B = TypeVar("B", bound=Block)
 
@@ -14,6 +15,14 @@ LAKE_TYPES = ("local-file-system", "s3-bucket")
 
 class MissingBlockError(LookupError):
     """A block the flow needs does not exist on the Prefect server it talks to."""
+
+
+class InvalidBlockError(ValueError):
+    """A block document exists but its fields do not pass the block's validation."""
+
+
+class AmbiguousLakeError(LookupError):
+    """A bare lake name is held by blocks of more than one lake type."""
 
 
 def _hint(kind: str) -> str:
@@ -28,6 +37,16 @@ def load_block(block_type: type[B], name: str) -> B:
     """Load a block of ``block_type`` named ``name`` or raise :class:`MissingBlockError`."""
     try:
         return cast(B, block_type.load(name))
+    except RuntimeError as exc:
+        if not isinstance(exc.__cause__, ValidationError):
+            raise
+        # Saved without validation (the UI does): say which field is wrong and why.
+        kind = block_type.get_block_type_name()
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.__cause__.errors())
+        raise InvalidBlockError(
+            f"The {kind} block {name!r} is not valid: {reasons}. Edit it in the Prefect UI (Blocks) or "
+            "save it again (`strava-elt setup ...`)."
+        ) from None
     except ValueError as exc:
         if "Unable to find block document" not in str(exc) and "not found" not in str(exc).lower():
             raise
@@ -35,19 +54,54 @@ def load_block(block_type: type[B], name: str) -> B:
         raise MissingBlockError(f"No {kind} block named {name!r}. {_hint(kind)}") from None
 
 
+def _lake_or_none(slug: str, name: str) -> Any:
+    try:
+        return Block.load(f"{slug}/{name}")
+    except (ValueError, KeyError):
+        return None
+
+
 def load_lake(name: str) -> Any:
-    """Load the lake block: ``type-slug/name``, or a bare name tried as each lake type."""
+    """Load the lake block: ``type-slug/name``, or a bare name that only one lake type has.
+
+    A bare name held by blocks of two lake types is refused with both listed: choosing one
+    silently once kept runs writing a local folder after the user had moved the lake to S3.
+    """
     if "/" in name:
         try:
             return Block.load(name)
         except ValueError:
             raise MissingBlockError(f"No lake block {name!r}. {_hint('Local File System or S3 Bucket')}") from None
-    for slug in LAKE_TYPES:
-        try:
-            return Block.load(f"{slug}/{name}")
-        except (ValueError, KeyError):
-            continue
+    found = {slug: lake for slug in LAKE_TYPES if (lake := _lake_or_none(slug, name)) is not None}
+    if len(found) > 1:
+        both = " and ".join(f"'{slug}/{name}'" for slug in found)
+        raise AmbiguousLakeError(
+            f"The lake name {name!r} matches {len(found)} blocks, {both}: name the one to use with its "
+            f"type (lake_block {both.replace(' and ', ' or ')}), or delete the other with `prefect block "
+            "delete TYPE/NAME` (`strava-elt setup aws` and `setup local` replace the other lake type themselves)."
+        )
+    if found:
+        return next(iter(found.values()))
     raise MissingBlockError(
         f"No lake block named {name!r} (looked for types {', '.join(LAKE_TYPES)}). "
         f"{_hint('Local File System or S3 Bucket')}"
     )
+
+
+def delete_other_lakes(name: str, keep: str) -> list[str]:
+    """Delete the lake blocks named ``name`` of every lake type but ``keep``; return what was deleted."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    deleted = []
+    with get_client(sync_client=True) as client:
+        for slug in LAKE_TYPES:
+            if slug == keep:
+                continue
+            try:
+                document = client.read_block_document_by_name(name, block_type_slug=slug)
+            except ObjectNotFound:
+                continue
+            client.delete_block_document(document.id)
+            deleted.append(f"{slug}/{name}")
+    return deleted

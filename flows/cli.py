@@ -31,6 +31,16 @@ def _env(name: str) -> str | None:
 # --------------------------------------------------------------------------- setup
 
 
+def _replaced(lake_name: str, kept: str) -> str:
+    """Delete the other lake types' blocks named ``lake_name`` (never two lakes of one name); say so."""
+    from blocks.loading import delete_other_lakes
+
+    deleted = delete_other_lakes(lake_name, kept)
+    if not deleted:
+        return ""
+    return f"; replaces the lake block {', '.join(deleted)} (its files stay where they are)"
+
+
 def setup_local_blocks(
     home: Path,
     *,
@@ -52,7 +62,7 @@ def setup_local_blocks(
     strava_name, lake_name, warehouse_name = names
     created: dict[str, str] = {}
     LocalFileSystem(basepath=str(lake_dir)).save(lake_name, overwrite=True)
-    created[lake_name] = f"LocalFileSystem at {lake_dir}"
+    created[lake_name] = f"LocalFileSystem at {lake_dir}" + _replaced(lake_name, "local-file-system")
     duckdb_path = home / "warehouse.duckdb"
     Warehouse(url=SecretStr(f"duckdb:///{duckdb_path}")).save(warehouse_name, overwrite=True)
     created[warehouse_name] = f"Warehouse duckdb:///{duckdb_path}"
@@ -177,7 +187,9 @@ def setup_aws_blocks(
         lake_name, overwrite=True
     )
     where = f"s3://{bucket}/{bucket_folder.strip('/')}".rstrip("/")
-    created[lake_name] = f"S3Bucket {where}" + (f" via {endpoint_url}" if endpoint_url else "")
+    created[lake_name] = (
+        f"S3Bucket {where}" + (f" via {endpoint_url}" if endpoint_url else "") + _replaced(lake_name, "s3-bucket")
+    )
     Warehouse(
         url=SecretStr(redshift_url), schema_name=schema_name or None, iam_role_arn=iam_role_arn, region=region or None
     ).save(warehouse_name, overwrite=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.install
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_SUFFIXES = {".sql", ".toml"}
+SOURCE_IGNORED = (".git", ".venv", "build", "dist", "*.egg-info", ".strava-elt", "__pycache__", "*_cache")
 
 
 @dataclass
@@ -64,9 +66,12 @@ class Installed:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     tmp = tmp_path_factory.mktemp("install")
+    # Built from a copy: pip builds in the source tree, and a stale build/ there could leak into the wheel.
+    source = tmp / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*SOURCE_IGNORED))
     dist = tmp / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dist), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dist), str(source)],
         check=True,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -138,7 +143,8 @@ def test_the_demo_runs_from_another_folder_and_builds_every_model(installed: Ins
         tables = {row[0] for row in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         built = {wh.model_name(p) for p in wh.model_files()}
         assert built <= tables, built - tables
-        assert conn.execute("SELECT count(*) FROM activity_summary_monthly").fetchone()[0] > 0
+        months = conn.execute("SELECT count(*) FROM activity_summary_monthly").fetchone()
+        assert months is not None and months[0] > 0
     match = re.search(r"^Dashboard: file://(\S+)$", out, re.MULTILINE)
     assert match, out
     dashboard = Path(url2pathname(match.group(1)))
