@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar, cast
 
+from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 from pydantic import ValidationError
 
@@ -21,7 +22,11 @@ class InvalidBlockError(ValueError):
     """A block document exists but its fields do not pass the block's validation."""
 
 
-class AmbiguousLakeError(LookupError):
+class AmbiguousBlockError(LookupError):
+    """A bare block name is held by blocks of more than one accepted type."""
+
+
+class AmbiguousLakeError(AmbiguousBlockError):
     """A bare lake name is held by blocks of more than one lake type."""
 
 
@@ -105,3 +110,60 @@ def delete_other_lakes(name: str, keep: str) -> list[str]:
             client.delete_block_document(document.id)
             deleted.append(f"{slug}/{name}")
     return deleted
+
+
+NOTIFICATION_TYPES = (
+    "Slack Webhook, Slack Incoming Webhook (prefect-slack), Microsoft Teams Webhook or other notification block"
+)
+_NOTIFICATION_HINT = (
+    "Create one with `strava-elt setup slack --url WEBHOOK_URL` (a Slack Incoming Webhook block named "
+    "strava-slack), or in the Prefect UI under Blocks > + > Slack Webhook; `prefect block ls` lists what exists."
+)
+
+
+def _documents_named(name: str) -> list[tuple[str, str]]:
+    """(type slug, type name) of every saved block document called ``name``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import BlockDocument
+
+    body = {"block_documents": {"name": {"any_": [name]}}, "include_secrets": False}
+    with get_client(sync_client=True) as client:
+        response = client.request("POST", "/block_documents/filter", json=body)
+    documents = BlockDocument.model_validate_list(response.json())
+    return [(d.block_type.slug, d.block_type.name) for d in documents if d.block_type is not None]
+
+
+def load_notification_block(name: str) -> NotificationBlock:
+    """Load the notification block ``name`` (or ``type-slug/name``) of any NotificationBlock type.
+
+    Raises:
+        MissingBlockError: No block of that name can send notifications; the message names
+            what the name holds, the expected types and how to create one.
+        AmbiguousBlockError: A bare name held by two notification block types.
+
+    """
+    if "/" in name:
+        slug, name = name.split("/", 1)
+        candidates = [(slug, slug)]
+    else:
+        candidates = _documents_named(name)
+    found: dict[str, NotificationBlock] = {}
+    wrong: list[str] = []
+    for slug, type_name in candidates:
+        try:
+            block = Block.load(f"{slug}/{name}")
+        except (ValueError, KeyError):
+            continue
+        if isinstance(block, NotificationBlock):
+            found[slug] = block
+        else:
+            wrong.append(type_name)
+    if len(found) > 1:
+        listed = " and ".join(f"'{slug}/{name}'" for slug in found)
+        raise AmbiguousBlockError(f"The notification block name {name!r} matches {listed}: pass one with its type.")
+    if found:
+        return next(iter(found.values()))
+    held = f" ({name!r} is a {' and a '.join(wrong)} block, which cannot send messages)" if wrong else ""
+    raise MissingBlockError(
+        f"No notification block named {name!r}{held}: expected a {NOTIFICATION_TYPES}. {_NOTIFICATION_HINT}"
+    )

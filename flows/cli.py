@@ -197,6 +197,28 @@ def setup_aws_blocks(
     return created
 
 
+def setup_slack_block(url: str, name: str = "strava-slack") -> dict[str, str]:
+    """Create (or overwrite) a Slack Incoming Webhook block (prefect-slack); the URL is never echoed."""
+    from urllib.parse import urlsplit
+
+    from prefect_slack import SlackWebhook
+    from pydantic import SecretStr
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise CliError("Expected the webhook's URL, https://hooks.slack.com/services/...")
+    SlackWebhook(url=SecretStr(url)).save(name, overwrite=True)
+    return {name: f"Slack Incoming Webhook to {parts.netloc} (URL kept secret)"}
+
+
+def cmd_setup_slack(args: argparse.Namespace) -> int:
+    """Create the Slack notification block."""
+    url = _need(args.url or _env("STRAVA_ELT_SLACK_URL"), "--url", "STRAVA_ELT_SLACK_URL")
+    _print_created(setup_slack_block(url, args.name))
+    print(f"Runs send one message each with the parameter slack_block={args.name} (strava-elt run --slack-block ...).")
+    return 0
+
+
 def _need(value: str | None, flag: str, env: str) -> str:
     if not value:
         raise CliError(f"{flag} is required (or set {env})")
@@ -324,6 +346,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         warehouse_block=args.warehouse_block,
         lookback_days=args.lookback_days,
         full_refresh=args.full_refresh,
+        slack_block=args.slack_block,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0
@@ -642,6 +665,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aws.set_defaults(func=cmd_setup_aws)
 
+    slack = setup_sub.add_parser(
+        "slack", help="a Slack Incoming Webhook block for one message per run (any notification block works)"
+    )
+    slack.add_argument("--url", help="the webhook URL, https://hooks.slack.com/services/... (env STRAVA_ELT_SLACK_URL)")
+    slack.add_argument("--name", default="strava-slack", help="block name (default strava-slack)")
+    slack.set_defaults(func=cmd_setup_slack)
+
     auth = sub.add_parser(
         "auth", help="authorise your Strava API application for your athlete and save the Strava block"
     )
@@ -669,6 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--lookback-days", type=int, default=14, help="days re-read before the watermark (default 14)")
     run.add_argument("--full-refresh", action="store_true", help="re-read the whole history")
+    run.add_argument("--slack-block", help="notification block for one message per run (default: none)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="two runs against the built-in emulator: no credentials, no network")
