@@ -512,7 +512,7 @@ def model_name(path: Path) -> str:
     return re.sub(r"^\d+_", "", path.stem)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="model-{path.stem}")
 def build_model(engine: sa.Engine, path: Path) -> int:
     """Rebuild one model table from its SELECT in one transaction; return its row count."""
     dialect = dialect_for(engine)
