@@ -167,3 +167,27 @@ def test_a_shadowing_tasks_package_in_the_working_directory_is_refused_by_name(i
     assert done.returncode != 0
     assert "ShadowedPackageError: strava-elt's package 'tasks' is imported from " in done.stderr, done.stderr
     assert str(project / "tasks" / "__init__.py") in done.stderr and "docs/deploy.md" in done.stderr
+
+
+def test_without_the_kudos_extra_retrain_and_predict_name_it(installed: Installed, tmp_path: Path) -> None:
+    # The fresh virtualenv without scikit-learn: a None in sys.modules makes its import fail
+    # exactly as a missing package does (ModuleNotFoundError for 'sklearn').
+    script = """
+import sys
+sys.modules["sklearn"] = None
+from flows.cli import main
+from flows.kudos import KudosExtraMissing, retrain_kudos_model
+try:
+    retrain_kudos_model.fn()
+except KudosExtraMissing as exc:
+    print("retrain:", exc)
+sys.exit(main(["predict-kudos", "--distance", "10", "--sport-type", "Run"]))
+"""
+    done = subprocess.run(
+        [str(installed.python), "-c", script], cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    extra = "pip install 'strava-elt[kudos]'"
+    assert done.stdout.startswith("retrain: The kudos model needs scikit-learn") and extra in done.stdout, done.stdout
+    assert "strava-elt predict-kudos: KudosExtraMissing:" in done.stderr and extra in done.stderr, done.stderr
