@@ -387,6 +387,14 @@ def _monthly_rows(duckdb_path: Path, limit: int = 6) -> tuple[list[str], list[tu
         return [d[0] for d in cursor.description], cursor.fetchall()
 
 
+def duckdb_hint(path: Path, sql: str = "FROM strava_activity_data LIMIT 5") -> str:
+    """A command that prints a query on the DuckDB file with this Python (no duckdb CLI needed)."""
+    import shlex
+
+    code = f"import duckdb; duckdb.connect({json.dumps(str(path))}, read_only=True).sql({json.dumps(sql)}).show()"
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Two runs against the emulator, with a change in between, and what happened."""
     home = Path(args.home).expanduser().resolve()
@@ -441,7 +449,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("   " + " | ".join(columns))
     for row in rows:
         print("   " + " | ".join("" if v is None else str(v) for v in row))
-    print(f"\nWarehouse: {duckdb_path}  (duckdb {duckdb_path} -c 'FROM strava_activity_data LIMIT 5')")
+    print(f"\nWarehouse: {duckdb_path}")
+    print(f"   look inside: {duckdb_hint(duckdb_path)}")
     print(f"Lake:      {home / 'lake'}")
     dashboard = (second.get("dashboard") or {}).get("url")
     if dashboard:

@@ -145,6 +145,11 @@ def test_the_demo_runs_from_another_folder_and_builds_every_model(installed: Ins
         assert built <= tables, built - tables
         months = conn.execute("SELECT count(*) FROM activity_summary_monthly").fetchone()
         assert months is not None and months[0] > 0
+    # The printed way to look inside works with what is installed (no duckdb CLI needed).
+    hint = re.search(r"^   look inside: (.+)$", out, re.MULTILINE)
+    assert hint and hint.group(1).startswith(str(installed.python)), out
+    shown = subprocess.run(["bash", "-c", hint.group(1)], capture_output=True, text=True, timeout=60, check=True)
+    assert "5 rows" in shown.stdout and "athlete_id" in shown.stdout, shown.stdout
     match = re.search(r"^Dashboard: file://(\S+)$", out, re.MULTILINE)
     assert match, out
     dashboard = Path(url2pathname(match.group(1)))
