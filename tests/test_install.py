@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from urllib.request import url2pathname
 
 import duckdb
 import pytest
+from install_support import fresh_venv
 
 import flows
 import tasks.warehouse as wh
@@ -79,13 +79,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     )
     [wheel] = dist.glob("strava_elt-*.whl")
     venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    [site] = (venv / "lib").glob("python3*/site-packages")
-    # The dependencies (and pip) from this virtualenv; never its strava-elt (an editable finder).
-    (site / "zz-dev-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python = fresh_venv(venv)  # the dependencies (and pip) from this virtualenv, never its strava-elt
     subprocess.run(
         [
-            str(venv / "bin" / "python"),
+            str(python),
             "-m",
             "pip",
             "install",
