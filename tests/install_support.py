@@ -19,3 +19,10 @@ def fresh_venv(venv: Path) -> Path:
     [site] = (venv / "lib").glob("python3*/site-packages")
     (site / "zz-dev-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return venv / "bin" / "python"
+
+
+def commented_variant(prefect_yaml: str, name: str) -> str:
+    """The sections between ``# --- <name> variant: begin/end ---`` in prefect.yaml, uncommented."""
+    begin, end = f"# --- {name} variant: begin ---\n", f"# --- {name} variant: end ---\n"
+    block = prefect_yaml[prefect_yaml.index(begin) + len(begin) : prefect_yaml.index(end)]
+    return "".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in block.splitlines(True))

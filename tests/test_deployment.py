@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import duckdb
 import httpx
 import pytest
-from install_support import fresh_venv
+from install_support import commented_variant, fresh_venv
 
 from emulator import StravaEmulator
 from flows.cli import DEFAULT_POOL, main
@@ -481,9 +481,7 @@ def test_the_event_triggers_the_kudos_model_and_a_missing_block_says_how_to_crea
 
 def git_variant(prefect_yaml: str, repository: str) -> str:
     """prefect.yaml with its build/push/pull replaced by the commented git_clone variant, as docs/deploy.md says."""
-    begin, end = "# --- git_clone variant: begin ---\n", "# --- git_clone variant: end ---\n"
-    block = prefect_yaml[prefect_yaml.index(begin) + len(begin) : prefect_yaml.index(end)]
-    steps = "".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in block.splitlines(True))
+    steps = commented_variant(prefect_yaml, "git_clone")
     head = prefect_yaml[: prefect_yaml.index("build:")]
     rest = prefect_yaml[prefect_yaml.index("definitions:") :]
     assert "https://github.com/YOUR-ACCOUNT/strava-elt.git" in steps

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,8 @@ from urllib.request import url2pathname
 
 import duckdb
 import pytest
-from install_support import fresh_venv
+import yaml
+from install_support import commented_variant, fresh_venv
 
 import flows
 import tasks.warehouse as wh
@@ -193,3 +195,30 @@ sys.exit(main(["predict-kudos", "--distance", "10", "--sport-type", "Run"]))
     extra = "pip install 'strava-elt[kudos]'"
     assert done.stdout.startswith("retrain: The kudos model needs scikit-learn") and extra in done.stdout, done.stdout
     assert "strava-elt predict-kudos: KudosExtraMissing:" in done.stderr and extra in done.stderr, done.stderr
+
+
+def test_the_dockerfile_installs_the_project_as_the_docker_variant_expects(tmp_path: Path) -> None:
+    """No Docker daemon here: the image's install commands run in a fresh virtualenv instead."""
+    lines = [line.split(" ", 1) for line in (REPO / "Dockerfile").read_text().splitlines() if line[:1].isupper()]
+    image, workdir = next(v for k, v in lines if k == "FROM"), next(v for k, v in lines if k == "WORKDIR")
+    assert image == "prefecthq/prefect:3.9.1-python3.11"  # prefect.yaml's prefect-version, the pinned minor
+    variant = yaml.safe_load(commented_variant((REPO / "prefect.yaml").read_text(), "docker"))
+    [pull] = variant["pull"]
+    assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == workdir
+    assert variant["build"][0]["prefect_docker.deployments.steps.build_docker_image"]["dockerfile"] == "Dockerfile"
+
+    ignored = [p.strip().removeprefix("**/") for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip()]
+    context = tmp_path / workdir.strip("/")
+    shutil.copytree(REPO, context, ignore=shutil.ignore_patterns(*ignored))  # COPY . .
+    python = fresh_venv(tmp_path / "venv")
+    for kind, command in lines:
+        if kind == "RUN":
+            argv = shlex.split(command)
+            assert argv[0] == "python"
+            subprocess.run([str(python), *argv[1:]], cwd=context, check=True, capture_output=True, timeout=300)
+    probe = subprocess.run(
+        [str(python), "-c", "import flows.pipeline, tasks.warehouse as wh; print(wh.SQL_DIR)"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    sql_dir = Path(probe.stdout.strip())
+    assert sql_dir.is_relative_to(tmp_path / "venv") and (sql_dir / "validation" / "checks.toml").is_file()
