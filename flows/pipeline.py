@@ -128,3 +128,13 @@ def _run(
         summary["status"],
     )
     return summary
+
+
+if __name__ == "__main__":
+    # `python flows/pipeline.py [--lookback-days N] [--full-refresh] ...`: one run in this
+    # process with the default blocks, exactly like `strava-elt run`.
+    import sys
+
+    from flows.cli import main
+
+    sys.exit(main(["run", *sys.argv[1:]]))

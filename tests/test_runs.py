@@ -68,3 +68,31 @@ def _attempts(error: Exception) -> int:
 def test_a_transient_failure_is_retried_and_a_permanent_one_is_not() -> None:
     assert _attempts(ConnectionResetError("the warehouse went away")) == 2
     assert _attempts(MissingBlockError("No Warehouse block named 'x'")) == 1
+
+
+def test_python_flows_pipeline_py_runs_the_pipeline_once(env: Env) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    script = Path(__file__).resolve().parents[1] / "flows" / "pipeline.py"
+    args = [
+        "--strava-block",
+        env.strava_block,
+        "--lake-block",
+        env.lake_block,
+        "--warehouse-block",
+        env.warehouse_block,
+    ]
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        cwd=env.home, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert summary["inserted"] == len(env.emu.activities) == len(env.production())
