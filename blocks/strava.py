@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from tasks.errors import ForbiddenError, RefreshTokenRejected, RetryPolicy, send_with_retries
 
@@ -27,6 +27,14 @@ _TOKEN_RETRIES = RetryPolicy(attempts=3)
 logger = logging.getLogger(__name__)
 
 
+def normalise_base_url(value: str) -> str:
+    """Strava's root: a trailing slash or ``/api/v3`` (the API root people copy) is dropped."""
+    base = value.strip().rstrip("/").removesuffix("/api/v3").rstrip("/")
+    if urlsplit(base).scheme not in ("http", "https") or not urlsplit(base).netloc:
+        raise ValueError(f"base URL {value!r} is not an http(s) URL; Strava's is {STRAVA_BASE_URL}")
+    return base
+
+
 class StravaCredentials(Block):
     """OAuth credentials of a Strava API application and the athlete who authorised it.
 
@@ -39,21 +47,33 @@ class StravaCredentials(Block):
     _logo_url = "https://upload.wikimedia.org/wikipedia/commons/c/cb/Strava_Logo.svg"  # type: ignore[assignment]
     _description = "OAuth client and rotating refresh token for the Strava API v3."
 
-    client_id: str = Field(description="Client ID of your Strava API application (strava.com/settings/api).")
-    client_secret: SecretStr = Field(description="Client secret of your Strava API application.")
+    client_id: str = Field(
+        title="Client ID", description="Client ID of your Strava API application (strava.com/settings/api)."
+    )
+    client_secret: SecretStr = Field(title="Client secret", description="Client secret of your Strava API application.")
     refresh_token: SecretStr = Field(
+        title="Refresh token",
         description=(
             "Refresh token of the athlete, granted with scope activity:read_all "
             "(`strava-elt auth` obtains it). Rotated by Strava and saved back here."
-        )
+        ),
     )
     base_url: str = Field(
         default=STRAVA_BASE_URL,
+        title="Base URL",
         description=(
-            "Strava's base URL (the API is under /api/v3, OAuth under /oauth). Point it at the emulator locally."
+            "Strava's base URL, https://www.strava.com (the API is under /api/v3, OAuth under /oauth; "
+            "https://www.strava.com/api/v3 is accepted too). Point it at the emulator locally."
         ),
     )
-    timeout_seconds: float = Field(default=30.0, description="Timeout of every HTTP request, in seconds.")
+    timeout_seconds: float = Field(
+        default=30.0, title="Timeout (seconds)", description="Timeout of every HTTP request, in seconds."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _normalise_base_url(cls, value: str) -> str:
+        return normalise_base_url(value)
 
     @property
     def api_url(self) -> str:
@@ -199,7 +219,7 @@ def authorize_url(
         },
         safe=":/,",
     )
-    return f"{base_url.rstrip('/')}/oauth/authorize?{query}"
+    return f"{normalise_base_url(base_url)}/oauth/authorize?{query}"
 
 
 def parse_authorization_response(text: str) -> tuple[str, str | None]:

@@ -31,6 +31,16 @@ def _env(name: str) -> str | None:
 # --------------------------------------------------------------------------- setup
 
 
+def _replaced(lake_name: str, kept: str) -> str:
+    """Delete the other lake types' blocks named ``lake_name`` (never two lakes of one name); say so."""
+    from blocks.loading import delete_other_lakes
+
+    deleted = delete_other_lakes(lake_name, kept)
+    if not deleted:
+        return ""
+    return f"; replaces the lake block {', '.join(deleted)} (its files stay where they are)"
+
+
 def setup_local_blocks(
     home: Path,
     *,
@@ -52,7 +62,7 @@ def setup_local_blocks(
     strava_name, lake_name, warehouse_name = names
     created: dict[str, str] = {}
     LocalFileSystem(basepath=str(lake_dir)).save(lake_name, overwrite=True)
-    created[lake_name] = f"LocalFileSystem at {lake_dir}"
+    created[lake_name] = f"LocalFileSystem at {lake_dir}" + _replaced(lake_name, "local-file-system")
     duckdb_path = home / "warehouse.duckdb"
     Warehouse(url=SecretStr(f"duckdb:///{duckdb_path}")).save(warehouse_name, overwrite=True)
     created[warehouse_name] = f"Warehouse duckdb:///{duckdb_path}"
@@ -177,12 +187,36 @@ def setup_aws_blocks(
         lake_name, overwrite=True
     )
     where = f"s3://{bucket}/{bucket_folder.strip('/')}".rstrip("/")
-    created[lake_name] = f"S3Bucket {where}" + (f" via {endpoint_url}" if endpoint_url else "")
+    created[lake_name] = (
+        f"S3Bucket {where}" + (f" via {endpoint_url}" if endpoint_url else "") + _replaced(lake_name, "s3-bucket")
+    )
     Warehouse(
         url=SecretStr(redshift_url), schema_name=schema_name or None, iam_role_arn=iam_role_arn, region=region or None
     ).save(warehouse_name, overwrite=True)
     created[warehouse_name] = f"Warehouse {_redacted(redshift_url)}, COPY role {iam_role_arn}"
     return created
+
+
+def setup_slack_block(url: str, name: str = "strava-slack") -> dict[str, str]:
+    """Create (or overwrite) a Slack Incoming Webhook block (prefect-slack); the URL is never echoed."""
+    from urllib.parse import urlsplit
+
+    from prefect_slack import SlackWebhook
+    from pydantic import SecretStr
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise CliError("Expected the webhook's URL, https://hooks.slack.com/services/...")
+    SlackWebhook(url=SecretStr(url)).save(name, overwrite=True)
+    return {name: f"Slack Incoming Webhook to {parts.netloc} (URL kept secret)"}
+
+
+def cmd_setup_slack(args: argparse.Namespace) -> int:
+    """Create the Slack notification block."""
+    url = _need(args.url or _env("STRAVA_ELT_SLACK_URL"), "--url", "STRAVA_ELT_SLACK_URL")
+    _print_created(setup_slack_block(url, args.name))
+    print(f"Runs send one message each with the parameter slack_block={args.name} (strava-elt run --slack-block ...).")
+    return 0
 
 
 def _need(value: str | None, flag: str, env: str) -> str:
@@ -310,6 +344,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         warehouse_block=args.warehouse_block,
         lookback_days=args.lookback_days,
         full_refresh=args.full_refresh,
+        slack_block=args.slack_block,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0
@@ -345,6 +380,14 @@ def _monthly_rows(duckdb_path: Path, limit: int = 6) -> tuple[list[str], list[tu
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
         cursor = conn.execute("SELECT * FROM activity_summary_monthly ORDER BY month DESC LIMIT ?", [limit])
         return [d[0] for d in cursor.description], cursor.fetchall()
+
+
+def duckdb_hint(path: Path, sql: str = "FROM strava_activity_data LIMIT 5") -> str:
+    """A command that prints a query on the DuckDB file with this Python (no duckdb CLI needed)."""
+    import shlex
+
+    code = f"import duckdb; duckdb.connect({json.dumps(str(path))}, read_only=True).sql({json.dumps(sql)}).show()"
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -401,7 +444,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("   " + " | ".join(columns))
     for row in rows:
         print("   " + " | ".join("" if v is None else str(v) for v in row))
-    print(f"\nWarehouse: {duckdb_path}  (duckdb {duckdb_path} -c 'FROM strava_activity_data LIMIT 5')")
+    print(f"\nWarehouse: {duckdb_path}")
+    print(f"   look inside: {duckdb_hint(duckdb_path)}")
     print(f"Lake:      {home / 'lake'}")
     dashboard = (second.get("dashboard") or {}).get("url")
     if dashboard:
@@ -620,6 +664,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aws.set_defaults(func=cmd_setup_aws)
 
+    slack = setup_sub.add_parser(
+        "slack", help="a Slack Incoming Webhook block for one message per run (any notification block works)"
+    )
+    slack.add_argument("--url", help="the webhook URL, https://hooks.slack.com/services/... (env STRAVA_ELT_SLACK_URL)")
+    slack.add_argument("--name", default="strava-slack", help="block name (default strava-slack)")
+    slack.set_defaults(func=cmd_setup_slack)
+
     auth = sub.add_parser(
         "auth", help="authorise your Strava API application for your athlete and save the Strava block"
     )
@@ -645,6 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--lookback-days", type=int, default=14, help="days re-read before the watermark (default 14)")
     run.add_argument("--full-refresh", action="store_true", help="re-read the whole history")
+    run.add_argument("--slack-block", help="notification block for one message per run (default: none)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="two runs against the built-in emulator: no credentials, no network")

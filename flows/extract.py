@@ -18,6 +18,7 @@ from prefect.states import Completed, State
 
 from blocks.loading import load_block, load_lake
 from blocks.strava import StravaCredentials
+from flows import run_names
 from tasks import lake as lake_tasks
 from tasks import schema
 from tasks import strava as strava_tasks
@@ -84,7 +85,7 @@ def _new_sport_types(activities: Iterable[Mapping[str, Any]]) -> set[str]:
     return {str(t) for t in types if t is not None and t not in KNOWN_SPORT_TYPES}
 
 
-@flow(name="extract-activities")
+@flow(name="extract-activities", flow_run_name=run_names.EXTRACT)
 def extract_activities(
     strava_block: str = "strava",
     lake_block: str = "strava-lake",

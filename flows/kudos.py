@@ -7,19 +7,43 @@ Deployment entrypoint: ``flows/kudos.py:retrain_kudos_model`` (triggered by the
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from blocks.loading import load_lake
+from flows import run_names
 from flows.load import open_engine
-from tasks import kudos
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 ARTIFACT_KEY = "strava-kudos-model"
+KUDOS_EXTRA = "strava-elt[kudos]"
+_KUDOS_DEPENDENCIES = {"sklearn", "scipy", "numpy", "joblib", "threadpoolctl"}
 
 
-@flow(name="retrain-kudos-model")
+class KudosExtraMissing(ImportError):
+    """scikit-learn and friends are not installed: the kudos model is an optional extra."""
+
+
+def require_kudos() -> ModuleType:
+    """The kudos model's module, or :class:`KudosExtraMissing` naming the extra to install."""
+    try:
+        from tasks import kudos
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in _KUDOS_DEPENDENCIES:
+            raise
+        raise KudosExtraMissing(
+            f"The kudos model needs scikit-learn, which is not installed here ({exc.name} is missing): "
+            f"install the extra, pip install '{KUDOS_EXTRA}' (from a checkout: pip install '.[kudos]'); "
+            "on a worker, add it to the deployment's pip install step or image."
+        ) from None
+    return kudos
+
+
+@flow(name="retrain-kudos-model", flow_run_name=run_names.retrain)
 def retrain_kudos_model(
     warehouse_block: str = "strava-warehouse",
     lake_block: str = "strava-lake",
@@ -47,6 +71,7 @@ def retrain_kudos_model(
         ``status`` (promoted, refused or skipped), ``reason``, the MAEs and the lake paths.
 
     """
+    kudos = require_kudos()
     logger = get_run_logger()
     lake = load_lake(lake_block)
     _, engine = open_engine(warehouse_block)
@@ -112,6 +137,7 @@ def predict(lake_block: str = "strava-lake", athlete_id: int | None = None, **ac
         ``kudos`` (the prediction), the ``features`` used, and the model's ``pointer``.
 
     """
+    kudos = require_kudos()
     bundle, pointer = kudos.load_latest_model(load_lake(lake_block), athlete_id)
     prediction, features = kudos.predict_kudos(bundle, **activity)
     return {"kudos": prediction, "features": features, "pointer": pointer, "trained_at": bundle.get("trained_at")}

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 
 from blocks.loading import load_block, load_lake
 from blocks.warehouse import Warehouse
+from flows import run_names
 from tasks import validation
 from tasks import warehouse as wh
 
@@ -21,7 +22,7 @@ def open_engine(warehouse_block: str) -> tuple[Warehouse, Any]:
     return warehouse, engine
 
 
-@flow(name="load-activities")
+@flow(name="load-activities", flow_run_name=run_names.LOAD)
 def load_activities(
     warehouse_block: str,
     lake_block: str,

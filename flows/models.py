@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows import run_names
 from flows.load import open_engine
 from tasks import warehouse as wh
 
 
-@flow(name="build-models")
+@flow(name="build-models", flow_run_name=run_names.MODELS)
 def build_models(warehouse_block: str = "strava-warehouse") -> dict[str, int]:
     """Rebuild every model, in file-name order; return rows per model."""
     logger = get_run_logger()

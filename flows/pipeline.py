@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed
+from pydantic import Field
 
+from flows import run_names
 from flows.extract import PARTIAL, extract_activities
 from flows.insight import publish_insight
 from flows.load import load_activities
 from flows.models import build_models
-from tasks import events, notify
+from tasks import events, notify, retry
 from tasks import watermark as wm
+
+MAX_LOOKBACK_DAYS = 365
+RETRIES = 1
+RETRY_DELAY_SECONDS = 300
 
 
 def new_run_key() -> str:
@@ -23,12 +29,19 @@ def new_run_key() -> str:
     return datetime.now(UTC).strftime("%Y%m%dt%H%M%S") + "_" + uuid.uuid4().hex[:8]
 
 
-@flow(name="strava-elt")
+@flow(
+    name="strava-elt",
+    flow_run_name=run_names.pipeline,
+    # Transient trouble (a warehouse or S3 outage, Strava 5xx beyond the client's own retries)
+    # gets one more run; permanent errors fail at once (retry.final_unless_transient).
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY_SECONDS,
+)
 def strava_elt(
     strava_block: str = "strava",
     lake_block: str = "strava-lake",
     warehouse_block: str = "strava-warehouse",
-    lookback_days: int = 14,
+    lookback_days: Annotated[int, Field(ge=0, le=MAX_LOOKBACK_DAYS)] = 14,
     full_refresh: bool = False,
     slack_block: str | None = None,
 ) -> dict[str, Any]:
@@ -39,7 +52,7 @@ def strava_elt(
         lake_block: Name of the lake block (LocalFileSystem or S3Bucket).
         warehouse_block: Name of the Warehouse block.
         lookback_days: Re-read this many days before the watermark, for late uploads and
-            changed kudos.
+            changed kudos: 0 to 365.
         full_refresh: Re-read the whole history and mark deletions across it.
         slack_block: Name of a prefect-slack SlackWebhook block for one message per run
             (also when the run fails or validation halts it). None: no message.
@@ -55,6 +68,7 @@ def strava_elt(
         return summary
     except Exception as exc:
         notify.record_failure(summary, exc)
+        retry.final_unless_transient(exc)
         raise
     finally:
         notify.report_run(summary, slack)
@@ -114,3 +128,13 @@ def _run(
         summary["status"],
     )
     return summary
+
+
+if __name__ == "__main__":
+    # `python flows/pipeline.py [--lookback-days N] [--full-refresh] ...`: one run in this
+    # process with the default blocks, exactly like `strava-elt run`.
+    import sys
+
+    from flows.cli import main
+
+    sys.exit(main(["run", *sys.argv[1:]]))

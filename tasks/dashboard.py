@@ -42,7 +42,7 @@ __all__ = [
     "render_html",
 ]
 
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+ASSETS_DIR = wh.package_dir("tasks") / "assets"
 VENDORED = ("chart.umd.min.js", "chartjs-chart-matrix.min.js")
 VALIDATION_TABLE = "strava_validation_results"
 ARTIFACT_KEY = "strava-dashboard"

@@ -7,19 +7,20 @@ a warning, and the load it reports on stays as it is.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.blocks.abstract import NotificationError
+from prefect.blocks.abstract import NotificationBlock, NotificationError
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
-from prefect_slack import SlackWebhook
+from prefect.utilities.asyncutils import run_coro_as_sync
 from slack_sdk.errors import SlackClientError
 
-from blocks.loading import load_block
+from blocks.loading import load_notification_block
 from tasks import report
 from tasks.validation import FAILED, PASSED, SKIPPED, ValidationHalted, describe
 
@@ -39,9 +40,13 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger(__name__)
 
 
-def load_slack(name: str | None) -> SlackWebhook | None:
-    """The SlackWebhook block named ``name`` (None: no Slack); a wrong name fails fast."""
-    return load_block(SlackWebhook, name) if name else None
+def load_slack(name: str | None) -> NotificationBlock | None:
+    """The notification block named ``name`` (None: no message); a wrong name fails fast.
+
+    Any Prefect notification block: core Slack Webhook, prefect-slack's Slack Incoming
+    Webhook, Microsoft Teams, a custom webhook... (``type-slug/name`` picks one type).
+    """
+    return load_notification_block(name) if name else None
 
 
 def record_failure(summary: dict[str, Any], exc: BaseException) -> None:
@@ -113,10 +118,13 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
 
 
 @task(cache_policy=NO_CACHE)
-def send_slack(slack: SlackWebhook, text: str) -> bool:
-    """Post ``text`` through the webhook block; on failure log a warning and return False."""
+def send_slack(slack: NotificationBlock, text: str) -> bool:
+    """Send ``text`` through the notification block; on failure log a warning and return False."""
     try:
-        slack.notify(text)
+        with slack.raise_on_failure():  # Apprise-based blocks (core Slack Webhook) report failures only so
+            sent: Any = slack.notify(text)
+            if inspect.iscoroutine(sent):  # a notification block with only an async notify()
+                run_coro_as_sync(sent)
     except (NotificationError, SlackClientError, OSError) as exc:
         # Slack being down must not fail or roll back a load that already happened.
         _logger().warning("Slack message not sent (%s: %s); the run's result is unaffected", type(exc).__name__, exc)
@@ -124,7 +132,7 @@ def send_slack(slack: SlackWebhook, text: str) -> bool:
     return True
 
 
-def report_run(summary: Mapping[str, Any], slack: SlackWebhook | None) -> None:
+def report_run(summary: Mapping[str, Any], slack: NotificationBlock | None) -> None:
     """Publish the summary artifact and send the Slack message (if a block is set).
 
     Called from the main flow's ``finally``; it never raises, so it cannot hide the run's error.

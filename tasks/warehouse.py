@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,7 +34,24 @@ from prefect.exceptions import MissingContextError
 from tasks import lake as lake_tasks
 from tasks import schema
 
-SQL_DIR = Path(os.environ.get("STRAVA_ELT_SQL_DIR", Path(__file__).resolve().parents[1] / "sql"))
+
+def package_dir(package: str) -> Path:
+    """The folder of one of strava-elt's packages, found with ``importlib.resources``.
+
+    Installed from a wheel it is in site-packages; editable, in the checkout. Wheels install
+    unzipped, so it is always a real folder.
+    """
+    root = resources.files(package)
+    if not isinstance(root, Path):
+        raise RuntimeError(
+            f"strava-elt's package {package!r} is not a folder on disk ({root}); "
+            "install strava-elt with pip (a wheel or `pip install .`), not as a zip file"
+        )
+    return root
+
+
+SQL_DIR = Path(os.environ.get("STRAVA_ELT_SQL_DIR") or package_dir("sql"))
+"""Every SQL file: the ``sql`` package shipped with strava-elt, or ``$STRAVA_ELT_SQL_DIR`` (a full copy)."""
 STAGING_PREFIX = "stg_strava_activity_data_"
 _SAFE_RUN_KEY = re.compile(r"^[a-z0-9_]{1,40}$")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -491,7 +509,7 @@ def model_name(path: Path) -> str:
     return re.sub(r"^\d+_", "", path.stem)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="model-{path.stem}")
 def build_model(engine: sa.Engine, path: Path) -> int:
     """Rebuild one model table from its SELECT in one transaction; return its row count."""
     dialect = dialect_for(engine)

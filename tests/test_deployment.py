@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import duckdb
 import httpx
 import pytest
+from install_support import commented_variant, fresh_venv
 
 from emulator import StravaEmulator
 from flows.cli import DEFAULT_POOL, main
@@ -141,12 +142,14 @@ class Stack:
             raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         return done
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
+    ) -> subprocess.Popen[bytes]:
         """Start a long-running command in its own process group; output in ``<tmp>/<name>.log``."""
         with open(self.tmp / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(
                 [str(BIN / args[0]), *args[1:]],
-                cwd=REPO,
+                cwd=cwd,
                 env=env or self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -471,3 +474,82 @@ def test_the_event_triggers_the_kudos_model_and_a_missing_block_says_how_to_crea
     message = failed["state"]["message"]
     assert "No Strava Credentials block named 'no-such-strava'" in message, message
     assert "strava-elt setup local" in message and "Blocks > + > Strava Credentials" in message, message
+
+
+# --------------------------------------------------------------------------- code from git
+
+
+def git_variant(prefect_yaml: str, repository: str) -> str:
+    """prefect.yaml with its build/push/pull replaced by the commented git_clone variant, as docs/deploy.md says."""
+    steps = commented_variant(prefect_yaml, "git_clone")
+    head = prefect_yaml[: prefect_yaml.index("build:")]
+    rest = prefect_yaml[prefect_yaml.index("definitions:") :]
+    assert "https://github.com/YOUR-ACCOUNT/strava-elt.git" in steps
+    return head + steps.replace("https://github.com/YOUR-ACCOUNT/strava-elt.git", repository) + "\n" + rest
+
+
+def test_a_git_clone_deployment_installs_the_clone_and_loads_where_the_block_says(
+    stack: Stack, weekly: dict[str, Any]
+) -> None:
+    """The Cloud/remote-worker recipe: code from a git URL, the project installed non-editable with its extras.
+
+    The worker runs in its own fresh virtualenv without strava-elt (dependencies through a .pth
+    line); the run's pull steps clone a bare repository holding this checkout's HEAD, install
+    the clone with requirements-worker.txt, and run it. Afterwards the worker's virtualenv
+    still works without the clone, and the DuckDB file is the block's absolute path.
+    """
+    started = time.monotonic()
+    origin = stack.tmp / "origin.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(origin)], check=True, timeout=60)
+    push = ["git", "-C", str(REPO), "push", "--quiet", str(origin), "HEAD:refs/heads/main"]
+    subprocess.run(push, check=True, timeout=60)
+    variant = git_variant((REPO / "prefect.yaml").read_text(), f"file://{origin}")
+    prefect_file = stack.tmp / "prefect-git.yaml"
+    prefect_file.write_text(variant.replace("  - name: weekly\n", "  - name: weekly-git\n", 1))
+    deployed = stack.run(
+        "prefect", "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--name", "weekly-git"
+    )
+    assert "Deployment 'strava-elt/weekly-git' successfully created" in deployed.stdout, deployed.stdout
+    deployment = stack.get("/deployments/name/strava-elt/weekly-git")
+    assert [next(iter(step)) for step in deployment["pull_steps"]] == [
+        "prefect.deployments.steps.git_clone",
+        "prefect.deployments.steps.pip_install_requirements",
+        "prefect.deployments.steps.set_working_directory",
+    ]
+    stack.timed("git variant deployed", started)
+
+    started = time.monotonic()
+    worker_home = stack.tmp / "git-worker"
+    worker_home.mkdir()
+    python = fresh_venv(worker_home / "venv")
+    run_id = stack.deployment_run("strava-elt/weekly-git")
+    worker = stack.start(
+        "worker-git", str(python), "-m", "prefect", "worker", "start", "--pool", DEFAULT_POOL, "--run-once",
+        cwd=worker_home,
+    )  # fmt: skip
+    assert worker.wait(timeout=600) == 0, _tail(stack.tmp / "worker-git.log")
+    stack.timed("git run", started)
+    run = stack.flow_run(run_id)
+    assert run["state_type"] == "COMPLETED", (run["state"], _tail(stack.tmp / "worker-git.log"))
+
+    # The run's own load event: its run key names its lake folder next to the block's DuckDB file.
+    query = {"filter": {"event": {"name": [LOADED_EVENT]}, "related": {"id": [f"prefect.flow-run.{run_id}"]}}}
+    [event] = stack.post("/events/filter", query)["events"]
+    lake = stack.duckdb_path.parent / "lake" / "raw" / f"athlete_id={stack.emu.athlete['id']}"
+    assert (lake / f"run={event['payload']['run_key']}").is_dir()
+    with duckdb.connect(str(stack.duckdb_path), read_only=True) as conn:
+        rows = conn.execute("SELECT count(*) FROM strava_activity_data WHERE deleted_at IS NULL").fetchone()
+    assert rows is not None and rows[0] == ACTIVITIES
+
+    # The worker's environment now holds a real (non-editable) install that outlives the clone.
+    probe = subprocess.run(
+        [str(python), "-c", "import tasks.warehouse as wh; print(wh.SQL_DIR)"],
+        cwd=worker_home, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    sql_dir = Path(probe.stdout.strip())
+    assert sql_dir.is_relative_to(worker_home / "venv") and (sql_dir / "validation" / "checks.toml").is_file()
+    assert not list(worker_home.glob("strava-elt*")), "the clone is left in the worker's folder"
+    helped = subprocess.run(
+        [str(worker_home / "venv" / "bin" / "strava-elt"), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert helped.returncode == 0 and "predict-kudos" in helped.stdout, helped.stderr

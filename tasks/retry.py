@@ -1,0 +1,43 @@
+"""Flow-run retries for transient failures only.
+
+The main flow has ``retries``: a warehouse, S3 or network outage gets another run later, and
+the exactly-once merge makes that rerun safe. A permanent failure (a missing or invalid
+block, a halting validation, a broken manifest, a refused Strava authorisation, a bad
+parameter) would fail the same way again, so it ends the run at once: its flow run's retry
+budget is set to zero before the failure is reported.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+
+from blocks.loading import AmbiguousBlockError, InvalidBlockError, MissingBlockError
+from tasks.errors import FatalError
+from tasks.validation import ValidationConfigError, ValidationHalted
+
+__all__ = ["PERMANENT", "final_unless_transient"]
+
+PERMANENT: tuple[type[BaseException], ...] = (
+    MissingBlockError,
+    AmbiguousBlockError,
+    InvalidBlockError,
+    ValidationHalted,
+    ValidationConfigError,
+    FatalError,
+)
+"""Failures a retry cannot mend."""
+
+
+def final_unless_transient(exc: BaseException) -> None:
+    """Make this flow run's failure final when ``exc`` is permanent (no retry); else leave it."""
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    if not isinstance(exc, PERMANENT) or run is None or not run.empirical_policy.retries:
+        return
+    policy = run.empirical_policy.model_copy(update={"retries": 0})
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run_id=run.id, empirical_policy=policy)
+    run.empirical_policy = policy
+    get_run_logger().info("%s cannot be mended by a retry: no retry for this run", type(exc).__name__)

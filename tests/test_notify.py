@@ -1,0 +1,94 @@
+"""Run messages through any Prefect notification block, over real HTTP to a local webhook server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from conftest import Env
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.blocks.notifications import SlackWebhook as CoreSlackWebhook
+from prefect_slack import SlackWebhook
+from pydantic import SecretStr
+from test_validation import SlackServer
+
+from blocks import Warehouse
+from blocks.loading import AmbiguousBlockError, MissingBlockError
+from flows.cli import main
+from tasks.notify import load_slack, send_slack
+
+
+@pytest.fixture
+def server() -> Iterator[SlackServer]:
+    webhook = SlackServer()
+    try:
+        yield webhook
+    finally:
+        webhook.close()
+
+
+def _name() -> str:
+    return f"notify-{uuid.uuid4().hex[:8]}"
+
+
+def _apprise_json_url(server: SlackServer) -> str:
+    """The core Slack Webhook sends through Apprise, whose Slack plugin only talks to hooks.slack.com:
+    its json:// scheme posts the message to the local server instead."""
+    return server.url.replace("http://", "json://")
+
+
+def test_a_core_slack_webhook_block_gets_the_runs_one_message(env: Env, server: SlackServer) -> None:
+    name = _name()
+    CoreSlackWebhook(url=SecretStr(_apprise_json_url(server))).save(name)
+    summary = env.run(slack_block=name)
+    [post] = server.posts
+    assert post["message"].startswith(f"strava-elt run {summary['run_key']}: complete"), post
+
+
+def test_a_failing_core_slack_webhook_is_a_warning(server: SlackServer, caplog: pytest.LogCaptureFixture) -> None:
+    name = _name()
+    CoreSlackWebhook(url=SecretStr(_apprise_json_url(server))).save(name)
+    server.status = 500
+    block = load_slack(name)
+    assert block is not None
+    assert send_slack.fn(block, "hello") is False  # Apprise only reports a failure when asked to raise
+    assert len(server.posts) == 1
+    assert any("Slack message not sent (NotificationError" in r.getMessage() for r in caplog.records)
+
+
+def test_setup_slack_creates_a_block_the_run_can_use(server: SlackServer, capsys: pytest.CaptureFixture[str]) -> None:
+    name = _name()
+    assert main(["setup", "slack", "--url", server.url, "--name", name]) == 0
+    out = capsys.readouterr().out
+    assert f"block {name!r}: Slack Incoming Webhook to 127.0.0.1" in out and server.url not in out
+    block = load_slack(name)
+    assert isinstance(block, SlackWebhook)
+    assert send_slack.fn(block, "hello from prefect-slack") is True
+    assert server.texts == ["hello from prefect-slack"]
+
+
+def test_any_notification_block_type_works_and_a_typed_name_picks_one(server: SlackServer) -> None:
+    name = _name()
+    CustomWebhookNotificationBlock(name="local", url=server.url, json_data={"text": "{{body}}"}).save(name)
+    SlackWebhook(url=SecretStr(server.url)).save(name)
+    with pytest.raises(AmbiguousBlockError, match=f"'custom-webhook/{name}' and 'slack-incoming-webhook/{name}'"):
+        load_slack(name)
+    block = load_slack(f"custom-webhook/{name}")
+    assert isinstance(block, CustomWebhookNotificationBlock)
+    assert send_slack.fn(block, "from a custom webhook") is True
+    assert server.texts == ["from a custom webhook"]
+
+
+def test_a_missing_or_wrong_block_names_the_expected_types_and_how_to_create_one() -> None:
+    with pytest.raises(MissingBlockError) as missing:
+        load_slack("no-such-slack")
+    message = str(missing.value)
+    assert "No notification block named 'no-such-slack': expected a Slack Webhook, Slack Incoming Webhook" in message
+    assert "strava-elt setup slack --url WEBHOOK_URL" in message and "Blocks > + > Slack Webhook" in message
+
+    name = _name()
+    Warehouse(url=SecretStr("duckdb:///:memory:")).save(name)
+    with pytest.raises(MissingBlockError, match=f"'{name}' is a Strava Warehouse block, which cannot send messages"):
+        load_slack(name)
+    assert load_slack(None) is None

@@ -1,0 +1,98 @@
+"""Runs people can read and bound: run names, the lookback's range, retries for transient failures only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import Env
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, TaskRunFilter
+from prefect.exceptions import ParameterTypeError
+from prefect.runtime import flow_run
+
+from blocks.loading import MissingBlockError
+from flows.pipeline import MAX_LOOKBACK_DAYS, RETRIES, strava_elt
+from tasks.retry import final_unless_transient
+
+
+@pytest.mark.parametrize("days", [-1, MAX_LOOKBACK_DAYS + 1])
+def test_lookback_outside_0_to_365_is_refused_before_the_run_starts(days: int) -> None:
+    with pytest.raises(ParameterTypeError, match="lookback_days"):
+        strava_elt(lookback_days=days)
+
+
+def test_the_parameter_schema_carries_the_bounds_for_the_ui_and_deployment_runs() -> None:
+    lookback = strava_elt.parameters.model_dump()["properties"]["lookback_days"]
+    assert (lookback["minimum"], lookback["maximum"], lookback["default"]) == (0, 365, 14)
+
+
+def test_runs_are_named_for_what_they_ran(env: Env) -> None:
+    summary = env.run(lookback_days=7)
+    run_key = summary["run_key"]
+    with get_client(sync_client=True) as client:
+        [main] = [
+            r for r in client.read_flow_runs() if r.name == f"{env.strava_block} to {env.warehouse_block}, lookback 7d"
+        ]
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[main.id]))
+        )
+        tasks = client.read_task_runs(task_run_filter=TaskRunFilter())
+    assert {c.name for c in children} == {
+        f"extract-{env.strava_block}-{run_key}",
+        f"load-{env.warehouse_block}-{run_key}",
+        f"models-{env.warehouse_block}",
+    }
+    names = {t.name for t in tasks if t.flow_run_id in {c.id for c in children}}
+    assert {"fetch-page-1", "fetch-page-3", "model-10_activity_summary_monthly"} <= names, sorted(names)
+    assert main.empirical_policy.retries == RETRIES
+
+
+def _attempts(error: Exception) -> int:
+    @flow(retries=1, retry_delay_seconds=0)
+    def flaky() -> None:
+        attempts.append(flow_run.run_count)
+        try:
+            raise error
+        except Exception as exc:
+            final_unless_transient(exc)
+            raise
+
+    attempts: list[Any] = []
+    with pytest.raises(type(error)):
+        flaky()
+    return len(attempts)
+
+
+def test_a_transient_failure_is_retried_and_a_permanent_one_is_not() -> None:
+    assert _attempts(ConnectionResetError("the warehouse went away")) == 2
+    assert _attempts(MissingBlockError("No Warehouse block named 'x'")) == 1
+
+
+def test_python_flows_pipeline_py_runs_the_pipeline_once(env: Env) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    script = Path(__file__).resolve().parents[1] / "flows" / "pipeline.py"
+    args = [
+        "--strava-block",
+        env.strava_block,
+        "--lake-block",
+        env.lake_block,
+        "--warehouse-block",
+        env.warehouse_block,
+    ]
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        cwd=env.home, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert summary["inserted"] == len(env.emu.activities) == len(env.production())
