@@ -457,23 +457,49 @@ def test_an_item_that_is_not_an_object_fails_the_run_before_its_page_is_written(
 # --------------------------------------------------------------------------- migration
 
 
+def _old_table(metadata: sa.MetaData) -> sa.Table:
+    """Production as it was: floats in single precision (REAL: DuckDB's old FLOAT, PostgreSQL's real)."""
+    return sa.Table(
+        schema.ACTIVITY_TABLE,
+        metadata,
+        *(
+            sa.Column(
+                c.name, sa.REAL() if c in FLOAT_COLUMNS else c.sql_type, primary_key=c.name == "id", autoincrement=False
+            )
+            for c in schema.ALL_COLUMNS
+        ),
+    )
+
+
+def test_single_precision_columns_are_widened_in_place(engine: sa.Engine) -> None:
+    metadata = sa.MetaData()
+    old = _old_table(metadata)
+    metadata.create_all(engine)
+    rows = [
+        {**schema.flatten_activity({"id": 7, "distance": 11550.9, "start_latlng": [51.512337, -0.1278]}, OBSERVED)},
+        {**schema.flatten_activity({"id": 8, "name": "no floats"}, OBSERVED)},
+    ]
+    with engine.begin() as conn:
+        conn.execute(old.insert(), rows)
+    expected = "double" if engine.dialect.name == "duckdb" else "double precision"
+    assert _column_types(engine)["distance"] != expected
+    read = "SELECT id, distance, start_lat, start_lng, name FROM strava_activity_data ORDER BY id"
+    with engine.connect() as conn:
+        before = conn.execute(sa.text(read)).all()
+
+    wh.ensure_tables(engine)
+    assert {_column_types(engine)[c.name] for c in FLOAT_COLUMNS} == {expected}
+    with engine.begin() as conn:
+        assert conn.execute(sa.text(read)).all() == before  # every row intact, values as they were stored
+        assert wh.migrate_to_double(conn) == []  # idempotent
+    assert before[0][1] == single(11550.9) != 11550.9  # rounded once: only a re-read restores it
+
+
 def test_an_old_single_precision_table_is_migrated_to_double(tmp_path: Path) -> None:
     for env in make_env(tmp_path, activities=250):
         engine = sa.create_engine(f"duckdb:///{env.duckdb_path}")
         metadata = sa.MetaData()
-        old = sa.Table(
-            schema.ACTIVITY_TABLE,
-            metadata,
-            *(
-                sa.Column(
-                    c.name,
-                    sa.Float() if c in FLOAT_COLUMNS else c.sql_type,
-                    primary_key=c.name == "id",
-                    autoincrement=False,
-                )
-                for c in schema.ALL_COLUMNS
-            ),
-        )
+        old = _old_table(metadata)
         metadata.create_all(engine)
         retired = {**schema.flatten_activity(env.emu.activities[-1], OBSERVED), "id": 1, "distance": 11550.9}
         rows = [schema.flatten_activity(a, OBSERVED) for a in env.emu.activities] + [retired]
