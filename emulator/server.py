@@ -283,6 +283,9 @@ class StravaEmulator:
         # failures and records
         self._failures: list[_Failure] = []
         self._requests: list[RecordedRequest] = []
+        # raw JSON text sent in listings: fields per activity id, and extra items per page
+        self._raw_fields: dict[int, dict[str, str]] = {}
+        self._raw_items: list[tuple[int, int, str]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -389,6 +392,9 @@ class StravaEmulator:
             if "id" in fields and fields["id"] != activity_id:
                 raise ValueError("an activity's id cannot change")
             activity.update(fields)
+            raw = self._raw_fields.get(activity_id, {})
+            for name in fields:
+                raw.pop(name, None)
             if "start_date" in fields:
                 self._starts[activity_id] = start_epoch(activity)
                 self._order = None
@@ -419,6 +425,36 @@ class StravaEmulator:
                 raise KeyError(activity_id)
             self._deleted.discard(activity_id)
             self._order = None
+
+    def set_raw_fields(self, activity_id: int, **fields: str) -> None:
+        """Send fields of an activity in listings as the given raw JSON text, verbatim.
+
+        For numbers Python cannot hold as they are: ``distance="1e999"`` (a client's JSON
+        parser reads infinity), ``id="1180591620717411303424"`` (2**70; the emulator keeps
+        the activity under its own id). :meth:`modify_activity` of a field ends its raw text.
+        """
+        for name, text in fields.items():
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"raw JSON text for {name!r} must be a non-empty string")
+            json.loads(text)  # raw, but JSON (Python's parser reads 1e999 as inf)
+        with self._lock:
+            if activity_id not in self._store:
+                raise KeyError(activity_id)
+            self._raw_fields.setdefault(activity_id, {}).update(fields)
+
+    def inject_items(self, raw: str, page: int = 1, position: int = 0) -> None:
+        """Splice raw JSON items (e.g. ``'null, 1, "x"'``) into every listing of page ``page``.
+
+        They go at ``position`` (0-based; past the end means last) until :meth:`clear_injected_items`.
+        """
+        json.loads(f"[{raw}]")
+        with self._lock:
+            self._raw_items.append((int(page), int(position), raw))
+
+    def clear_injected_items(self) -> None:
+        """Stop splicing the items of :meth:`inject_items` into listings."""
+        with self._lock:
+            self._raw_items.clear()
 
     # --- failures and records -------------------------------------------------------
 
@@ -720,7 +756,20 @@ class StravaEmulator:
         else:
             top = hi - start
             ids = [i for _, i in reversed(order[max(lo, top - per_page) : max(lo, top)])]
-        return _json(200, [self._store[i] for i in ids])
+        items = [self._activity_json(self._store[i]) for i in ids]
+        for number, position, raw in self._raw_items:
+            if number == page:
+                items.insert(min(position, len(items)), raw)
+        return _Response(200, ("[" + ",".join(items) + "]").encode("utf-8"))
+
+    def _activity_json(self, activity: dict[str, Any]) -> str:
+        """An activity's JSON text, with the raw text of :meth:`set_raw_fields` spliced in."""
+        raw = self._raw_fields.get(activity["id"])
+        if not raw:
+            return json.dumps(activity, ensure_ascii=False)
+        kept = {k: v for k, v in activity.items() if k not in raw}
+        spliced = [json.dumps(kept, ensure_ascii=False)[1:-1], *(f"{json.dumps(k)}:{v}" for k, v in raw.items())]
+        return "{" + ",".join(part for part in spliced if part) + "}"
 
     def _token(self, query: dict[str, str], headers: Mapping[str, str], body: bytes) -> _Response:
         params = dict(query)

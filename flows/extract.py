@@ -62,6 +62,9 @@ class ExtractResult:
     new_fields: list[str] = field(default_factory=list)
     new_sport_types: list[str] = field(default_factory=list)
     unfit_values: dict[str, int] = field(default_factory=dict)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """Activities not staged because their id or start_date is missing or unfit: page, position
+    (0-based), id (when it fits) and reason. They stay in the raw lake page."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -72,12 +75,43 @@ class ExtractResult:
         return out
 
 
-def _unfit_values(activities: Iterable[Mapping[str, Any]], rows: Iterable[Mapping[str, Any]]) -> Counter[str]:
-    """Count, per column, values Strava sent that do not fit the column's type (loaded as NULL)."""
-    unfit: Counter[str] = Counter()
-    for activity, row in zip(activities, rows, strict=True):
-        unfit.update(c.name for c in schema.API_COLUMNS if row[c.name] is None and c.source(activity) is not None)
-    return unfit
+def _unfit_values(activity: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
+    """The columns whose value Strava sent does not fit (type, range, finiteness): loaded as NULL."""
+    return [c.name for c in schema.API_COLUMNS if row[c.name] is None and c.source(activity) is not None]
+
+
+@dataclass
+class _Page:
+    """One page, flattened once: the rows to stage, the items rejected, the unfit values."""
+
+    keyed: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    unfit: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def read(cls, items: list[dict[str, Any]], number: int, extracted_at: datetime) -> _Page:
+        """Flatten ``items``; those without a fitting id or start_date are rejected (and counted in ``unfit``)."""
+        page = cls()
+        for position, activity in enumerate(items):
+            row = schema.flatten_activity(activity, extracted_at)
+            rejected = schema.rejection(activity, row)
+            if rejected is None:
+                page.keyed.append((activity, row))
+                continue
+            column, reason = rejected
+            page.unfit.update({*_unfit_values(activity, row), column})  # a missing id or start_date counts too
+            page.rejected.append({"page": number, "position": position, "id": row["id"], "reason": reason})
+        return page
+
+    def stage(self, fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows of ``fresh`` (the paginator's pick among ``keyed``), their unfit values counted."""
+        chosen = {id(a) for a in fresh}
+        rows = []
+        for activity, row in self.keyed:
+            if id(activity) in chosen:
+                rows.append(row)
+                self.unfit.update(_unfit_values(activity, row))
+        return rows
 
 
 def _new_sport_types(activities: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -133,7 +167,7 @@ def extract_activities(
             after.isoformat(),
             " (full refresh)" if full_refresh else "",
         )
-        writer = lake_tasks.StagingFileWriter(extracted_at=extracted_at)
+        writer = lake_tasks.StagingFileWriter()
         paginator = strava_tasks.Paginator()
         new_fields: set[str] = set()
         new_sports: set[str] = set()
@@ -145,15 +179,19 @@ def extract_activities(
                     result.complete = False
                     result.partial_reason = _partial_reason(client, f"after {result.pages} pages")
                     break
-                fresh = paginator.check(page)
+                schema.require_objects(page, paginator.page)  # before anything of the page is written
+                read = _Page.read(page, paginator.page, extracted_at)
+                fresh = paginator.check([activity for activity, _ in read.keyed])
                 result.pages += 1
                 if page:
                     result.raw_paths.append(lake_tasks.land_raw_page(lake, athlete_id, run_key, paginator.page, page))
-                rows = writer.write_page(fresh)
-                result.activities += len(fresh)
+                rows = read.stage(fresh)
+                writer.write_page(rows)
+                result.activities += len(rows)
+                result.rejected += read.rejected
                 new_fields |= schema.unknown_fields(page)
                 new_sports |= _new_sport_types(page)
-                unfit.update(_unfit_values(fresh, rows))
+                unfit.update(read.unfit)
                 for row in rows:
                     started = row["start_date"]
                     if started and (result.newest_start_date is None or started > result.newest_start_date):
@@ -170,6 +208,12 @@ def extract_activities(
     result.new_fields = sorted(new_fields)
     result.new_sport_types = sorted(new_sports)
     result.unfit_values = dict(sorted(unfit.items()))
+    if result.rejected:
+        logger.warning(
+            "%s activities not loaded (no fitting id or start_date; kept in the raw lake pages): %s",
+            len(result.rejected),
+            result.rejected,
+        )
     if result.new_fields or result.new_sport_types or result.unfit_values:
         logger.warning(
             "Strava sent what the table does not know (kept in the raw pages): fields %s, sport types %s; "

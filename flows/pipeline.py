@@ -96,6 +96,7 @@ def _run(
         "new_fields": extract.new_fields,
         "new_sport_types": extract.new_sport_types,
         "unfit_values": extract.unfit_values,
+        "rejected": extract.rejected,
     }
     if extract.athlete_id is None:  # the daily budget was spent before /athlete answered
         logger.warning("Run %s: nothing extracted, nothing loaded, watermark unchanged; %s", run_key, summary["status"])

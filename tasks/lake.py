@@ -7,9 +7,7 @@ import inspect
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +55,10 @@ def staging_file_path(athlete_id: int, run_key: str) -> str:
 def land_raw_page(lake: Any, athlete_id: int, run_key: str, page: int, activities: list[dict[str, Any]]) -> str:
     """Write one page exactly as the API returned it (all fields, unknown ones too), gzipped."""
     path = raw_page_path(athlete_id, run_key, page)
-    body = json.dumps(activities, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        body = json.dumps(activities, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") has no UTF-8: keep it as the escape Strava sent
+        body = json.dumps(activities, separators=(",", ":")).encode("ascii")
     write_bytes(lake, path, gzip.compress(body, mtime=0))
     return path
 
@@ -66,10 +67,10 @@ def land_raw_page(lake: Any, athlete_id: int, run_key: str, page: int, activitie
 class StagingFileWriter:
     """Streams typed rows to a local Parquet file page by page, then uploads it once.
 
-    Memory holds one page at a time, whatever the number of activities.
+    Memory holds one page at a time, whatever the number of activities. Rows come from
+    :func:`tasks.schema.flatten_activity`, so every value already fits its column.
     """
 
-    extracted_at: datetime
     rows: int = 0
     _tmp: Path = field(init=False)
     _writer: pq.ParquetWriter = field(init=False)
@@ -80,13 +81,11 @@ class StagingFileWriter:
         self._tmp = Path(name)
         self._writer = pq.ParquetWriter(self._tmp, schema.ARROW_SCHEMA, compression="zstd")
 
-    def write_page(self, activities: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Flatten and append one page; return its typed rows."""
-        rows = [schema.flatten_activity(a, self.extracted_at) for a in activities]
+    def write_page(self, rows: list[dict[str, Any]]) -> None:
+        """Append one page's typed rows."""
         if rows:
             self._writer.write_table(schema.to_arrow(rows))
             self.rows += len(rows)
-        return rows
 
     def upload(self, lake: Any, path: str) -> str:
         """Close the file and write it to the lake; the local copy is removed."""

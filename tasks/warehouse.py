@@ -376,13 +376,48 @@ def use_schema(engine: sa.Engine, schema_name: str | None) -> None:
 
 
 def ensure_tables(engine: sa.Engine) -> None:
-    """Create the production and history tables when missing (idempotent)."""
+    """Create the production and history tables when missing, migrate old ones (idempotent)."""
     metadata = sa.MetaData()
     schema.activity_table(metadata)
     schema.stats_history_table(metadata)
     with engine.begin() as conn:
         metadata.create_all(conn, checkfirst=True)
+        migrate_to_double(conn)
         dialect_for(engine).ensure_indexes(conn)
+
+
+def migrate_to_double(conn: sa.Connection) -> list[str]:
+    """Widen production's single-precision float columns to DOUBLE; return the columns changed.
+
+    DuckDB compiled the old ``sa.Float()`` to a 4-byte FLOAT (11550.9 was kept as
+    11550.900390625); an adopted PostgreSQL table may have ``real`` columns. Widening keeps each
+    stored value as it is; a run re-reading an activity stores it exact again (within the
+    lookback: the next run; older ones: ``--full-refresh``). Redshift's FLOAT was always double
+    precision (and Redshift cannot alter a column's type).
+    """
+    if conn.dialect.name not in ("duckdb", "postgresql"):
+        return []
+    found = conn.execute(sa.text(read_sql("migrate/single_precision_columns.sql")), {"table": schema.ACTIVITY_TABLE})
+    single = [r[0] for r in found]
+    preparer = conn.dialect.identifier_preparer
+    for column in single:
+        statement = render(read_sql("migrate/to_double.sql"), preparer, table=schema.ACTIVITY_TABLE, column=column)
+        try:
+            conn.exec_driver_sql(statement)
+        except sa.exc.DBAPIError as exc:
+            raise RuntimeError(
+                f"Could not widen {schema.ACTIVITY_TABLE}.{column} from single to double precision ({exc.orig}). "
+                "A column that an index or view depends on cannot change type: drop those, run again, then "
+                "recreate them."
+            ) from exc
+    if single:
+        _logger().warning(
+            "Widened %s.%s from single to double precision; values stored before stay rounded "
+            "until a run re-reads them (run once with --full-refresh to restore them all)",
+            schema.ACTIVITY_TABLE,
+            ", ".join(single),
+        )
+    return single
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,12 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+# Every emulator in the tests draws its data from this seed and ends at this moment (the
+# newest activity's start), never from today's date: a failure reproduces on any day.
+EMULATOR_SEED = 42
+EMULATOR_END = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
 
 # The warehouses a test can be parametrised over (override the ``warehouse`` fixture with these).
@@ -109,6 +116,9 @@ def make_env(tmp_path: Path, pg_url: str | None = None, **emulator_kwargs: Any) 
 
     suffix = uuid.uuid4().hex[:10]
     emulator_kwargs.setdefault("activities", 450)
+    emulator_kwargs.setdefault("seed", EMULATOR_SEED)
+    if "clock" not in emulator_kwargs:  # a fake clock fixes the end itself: one day before its now
+        emulator_kwargs.setdefault("end", EMULATOR_END)
     # A distinct athlete per test: the watermark Variable is per athlete.
     emulator_kwargs.setdefault("athlete_id", int(uuid.uuid4().int % 10**9) + 10**9)
     emu = StravaEmulator(**emulator_kwargs)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from emulator import StravaEmulator
 from tasks import schema
 from tasks import warehouse as wh
+from tests.conftest import EMULATOR_END
 
 
 def fill_warehouse(
@@ -57,7 +58,7 @@ def emulator_warehouse(
     path: Path, activities: int = 1500, seed: int = 42, **kwargs: Any
 ) -> tuple[sa.Engine, StravaEmulator]:
     """A DuckDB file holding the emulator's athlete (not started: no HTTP needed), models built."""
-    emu = StravaEmulator(activities=activities, seed=seed)
+    emu = StravaEmulator(activities=activities, seed=seed, end=EMULATOR_END)
     engine = sa.create_engine(f"duckdb:///{path}")
     fill_warehouse(engine, emu.activities, **kwargs)
     return engine, emu

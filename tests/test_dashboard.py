@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from tasks import dashboard, report
 from tests.cdp import Chromium, find_chromium
-from tests.conftest import Env
+from tests.conftest import EMULATOR_END, EMULATOR_SEED, Env
 from tests.insight_support import emulator_warehouse, fill_warehouse
 
 HOSTILE = "</script><script>window.pwned=1</script>\"q\" 's' & <b>\nline 🏃\u2028end"  # < 80 chars
@@ -70,7 +70,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sa.Eng
     """The emulator's default athlete (1500 activities), one renamed hostile, a few deleted."""
     from emulator import StravaEmulator
 
-    emu = StravaEmulator()
+    emu = StravaEmulator(seed=EMULATOR_SEED, end=EMULATOR_END)
     activities = emu.activities
     activities[0]["name"] = HOSTILE
     deleted = {a["id"] for a in activities[5:15]}

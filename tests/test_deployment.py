@@ -35,6 +35,7 @@ from emulator import StravaEmulator
 from flows.cli import DEFAULT_POOL, main
 from tasks import dashboard, notify, report, validation
 from tasks.events import LOADED_EVENT
+from tests.conftest import EMULATOR_END, EMULATOR_SEED
 
 pytestmark = pytest.mark.e2e
 
@@ -231,7 +232,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PREFECT_CLI_WRAP_LINES": "false",
         "COLUMNS": "240",
     }
-    emu = StravaEmulator(activities=ACTIVITIES, athlete_id=int(uuid.uuid4().int % 10**9) + 10**9)
+    emu = StravaEmulator(
+        activities=ACTIVITIES, athlete_id=int(uuid.uuid4().int % 10**9) + 10**9, seed=EMULATOR_SEED, end=EMULATOR_END
+    )
     emu.start()
     stack = Stack(api=api, env=env, tmp=tmp, emu=emu, http=httpx.Client(base_url=api, timeout=30))
     server: subprocess.Popen[bytes] | None = None

@@ -156,6 +156,7 @@ def test_production_ddl_compiles_to_types_redshift_accepts() -> None:
     assert "start_date TIMESTAMP WITH TIME ZONE" in lines  # TIMESTAMPTZ
     assert "start_date_local TIMESTAMP WITHOUT TIME ZONE" in lines
     assert "row_hash VARCHAR(32)" in lines and "deleted_at TIMESTAMP WITH TIME ZONE" in lines
+    assert "distance DOUBLE PRECISION" in lines and "start_lat DOUBLE PRECISION" in lines  # FLOAT8, not FLOAT4
     assert lines[-2:] == ["PRIMARY KEY (id)", ")"]
     assert not any(re.search(r"\b(TEXT|JSONB?|UUID|SERIAL)\b", line) for line in lines)
 

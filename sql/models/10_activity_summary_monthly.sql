@@ -15,6 +15,7 @@ SELECT
     ROUND(CAST(STDDEV_SAMP(CAST(kudos_count AS DOUBLE PRECISION)) AS NUMERIC(18, 4)), 2) AS stddev_kudos
 FROM strava_activity_data
 WHERE deleted_at IS NULL
+  AND start_date_local IS NOT NULL
   AND sport_type IN ('Run', 'TrailRun', 'VirtualRun')
 GROUP BY CAST(DATE_TRUNC('month', start_date_local) AS DATE)
 ORDER BY month

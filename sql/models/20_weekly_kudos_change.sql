@@ -12,6 +12,7 @@ WITH weekly AS (
         SUM(kudos_count) AS total_kudos
     FROM strava_activity_data
     WHERE deleted_at IS NULL
+      AND start_date_local IS NOT NULL
     GROUP BY 1, 2
 )
 SELECT

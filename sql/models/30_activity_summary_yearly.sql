@@ -13,5 +13,6 @@ SELECT
     MAX(kudos_count) AS max_kudos
 FROM strava_activity_data
 WHERE deleted_at IS NULL
+  AND start_date_local IS NOT NULL
 GROUP BY CAST(EXTRACT(YEAR FROM start_date_local) AS INTEGER)
 ORDER BY activity_year

@@ -9,5 +9,6 @@ SELECT
     COALESCE(SUM(kudos_count), 0) AS total_kudos
 FROM strava_activity_data
 WHERE deleted_at IS NULL
+  AND start_date_local IS NOT NULL
 GROUP BY CAST(DATE_TRUNC('month', start_date_local) AS DATE), COALESCE(sport_type, 'Unknown')
 ORDER BY month, sport_type

@@ -11,6 +11,7 @@ WITH weekly AS (
         COALESCE(SUM(total_elevation_gain), 0) AS elevation_m
     FROM strava_activity_data
     WHERE deleted_at IS NULL
+      AND start_date_local IS NOT NULL
     GROUP BY CAST(DATE_TRUNC('week', start_date_local) AS DATE)
 ),
 offsets AS (
