@@ -238,9 +238,11 @@ def _render_any(text: str) -> str:
     """Fill every ``{placeholder}`` as the pipeline would: a quoted identifier (``{columns}``, a list)."""
     return re.sub(
         r"\{(\w+)\}",
-        lambda m: wh.column_list(DIALECT.identifier_preparer, schema.STAGED_COLUMNS)
-        if m.group(1) == "columns"
-        else DIALECT.identifier_preparer.quote(f"x_{m.group(1)}"),
+        lambda m: (
+            wh.column_list(DIALECT.identifier_preparer, schema.STAGED_COLUMNS)
+            if m.group(1) == "columns"
+            else DIALECT.identifier_preparer.quote(f"x_{m.group(1)}")
+        ),
         text,
     )
 
@@ -282,9 +284,7 @@ def redshift(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, list[_
     yield f"rs-{suffix}", f"rs-lake-{suffix}", sessions
 
 
-def _run_load(
-    monkeypatch: pytest.MonkeyPatch, warehouse_block: str, lake_block: str, sessions: list[_Recorder]
-) -> Any:
+def _run_load(monkeypatch: pytest.MonkeyPatch, warehouse_block: str, lake_block: str, sessions: list[_Recorder]) -> Any:
     """Run the real load subflow; the validation gate's statements are bracketed in the log."""
     real = validation.run_validation.fn
 
@@ -374,6 +374,13 @@ def test_load_subflow_sends_this_sequence_on_one_session(
     # The gate ran on the same session, between the COPY's commit and the merge.
     gate = log[log.index("<validation>") + 1 : log.index("</validation>")]
     assert gate and any(s in q for q in gate)
+    # Each check in its own read-only transaction: BEGIN READ ONLY first, then only reads, then ROLLBACK.
+    checks = len(validation.load_checks())
+    starts = [i for i, q in enumerate(gate) if q == "BEGIN READ ONLY"]
+    assert starts[0] == 0 and len(starts) == checks
+    assert all(gate[j - 1] == "ROLLBACK" for j in [*starts[1:], len(gate)])
+    reads = [q for q in gate if q not in ("BEGIN READ ONLY", "ROLLBACK")]
+    assert all(re.sub(r"--[^\n]*", "", q).lstrip().upper().startswith(("SELECT", "WITH")) for q in reads), reads
     assert result["staged"] == 450
     # The COPY is logged, redacted; nothing that authenticates reaches the logs.
     logged = "\n".join(r.getMessage() for r in caplog.records)
