@@ -52,6 +52,7 @@ class _Recorder:
     """What one fake Redshift session received, and how it answers."""
 
     log: list[str] = field(default_factory=list)
+    connect_kwargs: dict[str, Any] = field(default_factory=dict)
     staged: int = 450
     validating: bool = False
 
@@ -135,8 +136,8 @@ def fake_redshift_connector(sessions: list[_Recorder]) -> types.ModuleType:
                  "DataError", "NotSupportedError", "InternalError", "Warning"):  # fmt: skip
         setattr(module, name, type(name, (_Error,), {}))
 
-    def connect(*_: Any, **__: Any) -> _Connection:
-        sessions.append(_Recorder())
+    def connect(*_: Any, **kwargs: Any) -> _Connection:
+        sessions.append(_Recorder(connect_kwargs=kwargs))
         return _Connection(sessions[-1])
 
     module.connect = connect  # type: ignore[attr-defined]
@@ -323,6 +324,7 @@ def test_load_subflow_sends_this_sequence_on_one_session(
     warehouse_block, lake_block, sessions = redshift
     result = _run_load(monkeypatch, warehouse_block, lake_block, sessions)
     assert len(sessions) == 1, "prepare, load, checks, merge and drop must share ONE session (TEMP table)"
+    assert sessions[0].connect_kwargs["timeout"] == 10  # the block's connect_timeout_seconds
     log = sessions[0].log
     cols = ", ".join(c.name for c in schema.STAGED_COLUMNS)
     ddl = [
@@ -331,8 +333,9 @@ def test_load_subflow_sends_this_sequence_on_one_session(
     ]
     s = STAGING
     expected: list[str | re.Pattern[str]] = [
-        # The dialect's first-connect probe, then the Warehouse block's schema (use_schema).
+        # The dialect's first-connect probe, the block's statement timeout, then its schema (use_schema).
         "select pg_catalog.version()", "select current_schema()", "show transaction isolation level", "ROLLBACK",
+        "SET statement_timeout TO 1800000", "COMMIT",
         "CREATE SCHEMA IF NOT EXISTS strava", "SET search_path TO strava", "COMMIT",
         # prepare_staging: production tables if missing, then this run's TEMP staging table.
         re.compile(r"SELECT pg_catalog\.pg_class\.relname FROM pg_catalog\.pg_class .*"),  # has_table
