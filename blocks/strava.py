@@ -236,7 +236,9 @@ class StravaCredentials(Block):
 
         """
         requested_at = time.time()
-        payload = self.exchange_token(grant_type="refresh_token", refresh_token=self.refresh_token.get_secret_value())
+        payload = self.exchange_token(
+            grant_type="refresh_token", refresh_token=self.refresh_token.get_secret_value()
+        )
         try:
             access_token = str(payload["access_token"])
             if payload.get("expires_in") is not None:
@@ -245,7 +247,8 @@ class StravaCredentials(Block):
                 expires_at = float(payload["expires_at"])
         except (KeyError, TypeError, ValueError):
             raise RefreshTokenRejected(
-                "Strava's token endpoint answered without an access token; run `strava-elt auth` to authorise again."
+                "Strava's token endpoint answered without an access token; "
+                "run `strava-elt auth` to authorise again."
             ) from None
         new_refresh = payload.get("refresh_token")
         if new_refresh and new_refresh != self.refresh_token.get_secret_value():
@@ -297,7 +300,8 @@ class StravaCredentials(Block):
         refresh_token = payload.get("refresh_token")
         if not refresh_token:
             raise RefreshTokenRejected(
-                "Strava's token endpoint answered without a refresh token; run `strava-elt auth` to authorise again."
+                "Strava's token endpoint answered without a refresh token; "
+                "run `strava-elt auth` to authorise again."
             )
         credentials.refresh_token = SecretStr(str(refresh_token))
         athlete = payload.get("athlete")

@@ -13,13 +13,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from blocks.loading import load_lake
+from flows import flow_timeout
 from flows.load import open_engine
 from tasks import kudos
 
 ARTIFACT_KEY = "strava-kudos-model"
 
 
-@flow(name="retrain-kudos-model")
+@flow(name="retrain-kudos-model", timeout_seconds=flow_timeout(1800))
 def retrain_kudos_model(
     warehouse_block: str = "strava-warehouse",
     lake_block: str = "strava-lake",

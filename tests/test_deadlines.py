@@ -242,3 +242,35 @@ def test_warehouse_timeouts_are_block_fields_with_defaults() -> None:
     fields: dict[str, Any] = Warehouse.model_fields
     assert fields["connect_timeout_seconds"].default == 10 and fields["connect_timeout_seconds"].description
     assert fields["statement_timeout_seconds"].default == 1800 and fields["statement_timeout_seconds"].description
+
+
+# --------------------------------------------------------------------------- flow timeouts
+
+
+def test_every_deployment_sets_its_flow_timeout() -> None:
+    """prefect.yaml sets each deployment's timeout; the run's process gets it on its flow object."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from flows import FLOW_TIMEOUT_ENV
+
+    repo = Path(__file__).resolve().parents[1]
+    deployments = yaml.safe_load((repo / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]
+    assert {d["name"] for d in deployments} == {"weekly", "backfill", "retrain-kudos-model"}
+    for deployment in deployments:
+        seconds = deployment["work_pool"]["job_variables"]["env"][FLOW_TIMEOUT_ENV]
+        assert float(seconds) > 0, deployment["name"]
+        # What a worker does with the deployment: its env, then the entrypoint loaded.
+        code = (
+            "from prefect.flows import load_flow_from_entrypoint; "
+            f"print(load_flow_from_entrypoint({deployment['entrypoint']!r}).timeout_seconds)"
+        )
+        env = {**os.environ, FLOW_TIMEOUT_ENV: seconds}
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=True
+        )
+        assert float(out.stdout.strip().splitlines()[-1]) == float(seconds), deployment["name"]

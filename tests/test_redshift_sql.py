@@ -239,11 +239,9 @@ def _render_any(text: str) -> str:
     """Fill every ``{placeholder}`` as the pipeline would: a quoted identifier (``{columns}``, a list)."""
     return re.sub(
         r"\{(\w+)\}",
-        lambda m: (
-            wh.column_list(DIALECT.identifier_preparer, schema.STAGED_COLUMNS)
-            if m.group(1) == "columns"
-            else DIALECT.identifier_preparer.quote(f"x_{m.group(1)}")
-        ),
+        lambda m: wh.column_list(DIALECT.identifier_preparer, schema.STAGED_COLUMNS)
+        if m.group(1) == "columns"
+        else DIALECT.identifier_preparer.quote(f"x_{m.group(1)}"),
         text,
     )
 
@@ -285,7 +283,9 @@ def redshift(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, list[_
     yield f"rs-{suffix}", f"rs-lake-{suffix}", sessions
 
 
-def _run_load(monkeypatch: pytest.MonkeyPatch, warehouse_block: str, lake_block: str, sessions: list[_Recorder]) -> Any:
+def _run_load(
+    monkeypatch: pytest.MonkeyPatch, warehouse_block: str, lake_block: str, sessions: list[_Recorder]
+) -> Any:
     """Run the real load subflow; the validation gate's statements are bracketed in the log."""
     real = validation.run_validation.fn
 
