@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from prefect.blocks.core import Block
@@ -12,6 +14,17 @@ _URL_EXAMPLES = (
     "duckdb:////absolute/path/warehouse.duckdb, postgresql+psycopg://user:pw@host:5432/db or "
     "redshift+redshift_connector://user:pw@host:5439/db"
 )
+_DEFAULT_PORTS = {"postgresql": 5432, "redshift": 5439}
+_TIMED_OUT = re.compile(r"time[ds]? ?out|timeout", re.IGNORECASE)
+_SOCKET_MARGIN_SECONDS = 60
+
+
+class WarehouseUnreachable(ConnectionError):
+    """The warehouse did not accept a connection; the message names the block and host, never the URL."""
+
+
+class WarehouseStatementTimeout(TimeoutError):
+    """The warehouse cancelled a statement that ran longer than the block's ``statement_timeout_seconds``."""
 
 
 class Warehouse(Block):
@@ -49,6 +62,24 @@ class Warehouse(Block):
             "bucket in the cluster's region; the load checks the lake's region against it."
         ),
     )
+    connect_timeout_seconds: int = Field(
+        default=10,
+        ge=2,
+        description=(
+            "PostgreSQL and Redshift: seconds to wait for the server to accept a connection; then the "
+            "run fails with a message naming this block and the host. At least 2 (libpq's minimum). "
+            "DuckDB, a local file, does not use it."
+        ),
+    )
+    statement_timeout_seconds: int = Field(
+        default=1800,
+        ge=0,
+        description=(
+            "PostgreSQL and Redshift: the server cancels a statement that runs longer (0: no limit). "
+            "The largest merge measured, 100,000 rows into 1,000,000, took about 20 s. DuckDB has "
+            "no statement timeout; the flow's timeout_seconds bounds a run there."
+        ),
+    )
 
     @field_validator("url")
     @classmethod
@@ -78,13 +109,73 @@ class Warehouse(Block):
         """Create a SQLAlchemy engine (the caller disposes it).
 
         Redshift engines hold one connection (the staging table is a session TEMP table).
+        PostgreSQL and Redshift engines connect within ``connect_timeout_seconds`` and set
+        ``statement_timeout`` on every new connection (:meth:`_bound`).
         """
         from tasks.warehouse import engine_options
 
         url = sa.engine.make_url(self.url.get_secret_value())
-        if url.get_backend_name() == "duckdb" and url.database not in (None, "", ":memory:"):
+        backend = url.get_backend_name()
+        if backend == "duckdb" and url.database not in (None, "", ":memory:"):
             path = Path(url.database).expanduser()
             if not url.database.startswith("md:"):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 url = url.set(database=str(path))
-        return sa.create_engine(url, **{**engine_options(url), **kwargs})  # type: ignore[arg-type]
+        # The driver's connect timeout: psycopg's connect_timeout, redshift_connector's socket timeout.
+        timeout_arg = {"postgresql": "connect_timeout", "redshift": "timeout"}.get(backend)
+        connect_args: dict[str, Any] = {timeout_arg: self.connect_timeout_seconds} if timeout_arg else {}
+        connect_args.update(kwargs.pop("connect_args", None) or {})  # type: ignore[call-overload]
+        engine = sa.create_engine(url, connect_args=connect_args, **{**engine_options(url), **kwargs})  # type: ignore[arg-type]
+        if timeout_arg:
+            self._bound(engine, url)
+        return engine
+
+    def _bound(self, engine: sa.Engine, url: sa.URL) -> None:
+        """Set each new session's statement timeout; explain connect failures and timeouts.
+
+        The timeout is a ``SET`` on connect, so a URL's own ``options`` (a search_path, say)
+        stay as they are. redshift_connector's ``timeout`` bounds every socket read, not only
+        the connect: once connected it is raised past the statement timeout, which the server
+        enforces itself.
+        """
+        seconds = self.statement_timeout_seconds
+        backend = url.get_backend_name()
+        where = f"{backend} at {url.host}:{url.port or _DEFAULT_PORTS.get(backend, '?')}"
+        name = getattr(self, "_block_document_name", None) or "(unsaved)"
+
+        @sa.event.listens_for(engine, "connect")
+        def _set_statement_timeout(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"SET statement_timeout TO {int(seconds) * 1000}")
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
+            sock = getattr(dbapi_connection, "_usock", None)  # redshift_connector's socket
+            if sock is not None:
+                sock.settimeout(seconds + _SOCKET_MARGIN_SECONDS if seconds else None)
+
+        @sa.event.listens_for(engine, "handle_error")
+        def _explain(context: sa.engine.ExceptionContext) -> BaseException | None:
+            reason = " ".join(str(context.original_exception).split())
+            if url.password:
+                reason = reason.replace(str(url.password), "***")
+            if context.connection is None:  # the error came while connecting
+                if _TIMED_OUT.search(reason):
+                    hint = (
+                        f"It did not answer within connect_timeout_seconds={self.connect_timeout_seconds}: check "
+                        "that this is the database's address and that it is up; if it is only slow to answer, "
+                        "raise connect_timeout_seconds in the block."
+                    )
+                else:
+                    hint = "Check the block's URL and that the server is up and reachable."
+                return WarehouseUnreachable(
+                    f"Cannot connect to the warehouse of block {name!r} ({where}): {reason}. {hint}"
+                )
+            if "statement timeout" in reason:
+                return WarehouseStatementTimeout(
+                    f"The warehouse of block {name!r} ({where}) cancelled a statement after "
+                    f"statement_timeout_seconds={seconds}: {reason}. If the work is legitimately that "
+                    "long, raise statement_timeout_seconds in the block."
+                )
+            return None

@@ -10,9 +10,46 @@ This module imports nothing heavy: the CLI sets Prefect's environment after impo
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 PACKAGES = ("flows", "tasks", "blocks", "sql", "emulator")
+FLOW_TIMEOUT_ENV = "STRAVA_ELT_FLOW_TIMEOUT_SECONDS"
+FLOW_RETRIES_ENV = "STRAVA_ELT_FLOW_RETRIES"
+
+
+def flow_timeout(default: float) -> float:
+    """A flow's ``timeout_seconds``: ``$STRAVA_ELT_FLOW_TIMEOUT_SECONDS`` when set, else ``default``.
+
+    Prefect 3.9 reads a flow's timeout from the flow object, not from the deployment, so each
+    deployment in prefect.yaml sets this variable in its job variables (``env``); the flow module
+    reads it when the run's process imports it.
+    """
+    value = os.environ.get(FLOW_TIMEOUT_ENV, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{FLOW_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise ValueError(f"{FLOW_TIMEOUT_ENV}={value!r} must be positive")
+    return seconds
+
+
+def flow_retries(default: int) -> int:
+    """A flow's ``retries``: ``$STRAVA_ELT_FLOW_RETRIES`` when set, else ``default``.
+
+    Read like :func:`flow_timeout`: Prefect 3.9's prefect.yaml has no retries field, so each
+    deployment sets the variable in its job variables; a run in this process (``strava-elt
+    run``, tests) keeps the default and fails at once instead of sleeping before a retry.
+    """
+    value = os.environ.get(FLOW_RETRIES_ENV, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{FLOW_RETRIES_ENV}={value!r} must be a whole number of retries (0 or more)")
+    return int(value)
 
 
 class ShadowedPackageError(ImportError):

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from blocks.loading import load_lake
-from flows import run_names
+from flows import flow_timeout, run_names
 from flows.load import open_engine
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def require_kudos() -> ModuleType:
     return kudos
 
 
-@flow(name="retrain-kudos-model", flow_run_name=run_names.retrain)
+@flow(name="retrain-kudos-model", flow_run_name=run_names.retrain, timeout_seconds=flow_timeout(1800))
 def retrain_kudos_model(
     warehouse_block: str = "strava-warehouse",
     lake_block: str = "strava-lake",

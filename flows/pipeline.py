@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import Field
 
-from flows import run_names
+from flows import flow_retries, flow_timeout, run_names
 from flows.extract import PARTIAL, extract_activities
 from flows.insight import publish_insight
 from flows.load import load_activities
@@ -20,13 +21,19 @@ from tasks import events, notify, retry
 from tasks import watermark as wm
 
 MAX_LOOKBACK_DAYS = 365
-RETRIES = 1
+RETRIES = flow_retries(0)  # deployments set STRAVA_ELT_FLOW_RETRIES=1 (prefect.yaml)
 RETRY_DELAY_SECONDS = 300
 
 
 def new_run_key() -> str:
     """Sortable, unique, identifier-safe key for this run's lake prefix and staging table."""
     return datetime.now(UTC).strftime("%Y%m%dt%H%M%S") + "_" + uuid.uuid4().hex[:8]
+
+
+# A run reads at most the daily budget: 1,000 requests at 100 per 15 minutes is 150 minutes
+# of rate-limit windows, plus the load and the models. Four hours bounds a stuck run well inside
+# the weekly schedule (deployments may set their own: prefect.yaml, docs/deploy.md).
+FLOW_TIMEOUT_SECONDS = 4 * 3600
 
 
 @flow(
@@ -36,6 +43,7 @@ def new_run_key() -> str:
     # gets one more run; permanent errors fail at once (retry.final_unless_transient).
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY_SECONDS,
+    timeout_seconds=flow_timeout(FLOW_TIMEOUT_SECONDS),
 )
 def strava_elt(
     strava_block: str = "strava",
@@ -108,14 +116,7 @@ def _run(
         warehouse_block, lake_block, extract.staging_path, run_key, extract.extracted_at, window, extract.activities
     )
     summary.update(merged)
-    # The merge has committed: only now may the watermark move.
-    watermark = wm.advance_watermark(extract.athlete_id, extract.newest_start_date, str(flow_run.id or ""))
-    summary["watermark"] = watermark.isoformat() if watermark else None
-    # Tell automations (e.g. the kudos model's trigger) that this athlete's activities changed.
-    events.emit_activities_loaded(summary, warehouse_block=warehouse_block, lake_block=lake_block)
-    summary["models"] = build_models(warehouse_block)
-    # Something to look at: the dashboard in the lake (link artifact) and the run report.
-    summary["dashboard"] = publish_insight(warehouse_block, lake_block, summary)
+    _after_commit(summary, extract, warehouse_block, lake_block)
     logger.info(
         "Run %s: %s requests, %s pages, %s extracted, %s inserted, %s updated, %s deleted; watermark %s; %s",
         run_key,
@@ -129,6 +130,54 @@ def _run(
         summary["status"],
     )
     return summary
+
+
+def _after_commit(summary: dict[str, Any], extract: Any, warehouse_block: str, lake_block: str) -> None:
+    """The merge has committed: move the watermark, emit the event, rebuild models and dashboard.
+
+    Nothing here can undo the load. A step that fails is recorded and the steps that do not
+    need it still run (the dashboard needs the models); then the run fails with
+    :class:`~tasks.notify.PostCommitError`, whose message says what completed and what did
+    not. The watermark moves first, and only to what the committed merge holds, so warehouse
+    and watermark agree whatever fails after it; the next run rebuilds the models and the
+    dashboard from the warehouse, as every run does.
+    """
+    logger = get_run_logger()
+    failed: dict[str, str] = {}
+    errors: list[Exception] = []
+
+    def step(name: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - recorded, reported, and the run fails below
+            errors.append(exc)
+            failed[name] = notify.short_error(exc)
+            logger.error("After the merge, %s failed: %s", name, failed[name])
+            return None
+
+    # Only now may the watermark move.
+    watermark = step(
+        "watermark",
+        lambda: wm.advance_watermark(extract.athlete_id, extract.newest_start_date, str(flow_run.id or "")),
+    )
+    if "watermark" not in failed:
+        summary["watermark"] = watermark.isoformat() if watermark else None
+    # Tell automations (e.g. the kudos model's trigger) that this athlete's activities changed.
+    step(
+        "event", lambda: events.emit_activities_loaded(summary, warehouse_block=warehouse_block, lake_block=lake_block)
+    )
+    models = step("models", lambda: build_models(warehouse_block))
+    # Something to look at: the dashboard in the lake (link artifact) and the run report.
+    if "models" in failed:
+        failed["dashboard"] = "not rebuilt (the models failed)"
+    else:
+        summary["models"] = models
+        dashboard = step("dashboard", lambda: publish_insight(warehouse_block, lake_block, summary))
+        if "dashboard" not in failed:
+            summary["dashboard"] = dashboard
+    if failed:
+        summary["failed_after_merge"] = failed
+        raise notify.PostCommitError.of(summary, failed) from errors[0]
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import inspect
 import json
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.filesystems import LocalFileSystem
 
 from tasks import schema
 
@@ -32,8 +34,54 @@ def _call_sync(method: Any, *args: Any) -> Any:
 
 
 def write_bytes(lake: Any, path: str, data: bytes) -> str:
-    """Write ``data`` at ``path`` (relative to the block's base path or bucket folder)."""
+    """Write ``data`` at ``path`` (relative to the block's base path or bucket folder), atomically.
+
+    A reader sees the previous object or the new one, never part of one. On a local lake
+    (``LocalFileSystem``) the bytes go to a temporary file in the target's folder, are fsynced,
+    then renamed over the target (``os.replace``); a failed write (a full disk, say) leaves
+    the previous file as it was. On S3 the block's ``write_path`` is one PUT (or a multipart
+    upload, above boto3's 8 MiB threshold), which S3 makes visible only once complete.
+    """
+    if isinstance(lake, LocalFileSystem):
+        target = local_path(lake, path)
+        _replace_atomically(target, data)
+        return str(target)
     return str(_call_sync(lake.write_path, path, data))
+
+
+def local_path(lake: LocalFileSystem, path: str) -> Path:
+    """Where ``path`` lives under a LocalFileSystem's ``basepath`` (the block's own rules).
+
+    Raises:
+        ValueError: The path leads outside the base path.
+
+    """
+    base = Path(lake.basepath).expanduser().resolve() if lake.basepath else Path(".").resolve()
+    target = (base / Path(path).expanduser()).resolve()
+    if target != base and base not in target.parents:
+        raise ValueError(f"Lake path {path!r} is outside the lake's base path {base}")
+    return target
+
+
+def _replace_atomically(target: Path, data: bytes) -> None:
+    """Write a temporary sibling of ``target``, fsync it, rename it over ``target``, fsync the folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # hidden; same filesystem
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself survives a crash
+    finally:
+        os.close(folder)
 
 
 def read_bytes(lake: Any, path: str) -> bytes:

@@ -24,10 +24,20 @@ from blocks.loading import load_notification_block
 from tasks import report
 from tasks.validation import FAILED, PASSED, SKIPPED, ValidationHalted, describe
 
-__all__ = ["format_markdown", "format_slack", "load_slack", "record_failure", "report_run", "send_slack"]
+__all__ = [
+    "PostCommitError",
+    "format_markdown",
+    "format_slack",
+    "load_slack",
+    "record_failure",
+    "report_run",
+    "send_slack",
+    "short_error",
+]
 
 SUMMARY_ARTIFACT_KEY = report.ARTIFACT_KEY  # one markdown run report per run
 HALTED = "halted by validation"
+AFTER_MERGE = "failed after the merge"
 _ICONS = {PASSED: "✅", SKIPPED: "➖", "warn": "⚠️", "halt": "❌"}
 _MAX_ERROR = 300
 _NO_CHECKS = "no results (the run stopped before the load subflow returned them)"
@@ -49,15 +59,52 @@ def load_slack(name: str | None) -> NotificationBlock | None:
     return load_notification_block(name) if name else None
 
 
+def short_error(exc: BaseException, limit: int = _MAX_ERROR) -> str:
+    """``Type: message`` on one line, cut to ``limit`` characters."""
+    message = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+class PostCommitError(RuntimeError):
+    """The load committed (production and watermark agree), then a later step failed.
+
+    The message says exactly what completed and what did not, e.g. ``loaded: 12 inserted,
+    3 updated, 0 marked deleted; watermark 2026-03-01T07:00:00+00:00; models failed: ...``.
+    """
+
+    @classmethod
+    def of(cls, summary: Mapping[str, Any], failed: Mapping[str, str]) -> PostCommitError:
+        """The error for a run whose merge committed and whose ``failed`` steps did not."""
+        loaded = (
+            f"loaded: {summary.get('inserted', 0)} inserted, {summary.get('updated', 0)} updated, "
+            f"{summary.get('deleted', 0)} marked deleted"
+        )
+        if "watermark" in summary:
+            loaded += f"; watermark {summary['watermark'] or 'none yet'}"
+        steps = "; ".join(f"{step} failed: {error}" for step, error in failed.items())
+        if "watermark" in failed:
+            state = (
+                "Production holds this run's activities; the watermark stayed where it was, so the next run "
+                "re-reads this window (the merge makes that exactly-once) and rebuilds the models and the dashboard."
+            )
+        else:
+            state = (
+                "Production holds this run's activities and the watermark matches it; "
+                "the next run rebuilds the models and the dashboard."
+            )
+        return cls(f"{loaded}; {steps}. {state}")
+
+
 def record_failure(summary: dict[str, Any], exc: BaseException) -> None:
     """Note in ``summary`` why the run stopped; a halted gate also brings its check results."""
     if isinstance(exc, ValidationHalted):
         summary["status"] = HALTED
         summary["checks"] = exc.results
+    elif isinstance(exc, PostCommitError):
+        summary["status"] = AFTER_MERGE
     else:
         summary["status"] = "failed"
-    message = f"{type(exc).__name__}: {exc}"
-    summary["error"] = message if len(message) <= _MAX_ERROR else message[: _MAX_ERROR - 3] + "..."
+    summary["error"] = short_error(exc, _MAX_ERROR if not isinstance(exc, PostCommitError) else 2 * _MAX_ERROR)
 
 
 def _checks(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -75,6 +122,8 @@ def _headline(summary: Mapping[str, Any]) -> str:
         text = "HALTED by validation before the merge: production and watermark unchanged"
     elif status == "failed":
         text = f"FAILED: {summary.get('error', 'unknown error')}"
+    elif status == AFTER_MERGE:
+        text = f"FAILED after the merge committed: {summary.get('error', 'unknown error')}"
     else:
         text = status + (f", {warned} warning(s)" if warned else "")
     return f"strava-elt run {summary.get('run_key', '?')}: {text}"

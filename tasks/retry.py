@@ -15,6 +15,7 @@ from prefect.context import FlowRunContext
 
 from blocks.loading import AmbiguousBlockError, InvalidBlockError, MissingBlockError
 from tasks.errors import FatalError
+from tasks.notify import PostCommitError
 from tasks.validation import ValidationConfigError, ValidationHalted
 
 __all__ = ["PERMANENT", "final_unless_transient"]
@@ -26,8 +27,9 @@ PERMANENT: tuple[type[BaseException], ...] = (
     ValidationHalted,
     ValidationConfigError,
     FatalError,
+    PostCommitError,  # the load committed: the next scheduled run rebuilds the rest
 )
-"""Failures a retry cannot mend."""
+"""Failures a retry cannot mend (or need not: the committed load is not redone)."""
 
 
 def final_unless_transient(exc: BaseException) -> None:

@@ -18,7 +18,8 @@ import operator as _op
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -39,10 +40,13 @@ __all__ = [
     "CheckResult",
     "ValidationConfigError",
     "ValidationHalted",
+    "UnsafeCheckSQL",
+    "check_read_only",
     "enforce_gate",
     "load_checks",
     "run_adhoc",
     "run_check",
+    "read_only_connection",
     "run_validation",
 ]
 
@@ -132,6 +136,181 @@ class CheckResult:
         return asdict(self)
 
 
+# --------------------------------------------------------------------------- the read-only guard
+
+
+class UnsafeCheckSQL(ValueError):
+    """A check's SQL is not one read-only query; the message names the file and the reason."""
+
+
+_FIRST_WORDS = frozenset({"select", "with", "values"})
+# Statements (and clauses) that change data, schema, transaction or session state. Matched as whole
+# words outside strings, quoted identifiers and comments: a column such as ``updated_at`` or a
+# function such as ``replace()`` is not one of them; a column really named ``delete`` must be quoted.
+_FORBIDDEN_WORDS = frozenset(
+    {
+        "abort", "alter", "analyze", "attach", "begin", "call", "checkpoint", "cluster", "comment",
+        "commit", "copy", "create", "deallocate", "delete", "detach", "discard", "do", "drop",
+        "execute", "export", "grant", "import", "insert", "install", "into", "listen", "load", "lock",
+        "merge", "notify", "prepare", "pragma", "refresh", "reindex", "release", "reset", "revoke",
+        "rollback", "savepoint", "set", "truncate", "unlisten", "unload", "update", "use", "vacuum",
+    }
+)  # fmt: skip
+# Functions that act on the server or the session from inside a SELECT.
+_FORBIDDEN_FUNCTIONS = frozenset(
+    {
+        "dblink", "dblink_exec", "lo_export", "lo_import", "lo_unlink", "nextval", "pg_advisory_lock",
+        "pg_advisory_xact_lock", "pg_cancel_backend", "pg_reload_conf", "pg_terminate_backend",
+        "set_config", "setval",
+    }
+)  # fmt: skip
+_WORD = re.compile(r"[^\W\d][\w$]*")
+_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One way a server may read the text (they differ; the guard demands that every reading pass)."""
+
+    backslash_escapes: bool = False  # E'...' always; plain strings too with standard_conforming_strings off
+    nested_comments: bool = True  # PostgreSQL and DuckDB nest /* */; a server that does not ends earlier
+
+    def describe(self) -> str:
+        parts = ["backslashes escaping quotes"] if self.backslash_escapes else []
+        parts += [] if self.nested_comments else ["/* */ comments that do not nest"]
+        return " (read with " + " and ".join(parts) + ")" if parts else ""
+
+
+_READINGS = tuple(_Reading(b, n) for b in (False, True) for n in (True, False))
+
+
+def _skip_string(sql: str, i: int, backslash: bool) -> int:
+    """Index after the single-quoted string opening at ``i`` ('' escapes, and backslash ones if asked)."""
+    j = i + 1
+    while j < len(sql):
+        c = sql[j]
+        if backslash and c == "\\":
+            j += 2
+        elif c == "'":
+            if sql.startswith("''", j):
+                j += 2
+            else:
+                return j + 1
+        else:
+            j += 1
+    raise UnsafeCheckSQL("has an unterminated string literal")
+
+
+def _skip_comment(sql: str, i: int, nested: bool) -> int:
+    """Index after the ``/* */`` comment opening at ``i``."""
+    depth, j = 1, i + 2
+    while j < len(sql):
+        if sql.startswith("*/", j):
+            depth, j = depth - 1, j + 2
+            if depth == 0:
+                return j
+        elif nested and sql.startswith("/*", j):
+            depth, j = depth + 1, j + 2
+        else:
+            j += 1
+    raise UnsafeCheckSQL("has an unterminated /* comment")
+
+
+def _code_tokens(sql: str, reading: _Reading) -> Iterator[str]:
+    """The SQL's code tokens: words (lower-cased) and punctuation.
+
+    Strings, quoted identifiers and numbers become placeholders; comments vanish.
+    """
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c.isspace():
+            i += 1
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif sql.startswith("/*", i):
+            i = _skip_comment(sql, i, reading.nested_comments)
+        elif c == "'":
+            i = _skip_string(sql, i, reading.backslash_escapes)
+            yield "'"
+        elif c == '"':
+            end = i + 1
+            while True:
+                end = sql.find('"', end)
+                if end < 0:
+                    raise UnsafeCheckSQL('has an unterminated "quoted identifier"')
+                if not sql.startswith('""', end):
+                    break
+                end += 2
+            i = end + 1
+            yield '"'
+        elif c == "$" and (tag := _DOLLAR_TAG.match(sql, i)):
+            end = sql.find(tag.group(0), tag.end())
+            if end < 0:
+                raise UnsafeCheckSQL(f"has an unterminated {tag.group(0)} string")
+            i = end + len(tag.group(0))
+            yield "'"
+        elif word := _WORD.match(sql, i):
+            i = word.end()
+            if word.group(0) in ("E", "e") and sql.startswith("'", i):  # E'...': backslash escapes
+                i = _skip_string(sql, i, backslash=True)
+                yield "'"
+            else:
+                yield word.group(0).lower()
+        elif number := _NUMBER.match(sql, i):
+            i = number.end()
+            yield "0"
+        else:
+            i += 1
+            yield c
+
+
+def _refusal(tokens: list[str]) -> str | None:
+    """Why these tokens are not one read-only query, or None when they are."""
+    if ";" in tokens and any(t != ";" for t in tokens[tokens.index(";") :]):
+        return "holds more than one statement (something follows a ';')"
+    code = [t for t in tokens if t != ";"]
+    first = next((t for t in code if t != "("), None)
+    if first is None:
+        return "holds no statement"
+    if first not in _FIRST_WORDS:
+        return f"starts with {first.upper()!r}, not SELECT, WITH or VALUES"
+    for k, token in enumerate(code):
+        if k and code[k - 1] == ".":
+            continue  # a qualified name: t.update is a column, not a statement
+        if token in _FORBIDDEN_WORDS:
+            return f"uses {token.upper()}, which can change data or the session (quote a column of that name)"
+        if token in _FORBIDDEN_FUNCTIONS and k + 1 < len(code) and code[k + 1] == "(":
+            return f"calls {token}(), which acts on the server or the session"
+    return None
+
+
+def check_read_only(sql: str, label: str) -> None:
+    """Refuse ``sql`` unless it is one query that reads: SELECT, WITH or VALUES, and nothing else.
+
+    The text is tokenised as the server would (strings with '' escapes, "quoted identifiers",
+    -- and /* */ comments, $tag$ strings), in every reading the supported servers allow
+    (backslash escapes in strings or not, nested comments or not); each must pass, so text
+    that one server would read as a string and another as code is refused.
+
+    Raises:
+        UnsafeCheckSQL: Naming ``label`` (the file) and the reason.
+
+    """
+    for reading in _READINGS:
+        try:
+            reason = _refusal(list(_code_tokens(sql, reading)))
+        except UnsafeCheckSQL as exc:
+            reason = str(exc)
+        if reason is not None:
+            raise UnsafeCheckSQL(
+                f"{label} {reason}{reading.describe()}; a check must be one read-only query "
+                "(SELECT, WITH or VALUES), see docs/validation.md"
+            )
+
+
 # --------------------------------------------------------------------------- manifest
 
 
@@ -143,7 +322,9 @@ def validation_dir() -> Path:
 def load_checks(directory: Path | None = None) -> list[Check]:
     """Read and check the manifest ``checks.toml`` in ``directory``; keep its order.
 
-    SQL files are not read here: a missing or broken file fails only its own check.
+    Each SQL file present must be one read-only query (:func:`check_read_only`): one that is
+    not refuses the whole manifest, before anything runs. A missing or empty file, or SQL the
+    database rejects, fails only its own check when it runs.
     """
     directory = directory or validation_dir()
     path = directory / MANIFEST
@@ -194,7 +375,7 @@ def _parse_check(entry: Any, directory: Path, where: str) -> Check:
             f"{where}: params must be a table that does not redefine {', '.join(sorted(RUN_PARAMS))}"
         )
     compare = entry.get("compare_sql")
-    return Check(
+    check = Check(
         name=name,
         description=str(entry["description"]),
         severity=entry["severity"],
@@ -205,6 +386,23 @@ def _parse_check(entry: Any, directory: Path, where: str) -> Check:
         params=dict(params),
         skip_reason=str(entry.get("skip_reason", "no value")),
     )
+    for path in (check.sql, check.compare_sql):
+        _refuse_unsafe_file(path, where)
+    return check
+
+
+def _refuse_unsafe_file(path: Path | None, where: str) -> None:
+    """Raise :class:`ValidationConfigError` when the SQL file at ``path`` is not one read-only query."""
+    try:
+        text = path.read_text(encoding="utf-8") if path is not None else ""
+    except OSError:
+        return  # a missing file fails its own check when it runs
+    if not text.strip():
+        return  # so does an empty one
+    try:
+        check_read_only(text, str(path))
+    except UnsafeCheckSQL as exc:
+        raise ValidationConfigError(f"{where}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- running
@@ -231,8 +429,9 @@ def _query(
     """Run one check file; return its value and optional detail column."""
     text, preparer = _read_sql(path), conn.dialect.identifier_preparer
     # No staging table (ad-hoc checks): a {staging} placeholder is then an error of that check.
-    statement = sa.text(wh.render(text, preparer, staging=staging) if staging else wh.render(text, preparer))
-    rows = conn.execute(statement, dict(params)).fetchall()
+    sql = wh.render(text, preparer, staging=staging) if staging else wh.render(text, preparer)
+    check_read_only(sql, path.name)  # again here: the file may have changed since the manifest was read
+    rows = conn.execute(sa.text(sql), dict(params)).fetchall()
     if len(rows) != 1:
         raise ValueError(f"{path.name} returned {len(rows)} rows; a check's SQL must return exactly one")
     row = rows[0]
@@ -251,6 +450,41 @@ def _error_message(exc: Exception) -> str:
     return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
 
 
+@contextmanager
+def read_only_connection(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection whose transaction is read-only on the server, rolled back at the end.
+
+    PostgreSQL: ``SET TRANSACTION READ ONLY`` as the transaction's first statement. Redshift:
+    the transaction opens with ``BEGIN READ ONLY`` (the driver's own BEGIN is held back).
+    DuckDB (2.0+): the plain BEGIN its driver sends is replaced by ``BEGIN TRANSACTION READ
+    ONLY``. Any write, a data-modifying CTE included, then fails with the server's error.
+    """
+    with engine.connect() as conn:
+        try:
+            _begin_read_only(conn)
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def _begin_read_only(conn: sa.Connection) -> None:
+    name = conn.dialect.name
+    if name == "duckdb":
+        conn.exec_driver_sql("ROLLBACK")  # ends the plain transaction duckdb_engine began
+        conn.exec_driver_sql("BEGIN TRANSACTION READ ONLY")
+    elif name == "redshift":
+        # redshift_connector sends BEGIN before a statement outside a transaction; Redshift
+        # would then ignore a second BEGIN READ ONLY. Let this one open the transaction itself.
+        driver = conn.connection.driver_connection
+        driver.autocommit = True  # type: ignore[union-attr]
+        try:
+            conn.exec_driver_sql("BEGIN READ ONLY")
+        finally:
+            driver.autocommit = False  # type: ignore[union-attr]
+    else:
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
 def run_check(
     engine: sa.Engine,
     check: Check,
@@ -258,10 +492,12 @@ def run_check(
     staging: str | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> CheckResult:
-    """Run one check in its own transaction (rolled back) and compare its two values.
+    """Run one check in its own read-only transaction (rolled back) and compare its two values.
 
-    Never raises for a broken check: SQL errors, missing files and odd results become a
-    ``failed`` result carrying the message.
+    Its SQL must be one read-only query (:func:`check_read_only`); the transaction is read-only
+    on the server as well (:func:`read_only_connection`). Never raises for a broken check: SQL
+    errors, refused SQL, missing files and odd results become a ``failed`` result carrying the
+    message.
     """
     bind = {**(params or {}), **check.params}
     value_1: int | float | None = None
@@ -270,15 +506,12 @@ def run_check(
     try:
         # One connection and transaction per check: an error (which aborts a PostgreSQL
         # transaction) cannot poison the next check. Sequential, so a one-connection pool works.
-        with engine.connect() as conn:
-            try:
-                value_1, detail = _query(conn, check.sql, staging, bind)
+        with read_only_connection(engine) as conn:
+            value_1, detail = _query(conn, check.sql, staging, bind)
+            details.append(detail)
+            if check.compare_sql is not None:
+                value_2, detail = _query(conn, check.compare_sql, staging, bind)
                 details.append(detail)
-                if check.compare_sql is not None:
-                    value_2, detail = _query(conn, check.compare_sql, staging, bind)
-                    details.append(detail)
-            finally:
-                conn.rollback()
     except Exception as exc:  # noqa: BLE001 - a check that cannot run is a failed check, reported
         return CheckResult(
             name=check.name,
@@ -413,6 +646,10 @@ def run_adhoc(
     """Run one ad-hoc check (two SQL files, or a file and a number) against the warehouse.
 
     The scripts see production by name and ``:run_started_at`` (now); there is no staging table.
+
+    Raises:
+        ValidationConfigError: A script is not one read-only query; nothing was run.
+
     """
     from blocks.loading import load_block
     from blocks.warehouse import Warehouse
@@ -429,6 +666,8 @@ def run_adhoc(
         compare_sql=compare_sql,
         threshold=threshold,
     )
+    for path in (check.sql, check.compare_sql):
+        _refuse_unsafe_file(path, f"strava-elt validate {script_1} {script_2}")
     warehouse = load_block(Warehouse, warehouse_block)
     engine = warehouse.get_engine()
     wh.use_schema(engine, warehouse.schema_name)

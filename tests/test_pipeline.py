@@ -14,6 +14,7 @@ import pytest
 from blocks import StravaCredentials
 from blocks.loading import MissingBlockError
 from tasks import warehouse as wh
+from tasks.notify import PostCommitError
 from tasks.watermark import read_watermark
 from tests.conftest import WAREHOUSES, Env, make_env, warehouse_pg_url
 
@@ -255,8 +256,10 @@ def test_crash_then_rerun_loads_everything_exactly_once(env: Env, monkeypatch: p
 
     with monkeypatch.context() as patch:
         inject(patch)
-        with pytest.raises(Boom):
+        with pytest.raises((Boom, PostCommitError)) as caught:
             env.run()
+    if inject is _crash_before_watermark:  # after the commit: the run says what completed
+        assert "watermark failed: Boom: crash after the merge committed" in str(caught.value)
     assert read_watermark(env.emu.athlete["id"]) == mark
     after_crash = env.production()
     if inject is not _crash_before_watermark:

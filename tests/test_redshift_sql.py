@@ -52,6 +52,7 @@ class _Recorder:
     """What one fake Redshift session received, and how it answers."""
 
     log: list[str] = field(default_factory=list)
+    connect_kwargs: dict[str, Any] = field(default_factory=dict)
     staged: int = 450
     validating: bool = False
 
@@ -135,8 +136,8 @@ def fake_redshift_connector(sessions: list[_Recorder]) -> types.ModuleType:
                  "DataError", "NotSupportedError", "InternalError", "Warning"):  # fmt: skip
         setattr(module, name, type(name, (_Error,), {}))
 
-    def connect(*_: Any, **__: Any) -> _Connection:
-        sessions.append(_Recorder())
+    def connect(*_: Any, **kwargs: Any) -> _Connection:
+        sessions.append(_Recorder(connect_kwargs=kwargs))
         return _Connection(sessions[-1])
 
     module.connect = connect  # type: ignore[attr-defined]
@@ -324,6 +325,7 @@ def test_load_subflow_sends_this_sequence_on_one_session(
     warehouse_block, lake_block, sessions = redshift
     result = _run_load(monkeypatch, warehouse_block, lake_block, sessions)
     assert len(sessions) == 1, "prepare, load, checks, merge and drop must share ONE session (TEMP table)"
+    assert sessions[0].connect_kwargs["timeout"] == 10  # the block's connect_timeout_seconds
     log = sessions[0].log
     cols = ", ".join(c.name for c in schema.STAGED_COLUMNS)
     ddl = [
@@ -332,8 +334,9 @@ def test_load_subflow_sends_this_sequence_on_one_session(
     ]
     s = STAGING
     expected: list[str | re.Pattern[str]] = [
-        # The dialect's first-connect probe, then the Warehouse block's schema (use_schema).
+        # The dialect's first-connect probe, the block's statement timeout, then its schema (use_schema).
         "select pg_catalog.version()", "select current_schema()", "show transaction isolation level", "ROLLBACK",
+        "SET statement_timeout TO 1800000", "COMMIT",
         "CREATE SCHEMA IF NOT EXISTS strava", "SET search_path TO strava", "COMMIT",
         # prepare_staging: production tables if missing, then this run's TEMP staging table.
         re.compile(r"SELECT pg_catalog\.pg_class\.relname FROM pg_catalog\.pg_class .*"),  # has_table
@@ -375,6 +378,13 @@ def test_load_subflow_sends_this_sequence_on_one_session(
     # The gate ran on the same session, between the COPY's commit and the merge.
     gate = log[log.index("<validation>") + 1 : log.index("</validation>")]
     assert gate and any(s in q for q in gate)
+    # Each check in its own read-only transaction: BEGIN READ ONLY first, then only reads, then ROLLBACK.
+    checks = len(validation.load_checks())
+    starts = [i for i, q in enumerate(gate) if q == "BEGIN READ ONLY"]
+    assert starts[0] == 0 and len(starts) == checks
+    assert all(gate[j - 1] == "ROLLBACK" for j in [*starts[1:], len(gate)])
+    reads = [q for q in gate if q not in ("BEGIN READ ONLY", "ROLLBACK")]
+    assert all(re.sub(r"--[^\n]*", "", q).lstrip().upper().startswith(("SELECT", "WITH")) for q in reads), reads
     assert result["staged"] == 450
     # The COPY is logged, redacted; nothing that authenticates reaches the logs.
     logged = "\n".join(r.getMessage() for r in caplog.records)
