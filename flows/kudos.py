@@ -15,6 +15,7 @@ from prefect.artifacts import create_table_artifact
 from blocks.loading import load_lake
 from flows.load import open_engine
 from tasks import kudos
+from tasks import warehouse as wh
 
 ARTIFACT_KEY = "strava-kudos-model"
 
@@ -51,13 +52,11 @@ def retrain_kudos_model(
     lake = load_lake(lake_block)
     _, engine = open_engine(warehouse_block)
     try:
-        rows = kudos.read_activities(engine, athlete_id)
+        chosen = wh.choose_athlete(engine, athlete_id, option="athlete_id")
+        rows = kudos.read_activities(engine, chosen) if chosen is not None else []
     finally:
         engine.dispose()
-    athletes = {r["athlete_id"] for r in rows}
-    if athlete_id is None and len(athletes) > 1:
-        raise ValueError(f"The warehouse holds {len(athletes)} athletes; pass athlete_id to choose one")
-    athlete = athlete_id if athlete_id is not None else (next(iter(athletes)) if athletes else "unknown")
+    athlete: int | str = chosen if chosen is not None else "unknown"
 
     result = kudos.train_and_evaluate(
         rows,

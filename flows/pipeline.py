@@ -10,12 +10,22 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
-from flows.extract import PARTIAL, extract_activities
+from flows.extract import FUTURE_IDS_SHOWN, PARTIAL, extract_activities
 from flows.insight import publish_insight
-from flows.load import load_activities
+from flows.load import load_activities, open_engine
 from flows.models import build_models
 from tasks import events, notify
+from tasks import warehouse as wh
 from tasks import watermark as wm
+
+
+def open_target(warehouse_block: str) -> str:
+    """Connect to the warehouse, create or migrate its tables and return its id (the engine is closed again)."""
+    _, engine = open_engine(warehouse_block)
+    try:
+        return wh.open_warehouse(engine)
+    finally:
+        engine.dispose()
 
 
 def new_run_key() -> str:
@@ -71,7 +81,11 @@ def _run(
     """Extract, load, move the watermark, build the models; ``summary`` fills in as it goes."""
     logger = get_run_logger()
     run_key = summary["run_key"]
-    extract = extract_activities(strava_block, lake_block, run_key, lookback_days, full_refresh)
+    # The warehouse first: a wrong URL or a DuckDB file another process holds fails the run
+    # before it spends any of the Strava budget.
+    warehouse_id = open_target(warehouse_block)
+    summary["warehouse_id"] = warehouse_id
+    extract = extract_activities(strava_block, lake_block, run_key, lookback_days, full_refresh, warehouse_block)
     summary |= {
         "run_key": run_key,
         "athlete_id": extract.athlete_id,
@@ -82,7 +96,10 @@ def _run(
         "new_fields": extract.new_fields,
         "new_sport_types": extract.new_sport_types,
         "unfit_values": extract.unfit_values,
+        "future_dated": {"count": len(extract.future_dated), "ids": extract.future_dated[:FUTURE_IDS_SHOWN]},
     }
+    if extract.full_read_reason:
+        summary["full_read_reason"] = extract.full_read_reason
     if extract.athlete_id is None:  # the daily budget was spent before /athlete answered
         logger.warning("Run %s: nothing extracted, nothing loaded, watermark unchanged; %s", run_key, summary["status"])
         return summary
@@ -90,11 +107,26 @@ def _run(
         raise RuntimeError("extract produced no staging file")
     window = (extract.after, extract.extracted_at) if extract.complete else None
     merged = load_activities(
-        warehouse_block, lake_block, extract.staging_path, run_key, extract.extracted_at, window, extract.activities
+        warehouse_block,
+        lake_block,
+        extract.staging_path,
+        run_key,
+        extract.extracted_at,
+        window,
+        extract.activities,
+        extract.athlete_id,
     )
     summary.update(merged)
-    # The merge has committed: only now may the watermark move.
-    watermark = wm.advance_watermark(extract.athlete_id, extract.newest_start_date, str(flow_run.id or ""))
+    # The merge has committed: only now may the watermark move (never past this run's time).
+    watermark = wm.advance_watermark(
+        warehouse_id,
+        extract.athlete_id,
+        extract.newest_start_date,
+        extract.extracted_at,
+        merged["athlete_rows"],
+        str(flow_run.id or ""),
+        reset=extract.previous_watermark is None,
+    )
     summary["watermark"] = watermark.isoformat() if watermark else None
     # Tell automations (e.g. the kudos model's trigger) that this athlete's activities changed.
     events.emit_activities_loaded(summary, warehouse_block=warehouse_block, lake_block=lake_block)

@@ -10,6 +10,7 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,17 @@ class Env:
     def production(self) -> dict[int, dict[str, Any]]:
         cols, rows = self._execute("SELECT * FROM strava_activity_data")
         return {row[0]: dict(zip(cols, row, strict=True)) for row in rows}
+
+    @property
+    def warehouse_id(self) -> str:
+        """The warehouse's identity (created with its tables by the first run)."""
+        return str(self.query("SELECT MIN(warehouse_id) FROM strava_elt_warehouse")[0][0])
+
+    def watermark(self, athlete_id: int | None = None) -> datetime | None:
+        """The watermark of this warehouse and the athlete (default: the emulator's)."""
+        from tasks.watermark import read_watermark
+
+        return read_watermark(self.warehouse_id, self.emu.athlete["id"] if athlete_id is None else athlete_id)
 
 
 def make_env(tmp_path: Path, pg_url: str | None = None, **emulator_kwargs: Any) -> Iterator[Env]:

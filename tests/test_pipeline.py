@@ -14,7 +14,6 @@ import pytest
 from blocks import StravaCredentials
 from blocks.loading import MissingBlockError
 from tasks import warehouse as wh
-from tasks.watermark import read_watermark
 from tests.conftest import WAREHOUSES, Env, make_env, warehouse_pg_url
 
 LIST_PATH = "/api/v3/athlete/activities"
@@ -44,7 +43,7 @@ def assert_matches_emulator(env: Env) -> None:
     count, distinct = env.query("SELECT COUNT(*), COUNT(DISTINCT id) FROM strava_activity_data")[0]
     assert count == distinct
     newest = max(_ts(a["start_date"]) for a in env.emu.activities)
-    assert read_watermark(env.emu.athlete["id"]) == newest
+    assert env.watermark() == newest
 
 
 @pytest.mark.parametrize("n", [400, 450])
@@ -246,7 +245,7 @@ def test_crash_then_rerun_loads_everything_exactly_once(
 ) -> None:
     env.run()
     before = env.production()
-    mark = read_watermark(env.emu.athlete["id"])
+    mark = env.watermark()
     newest = max(_ts(a["start_date"]) for a in env.emu.activities)
     env.emu.add_activities(4)
     late = env.emu.add_activities(1, start_date=newest - timedelta(days=2))[0]
@@ -259,7 +258,7 @@ def test_crash_then_rerun_loads_everything_exactly_once(
         inject(patch)
         with pytest.raises(Boom):
             env.run()
-    assert read_watermark(env.emu.athlete["id"]) == mark
+    assert env.watermark() == mark
     after_crash = env.production()
     if inject is not _crash_before_watermark:
         assert after_crash == before  # production untouched by the failed run
