@@ -199,9 +199,7 @@ def _print_created(created: dict[str, str]) -> None:
 def cmd_setup_postgres(args: argparse.Namespace) -> int:
     """Create the Warehouse block for a PostgreSQL warehouse."""
     url = _need(args.url or _env("STRAVA_ELT_POSTGRES_URL"), "--url", "STRAVA_ELT_POSTGRES_URL")
-    created = setup_postgres_blocks(
-        url, args.schema or _env("STRAVA_ELT_SCHEMA"), warehouse_name=args.warehouse_block
-    )
+    created = setup_postgres_blocks(url, args.schema or _env("STRAVA_ELT_SCHEMA"), warehouse_name=args.warehouse_block)
     _print_created(created)
     print("The lake stays as it is: a local folder from `strava-elt setup local`, or S3 from `setup aws`.")
     return 0
@@ -323,8 +321,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_summary(title: str, summary: dict[str, Any]) -> None:
     print(f"\n== {title}")
     print(
-        f"   {summary['requests']} API requests ({summary['pages']} pages), "
-        f"{summary['extracted']} activities extracted"
+        f"   {summary['requests']} API requests ({summary['pages']} pages), {summary['extracted']} activities extracted"
     )
     print(
         f"   production: {summary['inserted']} inserted, {summary['updated']} updated, "
@@ -346,9 +343,7 @@ def _monthly_rows(duckdb_path: Path, limit: int = 6) -> tuple[list[str], list[tu
     import duckdb
 
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
-        cursor = conn.execute(
-            "SELECT * FROM activity_summary_monthly ORDER BY month DESC LIMIT ?", [limit]
-        )
+        cursor = conn.execute("SELECT * FROM activity_summary_monthly ORDER BY month DESC LIMIT ?", [limit])
         return [d[0] for d in cursor.description], cursor.fetchall()
 
 
@@ -473,8 +468,7 @@ def cmd_predict_kudos(args: argparse.Namespace) -> int:
         f"{start.strftime('%A %H:%M') if start else 'now'}"
     )
     print(
-        f"   model {p['model']} (MAE {p['mae_model']} vs baseline {p['mae_baseline']}), "
-        f"trained {result['trained_at']}"
+        f"   model {p['model']} (MAE {p['mae_model']} vs baseline {p['mae_baseline']}), trained {result['trained_at']}"
     )
     return 0
 
@@ -595,18 +589,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="postgresql+psycopg://user:password@host:5432/db (env STRAVA_ELT_POSTGRES_URL; password never printed)",
     )
     postgres.add_argument("--schema", help="schema for the tables, created if missing (env STRAVA_ELT_SCHEMA)")
-    postgres.add_argument(
-        "--warehouse-block", default="strava-warehouse", help="block name (default strava-warehouse)"
-    )
+    postgres.add_argument("--warehouse-block", default="strava-warehouse", help="block name (default strava-warehouse)")
     postgres.set_defaults(func=cmd_setup_postgres)
 
     aws = setup_sub.add_parser(
         "aws", help="production on AWS: AwsCredentials, S3Bucket lake and Redshift Warehouse blocks"
     )
     aws.add_argument("--bucket", help="S3 bucket of the lake (env STRAVA_ELT_S3_BUCKET)")
-    aws.add_argument(
-        "--bucket-folder", help="folder (key prefix) inside the bucket (env STRAVA_ELT_S3_BUCKET_FOLDER)"
-    )
+    aws.add_argument("--bucket-folder", help="folder (key prefix) inside the bucket (env STRAVA_ELT_S3_BUCKET_FOLDER)")
     aws.add_argument("--region", help="AWS region of bucket and cluster (env AWS_REGION or AWS_DEFAULT_REGION)")
     aws.add_argument(
         "--endpoint-url", help="S3 endpoint for S3-compatible stores or tests (env STRAVA_ELT_S3_ENDPOINT_URL)"
@@ -637,9 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-secret", help="client secret (env STRAVA_CLIENT_SECRET; prompted, hidden, when missing)"
     )
     auth.add_argument("--code", help="the code from the redirect (default: prompt for it)")
-    auth.add_argument(
-        "--base-url", help="Strava base URL (default https://www.strava.com; env STRAVA_BASE_URL)"
-    )
+    auth.add_argument("--base-url", help="Strava base URL (default https://www.strava.com; env STRAVA_BASE_URL)")
     auth.add_argument(
         "--redirect-uri",
         help="redirect URI, whose host must be the app's Authorization Callback Domain "

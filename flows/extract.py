@@ -160,9 +160,7 @@ def extract_activities(
                 fresh = paginator.check(page)
                 result.pages += 1
                 if page:
-                    result.raw_paths.append(
-                        lake_tasks.land_raw_page(lake, athlete_id, run_key, paginator.page, page)
-                    )
+                    result.raw_paths.append(lake_tasks.land_raw_page(lake, athlete_id, run_key, paginator.page, page))
                 rows = writer.write_page(fresh)
                 result.activities += len(fresh)
                 new_fields |= schema.unknown_fields(page)

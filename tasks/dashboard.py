@@ -491,8 +491,7 @@ def render_html(data: Mapping[str, Any]) -> str:
         ),
         _card(
             "Activity calendar",
-            f"activities per day, 53 weeks up to {cal.get('end') or '–'}; "
-            f"{cal.get('active', 0)} active days",
+            f"activities per day, 53 weeks up to {cal.get('end') or '–'}; {cal.get('active', 0)} active days",
             _canvas("chart-calendar", "short"),
             wide=True,
         ),
@@ -511,8 +510,12 @@ def render_html(data: Mapping[str, Any]) -> str:
             "city where Strava names one, else country, else a 0.5° grid cell; top 10 by activities",
             _table_html(
                 data["places"],
-                (("place", "place", None), ("activity_count", "activities", 0), ("total_kudos", "kudos", 0),
-                 ("avg_kudos", "avg kudos", 2)),
+                (
+                    ("place", "place", None),
+                    ("activity_count", "activities", 0),
+                    ("total_kudos", "kudos", 0),
+                    ("avg_kudos", "avg kudos", 2),
+                ),
                 "places-table",
             ),
         ),
@@ -521,14 +524,19 @@ def render_html(data: Mapping[str, Any]) -> str:
             "all sports; deleted activities excluded everywhere",
             _table_html(
                 data["years"],
-                (("activity_year", "year", None), ("activity_count", "activities", 0), ("total_km", "km", 0),
-                 ("total_moving_hours", "hours", 0), ("total_elevation_m", "climb m", 0),
-                 ("total_kudos", "kudos", 0), ("avg_kudos", "avg kudos", 2)),
+                (
+                    ("activity_year", "year", None),
+                    ("activity_count", "activities", 0),
+                    ("total_km", "km", 0),
+                    ("total_moving_hours", "hours", 0),
+                    ("total_elevation_m", "climb m", 0),
+                    ("total_kudos", "kudos", 0),
+                    ("avg_kudos", "avg kudos", 2),
+                ),
                 "years-table",
             ),
         ),
-        _card("Latest validation results", "the checks run before the merge", _checks_html(data["checks"]),
-              wide=True),
+        _card("Latest validation results", "the checks run before the merge", _checks_html(data["checks"]), wide=True),
     ]
     scripts = "\n".join(f"<script>\n{_asset(name)}\n</script>" for name in VENDORED)
     return f"""<!DOCTYPE html>
@@ -628,4 +636,3 @@ def publish_dashboard(lake: Any, page: str, athlete_id: int | str, run_key: str 
     )
     get_run_logger().info("Dashboard written to %s", url)
     return {"path": paths[0], "url": url, "run_url": run_url, "bytes": str(len(body))}
-

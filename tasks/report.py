@@ -98,8 +98,15 @@ def run_report_markdown(
         lines += _table(
             ("check", "severity", "value 1", "operator", "value 2", "outcome", "detail"),
             [
-                (c.get("check") or c.get("name"), c.get("severity"), c.get("value_1"), c.get("operator"),
-                 c.get("value_2"), c.get("outcome"), c.get("detail"))
+                (
+                    c.get("check") or c.get("name"),
+                    c.get("severity"),
+                    c.get("value_1"),
+                    c.get("operator"),
+                    c.get("value_2"),
+                    c.get("outcome"),
+                    c.get("detail"),
+                )
                 for c in checks
             ],
         )
@@ -118,4 +125,3 @@ def run_report_markdown(
     else:
         lines.append("No rows yet.")
     return "\n".join(lines) + "\n"
-

@@ -157,8 +157,7 @@ DELETED_AT = Column("deleted_at", sa.TIMESTAMP(timezone=True), pa.timestamp("us"
 STAGED_COLUMNS: tuple[Column, ...] = (*API_COLUMNS, EXTRACTED_AT, ROW_HASH)
 ALL_COLUMNS: tuple[Column, ...] = (*STAGED_COLUMNS, DELETED_AT)
 KNOWN_FIELDS: frozenset[str] = frozenset(
-    {"athlete", "map", "start_latlng", "end_latlng", "upload_id_str"}
-    | {c.name for c in API_COLUMNS}
+    {"athlete", "map", "start_latlng", "end_latlng", "upload_id_str"} | {c.name for c in API_COLUMNS}
 )
 
 ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in STAGED_COLUMNS])

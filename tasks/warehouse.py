@@ -330,8 +330,7 @@ def dialect_for(engine: sa.Engine, *, iam_role_arn: str | None = None, region: s
         )
     if cls.single_session and not isinstance(engine.pool, sa.pool.StaticPool):
         raise ValueError(
-            f"A {name} engine must keep one session (its staging table is TEMP): "
-            "build it with Warehouse.get_engine()"
+            f"A {name} engine must keep one session (its staging table is TEMP): build it with Warehouse.get_engine()"
         )
     if cls is RedshiftDialect:
         return RedshiftDialect(engine, iam_role_arn=iam_role_arn, region=region)
@@ -343,9 +342,7 @@ def use_schema(engine: sa.Engine, schema_name: str | None) -> None:
     if not schema_name:
         return
     quoted = engine.dialect.identifier_preparer.quote(schema_name)
-    set_path = (
-        f"SET schema = '{schema_name}'" if engine.dialect.name == "duckdb" else f"SET search_path TO {quoted}"
-    )
+    set_path = f"SET schema = '{schema_name}'" if engine.dialect.name == "duckdb" else f"SET search_path TO {quoted}"
     if engine.dialect.name == "duckdb" and "'" in schema_name:
         raise ValueError(f"schema name {schema_name!r} may not contain a quote")
 

@@ -134,8 +134,10 @@ def test_model_beats_the_baseline_on_the_emulator_athlete(trained: tuple[Env, di
     assert result["mae_model"] < 0.75 * result["mae_baseline"], result
     assert result["n_test"] == pytest.approx(0.2 * result["n_labelled"], abs=1)
     assert result["n_train"] + result["n_test"] == result["n_labelled"] <= len(env.emu.activities)
-    print(f"\nkudos model MAE {result['mae_model']} vs baseline {result['mae_baseline']} "
-          f"({result['n_test']} held-out activities)")
+    print(
+        f"\nkudos model MAE {result['mae_model']} vs baseline {result['mae_baseline']} "
+        f"({result['n_test']} held-out activities)"
+    )
 
 
 def test_model_and_pointers_are_in_the_lake(trained: tuple[Env, dict[str, Any]]) -> None:
@@ -164,9 +166,9 @@ def test_mae_table_artifact(trained: tuple[Env, dict[str, Any]]) -> None:
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])), limit=50
         )
     tables = [json.loads(a.data) if isinstance(a.data, str) else a.data for a in artifacts if a.type == "table"]
-    assert any(
-        {row["mae"] for row in table} == {result["mae_model"], result["mae_baseline"]} for table in tables
-    ), tables
+    assert any({row["mae"] for row in table} == {result["mae_model"], result["mae_baseline"]} for table in tables), (
+        tables
+    )
 
 
 def test_predict_kudos_cli(trained: tuple[Env, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
@@ -205,8 +207,13 @@ def _trending(athlete_id: int, n: int = 400) -> list[dict[str, Any]]:
     rng = random.Random(3)
     t0 = datetime(2024, 1, 1, 7, tzinfo=UTC)
     return [
-        _row(i, t0 + timedelta(hours=20 * i), 5 + i // 8 + rng.randint(0, 1), athlete_id=athlete_id,
-             distance=rng.uniform(2000, 40000))
+        _row(
+            i,
+            t0 + timedelta(hours=20 * i),
+            5 + i // 8 + rng.randint(0, 1),
+            athlete_id=athlete_id,
+            distance=rng.uniform(2000, 40000),
+        )
         for i in range(n)
     ]
 

@@ -173,9 +173,8 @@ def test_models_are_built_and_exclude_deleted(env: Env) -> None:
     summary = env.run()
     assert summary["models"]["activity_summary_monthly"] > 0
     assert summary["models"]["weekly_kudos_change"] > 0
-    runs = env.query(
-        "SELECT COUNT(*) FROM strava_activity_data WHERE sport_type IN ('Run','TrailRun','VirtualRun')"
-    )[0][0]
+    runs_sql = "SELECT COUNT(*) FROM strava_activity_data WHERE sport_type IN ('Run','TrailRun','VirtualRun')"
+    runs = env.query(runs_sql)[0][0]
     assert env.query("SELECT SUM(activity_count) FROM activity_summary_monthly")[0][0] == runs
 
 
@@ -240,9 +239,7 @@ def _crash_before_watermark(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     "inject", [_crash_after_landing, _crash_after_staging, _crash_during_merge, _crash_before_watermark]
 )
-def test_crash_then_rerun_loads_everything_exactly_once(
-    env: Env, monkeypatch: pytest.MonkeyPatch, inject: Any
-) -> None:
+def test_crash_then_rerun_loads_everything_exactly_once(env: Env, monkeypatch: pytest.MonkeyPatch, inject: Any) -> None:
     env.run()
     before = env.production()
     mark = env.watermark()

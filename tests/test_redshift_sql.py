@@ -221,11 +221,34 @@ def test_load_sql_renders_for_redshift_exactly() -> None:
     assert cols.startswith("id, resource_state, athlete_id, name,") and cols.endswith("extracted_at, row_hash")
     assert body("load/merge_insert.sql") == f"INSERT INTO strava_activity_data ({cols}) SELECT {cols} FROM {STAGING}"
     assert body("load/mark_deleted.sql") == (
-        "UPDATE strava_activity_data SET deleted_at = :deleted_at WHERE athlete_id = :athlete_id AND deleted_at IS NULL "
+        "UPDATE strava_activity_data SET deleted_at = :deleted_at WHERE athlete_id = :athlete_id "
+        "AND deleted_at IS NULL "
         f"AND start_date > :after AND start_date <= :until AND id NOT IN (SELECT id FROM {STAGING})"
     )
     # Reserved words are quoted by the Redshift preparer, never by hand.
     assert wh.render("SELECT 1 FROM {t}", DIALECT.identifier_preparer, t="user") == 'SELECT 1 FROM "user"'
+
+
+def test_an_old_history_table_is_migrated_on_redshift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A history without athlete_id (information_schema says so) gets the column and its values in one transaction."""
+    real_answer = _Recorder.answer
+
+    def old_history(self: _Recorder, sql: str) -> list[tuple[Any, ...]] | None:
+        if "column_name = " in sql:
+            return [(0,)]
+        return real_answer(self, sql)
+
+    monkeypatch.setattr(_Recorder, "answer", old_history)
+    sessions: list[_Recorder] = []
+    engine = sa.create_engine(URL, module=fake_redshift_connector(sessions), **wh.engine_options(URL))
+    assert wh.ensure_tables(engine) == WAREHOUSE_ID
+    log = _normalised(sessions[0].log)
+    at = log.index("ALTER TABLE strava_activity_stats_history ADD COLUMN athlete_id BIGINT")
+    assert log[at + 1] == (
+        "UPDATE strava_activity_stats_history SET athlete_id = t.athlete_id FROM strava_activity_data AS t "
+        "WHERE t.id = strava_activity_stats_history.activity_id AND strava_activity_stats_history.athlete_id IS NULL"
+    )
+    assert log.index("COMMIT") > at + 1
 
 
 # ------------------------------------------------------------------ every SQL file parses as Redshift
@@ -248,9 +271,11 @@ def _render_any(text: str) -> str:
     """Fill every ``{placeholder}`` as the pipeline would: a quoted identifier (``{columns}``, a list)."""
     return re.sub(
         r"\{(\w+)\}",
-        lambda m: wh.column_list(DIALECT.identifier_preparer, schema.STAGED_COLUMNS)
-        if m.group(1) == "columns"
-        else DIALECT.identifier_preparer.quote(f"x_{m.group(1)}"),
+        lambda m: (
+            wh.column_list(DIALECT.identifier_preparer, schema.STAGED_COLUMNS)
+            if m.group(1) == "columns"
+            else DIALECT.identifier_preparer.quote(f"x_{m.group(1)}")
+        ),
         text,
     )
 
@@ -292,9 +317,7 @@ def redshift(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, list[_
     yield f"rs-{suffix}", f"rs-lake-{suffix}", sessions
 
 
-def _run_load(
-    monkeypatch: pytest.MonkeyPatch, warehouse_block: str, lake_block: str, sessions: list[_Recorder]
-) -> Any:
+def _run_load(monkeypatch: pytest.MonkeyPatch, warehouse_block: str, lake_block: str, sessions: list[_Recorder]) -> Any:
     """Run the real load subflow; the validation gate's statements are bracketed in the log."""
     real = validation.run_validation.fn
 
