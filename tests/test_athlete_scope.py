@@ -112,7 +112,7 @@ def figures(env: Env, title: str, summary: dict[str, Any]) -> str:
     live = {x: sum(r["deleted_at"] is None for r in rows[x]) for x in rows}
     deleted = {x: len(rows[x]) - live[x] for x in rows}
     return (
-        f"{title:<30} {summary['inserted']:>3} inserted, {summary['deleted']} marked deleted | live rows "
+        f"{title:<32} {summary['inserted']:>3} inserted, {summary['deleted']} marked deleted | live rows "
         f"A {live[ATHLETE_A]}, B {live[ATHLETE_B]}; marked deleted A {deleted[ATHLETE_A]}, B {deleted[ATHLETE_B]}"
     )
 
@@ -160,11 +160,15 @@ def test_two_athletes_share_one_warehouse_and_lake(
     assert_exact(b)
     assert rows_of(a, ATHLETE_A) == a_before
 
-    # A: a full refresh marks deletions across A's whole history, and only A's.
+    # A: a full refresh marks deletions across A's whole history (its oldest activity, far
+    # outside any lookback, was deleted), and only A's.
     b_before = rows_of(a, ATHLETE_B)
+    oldest = min(a.emu.activities, key=lambda x: x["start_date"])
+    a.emu.delete_activity(oldest["id"])
     summary = a.run(full_refresh=True)
-    step("A full refresh", summary)
-    assert summary["deleted"] == 0 and summary["extracted"] == 452
+    step("A full refresh (oldest deleted)", summary)
+    assert summary["deleted"] == 1 and summary["extracted"] == 451
+    assert rows_of(a, ATHLETE_A)[oldest["id"]]["deleted_at"] is not None
     assert_exact(a)
     assert rows_of(a, ATHLETE_B) == b_before
 
@@ -182,7 +186,7 @@ def test_two_athletes_share_one_warehouse_and_lake(
     history = dict(
         a.query("SELECT athlete_id, COUNT(DISTINCT activity_id) FROM strava_activity_stats_history GROUP BY 1")
     )
-    assert history == {ATHLETE_A: 452, ATHLETE_B: 301}
+    assert history == {ATHLETE_A: 452, ATHLETE_B: 301}  # deleted activities keep their history
     strays = a.query(
         "SELECT COUNT(*) FROM strava_activity_stats_history AS h JOIN strava_activity_data AS p "
         "ON p.id = h.activity_id WHERE p.athlete_id <> h.athlete_id"
