@@ -49,6 +49,7 @@ from tasks import warehouse as wh  # noqa: E402
 
 EPOCH = datetime(2006, 1, 1, tzinfo=UTC)
 STEP_SECONDS = 600  # one activity every 10 minutes: 1M rows span ~19 years
+ATHLETE_ID = 4242  # every synthetic activity is this athlete's: the merge is scoped to one athlete
 NAMES = np.array(
     ["Morning Run", "Lunch Ride", "Tempo | 5x1k", "Long run\nwith the club", "back\\slash", "Évening 🏃", ""],
     dtype=object,
@@ -71,7 +72,7 @@ def synthetic(ids: np.ndarray, seed: int, extracted_at: datetime) -> pa.Table:
         if column.name == "id":
             columns["id"] = pa.array(10**10 + ids.astype(np.int64))
         elif column.name == "athlete_id":
-            columns[column.name] = pa.array(np.full(n, 4242, dtype=np.int64))
+            columns[column.name] = pa.array(np.full(n, ATHLETE_ID, dtype=np.int64))
         elif column.name == "name":
             columns[column.name] = pa.array(list(NAMES), pa.string()).take(rng.integers(0, len(NAMES), n))
         elif column.name in ("sport_type", "type"):
@@ -211,7 +212,7 @@ def load(engine: sa.Engine, lake: _Lake, path: str, run_key: str) -> tuple[str, 
 
 def merge(engine: sa.Engine, staging: str, window: tuple[datetime, datetime] | None) -> wh.MergeResult:
     """merge_staging's body (one transaction), then the staging table is dropped."""
-    result = wh.merge_staging.fn(engine, staging, datetime.now(UTC), window)
+    result = wh.merge_staging.fn(engine, staging, datetime.now(UTC), window, ATHLETE_ID)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {wh.dialect_for(engine).preparer.quote(staging)}")
     return result

@@ -411,16 +411,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from datetime import datetime, timedelta
 
-    from prefect.variables import Variable
-
     from emulator import StravaEmulator
-    from tasks.watermark import variable_name
 
     print(f"strava-elt demo: emulator, DuckDB and lake under {home}")
     with StravaEmulator(activities=args.activities) as emu:
         print(f"Strava API emulator on {emu.base_url} with {len(emu.activities)} activities")
+        # A new DuckDB file is a new warehouse (its own id): no watermark carries over from an earlier demo.
         setup_emulator_blocks(home, emu, DEMO_BLOCKS)
-        Variable.unset(variable_name(emu.athlete["id"]))
         params = dict(zip(("strava_block", "lake_block", "warehouse_block"), DEMO_BLOCKS, strict=True))
         first = run_pipeline(**params)
         _print_summary("Run 1: first load", first)
@@ -462,7 +459,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Run one ad-hoc check; exit 1 only when a halt check fails."""
     from tasks.validation import describe, run_adhoc
 
-    result = run_adhoc(args.script_1, args.script_2, args.operator, args.severity, args.warehouse_block)
+    result = run_adhoc(
+        args.script_1, args.script_2, args.operator, args.severity, args.warehouse_block, args.athlete_id
+    )
     print(f"{result.name} ({result.severity}): {describe(result)}")
     return 1 if result.halts else 0
 
@@ -474,7 +473,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     """Render the self-contained dashboard from the warehouse into one HTML file."""
     from flows.insight import write_dashboard_file
 
-    path, size = write_dashboard_file(args.warehouse_block, Path(args.out))
+    path, size = write_dashboard_file(args.warehouse_block, Path(args.out), args.athlete_id)
     print(f"dashboard written to {path} ({size:,} bytes); open it in any browser, it needs no network")
     return 0
 
@@ -720,6 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--warehouse-block", default="strava-warehouse", help="Warehouse block name (default strava-warehouse)"
     )
+    validate.add_argument("--athlete-id", type=int, help="bound as :athlete_id in the scripts (default NULL)")
     validate.set_defaults(func=cmd_validate)
 
     dash = sub.add_parser("dashboard", help="write the self-contained HTML dashboard from the warehouse")
@@ -727,6 +727,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--warehouse-block", default="strava-warehouse", help="Warehouse block name (default strava-warehouse)"
     )
     dash.add_argument("--out", default="dashboard.html", help="HTML file to write (default ./dashboard.html)")
+    dash.add_argument(
+        "--athlete-id", type=int, help="whose dashboard (required when the warehouse holds several athletes)"
+    )
     dash.set_defaults(func=cmd_dashboard)
 
     kudos = sub.add_parser("predict-kudos", help="predict an activity's kudos with the latest kudos model")

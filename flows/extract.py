@@ -19,9 +19,11 @@ from prefect.states import Completed, State
 from blocks.loading import load_block, load_lake
 from blocks.strava import StravaCredentials
 from flows import run_names
+from flows.load import open_engine
 from tasks import lake as lake_tasks
 from tasks import schema
 from tasks import strava as strava_tasks
+from tasks import warehouse as wh
 from tasks import watermark as wm
 
 KNOWN_SPORT_TYPES = frozenset(
@@ -33,6 +35,9 @@ KNOWN_SPORT_TYPES = frozenset(
     "VirtualRun Walk WeightTraining Wheelchair Windsurf Workout Yoga".split()
 )
 
+
+FUTURE_IDS_SHOWN = 5
+"""How many ids of future-dated activities the logs, the summary and the report name."""
 
 PARTIAL = "partial: resumes next run"
 """The status of a run that the daily rate limit cut short."""
@@ -59,6 +64,8 @@ class ExtractResult:
     complete: bool = True
     partial_reason: str | None = None
     previous_watermark: datetime | None = None
+    full_read_reason: str | None = None
+    future_dated: list[int] = field(default_factory=list)
     new_fields: list[str] = field(default_factory=list)
     new_sport_types: list[str] = field(default_factory=list)
     unfit_values: dict[str, int] = field(default_factory=dict)
@@ -126,11 +133,15 @@ def extract_activities(
     run_key: str = "manual",
     lookback_days: int = 14,
     full_refresh: bool = False,
+    warehouse_block: str | None = None,
 ) -> ExtractResult:
     """Read activities started after ``watermark - lookback`` into the lake, page by page.
 
-    When the daily rate limit stops a request, the run keeps what it fetched, says
-    ``partial: resumes next run`` (also in the flow run's Completed state) and ends cleanly.
+    The watermark is the one of ``warehouse_block`` and the athlete, checked against what that
+    warehouse holds (:func:`tasks.watermark.resolve_start`); without a warehouse block, or with
+    ``full_refresh``, the whole history is read. When the daily rate limit stops a request,
+    the run keeps what it fetched, says ``partial: resumes next run`` (also in the flow run's
+    Completed state) and ends cleanly.
     """
     logger = get_run_logger()
     if lookback_days < 0:
@@ -148,8 +159,9 @@ def extract_activities(
             logger.warning("Nothing extracted; %s", result.partial_reason)
             return _finish(result)
         athlete_id = int(athlete["id"])
-        previous = wm.read_watermark(athlete_id)
-        if full_refresh or previous is None:
+        start = _start(warehouse_block, athlete_id, full_refresh, extracted_at)
+        previous = start.watermark
+        if previous is None:
             after = datetime.fromtimestamp(0, UTC)
         else:
             after = previous - timedelta(days=lookback_days)
@@ -159,13 +171,14 @@ def extract_activities(
             extracted_at=extracted_at,
             after=after,
             previous_watermark=previous,
+            full_read_reason=start.full_read_reason,
         )
         logger.info(
             "Athlete %s: watermark %s, reading activities started after %s%s",
             athlete_id,
             previous.isoformat() if previous else "none",
             after.isoformat(),
-            " (full refresh)" if full_refresh else "",
+            f" (whole history: {start.full_read_reason})" if start.full_read_reason else "",
         )
         writer = lake_tasks.StagingFileWriter()
         paginator = strava_tasks.Paginator()
@@ -196,6 +209,8 @@ def extract_activities(
                     started = row["start_date"]
                     if started and (result.newest_start_date is None or started > result.newest_start_date):
                         result.newest_start_date = started
+                    if started and started > extracted_at:
+                        result.future_dated.append(row["id"])
                 if not paginator.has_more(page):
                     break
                 paginator.get_next()
@@ -222,6 +237,14 @@ def extract_activities(
             result.new_sport_types or "none",
             result.unfit_values or "none",
         )
+    if result.future_dated:
+        logger.warning(
+            "%s activities start after this run read them (a device clock?), e.g. ids %s: loaded, "
+            "and the watermark stops at this run's time %s",
+            len(result.future_dated),
+            result.future_dated[:FUTURE_IDS_SHOWN],
+            extracted_at.isoformat(),
+        )
     logger.info(
         "Extracted %s activities in %s pages with %s API requests%s",
         result.activities,
@@ -230,6 +253,22 @@ def extract_activities(
         f"; {result.partial_reason}" if result.partial_reason else "",
     )
     return _finish(result)
+
+
+def _start(warehouse_block: str | None, athlete_id: int, full_refresh: bool, extracted_at: datetime) -> wm.Start:
+    """Where to start reading: the whole history, or the warehouse's checked watermark for the athlete."""
+    if full_refresh:
+        return wm.Start(None, "full refresh")
+    if warehouse_block is None:
+        return wm.Start(None, "no warehouse given to take the watermark from")
+    _, engine = open_engine(warehouse_block)
+    try:
+        warehouse_id = wh.ensure_tables(engine)
+        with engine.connect() as conn:
+            held = wh.athlete_rows(conn, athlete_id)
+    finally:
+        engine.dispose()
+    return wm.resolve_start(warehouse_id, athlete_id, held, extracted_at)
 
 
 def _partial_reason(client: strava_tasks.StravaClient, where: str) -> str:

@@ -8,12 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from blocks.loading import load_lake
 from flows.load import open_engine
 from tasks import dashboard, report
-from tasks import warehouse as wh
 
 
 def publish_insight(warehouse_block: str, lake_block: str, summary: dict[str, Any]) -> dict[str, str]:
@@ -36,7 +33,7 @@ def publish_insight(warehouse_block: str, lake_block: str, summary: dict[str, An
     _, engine = open_engine(warehouse_block)
     try:
         page = dashboard.build_dashboard(engine, summary.get("checks"), summary.get("athlete_id"))
-        monthly = report.monthly_rows(engine)
+        monthly = report.monthly_rows(engine, summary.get("athlete_id"))
     finally:
         engine.dispose()
     published = dashboard.publish_dashboard(lake, page, summary.get("athlete_id") or "unknown", summary.get("run_key"))
@@ -44,15 +41,14 @@ def publish_insight(warehouse_block: str, lake_block: str, summary: dict[str, An
     return published
 
 
-def single_athlete(engine: sa.Engine) -> int | None:
-    """The athlete of the warehouse's live activities when there is exactly one, else None."""
-    with engine.connect() as conn:
-        ids = [r[0] for r in conn.execute(sa.text(wh.read_sql("dashboard/athletes.sql")))]
-    return int(ids[0]) if len(ids) == 1 else None
+def write_dashboard_file(warehouse_block: str, out: Path, athlete_id: int | None = None) -> tuple[Path, int]:
+    """Render one athlete's dashboard from the warehouse into ``out``; validation results from its table.
 
-
-def write_dashboard_file(warehouse_block: str, out: Path) -> tuple[Path, int]:
-    """Render the dashboard from the warehouse into ``out``; validation results from its table.
+    Args:
+        warehouse_block: Name of the Warehouse block.
+        out: The HTML file to write.
+        athlete_id: Whose dashboard; None: the warehouse's only athlete (an error listing the
+            athletes when it holds several).
 
     Returns:
         The file written and its size in bytes.
@@ -61,7 +57,7 @@ def write_dashboard_file(warehouse_block: str, out: Path) -> tuple[Path, int]:
     _, engine = open_engine(warehouse_block)
     try:
         checks = dashboard.read_validation_results(engine)
-        page = dashboard.render_dashboard(engine, checks, athlete_id=single_athlete(engine))
+        page = dashboard.render_dashboard(engine, checks, athlete_id=athlete_id)
     finally:
         engine.dispose()
     out = out.expanduser()

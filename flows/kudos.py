@@ -18,6 +18,7 @@ from flows.load import open_engine
 
 if TYPE_CHECKING:
     from types import ModuleType
+from tasks import warehouse as wh
 
 ARTIFACT_KEY = "strava-kudos-model"
 KUDOS_EXTRA = "strava-elt[kudos]"
@@ -76,13 +77,11 @@ def retrain_kudos_model(
     lake = load_lake(lake_block)
     _, engine = open_engine(warehouse_block)
     try:
-        rows = kudos.read_activities(engine, athlete_id)
+        chosen = wh.choose_athlete(engine, athlete_id, option="athlete_id")
+        rows = kudos.read_activities(engine, chosen) if chosen is not None else []
     finally:
         engine.dispose()
-    athletes = {r["athlete_id"] for r in rows}
-    if athlete_id is None and len(athletes) > 1:
-        raise ValueError(f"The warehouse holds {len(athletes)} athletes; pass athlete_id to choose one")
-    athlete = athlete_id if athlete_id is not None else (next(iter(athletes)) if athletes else "unknown")
+    athlete: int | str = chosen if chosen is not None else "unknown"
 
     result = kudos.train_and_evaluate(
         rows,

@@ -31,14 +31,18 @@ def load_activities(
     observed_at: datetime,
     deletion_window: tuple[datetime, datetime] | None = None,
     expected_rows: int | None = None,
+    athlete_id: int | None = None,
 ) -> dict[str, Any]:
-    """Stage the run's file, check it, and merge it into production in one transaction.
+    """Stage the run's file, check it, and merge it into the athlete's production rows in one transaction.
 
-    The staging table is dropped whatever happens; production changes only in the merge.
-    The validation gate (``sql/validation/``) runs between load and merge: a failed ``halt``
-    check raises :class:`~tasks.validation.ValidationHalted` before the merge. ``expected_rows``
-    is the extract's row count, compared with the staged rows.
+    The staging table is dropped whatever happens; production changes only in the merge, and
+    only ``athlete_id``'s rows (required). The validation gate (``sql/validation/``) runs
+    between load and merge: a failed ``halt`` check raises
+    :class:`~tasks.validation.ValidationHalted` before the merge. ``expected_rows`` is the
+    extract's row count, compared with the staged rows.
     """
+    if athlete_id is None:
+        raise ValueError("load_activities needs the run's athlete_id: the merge touches only that athlete's rows")
     logger = get_run_logger()
     lake = load_lake(lake_block)
     warehouse, engine = open_engine(warehouse_block)
@@ -46,9 +50,9 @@ def load_activities(
         staging = wh.prepare_staging(engine, run_key)
         try:
             wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)
-            checks = validation.run_validation(engine, staging, expected_rows, observed_at)
+            checks = validation.run_validation(engine, staging, expected_rows, observed_at, athlete_id)
             validation.enforce_gate(checks)
-            result = wh.merge_staging(engine, staging, observed_at, deletion_window)
+            result = wh.merge_staging(engine, staging, observed_at, deletion_window, athlete_id)
         finally:
             wh.drop_staging(engine, staging)
     finally:

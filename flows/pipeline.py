@@ -13,16 +13,26 @@ from prefect.states import Completed
 from pydantic import Field
 
 from flows import flow_retries, flow_timeout, run_names
-from flows.extract import PARTIAL, extract_activities
+from flows.extract import FUTURE_IDS_SHOWN, PARTIAL, extract_activities
 from flows.insight import publish_insight
-from flows.load import load_activities
+from flows.load import load_activities, open_engine
 from flows.models import build_models
 from tasks import events, notify, retry
+from tasks import warehouse as wh
 from tasks import watermark as wm
 
 MAX_LOOKBACK_DAYS = 365
 RETRIES = flow_retries(0)  # deployments set STRAVA_ELT_FLOW_RETRIES=1 (prefect.yaml)
 RETRY_DELAY_SECONDS = 300
+
+
+def open_target(warehouse_block: str) -> str:
+    """Connect to the warehouse, create or migrate its tables and return its id (the engine is closed again)."""
+    _, engine = open_engine(warehouse_block)
+    try:
+        return wh.open_warehouse(engine)
+    finally:
+        engine.dispose()
 
 
 def new_run_key() -> str:
@@ -93,7 +103,11 @@ def _run(
     """Extract, load, move the watermark, build the models; ``summary`` fills in as it goes."""
     logger = get_run_logger()
     run_key = summary["run_key"]
-    extract = extract_activities(strava_block, lake_block, run_key, lookback_days, full_refresh)
+    # The warehouse first: a wrong URL or a DuckDB file another process holds fails the run
+    # before it spends any of the Strava budget.
+    warehouse_id = open_target(warehouse_block)
+    summary["warehouse_id"] = warehouse_id
+    extract = extract_activities(strava_block, lake_block, run_key, lookback_days, full_refresh, warehouse_block)
     summary |= {
         "run_key": run_key,
         "athlete_id": extract.athlete_id,
@@ -105,7 +119,10 @@ def _run(
         "new_sport_types": extract.new_sport_types,
         "unfit_values": extract.unfit_values,
         "rejected": extract.rejected,
+        "future_dated": {"count": len(extract.future_dated), "ids": extract.future_dated[:FUTURE_IDS_SHOWN]},
     }
+    if extract.full_read_reason:
+        summary["full_read_reason"] = extract.full_read_reason
     if extract.athlete_id is None:  # the daily budget was spent before /athlete answered
         logger.warning("Run %s: nothing extracted, nothing loaded, watermark unchanged; %s", run_key, summary["status"])
         return summary
@@ -113,10 +130,17 @@ def _run(
         raise RuntimeError("extract produced no staging file")
     window = (extract.after, extract.extracted_at) if extract.complete else None
     merged = load_activities(
-        warehouse_block, lake_block, extract.staging_path, run_key, extract.extracted_at, window, extract.activities
+        warehouse_block,
+        lake_block,
+        extract.staging_path,
+        run_key,
+        extract.extracted_at,
+        window,
+        extract.activities,
+        extract.athlete_id,
     )
     summary.update(merged)
-    _after_commit(summary, extract, warehouse_block, lake_block)
+    _after_commit(summary, extract, warehouse_id, warehouse_block, lake_block)
     logger.info(
         "Run %s: %s requests, %s pages, %s extracted, %s inserted, %s updated, %s deleted; watermark %s; %s",
         run_key,
@@ -132,7 +156,9 @@ def _run(
     return summary
 
 
-def _after_commit(summary: dict[str, Any], extract: Any, warehouse_block: str, lake_block: str) -> None:
+def _after_commit(
+    summary: dict[str, Any], extract: Any, warehouse_id: str, warehouse_block: str, lake_block: str
+) -> None:
     """The merge has committed: move the watermark, emit the event, rebuild models and dashboard.
 
     Nothing here can undo the load. A step that fails is recorded and the steps that do not
@@ -155,10 +181,18 @@ def _after_commit(summary: dict[str, Any], extract: Any, warehouse_block: str, l
             logger.error("After the merge, %s failed: %s", name, failed[name])
             return None
 
-    # Only now may the watermark move.
+    # Only now may the watermark move (never past this run's time).
     watermark = step(
         "watermark",
-        lambda: wm.advance_watermark(extract.athlete_id, extract.newest_start_date, str(flow_run.id or "")),
+        lambda: wm.advance_watermark(
+            warehouse_id,
+            extract.athlete_id,
+            extract.newest_start_date,
+            extract.extracted_at,
+            summary["athlete_rows"],
+            str(flow_run.id or ""),
+            reset=extract.previous_watermark is None,
+        ),
     )
     if "watermark" not in failed:
         summary["watermark"] = watermark.isoformat() if watermark else None

@@ -78,13 +78,20 @@ def _table_exists(conn: sa.Connection, name: str) -> bool:
     return bool(conn.execute(sa.text(wh.read_sql("dashboard/table_exists.sql")), {"name": name}).scalar())
 
 
-def read_table(conn: sa.Connection, name: str) -> list[dict[str, Any]]:
-    """Every row of a table, or no rows when the table does not exist (yet)."""
+def read_table(conn: sa.Connection, name: str, athlete_id: int | None = None) -> list[dict[str, Any]]:
+    """Every row of a table, or none when the table does not exist (yet).
+
+    With ``athlete_id`` (a model, which has the column): only that athlete's rows, without the column.
+    """
     if not _table_exists(conn, name):
         return []
-    sql = wh.render(wh.read_sql("dashboard/read_model.sql"), conn.dialect.identifier_preparer, model=name)
-    statement = sa.text(sql)
-    return [dict(row) for row in conn.execute(statement).mappings()]
+    file = "dashboard/read_model.sql" if athlete_id is None else "dashboard/read_athlete_model.sql"
+    statement = sa.text(wh.render(wh.read_sql(file), conn.dialect.identifier_preparer, model=name))
+    rows = [dict(row) for row in conn.execute(statement, {"athlete_id": athlete_id}).mappings()]
+    if athlete_id is not None:
+        for row in rows:
+            del row["athlete_id"]
+    return rows
 
 
 def read_validation_results(engine: sa.Engine) -> list[dict[str, Any]] | None:
@@ -129,7 +136,15 @@ def collect_data(
     athlete_id: int | None = None,
     generated_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """Read the models and the activities into the dashboard's data (plain, JSON-ready)."""
+    """Read one athlete's models and activities into the dashboard's data (plain, JSON-ready).
+
+    ``athlete_id`` None: the warehouse's only athlete (no data when it holds none).
+
+    Raises:
+        ValueError: No athlete given and the warehouse holds several; the message lists them.
+
+    """
+    athlete_id = wh.choose_athlete(engine, athlete_id)
     names = (
         "monthly_distance_by_sport",
         "weekly_kudos_change",
@@ -140,10 +155,13 @@ def collect_data(
         "activity_summary_yearly",
         "activity_summary_by_sport",
     )
-    with engine.connect() as conn:
-        models = {name: read_table(conn, name) for name in names}
-        result = conn.execute(sa.text(wh.read_sql("dashboard/activity_points.sql")))
-        points = [dict(r) for r in result.mappings().fetchmany(MAX_POINTS)]
+    models: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    points: list[dict[str, Any]] = []
+    if athlete_id is not None:
+        with engine.connect() as conn:
+            models = {name: read_table(conn, name, athlete_id) for name in names}
+            result = conn.execute(sa.text(wh.read_sql("dashboard/activity_points.sql")), {"athlete_id": athlete_id})
+            points = [dict(r) for r in result.mappings().fetchmany(MAX_POINTS)]
     generated = generated_at or datetime.now(UTC)
     activities = _activities(points)
     by_sport = models["activity_summary_by_sport"]

@@ -89,8 +89,8 @@ class KudosModelError(RuntimeError):
 # --------------------------------------------------------------------------- features
 
 
-def read_activities(engine: sa.Engine, athlete_id: int | None = None) -> list[dict[str, Any]]:
-    """Live activities, oldest first, with the columns the features need."""
+def read_activities(engine: sa.Engine, athlete_id: int) -> list[dict[str, Any]]:
+    """One athlete's live activities, oldest first, with the columns the features need."""
     with engine.connect() as conn:
         result = conn.execute(sa.text(wh.read_sql("kudos/activities.sql")), {"athlete_id": athlete_id})
         return [dict(r) for r in result.mappings()]

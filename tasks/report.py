@@ -30,14 +30,17 @@ _NUMBERS = (
     ("deleted", "Marked deleted"),
     ("undeleted", "Reappeared"),
     ("history_rows", "Kudos history rows"),
-    ("watermark", "Watermark (newest start_date loaded)"),
+    ("watermark", "Watermark (newest start_date loaded, never past the run)"),
+    ("full_read_reason", "Whole history read because"),
 )
 
 
-def monthly_rows(engine: sa.Engine, limit: int = 6) -> list[dict[str, Any]]:
-    """The newest ``limit`` rows of the monthly model (none when it is not built yet)."""
+def monthly_rows(engine: sa.Engine, athlete_id: int | None, limit: int = 6) -> list[dict[str, Any]]:
+    """The athlete's newest ``limit`` rows of the monthly model (none when it is not built yet)."""
+    if athlete_id is None:
+        return []
     with engine.connect() as conn:
-        rows = dashboard.read_table(conn, MONTHLY_MODEL)
+        rows = dashboard.read_table(conn, MONTHLY_MODEL, athlete_id)
     return sorted(rows, key=lambda r: r["month"], reverse=True)[:limit]
 
 
@@ -76,6 +79,13 @@ def run_report_markdown(
     for key, label in (("new_fields", "New API fields"), ("new_sport_types", "New sport types")):
         if summary.get(key):
             lines += ["", f"**{label}:** " + ", ".join(_cell(v) for v in summary[key])]
+    future = summary.get("future_dated") or {}
+    if future.get("count"):
+        lines += [
+            "",
+            f"**Future-dated activities:** {_cell(future['count'])} start after this run read them "
+            f"(loaded; the watermark stops at the run's time), e.g. ids {', '.join(str(i) for i in future['ids'])}",
+        ]
 
     lines += ["", "## Validation", ""]
     checks = summary.get("checks")

@@ -231,6 +231,8 @@ def stats_history_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("kudos_count", sa.Integer()),
         sa.Column("comment_count", sa.Integer()),
         sa.Column("achievement_count", sa.Integer()),
+        # The activity's athlete. Last: older tables get it by ALTER TABLE (tasks.warehouse.ensure_tables).
+        sa.Column("athlete_id", sa.BigInteger()),
     )
 
 

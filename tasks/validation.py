@@ -8,7 +8,7 @@ message; a check whose value is NULL is skipped (e.g. ``not enough history``).
 
 SQL files name the run's staging table ``{staging}`` (quoted by :func:`tasks.warehouse.render`)
 and production by its plain name; values arrive as bind parameters (``:expected_rows``,
-``:run_started_at`` and a check's own ``params``). A file may return a second column, a
+``:run_started_at``, ``:athlete_id`` and a check's own ``params``). A file may return a second column, a
 human-readable detail shown next to the outcome.
 """
 
@@ -70,7 +70,7 @@ SYMBOLS: dict[str, str] = {
 }
 SEVERITIES = ("warn", "halt")
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
-RUN_PARAMS = frozenset({"expected_rows", "run_started_at"})
+RUN_PARAMS = frozenset({"expected_rows", "run_started_at", "athlete_id"})
 
 _NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 _REQUIRED = ("name", "description", "severity", "sql", "operator")
@@ -605,11 +605,16 @@ def run_validation(
     staging: str,
     expected_rows: int | None = None,
     run_started_at: datetime | None = None,
+    athlete_id: int | None = None,
 ) -> list[CheckResult]:
-    """Run the manifest's checks against the staging table; publish a table artifact."""
+    """Run the manifest's checks against the staging table of ``athlete_id``'s run; publish a table artifact."""
     logger = get_run_logger()
     checks = load_checks()
-    params = {"expected_rows": expected_rows, "run_started_at": run_started_at or datetime.now(UTC)}
+    params = {
+        "expected_rows": expected_rows,
+        "run_started_at": run_started_at or datetime.now(UTC),
+        "athlete_id": athlete_id,
+    }
     results = run_checks(engine, checks, staging=staging, params=params)
     for result in results:
         if result.failed:
@@ -642,10 +647,12 @@ def run_adhoc(
     operator: str,
     severity: str,
     warehouse_block: str = "strava-warehouse",
+    athlete_id: int | None = None,
 ) -> CheckResult:
     """Run one ad-hoc check (two SQL files, or a file and a number) against the warehouse.
 
-    The scripts see production by name and ``:run_started_at`` (now); there is no staging table.
+    The scripts see production by name, ``:run_started_at`` (now) and ``:athlete_id`` (None
+    unless given); there is no staging table.
 
     Raises:
         ValidationConfigError: A script is not one read-only query; nothing was run.
@@ -672,6 +679,7 @@ def run_adhoc(
     engine = warehouse.get_engine()
     wh.use_schema(engine, warehouse.schema_name)
     try:
-        return run_check(engine, check, params={"expected_rows": None, "run_started_at": datetime.now(UTC)})
+        params = {"expected_rows": None, "run_started_at": datetime.now(UTC), "athlete_id": athlete_id}
+        return run_check(engine, check, params=params)
     finally:
         engine.dispose()

@@ -16,9 +16,10 @@ import io
 import logging
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -375,15 +376,130 @@ def use_schema(engine: sa.Engine, schema_name: str | None) -> None:
             dbapi_connection.commit()
 
 
-def ensure_tables(engine: sa.Engine) -> None:
-    """Create the production and history tables when missing, migrate old ones (idempotent)."""
+WAREHOUSE_TABLE = "strava_elt_warehouse"
+"""One row: the warehouse's identity, a uuid created with the tables (watermarks are keyed by it)."""
+
+
+def warehouse_table(metadata: sa.MetaData) -> sa.Table:
+    """Declare the one-row identity table (a block rename never changes it; a new warehouse has its own)."""
+    return sa.Table(
+        WAREHOUSE_TABLE,
+        metadata,
+        sa.Column("warehouse_id", sa.String(32), primary_key=True),
+        sa.Column("created_at", sa.TIMESTAMP(timezone=True), nullable=False),
+    )
+
+
+_IDS = {"target": schema.ACTIVITY_TABLE, "history": schema.STATS_HISTORY_TABLE, "identity": WAREHOUSE_TABLE}
+
+
+def ensure_tables(engine: sa.Engine) -> str:
+    """Create (or migrate) the production, history and identity tables; return the warehouse's id.
+
+    Idempotent. The identity (32 hex digits) is generated the first time, with the tables.
+    """
     metadata = sa.MetaData()
     schema.activity_table(metadata)
     schema.stats_history_table(metadata)
+    warehouse_table(metadata)
+    dialect = dialect_for(engine)
     with engine.begin() as conn:
         metadata.create_all(conn, checkfirst=True)
         migrate_to_double(conn)
-        dialect_for(engine).ensure_indexes(conn)
+        _migrate_history(conn, dialect)
+        dialect.ensure_indexes(conn)
+        if conn.execute(dialect.sql("load/warehouse_id.sql", **_IDS)).scalar() is None:
+            new_id = {"warehouse_id": uuid.uuid4().hex, "created_at": datetime.now(UTC)}
+            conn.execute(dialect.sql("load/warehouse_id_insert.sql", **_IDS), new_id)
+    with engine.connect() as conn:  # read after the commit: a concurrent first run sees the same row
+        identity = conn.execute(dialect.sql("load/warehouse_id.sql", **_IDS)).scalar()
+    if not identity:
+        raise RuntimeError(f"Table {WAREHOUSE_TABLE} holds no warehouse id after creating one")
+    return str(identity)
+
+
+def _migrate_history(conn: sa.Connection, dialect: SqlDialect) -> None:
+    """Add ``athlete_id`` to a stats history table from before athlete scoping, filled from production."""
+    where = {"table_name": schema.STATS_HISTORY_TABLE, "column_name": "athlete_id"}
+    if _scalar(conn, dialect.sql("load/column_exists.sql", **_IDS), where):
+        return
+    conn.execute(dialect.sql("load/add_history_athlete_id.sql", **_IDS))
+    filled = conn.execute(dialect.sql("load/backfill_history_athlete_id.sql", **_IDS)).rowcount
+    _logger().warning(
+        "Migrated %s: added athlete_id, filled for %s earlier observations", schema.STATS_HISTORY_TABLE, filled
+    )
+
+
+class WarehouseLocked(RuntimeError):
+    """Another process holds the DuckDB file: the run stops before it spends any Strava request."""
+
+
+def _lock_message(engine: sa.Engine, exc: sa.exc.DBAPIError) -> str | None:
+    """A clear message when ``exc`` is DuckDB refusing a file another process holds; else None."""
+    text = str(exc.orig)
+    if engine.dialect.name != "duckdb" or "lock" not in text.lower():
+        return None
+    return (
+        f"The DuckDB warehouse {engine.url.database} is locked: another process holds it ({text}). "
+        "A DuckDB file has one writer at a time: let that run finish, or close the program that has "
+        "the file open (a DuckDB shell, a notebook; or stop that PID), then run again. "
+        "Nothing was read from Strava."
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def open_warehouse(engine: sa.Engine) -> str:
+    """Connect, create or migrate the tables and return the warehouse's id, before any Strava request.
+
+    On DuckDB this takes the file's lock; a file another process holds raises :class:`WarehouseLocked`.
+    """
+    try:
+        identity = ensure_tables(engine)
+    except sa.exc.DBAPIError as exc:
+        message = _lock_message(engine, exc)
+        if message is None:
+            raise
+        raise WarehouseLocked(message) from None
+    get_run_logger().info("Warehouse %s: tables ready", identity)
+    return identity
+
+
+@dataclass(frozen=True)
+class AthleteRows:
+    """What production holds for one athlete."""
+
+    total: int
+    live: int
+    newest_start_date: datetime | None
+
+
+def athlete_rows(conn: sa.Connection, athlete_id: int) -> AthleteRows:
+    """Count the athlete's rows (and the live ones) and find its newest start_date."""
+    row = conn.execute(dialect_for(conn.engine).sql("load/athlete_rows.sql", **_IDS), {"athlete_id": athlete_id}).one()
+    total, deleted = int(row[0] or 0), int(row[1] or 0)
+    return AthleteRows(total=total, live=total - deleted, newest_start_date=row[2])
+
+
+def athletes(engine: sa.Engine) -> list[int]:
+    """The athletes with live activities in production, in id order."""
+    with engine.connect() as conn:
+        return [int(r[0]) for r in conn.execute(dialect_for(engine).sql("load/athletes.sql", **_IDS))]
+
+
+def choose_athlete(engine: sa.Engine, athlete_id: int | None, option: str = "--athlete-id") -> int | None:
+    """``athlete_id``, or the warehouse's only athlete (None when it holds none).
+
+    Raises:
+        ValueError: No athlete was given and the warehouse holds several; the message lists them.
+
+    """
+    if athlete_id is not None:
+        return int(athlete_id)
+    found = athletes(engine)
+    if len(found) > 1:
+        listed = ", ".join(str(a) for a in found)
+        raise ValueError(f"The warehouse holds {len(found)} athletes ({listed}); pass {option} to choose one")
+    return found[0] if found else None
 
 
 def migrate_to_double(conn: sa.Connection) -> list[str]:
@@ -422,7 +538,7 @@ def migrate_to_double(conn: sa.Connection) -> list[str]:
 
 @dataclass(frozen=True)
 class MergeResult:
-    """What one merge changed in production."""
+    """What one merge changed in production; ``athlete_rows`` is the athlete's row count after it."""
 
     staged: int
     inserted: int
@@ -431,6 +547,7 @@ class MergeResult:
     deleted: int
     undeleted: int
     history_rows: int
+    athlete_rows: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """Plain dict for summaries and artifacts."""
@@ -489,32 +606,36 @@ def merge_staging(
     staging: str,
     observed_at: datetime,
     deletion_window: tuple[datetime, datetime] | None,
+    athlete_id: int,
 ) -> MergeResult:
-    """Merge staging into production in ONE transaction: history, delete-then-insert, deletions.
+    """Merge staging into the athlete's production rows in ONE transaction: history, delete-then-insert, deletions.
 
-    ``deletion_window`` is the [after, until] range of ``start_date`` that this run read in
-    full; production rows inside it that Strava no longer returned are marked deleted.
-    Pass None when the extraction was partial.
+    Every statement touches only ``athlete_id``'s rows (the validation gate has checked that
+    every staged row is that athlete's). ``deletion_window`` is the [after, until] range of
+    ``start_date`` that this run read in full; the athlete's rows inside it that Strava no
+    longer returned are marked deleted. Pass None when the extraction was partial.
     """
     dialect = dialect_for(engine)
-    ids = {"target": schema.ACTIVITY_TABLE, "staging": staging, "history": schema.STATS_HISTORY_TABLE}
+    ids = {**_IDS, "staging": staging}
+    athlete = {"athlete_id": int(athlete_id)}
     with engine.begin() as conn:
         staged = _scalar(conn, dialect.sql("load/count_staged.sql", **ids))
-        inserted = _scalar(conn, dialect.sql("load/count_new.sql", **ids))
-        updated = _scalar(conn, dialect.sql("load/count_changed.sql", **ids))
-        undeleted = _scalar(conn, dialect.sql("load/count_reappeared.sql", **ids))
+        inserted = _scalar(conn, dialect.sql("load/count_new.sql", **ids), athlete)
+        updated = _scalar(conn, dialect.sql("load/count_changed.sql", **ids), athlete)
+        undeleted = _scalar(conn, dialect.sql("load/count_reappeared.sql", **ids), athlete)
         history = conn.execute(
-            dialect.sql("load/record_stats_history.sql", **ids), {"observed_at": observed_at}
+            dialect.sql("load/record_stats_history.sql", **ids), {"observed_at": observed_at, **athlete}
         ).rowcount
-        conn.execute(dialect.sql("load/merge_delete.sql", **ids))
+        conn.execute(dialect.sql("load/merge_delete.sql", **ids), athlete)
         conn.execute(dialect.sql("load/merge_insert.sql", **ids))
         deleted = 0
         if deletion_window is not None:
             after, until = deletion_window
             deleted = conn.execute(
                 dialect.sql("load/mark_deleted.sql", **ids),
-                {"deleted_at": observed_at, "after": after, "until": until},
+                {"deleted_at": observed_at, "after": after, "until": until, **athlete},
             ).rowcount
+        total = athlete_rows(conn, athlete_id).total
     return MergeResult(
         staged=staged,
         inserted=inserted,
@@ -523,6 +644,7 @@ def merge_staging(
         deleted=deleted,
         undeleted=undeleted,
         history_rows=max(history, 0),
+        athlete_rows=total,
     )
 
 

@@ -109,6 +109,17 @@ class Env:
         cols, rows = self._execute("SELECT * FROM strava_activity_data")
         return {row[0]: dict(zip(cols, row, strict=True)) for row in rows}
 
+    @property
+    def warehouse_id(self) -> str:
+        """The warehouse's identity (created with its tables by the first run)."""
+        return str(self.query("SELECT MIN(warehouse_id) FROM strava_elt_warehouse")[0][0])
+
+    def watermark(self, athlete_id: int | None = None) -> datetime | None:
+        """The watermark of this warehouse and the athlete (default: the emulator's)."""
+        from tasks.watermark import read_watermark
+
+        return read_watermark(self.warehouse_id, self.emu.athlete["id"] if athlete_id is None else athlete_id)
+
 
 def make_env(tmp_path: Path, pg_url: str | None = None, **emulator_kwargs: Any) -> Iterator[Env]:
     """Emulator plus local blocks; with ``pg_url`` the Warehouse block points at that PostgreSQL schema."""

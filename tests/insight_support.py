@@ -40,6 +40,7 @@ def fill_warehouse(
         history = [
             {
                 "activity_id": r["id"],
+                "athlete_id": r["athlete_id"],
                 "observed_at": r["start_date"] + timedelta(days=1),
                 "kudos_count": r["kudos_count"],
                 "comment_count": r["comment_count"],

@@ -14,7 +14,6 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from flows.pipeline import strava_elt
-from tasks.watermark import read_watermark
 from tests.conftest import Env, make_env
 from tests.strava_support import LIST_PATH, FakeClock, ts, use_clock
 
@@ -42,7 +41,6 @@ def test_backfill_over_several_days_loads_every_activity_exactly_once(
     clock = FakeClock(datetime(2025, 6, 2, 9, 0, tzinfo=UTC))
     use_clock(monkeypatch, clock)
     for env in make_env(tmp_path, activities=ACTIVITIES, clock=clock, read_limits=(100, DAILY_READS)):
-        athlete_id = env.emu.athlete["id"]
         emulator_ids = {a["id"] for a in env.emu.activities}
         runs: list[dict[str, Any]] = []
         while True:
@@ -58,7 +56,7 @@ def test_backfill_over_several_days_loads_every_activity_exactly_once(
             assert summary["deleted"] == 0  # no deletions marked from a partial read
             loaded = env.production()
             newest_loaded = max(r["start_date"] for r in loaded.values())
-            assert read_watermark(athlete_id) == newest_loaded
+            assert env.watermark() == newest_loaded
             oldest_first = sorted(env.emu.activities, key=lambda a: ts(a["start_date"]))
             assert set(loaded) == {a["id"] for a in oldest_first[: len(loaded)]}
 
@@ -70,7 +68,7 @@ def test_backfill_over_several_days_loads_every_activity_exactly_once(
                 assert state.message == idle["status"]
                 assert idle["requests"] == 1 and env.emu.request_count() == before + 2  # + the token
                 assert env.production() == loaded
-                assert read_watermark(athlete_id) == newest_loaded
+                assert env.watermark() == newest_loaded
                 runs.append(idle)
 
             clock.set(clock().replace(hour=9) + timedelta(days=1))  # past midnight UTC: a new budget
@@ -81,7 +79,7 @@ def test_backfill_over_several_days_loads_every_activity_exactly_once(
         count, distinct = env.query("SELECT COUNT(*), COUNT(DISTINCT id) FROM strava_activity_data")[0]
         assert count == distinct == ACTIVITIES
         assert all(r["deleted_at"] is None for r in prod.values())
-        assert read_watermark(athlete_id) == max(ts(a["start_date"]) for a in env.emu.activities)
+        assert env.watermark() == max(ts(a["start_date"]) for a in env.emu.activities)
         assert sum(r.get("inserted", 0) for r in runs) == ACTIVITIES
 
         # What it cost: 4 runs (one refused at /athlete), 30 API requests of which 26 list pages.

@@ -53,5 +53,5 @@ def test_a_failed_load_emits_nothing(env: Env) -> None:
     from blocks.loading import MissingBlockError
 
     with pytest.raises(MissingBlockError):
-        env.run(warehouse_block="no-such-warehouse")  # extract succeeds, the load cannot start
+        env.run(warehouse_block="no-such-warehouse")  # the warehouse is opened first: nothing runs
     assert _loaded_events(env.emu.athlete["id"], timeout=3) == []

@@ -43,8 +43,10 @@ PLACES = (
 # --------------------------------------------------------------------------- rows
 
 
-def make_rows(seed: int = 7, count: int = 260) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Activities over ~2 years with gaps, deletions, NULLs and nasty text; and their history."""
+def make_rows(
+    seed: int = 7, count: int = 260, athlete_id: int = 42, first_id: int = 9_000_000_000
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One athlete's activities over ~2 years with gaps, deletions, NULLs and nasty text; and their history."""
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     local = datetime(2023, 12, 28, 6, 30)
@@ -57,8 +59,8 @@ def make_rows(seed: int = 7, count: int = 260) -> tuple[list[dict[str, Any]], li
         indoor = sport in ("Yoga", "VirtualRide")
         rows.append(
             {
-                "id": 9_000_000_000 + i,
-                "athlete_id": 42,
+                "id": first_id + i,
+                "athlete_id": athlete_id,
                 "name": rng.choice(("Morning Run", 'The "easy" one', "</script><b>x", "🏃 émoji\nnewline")),
                 "distance": 0.0 if sport == "Yoga" else round(rng.uniform(1_000, 60_000), 1),
                 "moving_time": rng.randint(600, 12_000),
@@ -82,9 +84,10 @@ def make_rows(seed: int = 7, count: int = 260) -> tuple[list[dict[str, Any]], li
     for row in rows[-60:]:
         first = row["start_date"].replace(hour=12, minute=0, second=0) + timedelta(days=1)
         kudos = row["kudos_count"] or 0
-        history.append({"activity_id": row["id"], "observed_at": first, "kudos_count": max(kudos - 3, 0)})
+        seen = {"activity_id": row["id"], "athlete_id": athlete_id}
+        history.append({**seen, "observed_at": first, "kudos_count": max(kudos - 3, 0)})
         if row["id"] % 2:
-            history.append({"activity_id": row["id"], "observed_at": first + timedelta(days=2), "kudos_count": kudos})
+            history.append({**seen, "observed_at": first + timedelta(days=2), "kudos_count": kudos})
     return rows, history
 
 
@@ -476,6 +479,38 @@ def test_decimal_types_come_back_as_numbers(built: Any) -> None:
     assert isinstance(row["activity_year"], int)
 
 
+def test_every_model_starts_with_the_athlete(built: Any) -> None:
+    engine, _, _, counts = built
+    for name in counts:
+        assert next(iter(fetch(engine, name)[0])) == "athlete_id", name
+
+
+def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: repr(list(r.values())))
+
+
+def test_models_are_per_athlete(built: Any) -> None:
+    """Another athlete in the warehouse changes none of the first athlete's model rows."""
+    engine, _, _, counts = built
+    alone = {name: fetch(engine, name) for name in counts}
+    # Athlete 43: other activities, some in the same weeks, months, places and hours as 42's.
+    other, other_history = make_rows(seed=8, count=200, athlete_id=43, first_id=9_100_000_000)
+    metadata = sa.MetaData()
+    with engine.begin() as conn:
+        conn.execute(
+            schema.activity_table(metadata).insert(),
+            [{c.name: r.get(c.name) for c in schema.ALL_COLUMNS} for r in other],
+        )
+        conn.execute(schema.stats_history_table(metadata).insert(), other_history)
+    together = build_all(engine)
+    print("\nmodel rows, athlete 42 alone -> with athlete 43:", {n: f"{counts[n]} -> {together[n]}" for n in counts})
+    for name in counts:
+        rows = fetch(engine, name)
+        assert {r["athlete_id"] for r in rows} == {42, 43}, name
+        assert _sorted([r for r in rows if r["athlete_id"] == 42]) == _sorted(alone[name]), name
+        assert together[name] > counts[name], name
+
+
 def test_dashboard_and_kudos_queries_run_on_every_backend(built: Any) -> None:
     from tasks import dashboard, kudos
 
@@ -489,4 +524,3 @@ def test_dashboard_and_kudos_queries_run_on_every_backend(built: Any) -> None:
     assert dashboard.read_validation_results(engine) is None
     assert len(kudos.read_activities(engine, 42)) == len(alive)
     assert kudos.read_activities(engine, 43) == []
-    assert len(kudos.read_activities(engine, None)) == len(alive)

@@ -15,7 +15,6 @@ from blocks import StravaCredentials
 from blocks.loading import MissingBlockError
 from tasks import warehouse as wh
 from tasks.notify import PostCommitError
-from tasks.watermark import read_watermark
 from tests.conftest import WAREHOUSES, Env, make_env, warehouse_pg_url
 
 LIST_PATH = "/api/v3/athlete/activities"
@@ -45,7 +44,7 @@ def assert_matches_emulator(env: Env) -> None:
     count, distinct = env.query("SELECT COUNT(*), COUNT(DISTINCT id) FROM strava_activity_data")[0]
     assert count == distinct
     newest = max(_ts(a["start_date"]) for a in env.emu.activities)
-    assert read_watermark(env.emu.athlete["id"]) == newest
+    assert env.watermark() == newest
 
 
 @pytest.mark.parametrize("n", [400, 450])
@@ -175,9 +174,8 @@ def test_models_are_built_and_exclude_deleted(env: Env) -> None:
     summary = env.run()
     assert summary["models"]["activity_summary_monthly"] > 0
     assert summary["models"]["weekly_kudos_change"] > 0
-    runs = env.query("SELECT COUNT(*) FROM strava_activity_data WHERE sport_type IN ('Run','TrailRun','VirtualRun')")[
-        0
-    ][0]
+    runs_sql = "SELECT COUNT(*) FROM strava_activity_data WHERE sport_type IN ('Run','TrailRun','VirtualRun')"
+    runs = env.query(runs_sql)[0][0]
     assert env.query("SELECT SUM(activity_count) FROM activity_summary_monthly")[0][0] == runs
 
 
@@ -245,7 +243,7 @@ def _crash_before_watermark(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_crash_then_rerun_loads_everything_exactly_once(env: Env, monkeypatch: pytest.MonkeyPatch, inject: Any) -> None:
     env.run()
     before = env.production()
-    mark = read_watermark(env.emu.athlete["id"])
+    mark = env.watermark()
     newest = max(_ts(a["start_date"]) for a in env.emu.activities)
     env.emu.add_activities(4)
     late = env.emu.add_activities(1, start_date=newest - timedelta(days=2))[0]
@@ -260,7 +258,7 @@ def test_crash_then_rerun_loads_everything_exactly_once(env: Env, monkeypatch: p
             env.run()
     if inject is _crash_before_watermark:  # after the commit: the run says what completed
         assert "watermark failed: Boom: crash after the merge committed" in str(caught.value)
-    assert read_watermark(env.emu.athlete["id"]) == mark
+    assert env.watermark() == mark
     after_crash = env.production()
     if inject is not _crash_before_watermark:
         assert after_crash == before  # production untouched by the failed run

@@ -36,7 +36,9 @@ PASSWORD = "rs-pa55word"  # noqa: S105 - a test value that must never be logged
 URL = f"redshift+redshift_connector://etl:{PASSWORD}@cluster.abc.eu-west-1.redshift.amazonaws.com:5439/dev"
 BUCKET, FOLDER = "strava-lake-prod", "strava/prod"
 STAGING = "stg_strava_activity_data_20250101t000000_abcdef12"
-STAGING_KEY = "staging/athlete_id=7/run=20250101t000000_abcdef12/activities.parquet"
+ATHLETE = 7
+STAGING_KEY = f"staging/athlete_id={ATHLETE}/run=20250101t000000_abcdef12/activities.parquet"
+WAREHOUSE_ID = "0123456789abcdef0123456789abcdef"
 S3_OBJECT = f"s3://{BUCKET}/{FOLDER}/{STAGING_KEY}"
 DIALECT = RedshiftDialect_redshift_connector()
 
@@ -70,8 +72,14 @@ class _Recorder:
             return [("strava",)]
         if s.startswith("show"):
             return [("read committed",)]
+        if "from information_schema.columns" in s and "column_name = " in s:
+            return [(1,)]  # the stats history already has athlete_id: no migration
         if "from information_schema.columns" in s:
             return [(c.name,) for c in schema.ALL_COLUMNS]
+        if "from strava_elt_warehouse" in s:
+            return [(WAREHOUSE_ID,)]
+        if "count(deleted_at)" in s:  # the athlete's rows after the merge
+            return [(self.staged, 0, datetime(2024, 12, 31, tzinfo=UTC))]
         if "pg_last_copy_count()" in s or s.startswith("select count(*) from"):
             return [(self.staged,)]
         if s.startswith(("select", "with", "-- ")):
@@ -208,16 +216,41 @@ def test_load_sql_renders_for_redshift_exactly() -> None:
         text = str(dialect.sql(relative, **ids))
         return " ".join(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("--"))
 
-    assert body("load/merge_delete.sql") == f"DELETE FROM strava_activity_data WHERE id IN (SELECT id FROM {STAGING})"
+    assert body("load/merge_delete.sql") == (
+        f"DELETE FROM strava_activity_data WHERE athlete_id = :athlete_id AND id IN (SELECT id FROM {STAGING})"
+    )
     cols = ", ".join(c.name for c in schema.STAGED_COLUMNS)
     assert cols.startswith("id, resource_state, athlete_id, name,") and cols.endswith("extracted_at, row_hash")
     assert body("load/merge_insert.sql") == f"INSERT INTO strava_activity_data ({cols}) SELECT {cols} FROM {STAGING}"
     assert body("load/mark_deleted.sql") == (
-        "UPDATE strava_activity_data SET deleted_at = :deleted_at WHERE deleted_at IS NULL "
+        "UPDATE strava_activity_data SET deleted_at = :deleted_at WHERE athlete_id = :athlete_id "
+        "AND deleted_at IS NULL "
         f"AND start_date > :after AND start_date <= :until AND id NOT IN (SELECT id FROM {STAGING})"
     )
     # Reserved words are quoted by the Redshift preparer, never by hand.
     assert wh.render("SELECT 1 FROM {t}", DIALECT.identifier_preparer, t="user") == 'SELECT 1 FROM "user"'
+
+
+def test_an_old_history_table_is_migrated_on_redshift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A history without athlete_id (information_schema says so) gets the column and its values in one transaction."""
+    real_answer = _Recorder.answer
+
+    def old_history(self: _Recorder, sql: str) -> list[tuple[Any, ...]] | None:
+        if "column_name = " in sql:
+            return [(0,)]
+        return real_answer(self, sql)
+
+    monkeypatch.setattr(_Recorder, "answer", old_history)
+    sessions: list[_Recorder] = []
+    engine = sa.create_engine(URL, module=fake_redshift_connector(sessions), **wh.engine_options(URL))
+    assert wh.ensure_tables(engine) == WAREHOUSE_ID
+    log = _normalised(sessions[0].log)
+    at = log.index("ALTER TABLE strava_activity_stats_history ADD COLUMN athlete_id BIGINT")
+    assert log[at + 1] == (
+        "UPDATE strava_activity_stats_history SET athlete_id = t.athlete_id FROM strava_activity_data AS t "
+        "WHERE t.id = strava_activity_stats_history.activity_id AND strava_activity_stats_history.athlete_id IS NULL"
+    )
+    assert log.index("COMMIT") > at + 1
 
 
 # ------------------------------------------------------------------ every SQL file parses as Redshift
@@ -301,7 +334,7 @@ def _run_load(monkeypatch: pytest.MonkeyPatch, warehouse_block: str, lake_block:
     observed = datetime(2025, 1, 1, tzinfo=UTC)
     return load_activities(
         warehouse_block, lake_block, STAGING_KEY, "20250101t000000_abcdef12", observed,
-        (datetime(2024, 12, 1, tzinfo=UTC), observed), 450,
+        (datetime(2024, 12, 1, tzinfo=UTC), observed), 450, ATHLETE,
     )  # fmt: skip
 
 
@@ -330,7 +363,11 @@ def test_load_subflow_sends_this_sequence_on_one_session(
     cols = ", ".join(c.name for c in schema.STAGED_COLUMNS)
     ddl = [
         " ".join(str(CreateTable(t).compile(dialect=DIALECT)).split())
-        for t in (schema.activity_table(sa.MetaData()), schema.stats_history_table(sa.MetaData()))
+        for t in (
+            schema.activity_table(sa.MetaData()),
+            schema.stats_history_table(sa.MetaData()),
+            wh.warehouse_table(sa.MetaData()),
+        )
     ]
     s = STAGING
     expected: list[str | re.Pattern[str]] = [
@@ -338,9 +375,14 @@ def test_load_subflow_sends_this_sequence_on_one_session(
         "select pg_catalog.version()", "select current_schema()", "show transaction isolation level", "ROLLBACK",
         "SET statement_timeout TO 1800000", "COMMIT",
         "CREATE SCHEMA IF NOT EXISTS strava", "SET search_path TO strava", "COMMIT",
-        # prepare_staging: production tables if missing, then this run's TEMP staging table.
+        # prepare_staging: production, history and identity tables if missing (the history's
+        # athlete_id migration is not needed: the column is there), then this run's TEMP staging table.
         re.compile(r"SELECT pg_catalog\.pg_class\.relname FROM pg_catalog\.pg_class .*"),  # has_table
-        *ddl, "COMMIT", "ROLLBACK",
+        *ddl,
+        "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = %s AND column_name = %s",
+        "SELECT MIN(warehouse_id) FROM strava_elt_warehouse", "COMMIT", "ROLLBACK",
+        "SELECT MIN(warehouse_id) FROM strava_elt_warehouse", "ROLLBACK",
         f"CREATE TEMP TABLE {s} (LIKE strava_activity_data)", "COMMIT", "ROLLBACK",
         # load_staging: column order check, COPY of the exact object, rows loaded; one transaction.
         "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
@@ -348,22 +390,28 @@ def test_load_subflow_sends_this_sequence_on_one_session(
         f"COPY {s} FROM '{S3_OBJECT}' WITH CREDENTIALS AS 'aws_iam_role={ARN}' FORMAT AS PARQUET FILLRECORD",
         "SELECT pg_last_copy_count()", "COMMIT", "ROLLBACK",
         "<validation>", "</validation>",
-        # merge_staging: counts, history, delete-then-insert, deletions: ONE transaction.
+        # merge_staging: counts, history, delete-then-insert, deletions, all of the run's athlete
+        # only, then the athlete's row count for the watermark: ONE transaction.
         f"SELECT COUNT(*) FROM {s}",
-        f"SELECT COUNT(*) FROM {s} AS s LEFT JOIN strava_activity_data AS t ON t.id = s.id WHERE t.id IS NULL",
-        f"SELECT COUNT(*) FROM {s} AS s JOIN strava_activity_data AS t ON t.id = s.id "
+        f"SELECT COUNT(*) FROM {s} AS s LEFT JOIN strava_activity_data AS t ON t.id = s.id AND t.athlete_id = %s "
+        "WHERE t.id IS NULL",
+        f"SELECT COUNT(*) FROM {s} AS s JOIN strava_activity_data AS t ON t.id = s.id AND t.athlete_id = %s "
         "WHERE t.row_hash <> s.row_hash OR t.row_hash IS NULL",
-        f"SELECT COUNT(*) FROM {s} AS s JOIN strava_activity_data AS t ON t.id = s.id WHERE t.deleted_at IS NOT NULL",
+        f"SELECT COUNT(*) FROM {s} AS s JOIN strava_activity_data AS t ON t.id = s.id AND t.athlete_id = %s "
+        "WHERE t.deleted_at IS NOT NULL",
         "INSERT INTO strava_activity_stats_history (activity_id, observed_at, kudos_count, comment_count, "
-        "achievement_count) SELECT s.id, %s, s.kudos_count, s.comment_count, s.achievement_count "
-        f"FROM {s} AS s LEFT JOIN strava_activity_data AS t ON t.id = s.id WHERE t.id IS NULL "
+        "achievement_count, athlete_id) SELECT s.id, %s, s.kudos_count, s.comment_count, s.achievement_count, "
+        f"CAST(%s AS BIGINT) FROM {s} AS s LEFT JOIN strava_activity_data AS t ON t.id = s.id AND t.athlete_id = %s "
+        "WHERE t.id IS NULL "
         "OR COALESCE(t.kudos_count, -1) <> COALESCE(s.kudos_count, -1) "
         "OR COALESCE(t.comment_count, -1) <> COALESCE(s.comment_count, -1) "
         "OR COALESCE(t.achievement_count, -1) <> COALESCE(s.achievement_count, -1)",
-        f"DELETE FROM strava_activity_data WHERE id IN (SELECT id FROM {s})",
+        f"DELETE FROM strava_activity_data WHERE athlete_id = %s AND id IN (SELECT id FROM {s})",
         f"INSERT INTO strava_activity_data ({cols}) SELECT {cols} FROM {s}",
-        "UPDATE strava_activity_data SET deleted_at = %s WHERE deleted_at IS NULL AND start_date > %s "
-        f"AND start_date <= %s AND id NOT IN (SELECT id FROM {s})",
+        "UPDATE strava_activity_data SET deleted_at = %s WHERE athlete_id = %s AND deleted_at IS NULL "
+        f"AND start_date > %s AND start_date <= %s AND id NOT IN (SELECT id FROM {s})",
+        "SELECT COUNT(*) AS total_rows, COUNT(deleted_at) AS deleted_rows, MAX(start_date) AS newest_start_date "
+        "FROM strava_activity_data WHERE athlete_id = %s",
         "COMMIT", "ROLLBACK",
         # drop_staging, then engine.dispose() ends the session.
         f"DROP TABLE IF EXISTS {s}", "COMMIT", "ROLLBACK", "CLOSE",
@@ -436,7 +484,7 @@ def test_column_order_mismatch_is_refused_before_copy(
     real_answer = _Recorder.answer
 
     def adopted(self: _Recorder, sql: str) -> list[tuple[Any, ...]] | None:
-        if "information_schema.columns" in sql:  # an old table with row_hash added after deleted_at
+        if "ordinal_position" in sql:  # an old table with row_hash added after deleted_at
             names = [c.name for c in schema.ALL_COLUMNS if c.name != "row_hash"] + ["row_hash"]
             return [(n,) for n in names]
         return real_answer(self, sql)

@@ -20,7 +20,6 @@ import pytest
 from blocks import StravaCredentials
 from blocks.loading import load_block
 from tasks.errors import RefreshTokenRejected
-from tasks.watermark import read_watermark
 from tests.conftest import WAREHOUSES, Env, make_env, warehouse_pg_url
 from tests.strava_support import ATHLETE_PATH, LIST_PATH, FakeClock, ts, use_clock
 
@@ -47,7 +46,7 @@ def assert_production_matches(env: Env) -> None:
     for activity_id, activity in live.items():
         assert prod[activity_id]["kudos_count"] == activity["kudos_count"]
         assert prod[activity_id]["name"] == activity["name"]
-    assert read_watermark(env.emu.athlete["id"]) == max(ts(a["start_date"]) for a in live.values())
+    assert env.watermark() == max(ts(a["start_date"]) for a in live.values())
 
 
 def on_quarter_hour_plus_margin(moment: datetime) -> bool:
@@ -156,7 +155,7 @@ def test_revoked_refresh_token_is_a_clear_fatal_error_and_touches_nothing(
 ) -> None:
     env.run()
     before = env.production()
-    mark = read_watermark(env.emu.athlete["id"])
+    mark = env.watermark()
     secrets = [env.emu.client_secret, env.emu.current_refresh_token]
     env.emu.add_activities(3)
     env.emu.revoke_refresh_token()
@@ -169,7 +168,7 @@ def test_revoked_refresh_token_is_a_clear_fatal_error_and_touches_nothing(
     assert "Run `strava-elt auth --client-id ...` to authorise again." in message
     assert env.emu.request_count(ATHLETE_PATH) == 1  # the second run never reached the API
     assert env.production() == before
-    assert read_watermark(env.emu.athlete["id"]) == mark
+    assert env.watermark() == mark
     assert "RefreshTokenRejected" in caplog.text  # Prefect logged the failure...
     texts = {"error": message, "logs": caplog.text}
     for path in env.lake_dir.rglob("*"):

@@ -22,17 +22,19 @@ from tasks import schema
 from tasks import validation as v
 from tasks import warehouse as wh
 from tasks.notify import SUMMARY_ARTIFACT_KEY, format_markdown, format_slack
-from tasks.watermark import read_watermark
 from tests.conftest import WAREHOUSES, Env
 
 STAGING = "stg_strava_activity_data_test"
 # A Wednesday noon: every test timestamp stays in its week whatever the session time zone.
 RUN_AT = datetime(2025, 3, 12, 12, 0, tzinfo=UTC)
+ATHLETE = 4711  # the run's athlete; OTHER's rows share production
+OTHER = 4712
 EXPECTED_CHECKS = {
     "no_duplicate_ids": "halt",
     "staged_rows_match_extracted": "halt",
     "no_null_id_or_start_date": "halt",
     "no_negative_values": "halt",
+    "staged_rows_belong_to_athlete": "halt",
     "start_date_not_in_future": "warn",
     "newest_activity_age_days": "warn",
     "weekly_new_activities_zscore": "warn",
@@ -61,7 +63,10 @@ class Db:
         activity_id = fields.pop("id", None)
         if activity_id is None:
             activity_id, self._next_id = self._next_id, self._next_id + 1
+        athlete = fields.pop("athlete_id", ATHLETE)
         activity = {"id": activity_id, "distance": 5000.0, "moving_time": 1500, "elapsed_time": 1600, **fields}
+        if athlete is not None:
+            activity["athlete"] = {"id": athlete}
         activity["start_date"] = start.isoformat() if start else None
         return schema.flatten_activity(activity, RUN_AT)
 
@@ -72,7 +77,7 @@ class Db:
 
     def run(self, directory: Path | None = None, expected_rows: int | None = None) -> dict[str, v.CheckResult]:
         checks = v.load_checks(directory)
-        params = {"expected_rows": expected_rows, "run_started_at": RUN_AT}
+        params = {"expected_rows": expected_rows, "run_started_at": RUN_AT, "athlete_id": ATHLETE}
         return {r.name: r for r in v.run_checks(self.engine, checks, staging=STAGING, params=params)}
 
 
@@ -291,7 +296,13 @@ def test_a_clean_staging_table_passes_every_data_check(db: Db) -> None:
     db.insert(db.staging, staged)
     results = db.run(expected_rows=3)
     assert {n: r.outcome for n, r in results.items() if EXPECTED_CHECKS[n] == "halt"} == dict.fromkeys(
-        ["no_duplicate_ids", "staged_rows_match_extracted", "no_null_id_or_start_date", "no_negative_values"],
+        [
+            "no_duplicate_ids",
+            "staged_rows_match_extracted",
+            "no_null_id_or_start_date",
+            "no_negative_values",
+            "staged_rows_belong_to_athlete",
+        ],
         "passed",
     )
     assert results["start_date_not_in_future"].outcome == "passed"
@@ -309,6 +320,8 @@ def test_a_clean_staging_table_passes_every_data_check(db: Db) -> None:
         ({"kudos_count": -2}, "no_negative_values", "e.g. id"),
         ({"start_date": RUN_AT + timedelta(days=2)}, "start_date_not_in_future", "e.g. id"),
         ({"extra": True}, "staged_rows_match_extracted", ""),
+        ({"athlete_id": OTHER}, "staged_rows_belong_to_athlete", "1 staged for another athlete (or none), 0 held"),
+        ({"athlete_id": None}, "staged_rows_belong_to_athlete", "1 staged for another athlete (or none), 0 held"),
     ],
 )
 def test_each_data_check_catches_its_fault(db: Db, bad: dict[str, Any], failing: str, detail: str) -> None:
@@ -322,6 +335,30 @@ def test_each_data_check_catches_its_fault(db: Db, bad: dict[str, Any], failing:
     assert detail in results[failing].detail
     others = {n for n, r in results.items() if r.failed}
     assert others == {failing}, others
+
+
+def test_an_id_production_holds_under_another_athlete_halts(db: Db) -> None:
+    theirs = db.row(RUN_AT - timedelta(days=3), athlete_id=OTHER)
+    db.insert(db.production, [theirs, db.row(RUN_AT - timedelta(days=4))])
+    db.insert(db.staging, [db.row(RUN_AT - timedelta(hours=1)), db.row(RUN_AT - timedelta(days=3), id=theirs["id"])])
+    result = db.run()["staged_rows_belong_to_athlete"]
+    assert (result.outcome, result.halts, result.value_1) == ("failed", True, 1)
+    assert result.detail == (
+        f"0 staged for another athlete (or none), 1 held by another athlete in production; e.g. id {theirs['id']}"
+    )
+
+
+def test_history_checks_read_only_the_athletes_production_rows(db: Db) -> None:
+    # The other athlete's rows: recent, many, with lots of kudos. The run's athlete has none yet.
+    weekly_history(db, [3, 9, 4, 11, 2, 8], kudos=40)
+    with db.engine.begin() as conn:
+        conn.execute(sa.update(db.production).values(athlete_id=OTHER))
+    db.insert(db.staging, [db.row(RUN_AT - timedelta(days=20), kudos_count=1)])
+    results = db.run()
+    assert results["newest_activity_age_days"].value_1 == pytest.approx(20)  # not the other's 7 days
+    weekly, kudos = results["weekly_new_activities_zscore"], results["kudos_zscore"]
+    assert (weekly.outcome, weekly.detail) == ("skipped", "not enough history (no earlier week in production)")
+    assert (kudos.outcome, kudos.detail) == ("skipped", "not enough history (0 earlier activities with kudos, need 20)")
 
 
 def test_staged_rows_check_is_skipped_without_an_expected_count(db: Db) -> None:
@@ -559,7 +596,7 @@ def test_slack_outage_is_a_warning_not_a_failure(
     server.status = 500
     summary = env.run(slack_block=block)
     assert summary["inserted"] == 450 and len(env.production()) == 450  # the load stands
-    assert read_watermark(env.emu.athlete["id"]) is not None
+    assert env.watermark() is not None
     assert len(server.posts) == 1  # tried once
     assert any(
         r.levelname == "WARNING" and "Slack message not sent" in r.getMessage() and "internal_error" in r.getMessage()
@@ -574,7 +611,7 @@ def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything
     server, block = slack
     env.run()
     before = env.production()
-    mark = read_watermark(env.emu.athlete["id"])
+    mark = env.watermark()
     newest = max(r["start_date"] for r in before.values())
     added = env.emu.add_activities(3)
     bad = added[0]
@@ -587,7 +624,7 @@ def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything
     assert halted["no_negative_values"]["outcome"] == "failed"
     assert halted["no_negative_values"]["detail"] == f"e.g. id {bad['id']}"
     assert env.production() == before
-    assert read_watermark(env.emu.athlete["id"]) == mark
+    assert env.watermark() == mark
     assert not _staging_tables(env)
     staged_files = list((env.lake_dir / "staging").rglob("activities.parquet"))
     assert len(staged_files) == 2  # the halted run's file stays for inspection
@@ -603,7 +640,7 @@ def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything
     assert set(prod) == {a["id"] for a in env.emu.activities}
     assert env.query("SELECT COUNT(*) - COUNT(DISTINCT id) FROM strava_activity_data")[0][0] == 0
     assert prod[bad["id"]]["distance"] == 5000.0
-    assert read_watermark(env.emu.athlete["id"]) > newest
+    assert env.watermark() > newest
 
 
 def test_a_halting_manifest_from_the_environment_stops_the_merge(
@@ -623,7 +660,7 @@ def test_a_halting_manifest_from_the_environment_stops_the_merge(
     assert "broken" not in str(caught.value).split("failed:")[1]  # a warn check never halts
     assert caught.value.results[1]["detail"].startswith("check could not run")
     assert not env.query("SELECT COUNT(*) FROM strava_activity_data")[0][0]
-    assert read_watermark(env.emu.athlete["id"]) is None
+    assert env.watermark() is None
 
 
 def test_validate_command_exit_codes(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
--- One row per live activity, newest first: the dashboard's scatter plots and start points.
+-- One row per live activity of the dashboard's athlete, newest first: the scatter plots and start points.
 SELECT
     start_date_local,
     sport_type,
@@ -9,6 +9,7 @@ SELECT
     start_lng,
     name
 FROM strava_activity_data
-WHERE deleted_at IS NULL
+WHERE athlete_id = CAST(:athlete_id AS BIGINT)
+  AND deleted_at IS NULL
   AND start_date_local IS NOT NULL
 ORDER BY start_date_local DESC

@@ -1,6 +1,5 @@
--- The kudos model's raw features: live activities of one athlete (every athlete when
--- :athlete_id is NULL), oldest first. Activities without a kudos count are kept: they
--- still count as recent activity for the ones after them.
+-- The kudos model's raw features: live activities of one athlete, oldest first. Activities
+-- without a kudos count are kept: they still count as recent activity for the ones after them.
 SELECT
     id,
     athlete_id,
@@ -21,5 +20,5 @@ SELECT
 FROM strava_activity_data
 WHERE deleted_at IS NULL
   AND start_date IS NOT NULL
-  AND (CAST(:athlete_id AS BIGINT) IS NULL OR athlete_id = CAST(:athlete_id AS BIGINT))
+  AND athlete_id = CAST(:athlete_id AS BIGINT)
 ORDER BY start_date, id

@@ -1,8 +1,9 @@
--- Per calendar month (local time), runs only, deleted activities excluded.
+-- Per athlete and calendar month (local time), runs only, deleted activities excluded.
 -- Pace is minutes per mile over the month's total moving time and distance.
 -- NUMERIC(18, 4) and DOUBLE PRECISION averages: Redshift's bare NUMERIC has scale 0 and its
 -- AVG of an integer is an integer.
 SELECT
+    athlete_id,
     CAST(DATE_TRUNC('month', start_date_local) AS DATE) AS month,
     COUNT(*) AS activity_count,
     ROUND(CAST(SUM(distance) / 1609.344 AS NUMERIC(18, 4)), 2) AS total_miles,
@@ -17,5 +18,5 @@ FROM strava_activity_data
 WHERE deleted_at IS NULL
   AND start_date_local IS NOT NULL
   AND sport_type IN ('Run', 'TrailRun', 'VirtualRun')
-GROUP BY CAST(DATE_TRUNC('month', start_date_local) AS DATE)
-ORDER BY month
+GROUP BY athlete_id, CAST(DATE_TRUNC('month', start_date_local) AS DATE)
+ORDER BY athlete_id, month

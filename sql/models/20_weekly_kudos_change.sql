@@ -1,7 +1,9 @@
--- Per ISO week (Monday start, local time) and workout type: total kudos, the previous
--- calendar week's total for the same workout type (NULL when it had none), and the % change. Deleted activities excluded.
+-- Per athlete, ISO week (Monday start, local time) and workout type: total kudos, the same
+-- athlete's previous calendar week's total for the same workout type (NULL when it had none),
+-- and the % change. Deleted activities excluded.
 WITH weekly AS (
     SELECT
+        athlete_id,
         CAST(DATE_TRUNC('week', start_date_local) AS DATE) AS week_start,
         CASE
             WHEN workout_type IN (1, 11) THEN 'race'
@@ -13,9 +15,10 @@ WITH weekly AS (
     FROM strava_activity_data
     WHERE deleted_at IS NULL
       AND start_date_local IS NOT NULL
-    GROUP BY 1, 2
+    GROUP BY 1, 2, 3
 )
 SELECT
+    w.athlete_id,
     w.week_start,
     w.workout,
     w.total_kudos,
@@ -25,6 +28,7 @@ SELECT
     ) AS pct_change
 FROM weekly AS w
 LEFT JOIN weekly AS p
-    ON p.workout = w.workout
+    ON p.athlete_id = w.athlete_id
+   AND p.workout = w.workout
    AND p.week_start = w.week_start - 7
-ORDER BY w.week_start, w.workout
+ORDER BY w.athlete_id, w.week_start, w.workout

@@ -1,7 +1,8 @@
--- Per calendar year (local time), all sports together; deleted activities excluded.
+-- Per athlete and calendar year (local time), all sports together; deleted activities excluded.
 -- Averages cast integers to DOUBLE PRECISION first (Redshift's AVG of an integer is an
 -- integer) and round through NUMERIC(18, 4) (Redshift's bare NUMERIC has scale 0).
 SELECT
+    athlete_id,
     CAST(EXTRACT(YEAR FROM start_date_local) AS INTEGER) AS activity_year,
     COUNT(*) AS activity_count,
     COUNT(DISTINCT sport_type) AS sport_count,
@@ -14,5 +15,5 @@ SELECT
 FROM strava_activity_data
 WHERE deleted_at IS NULL
   AND start_date_local IS NOT NULL
-GROUP BY CAST(EXTRACT(YEAR FROM start_date_local) AS INTEGER)
-ORDER BY activity_year
+GROUP BY athlete_id, CAST(EXTRACT(YEAR FROM start_date_local) AS INTEGER)
+ORDER BY athlete_id, activity_year

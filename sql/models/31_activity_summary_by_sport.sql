@@ -1,6 +1,7 @@
--- Per sport type over the whole history; deleted activities excluded.
+-- Per athlete and sport type over the whole history; deleted activities excluded.
 -- Activities without a sport type are grouped as 'Unknown'.
 SELECT
+    athlete_id,
     COALESCE(sport_type, 'Unknown') AS sport_type,
     COUNT(*) AS activity_count,
     CAST(MIN(start_date_local) AS DATE) AS first_activity_on,
@@ -14,5 +15,5 @@ SELECT
     ROUND(CAST(AVG(CAST(kudos_count AS DOUBLE PRECISION)) AS NUMERIC(18, 4)), 2) AS avg_kudos
 FROM strava_activity_data
 WHERE deleted_at IS NULL
-GROUP BY COALESCE(sport_type, 'Unknown')
-ORDER BY activity_count DESC, sport_type
+GROUP BY athlete_id, COALESCE(sport_type, 'Unknown')
+ORDER BY athlete_id, activity_count DESC, sport_type

@@ -1,6 +1,7 @@
--- Per calendar month (local time) and sport type: distance, time and kudos.
+-- Per athlete, calendar month (local time) and sport type: distance, time and kudos.
 -- Deleted activities excluded; activities without a sport type grouped as 'Unknown'.
 SELECT
+    athlete_id,
     CAST(DATE_TRUNC('month', start_date_local) AS DATE) AS month,
     COALESCE(sport_type, 'Unknown') AS sport_type,
     COUNT(*) AS activity_count,
@@ -10,5 +11,5 @@ SELECT
 FROM strava_activity_data
 WHERE deleted_at IS NULL
   AND start_date_local IS NOT NULL
-GROUP BY CAST(DATE_TRUNC('month', start_date_local) AS DATE), COALESCE(sport_type, 'Unknown')
-ORDER BY month, sport_type
+GROUP BY athlete_id, CAST(DATE_TRUNC('month', start_date_local) AS DATE), COALESCE(sport_type, 'Unknown')
+ORDER BY athlete_id, month, sport_type

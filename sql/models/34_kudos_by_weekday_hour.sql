@@ -1,7 +1,8 @@
--- Kudos by the local weekday (1 = Monday ... 7 = Sunday) and hour an activity started.
+-- Kudos per athlete by the local weekday (1 = Monday ... 7 = Sunday) and hour an activity started.
 -- Deleted activities excluded; activities without a kudos count are counted, not averaged.
 WITH timed AS (
     SELECT
+        athlete_id,
         CAST(EXTRACT(DOW FROM start_date_local) AS INTEGER) AS dow,
         CAST(EXTRACT(HOUR FROM start_date_local) AS INTEGER) AS start_hour,
         kudos_count
@@ -10,6 +11,7 @@ WITH timed AS (
       AND start_date_local IS NOT NULL
 )
 SELECT
+    athlete_id,
     CASE WHEN dow = 0 THEN 7 ELSE dow END AS iso_weekday,
     CASE dow
         WHEN 1 THEN 'Mon'
@@ -25,5 +27,5 @@ SELECT
     COALESCE(SUM(kudos_count), 0) AS total_kudos,
     ROUND(CAST(AVG(CAST(kudos_count AS DOUBLE PRECISION)) AS NUMERIC(18, 4)), 2) AS avg_kudos
 FROM timed
-GROUP BY dow, start_hour
-ORDER BY iso_weekday, start_hour
+GROUP BY athlete_id, dow, start_hour
+ORDER BY athlete_id, iso_weekday, start_hour

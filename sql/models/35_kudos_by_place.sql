@@ -1,8 +1,9 @@
--- Kudos by place: the city (with its country) where Strava names one, else the country,
+-- Kudos per athlete by place: the city (with its country) where Strava names one, else the country,
 -- else a coarse 0.5-degree grid cell of the start point (its south-west corner).
 -- Activities with none of these (indoor, manual) are left out. Deleted activities excluded.
 WITH located AS (
     SELECT
+        athlete_id,
         kudos_count,
         start_lat,
         start_lng,
@@ -20,6 +21,7 @@ WITH located AS (
 ),
 placed AS (
     SELECT
+        athlete_id,
         place_type,
         city,
         CASE WHEN place_type IN ('city', 'country') THEN country END AS country,
@@ -32,6 +34,7 @@ placed AS (
     WHERE place_type IS NOT NULL
 )
 SELECT
+    athlete_id,
     place_type,
     CASE place_type
         WHEN 'city' THEN city || COALESCE(', ' || country, '')
@@ -48,5 +51,5 @@ SELECT
     ROUND(CAST(AVG(start_lat) AS NUMERIC(18, 6)), 4) AS avg_start_lat,
     ROUND(CAST(AVG(start_lng) AS NUMERIC(18, 6)), 4) AS avg_start_lng
 FROM placed
-GROUP BY place_type, city, country, grid_lat, grid_lng
-ORDER BY activity_count DESC, place
+GROUP BY athlete_id, place_type, city, country, grid_lat, grid_lng
+ORDER BY athlete_id, activity_count DESC, place

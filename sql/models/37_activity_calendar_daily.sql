@@ -1,6 +1,7 @@
--- One row per local calendar day with at least one activity: the calendar heatmap's data.
+-- One row per athlete and local calendar day with at least one activity: the calendar heatmap's data.
 -- Deleted activities excluded.
 SELECT
+    athlete_id,
     CAST(start_date_local AS DATE) AS activity_date,
     COUNT(*) AS activity_count,
     ROUND(CAST(COALESCE(SUM(moving_time), 0) / 60.0 AS NUMERIC(18, 4)), 1) AS moving_minutes,
@@ -9,5 +10,5 @@ SELECT
 FROM strava_activity_data
 WHERE deleted_at IS NULL
   AND start_date_local IS NOT NULL
-GROUP BY CAST(start_date_local AS DATE)
-ORDER BY activity_date
+GROUP BY athlete_id, CAST(start_date_local AS DATE)
+ORDER BY athlete_id, activity_date

@@ -1,5 +1,5 @@
--- |z| of this run's mean kudos per staged activity against the kudos of the other activities
--- in production that started in the :history_days days before the run:
+-- |z| of this run's mean kudos per staged activity against the kudos of the athlete's other
+-- activities in production that started in the :history_days days before the run:
 --   z = (run mean - historical mean) / (historical sample sd / sqrt(staged activities)),
 -- the two-sided z-test of a mean of n draws from the historical distribution. NULL (the check
 -- is skipped) with fewer than :min_history_activities historical activities, no staged kudos or
@@ -18,6 +18,7 @@ history AS (
     FROM strava_activity_data AS p
     LEFT JOIN {staging} AS s ON s.id = p.id
     WHERE s.id IS NULL
+      AND p.athlete_id = CAST(:athlete_id AS BIGINT)
       AND p.deleted_at IS NULL
       AND EXTRACT(EPOCH FROM p.start_date)
           >= EXTRACT(EPOCH FROM CAST(:run_started_at AS TIMESTAMP WITH TIME ZONE)) - :history_days * 86400

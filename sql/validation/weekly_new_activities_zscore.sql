@@ -1,5 +1,5 @@
 -- |z| of this run's NEW activities (staged ids not yet in production) that started in the
--- run's week, against the weekly activity counts in production over the :history_weeks weeks
+-- run's week, against the athlete's weekly activity counts in production over the :history_weeks weeks
 -- before the run's week (from the first week with an activity; weeks without any count as 0):
 --   z = (new this week - weekly mean) / weekly sample standard deviation.
 -- Only new activities count, not the lookback's re-fetch of known ones. NULL (the check is
@@ -12,7 +12,7 @@ new_this_week AS (
     SELECT CAST(COUNT(DISTINCT s.id) AS DOUBLE PRECISION) AS n
     FROM {staging} AS s
     CROSS JOIN run_week AS w
-    LEFT JOIN strava_activity_data AS p ON p.id = s.id
+    LEFT JOIN strava_activity_data AS p ON p.id = s.id AND p.athlete_id = CAST(:athlete_id AS BIGINT)
     WHERE p.id IS NULL
       AND DATE_TRUNC('week', s.start_date) = w.week_start
 ),
@@ -20,7 +20,8 @@ weekly AS (
     SELECT DATE_TRUNC('week', p.start_date) AS week_start, COUNT(*) AS n
     FROM strava_activity_data AS p
     CROSS JOIN run_week AS w
-    WHERE p.deleted_at IS NULL
+    WHERE p.athlete_id = CAST(:athlete_id AS BIGINT)
+      AND p.deleted_at IS NULL
       AND p.start_date < w.week_start
       AND EXTRACT(EPOCH FROM p.start_date) >= EXTRACT(EPOCH FROM w.week_start) - :history_weeks * 604800
     GROUP BY DATE_TRUNC('week', p.start_date)
