@@ -87,6 +87,9 @@ def _unfit_values(activity: Mapping[str, Any], row: Mapping[str, Any]) -> list[s
     return [c.name for c in schema.API_COLUMNS if row[c.name] is None and c.source(activity) is not None]
 
 
+_ATHLETE_COLUMN = next(c for c in schema.API_COLUMNS if c.name == "athlete_id")
+
+
 @dataclass
 class _Page:
     """One page, flattened once: the rows to stage, the items rejected, the unfit values."""
@@ -96,12 +99,28 @@ class _Page:
     unfit: Counter[str] = field(default_factory=Counter)
 
     @classmethod
-    def read(cls, items: list[dict[str, Any]], number: int, extracted_at: datetime) -> _Page:
-        """Flatten ``items``; those without a fitting id or start_date are rejected (and counted in ``unfit``)."""
+    def read(cls, items: list[dict[str, Any]], number: int, extracted_at: datetime, athlete_id: int) -> _Page:
+        """Flatten ``items``; reject those without a fitting id or start_date, or of another athlete.
+
+        ``/athlete/activities`` lists the authorised athlete's own activities, so an item without
+        a usable ``athlete.id`` is that athlete's (filled in; an unusable one is counted in
+        ``unfit``), and an item naming another athlete is refused rather than loaded into the
+        wrong athlete's rows (or halting every run at the gate).
+        """
         page = cls()
         for position, activity in enumerate(items):
             row = schema.flatten_activity(activity, extracted_at)
             rejected = schema.rejection(activity, row)
+            if rejected is None and row["athlete_id"] is None:
+                if _ATHLETE_COLUMN.source(activity) is not None:
+                    page.unfit["athlete_id"] += 1
+                row["athlete_id"] = athlete_id
+                row["row_hash"] = schema.row_hash(row)
+            elif rejected is None and row["athlete_id"] != athlete_id:
+                rejected = (
+                    "athlete_id",
+                    f"belongs to athlete {row['athlete_id']}, not this run's athlete {athlete_id}",
+                )
             if rejected is None:
                 page.keyed.append((activity, row))
                 continue
@@ -193,7 +212,7 @@ def extract_activities(
                     result.partial_reason = _partial_reason(client, f"after {result.pages} pages")
                     break
                 schema.require_objects(page, paginator.page)  # before anything of the page is written
-                read = _Page.read(page, paginator.page, extracted_at)
+                read = _Page.read(page, paginator.page, extracted_at, athlete_id)
                 fresh = paginator.check([activity for activity, _ in read.keyed])
                 result.pages += 1
                 if page:

@@ -108,8 +108,18 @@ def _int(name: str) -> Column:
     return Column(name, sa.Integer(), pa.int32(), _field(name), *INT32)
 
 
+def _count(name: str) -> Column:
+    """A count or a duration: never negative (a negative one would halt every run in the gate)."""
+    return Column(name, sa.Integer(), pa.int32(), _field(name), 0, INT32[1])
+
+
 def _float(name: str, source: Callable[[Mapping[str, Any]], Any] | None = None, limit: float = FLOAT_LIMIT) -> Column:
     return Column(name, _DOUBLE, pa.float64(), source or _field(name), -limit, limit)
+
+
+def _measure(name: str) -> Column:
+    """A distance or a climb: never negative, like :func:`_count`."""
+    return Column(name, _DOUBLE, pa.float64(), _field(name), 0.0, FLOAT_LIMIT)
 
 
 def _bool(name: str) -> Column:
@@ -133,10 +143,10 @@ API_COLUMNS: tuple[Column, ...] = (
     _int("resource_state"),
     _id("athlete_id", _nested("athlete", "id")),
     _text("name"),
-    _float("distance"),
-    _int("moving_time"),
-    _int("elapsed_time"),
-    _float("total_elevation_gain"),
+    _measure("distance"),
+    _count("moving_time"),
+    _count("elapsed_time"),
+    _measure("total_elevation_gain"),
     _float("elev_high"),
     _float("elev_low"),
     _text("type"),
@@ -149,13 +159,13 @@ API_COLUMNS: tuple[Column, ...] = (
     _text("location_city"),
     _text("location_state"),
     _text("location_country"),
-    _int("achievement_count"),
-    _int("kudos_count"),
-    _int("comment_count"),
-    _int("athlete_count"),
-    _int("photo_count"),
-    _int("total_photo_count"),
-    _int("pr_count"),
+    _count("achievement_count"),
+    _count("kudos_count"),
+    _count("comment_count"),
+    _count("athlete_count"),
+    _count("photo_count"),
+    _count("total_photo_count"),
+    _count("pr_count"),
     _bool("trainer"),
     _bool("commute"),
     _bool("manual"),

@@ -22,7 +22,6 @@ from prefect.filesystems import LocalFileSystem
 from flows.pipeline import strava_elt
 from tasks import lake as lake_io
 from tasks.notify import SUMMARY_ARTIFACT_KEY, PostCommitError
-from tasks.watermark import read_watermark
 from tests.conftest import WAREHOUSES, Env
 
 
@@ -59,7 +58,7 @@ def test_a_dashboard_that_cannot_be_written_fails_the_run_after_the_load_then_th
     state = strava_elt(**env.params(), return_state=True)
     assert state.is_failed()
     message = str(state.message)
-    mark = read_watermark(athlete)
+    mark = env.watermark()
     assert mark is not None
     # The state says exactly what completed, and what did not.
     assert f"loaded: 450 inserted, 0 updated, 0 marked deleted; watermark {mark.isoformat()}" in message
@@ -79,7 +78,7 @@ def test_a_dashboard_that_cannot_be_written_fails_the_run_after_the_load_then_th
     summary = strava_elt(**env.params())  # an ordinary run: nothing new, everything rebuilt
     assert summary["status"] == "complete" and summary["inserted"] == 0
     assert dashboard.is_file() and b"<html" in dashboard.read_bytes()[:500].lower()
-    assert read_watermark(athlete) == mark
+    assert env.watermark() == mark
 
 
 def test_models_that_fail_skip_the_dashboard_and_the_next_run_rebuilds_both(env: Env) -> None:
@@ -95,7 +94,7 @@ def test_models_that_fail_skip_the_dashboard_and_the_next_run_rebuilds_both(env:
     state = strava_elt(**env.params(), return_state=True)
     assert state.is_failed()
     message = str(state.message)
-    mark = read_watermark(athlete)
+    mark = env.watermark()
     assert "loaded: 2 inserted" in message and f"watermark {mark.isoformat()}" in message  # type: ignore[union-attr]
     assert "models failed: " in message and "dashboard failed: not rebuilt (the models failed)" in message
     assert {a["id"] for a in added} <= set(env.production())
@@ -107,7 +106,7 @@ def test_models_that_fail_skip_the_dashboard_and_the_next_run_rebuilds_both(env:
     assert summary["status"] == "complete" and summary["inserted"] == 0
     assert summary["models"]["activity_summary_monthly"] > 0
     assert dashboard.read_bytes() != before  # rebuilt with the two new activities
-    assert read_watermark(athlete) == mark
+    assert env.watermark() == mark
 
 
 @contextmanager

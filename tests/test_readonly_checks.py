@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from tasks import validation as v
-from tasks.watermark import read_watermark
 from tests.conftest import WAREHOUSES, Env
 from tests.test_validation import write_manifest
 
@@ -180,7 +179,7 @@ def test_a_manifest_check_that_writes_stops_the_run_before_the_merge(
 ) -> None:
     env.run()
     before = env.production()
-    mark = read_watermark(env.emu.athlete["id"])
+    mark = env.watermark()
     env.emu.add_activities(3)
     directory = write_manifest(
         tmp_path / "evil",
@@ -191,4 +190,4 @@ def test_a_manifest_check_that_writes_stops_the_run_before_the_merge(
     with pytest.raises(v.ValidationConfigError, match=r"\(sneaky\): .*sneaky\.sql holds more than one statement"):
         env.run()
     assert env.production() == before  # neither emptied nor merged
-    assert read_watermark(env.emu.athlete["id"]) == mark
+    assert env.watermark() == mark

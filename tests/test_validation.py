@@ -606,8 +606,18 @@ def test_slack_outage_is_a_warning_not_a_failure(
 
 @pytest.mark.parametrize("warehouse", WAREHOUSES)
 def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything_once(
-    env: Env, slack: tuple[SlackServer, str]
+    env: Env, slack: tuple[SlackServer, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A value Strava could send never halts the shipped gate (a negative distance loads as NULL,
+    # counted in unfit_values): the halt here is a user's own rule, "no activity over 1,000 km".
+    directory = write_manifest(
+        tmp_path / "ultra",
+        [{"name": "no_ultra_distance", "severity": "halt", "sql": "ultra.sql", "operator": "equals", "threshold": 0}],
+        {
+            "ultra.sql": "SELECT COUNT(*), 'e.g. id ' || CAST(MIN(id) AS VARCHAR) FROM {staging} WHERE distance > 1000000"
+        },
+    )
+    monkeypatch.setenv("STRAVA_ELT_VALIDATION_DIR", str(directory))
     server, block = slack
     env.run()
     before = env.production()
@@ -615,14 +625,14 @@ def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything
     newest = max(r["start_date"] for r in before.values())
     added = env.emu.add_activities(3)
     bad = added[0]
-    env.emu.modify_activity(bad["id"], distance=-5.0)
+    env.emu.modify_activity(bad["id"], distance=2_000_000.0)
 
-    with pytest.raises(v.ValidationHalted, match="no_negative_values") as caught:
+    with pytest.raises(v.ValidationHalted, match="no_ultra_distance") as caught:
         env.run(slack_block=block)
     assert "Production and the watermark are unchanged" in str(caught.value)
     halted = {r["name"]: r for r in caught.value.results}
-    assert halted["no_negative_values"]["outcome"] == "failed"
-    assert halted["no_negative_values"]["detail"] == f"e.g. id {bad['id']}"
+    assert halted["no_ultra_distance"]["outcome"] == "failed"
+    assert halted["no_ultra_distance"]["detail"] == f"e.g. id {bad['id']}"
     assert env.production() == before
     assert env.watermark() == mark
     assert not _staging_tables(env)
@@ -631,7 +641,7 @@ def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything
     assert len(server.posts) == 1
     text = server.texts[0]
     assert "HALTED by validation" in text and "watermark unchanged" in text
-    assert f"❌ no_negative_values (halt): 1 = 0, failed: e.g. id {bad['id']}" in text
+    assert f"❌ no_ultra_distance (halt): 1 = 0, failed: e.g. id {bad['id']}" in text
 
     env.emu.modify_activity(bad["id"], distance=5000.0)
     summary = env.run()

@@ -27,7 +27,6 @@ from sqlalchemy.schema import CreateTable
 
 from tasks import dashboard, report, schema
 from tasks import warehouse as wh
-from tasks.watermark import read_watermark
 from tests.conftest import WAREHOUSES, Env, make_env
 
 FLOAT_COLUMNS = [c for c in schema.API_COLUMNS if pa.types.is_floating(c.arrow_type)]
@@ -424,7 +423,7 @@ def test_odd_values_load_as_null_are_counted_and_never_fail_a_later_run(env: Env
     assert [prod[inf["id"]][c] for c in ("distance", "max_speed", "average_speed")] == [None] * 3
     assert [prod[odd["id"]][c] for c in ("start_lat", "start_lng", "name", "gear_id", "external_id")] == [None] * 5
     assert prod[odd["id"]]["end_lat"] == odd["end_latlng"][0]
-    assert read_watermark(env.emu.athlete["id"]) == datetime.fromisoformat(odd["start_date"].replace("Z", "+00:00"))
+    assert env.watermark() == datetime.fromisoformat(odd["start_date"].replace("Z", "+00:00"))
     assert set(summary["models"]) == {wh.model_name(p) for p in wh.model_files()}
 
     later = env.emu.add_activities(2)
@@ -438,7 +437,7 @@ def test_odd_values_load_as_null_are_counted_and_never_fail_a_later_run(env: Env
 def test_an_item_that_is_not_an_object_fails_the_run_before_its_page_is_written(env: Env) -> None:
     env.run()
     before = env.production()
-    mark = read_watermark(env.emu.athlete["id"])
+    mark = env.watermark()
     pages_before = sorted((env.lake_dir / "raw").rglob("*.json.gz"))
     added = env.emu.add_activities(3)
     env.emu.inject_items('null, 1, "x"', page=1, position=2)
@@ -446,7 +445,7 @@ def test_an_item_that_is_not_an_object_fails_the_run_before_its_page_is_written(
     with pytest.raises(schema.NotAnObjectError, match=r"page 1 .* at position 2 \(0-based, of \d+ items\): null"):
         env.run()
     assert env.production() == before
-    assert read_watermark(env.emu.athlete["id"]) == mark
+    assert env.watermark() == mark
     assert sorted((env.lake_dir / "raw").rglob("*.json.gz")) == pages_before
 
     env.emu.clear_injected_items()
@@ -529,3 +528,28 @@ def test_an_old_single_precision_table_is_migrated_to_double(tmp_path: Path) -> 
         for activity in env.emu.activities:
             for column in FLOAT_COLUMNS:
                 assert_exact(prod[activity["id"]][column.name], _expected(activity, column), column.name)
+
+
+def test_negative_counts_a_missing_athlete_and_a_foreign_one_never_halt_a_run(env: Env) -> None:
+    """Values the gate would halt on are refused before writing, so no run (nor the next) halts."""
+    env.run()
+    newest = max(datetime.fromisoformat(a["start_date"].replace("Z", "+00:00")) for a in env.emu.activities)
+    negative, anonymous, foreign = env.emu.add_activities(3, start_date=newest + timedelta(hours=1))
+    env.emu.modify_activity(negative["id"], distance=-5.0, kudos_count=-2, elapsed_time=-1)
+    env.emu.remove_fields(anonymous["id"], "athlete")
+    other = env.emu.athlete["id"] + 1
+    env.emu.modify_activity(foreign["id"], athlete={"id": other, "resource_state": 1})
+
+    summary = env.run()
+    assert summary["inserted"] == 2
+    assert summary["unfit_values"] == {"athlete_id": 1, "distance": 1, "elapsed_time": 1, "kudos_count": 1}
+    assert [(r["id"], r["reason"]) for r in summary["rejected"]] == [
+        (foreign["id"], f"belongs to athlete {other}, not this run's athlete {env.emu.athlete['id']}")
+    ]
+    prod = env.production()
+    assert foreign["id"] not in prod
+    row = prod[negative["id"]]
+    assert (row["distance"], row["kudos_count"], row["elapsed_time"]) == (None, None, None)
+    assert prod[anonymous["id"]]["athlete_id"] == env.emu.athlete["id"]
+    again = env.run()  # the same items, still in the lookback window: the next run loads too
+    assert again["inserted"] == 0 and len(again["rejected"]) == 1
