@@ -614,7 +614,8 @@ def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything
         tmp_path / "ultra",
         [{"name": "no_ultra_distance", "severity": "halt", "sql": "ultra.sql", "operator": "equals", "threshold": 0}],
         {
-            "ultra.sql": "SELECT COUNT(*), 'e.g. id ' || CAST(MIN(id) AS VARCHAR) FROM {staging} WHERE distance > 1000000"
+            "ultra.sql": "SELECT COUNT(*), 'e.g. id ' || CAST(MIN(id) AS VARCHAR) "
+            "FROM {staging} WHERE distance > 1000000"
         },
     )
     monkeypatch.setenv("STRAVA_ELT_VALIDATION_DIR", str(directory))
