@@ -226,10 +226,12 @@ def extract_activities(
                 unfit.update(read.unfit)
                 for row in rows:
                     started = row["start_date"]
-                    if started and (result.newest_start_date is None or started > result.newest_start_date):
-                        result.newest_start_date = started
                     if started and started > extracted_at:
+                        # Loaded, named in the report, but never the watermark: a watch with a wrong
+                        # clock would otherwise push it past uploads still to come.
                         result.future_dated.append(row["id"])
+                    elif started and (result.newest_start_date is None or started > result.newest_start_date):
+                        result.newest_start_date = started
                 if not paginator.has_more(page):
                     break
                 paginator.get_next()

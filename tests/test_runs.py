@@ -8,7 +8,13 @@ import pytest
 from conftest import Env
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, TaskRunFilter
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterName,
+    FlowRunFilterParentFlowRunId,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+)
 from prefect.exceptions import ParameterTypeError
 from prefect.runtime import flow_run
 
@@ -32,13 +38,15 @@ def test_runs_are_named_for_what_they_ran(env: Env) -> None:
     summary = env.run(lookback_days=7)
     run_key = summary["run_key"]
     with get_client(sync_client=True) as client:
-        [main] = [
-            r for r in client.read_flow_runs() if r.name == f"{env.strava_block} to {env.warehouse_block}, lookback 7d"
-        ]
+        name = f"{env.strava_block} to {env.warehouse_block}, lookback 7d"
+        # Filtered by name on the server: the session's server holds more runs than one page.
+        [main] = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
         children = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[main.id]))
         )
-        tasks = client.read_task_runs(task_run_filter=TaskRunFilter())
+        tasks = client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[c.id for c in children]))
+        )
     assert {c.name for c in children} == {
         f"extract-{env.strava_block}-{run_key}",
         f"load-{env.warehouse_block}-{run_key}",

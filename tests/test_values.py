@@ -250,6 +250,10 @@ def _extreme(column: schema.Column, end: str, non_negative: set[str]) -> Any:
     return 0 if column.name in non_negative else column.low
 
 
+EXTREME_ATHLETE = 2**63 - 1
+"""Every extreme row is one athlete's (the highest id): a merge is scoped to one athlete."""
+
+
 def extreme_rows() -> list[dict[str, Any]]:
     """Production rows at each column's lowest and highest value, and rows of NULLs."""
     non_negative = _non_negative_by_check()
@@ -266,6 +270,7 @@ def extreme_rows() -> list[dict[str, Any]]:
         row["start_date"] = schema.EARLIEST + timedelta(days=400 * number)  # the pipeline stages none without
         rows.append(row)
     for row in rows:
+        row["athlete_id"] = EXTREME_ATHLETE
         row["row_hash"] = schema.row_hash(row)
         row["extracted_at"] = OBSERVED
     return rows
@@ -279,7 +284,7 @@ def _merge(engine: sa.Engine, rows: list[dict[str, Any]], observed_at: datetime)
         dialect.create_staging(conn, staging, schema.ACTIVITY_TABLE)
         dialect.load_staging(conn, staging, schema.to_arrow(rows))
     try:
-        return wh.merge_staging.fn(engine, staging, observed_at, None)
+        return wh.merge_staging.fn(engine, staging, observed_at, None, EXTREME_ATHLETE)
     finally:
         wh.drop_staging.fn(engine, staging)
 
@@ -305,9 +310,9 @@ def test_every_model_builds_on_each_columns_extreme_accepted_values(engine: sa.E
     built = {wh.model_name(p): wh.build_model.fn(engine, p) for p in wh.model_files()}
     assert set(built) == {wh.model_name(p) for p in wh.model_files()}
     assert built["activity_summary_yearly"] == 2  # 1970 and 2199; rows without a local start time have no year
-    page = dashboard.render_dashboard(engine, athlete_id=1)
+    page = dashboard.render_dashboard(engine, athlete_id=EXTREME_ATHLETE)
     assert "<html" in page
-    assert len(report.monthly_rows(engine)) == 2  # 1970-01 and 2199-12
+    assert len(report.monthly_rows(engine, EXTREME_ATHLETE)) == 2  # 1970-01 and 2199-12
 
 
 # --------------------------------------------------------------------------- through the pipeline
