@@ -5,7 +5,8 @@ Strava sends two budget pairs on every API response (15-minute and daily):
 ``X-ReadRateLimit-Limit``/``X-ReadRateLimit-Usage`` for reads (GET). The 15-minute window
 resets at :00/:15/:30/:45 UTC, the daily one at midnight UTC. :class:`Governor` remembers
 the latest values and says, before each request, whether to go, wait for the next window
-(or for midnight, when it is that close) or stop for the day. Pacing lives here; retrying lives in :mod:`tasks.errors`.
+(or for midnight, when it is that close) or stop for the day. Pacing lives here; retrying
+lives in :mod:`blocks.strava_errors`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "RateLimit",
     "RateLimits",
     "acquire_shared_slot",
+    "shared_limit_exists",
     "seconds_until_midnight",
     "seconds_until_next_window",
 ]
