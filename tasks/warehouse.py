@@ -220,22 +220,6 @@ def _logger() -> Any:
         return logging.getLogger(__name__)
 
 
-def s3_uri(lake: Any, path: str) -> str:
-    """The ``s3://bucket/<bucket_folder>/<path>`` of a key the run wrote through an S3Bucket block."""
-    bucket = getattr(lake, "bucket_name", None)
-    if not bucket or not hasattr(lake, "_resolve_path"):
-        raise TypeError(
-            f"Redshift loads with COPY from S3: the lake must be a prefect-aws S3Bucket block, "
-            f"not {type(lake).__name__}"
-        )
-    return f"s3://{bucket}/{lake._resolve_path(path)}"
-
-
-def _lake_region(lake: Any) -> str | None:
-    credentials = getattr(lake, "credentials", None)
-    return getattr(credentials, "region_name", None)
-
-
 @dataclass
 class RedshiftDialect(SqlDialect):
     """Amazon Redshift: session TEMP staging table, COPY of the run's Parquet object from S3.
@@ -302,8 +286,9 @@ class RedshiftDialect(SqlDialect):
             )
 
     def load_file(self, conn: sa.Connection, staging: str, lake: Any, path: str) -> int:
-        uri = s3_uri(lake, path)
-        lake_region = _lake_region(lake)
+        s3 = lake_tasks.Lake.of(lake)
+        uri = s3.s3_uri(path)
+        lake_region = s3.region
         if self.region and lake_region and lake_region != self.region:
             raise RedshiftCopyError(
                 f"The lake's region {lake_region} differs from the Warehouse region {self.region}: "
