@@ -153,10 +153,10 @@ class Lake:
         basepath = getattr(self.block, "basepath", None)
         if isinstance(self.block, LocalFileSystem) and "://" not in str(basepath or ""):
             return local_path(self.block, path).as_uri()
+        if self.is_s3:  # before basepath: an S3Bucket's basepath is its bucket folder
+            return self.s3_uri(path)
         if basepath:
             return f"{str(basepath).rstrip('/')}/{path}"
-        if self.is_s3:
-            return self.s3_uri(path)
         return path
 
     def s3_uri(self, path: str) -> str:
