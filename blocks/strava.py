@@ -14,7 +14,7 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator
 
-from tasks.errors import ForbiddenError, RefreshTokenRejected, RetryPolicy, send_with_retries
+from blocks.strava_errors import ForbiddenError, RefreshTokenRejected, RetryPolicy, send_with_retries
 
 STRAVA_BASE_URL = "https://www.strava.com"
 DEFAULT_REDIRECT_URI = "http://localhost/exchange_token"
@@ -220,7 +220,7 @@ class StravaCredentials(Block):
         """POST a grant to /oauth/token with this application's id and secret.
 
         5xx, HTML pages and network trouble are retried (bounded); anything else raises the
-        typed error of :func:`tasks.errors.classify` (no secret in its message).
+        typed error of :func:`blocks.strava_errors.classify` (no secret in its message).
         """
         data = {
             "client_id": self.client_id,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,36 @@ _URL_EXAMPLES = (
 _DEFAULT_PORTS = {"postgresql": 5432, "redshift": 5439}
 _TIMED_OUT = re.compile(r"time[ds]? ?out|timeout", re.IGNORECASE)
 _SOCKET_MARGIN_SECONDS = 60
+SINGLE_SESSION_BACKENDS = frozenset({"redshift"})
+"""Warehouses whose staging table is a session ``TEMP`` table: their engines hold one connection."""
+
+
+def engine_options(url: str | sa.URL) -> dict[str, Any]:
+    """Extra ``create_engine`` options a warehouse needs: one pooled session for Redshift."""
+    if sa.make_url(url).get_backend_name() in SINGLE_SESSION_BACKENDS:
+        return {"poolclass": sa.pool.StaticPool}
+    return {}
+
+
+def use_schema(engine: sa.Engine, schema_name: str | None) -> None:
+    """Make every connection of ``engine`` create and use ``schema_name`` (search path)."""
+    if not schema_name:
+        return
+    quoted = engine.dialect.identifier_preparer.quote(schema_name)
+    set_path = f"SET schema = '{schema_name}'" if engine.dialect.name == "duckdb" else f"SET search_path TO {quoted}"
+    if engine.dialect.name == "duckdb" and "'" in schema_name:
+        raise ValueError(f"schema name {schema_name!r} may not contain a quote")
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+            cursor.execute(set_path)
+        finally:
+            cursor.close()
+        if engine.dialect.name != "duckdb":
+            dbapi_connection.commit()
 
 
 class WarehouseUnreachable(ConnectionError):
@@ -105,15 +137,29 @@ class Warehouse(Block):
         """The dialect's name: duckdb, postgresql or redshift."""
         return sa.engine.make_url(self.url.get_secret_value()).get_backend_name()
 
+    @contextmanager
+    def engine(self, **kwargs: object) -> Iterator[sa.Engine]:
+        """``with warehouse.engine() as engine:`` an engine pointed at the block's schema, disposed after.
+
+        Every connection creates the schema if missing and sets it as the search path
+        (:func:`use_schema`); ``kwargs`` go to :meth:`get_engine`.
+        """
+        engine = self.get_engine(**kwargs)
+        try:
+            use_schema(engine, self.schema_name)
+            yield engine
+        finally:
+            engine.dispose()
+
     def get_engine(self, **kwargs: object) -> sa.Engine:
-        """Create a SQLAlchemy engine (the caller disposes it).
+        """Create a SQLAlchemy engine on the database's default schema (the caller disposes it).
+
+        Prefer :meth:`engine`, which points it at the block's schema and disposes it.
 
         Redshift engines hold one connection (the staging table is a session TEMP table).
         PostgreSQL and Redshift engines connect within ``connect_timeout_seconds`` and set
         ``statement_timeout`` on every new connection (:meth:`_bound`).
         """
-        from tasks.warehouse import engine_options
-
         url = sa.engine.make_url(self.url.get_secret_value())
         backend = url.get_backend_name()
         if backend == "duckdb" and url.database not in (None, "", ":memory:"):

@@ -18,8 +18,8 @@ from prefect.states import Completed, State
 
 from blocks.loading import load_block, load_lake
 from blocks.strava import StravaCredentials
+from blocks.warehouse import Warehouse
 from flows import run_names
-from flows.load import open_engine
 from tasks import lake as lake_tasks
 from tasks import schema
 from tasks import strava as strava_tasks
@@ -282,13 +282,10 @@ def _start(warehouse_block: str | None, athlete_id: int, full_refresh: bool, ext
         return wm.Start(None, "full refresh")
     if warehouse_block is None:
         return wm.Start(None, "no warehouse given to take the watermark from")
-    _, engine = open_engine(warehouse_block)
-    try:
+    with load_block(Warehouse, warehouse_block).engine() as engine:
         warehouse_id = wh.ensure_tables(engine)
         with engine.connect() as conn:
             held = wh.athlete_rows(conn, athlete_id)
-    finally:
-        engine.dispose()
     return wm.resolve_start(warehouse_id, athlete_id, held, extracted_at)
 
 

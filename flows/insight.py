@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from blocks.loading import load_lake
-from flows.load import open_engine
+from blocks.loading import load_block, load_lake
+from blocks.warehouse import Warehouse
 from tasks import dashboard, report
 
 
@@ -30,12 +30,9 @@ def publish_insight(warehouse_block: str, lake_block: str, summary: dict[str, An
 
     """
     lake = load_lake(lake_block)
-    _, engine = open_engine(warehouse_block)
-    try:
+    with load_block(Warehouse, warehouse_block).engine() as engine:
         page = dashboard.build_dashboard(engine, summary.get("checks"), summary.get("athlete_id"))
         monthly = report.monthly_rows(engine, summary.get("athlete_id"))
-    finally:
-        engine.dispose()
     published = dashboard.publish_dashboard(lake, page, summary.get("athlete_id") or "unknown", summary.get("run_key"))
     summary["monthly_top"] = monthly
     return published
@@ -54,12 +51,9 @@ def write_dashboard_file(warehouse_block: str, out: Path, athlete_id: int | None
         The file written and its size in bytes.
 
     """
-    _, engine = open_engine(warehouse_block)
-    try:
+    with load_block(Warehouse, warehouse_block).engine() as engine:
         checks = dashboard.read_validation_results(engine)
         page = dashboard.render_dashboard(engine, checks, athlete_id=athlete_id)
-    finally:
-        engine.dispose()
     out = out.expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     body = page.encode("utf-8")

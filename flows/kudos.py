@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from blocks.loading import load_lake
+from blocks.loading import load_block, load_lake
+from blocks.warehouse import Warehouse
 from flows import flow_timeout, run_names
-from flows.load import open_engine
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -75,12 +75,9 @@ def retrain_kudos_model(
     kudos = require_kudos()
     logger = get_run_logger()
     lake = load_lake(lake_block)
-    _, engine = open_engine(warehouse_block)
-    try:
+    with load_block(Warehouse, warehouse_block).engine() as engine:
         chosen = wh.choose_athlete(engine, athlete_id, option="athlete_id")
         rows = kudos.read_activities(engine, chosen) if chosen is not None else []
-    finally:
-        engine.dispose()
     athlete: int | str = chosen if chosen is not None else "unknown"
 
     result = kudos.train_and_evaluate(

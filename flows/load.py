@@ -14,14 +14,6 @@ from tasks import validation
 from tasks import warehouse as wh
 
 
-def open_engine(warehouse_block: str) -> tuple[Warehouse, Any]:
-    """Load the Warehouse block and build its engine pointed at its schema."""
-    warehouse = load_block(Warehouse, warehouse_block)
-    engine = warehouse.get_engine()
-    wh.use_schema(engine, warehouse.schema_name)
-    return warehouse, engine
-
-
 @flow(name="load-activities", flow_run_name=run_names.LOAD)
 def load_activities(
     warehouse_block: str,
@@ -45,8 +37,8 @@ def load_activities(
         raise ValueError("load_activities needs the run's athlete_id: the merge touches only that athlete's rows")
     logger = get_run_logger()
     lake = load_lake(lake_block)
-    warehouse, engine = open_engine(warehouse_block)
-    try:
+    warehouse = load_block(Warehouse, warehouse_block)
+    with warehouse.engine() as engine:
         staging = wh.prepare_staging(engine, run_key)
         try:
             wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)
@@ -55,8 +47,6 @@ def load_activities(
             result = wh.merge_staging(engine, staging, observed_at, deletion_window, athlete_id)
         finally:
             wh.drop_staging(engine, staging)
-    finally:
-        engine.dispose()
     logger.info(
         "Merged: %s inserted, %s updated, %s unchanged, %s marked deleted, %s reappeared",
         result.inserted,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from blocks.loading import load_block
+from blocks.warehouse import Warehouse
 from flows import run_names
-from flows.load import open_engine
 from tasks import warehouse as wh
 
 
@@ -13,12 +14,9 @@ from tasks import warehouse as wh
 def build_models(warehouse_block: str = "strava-warehouse") -> dict[str, int]:
     """Rebuild every model, in file-name order; return rows per model."""
     logger = get_run_logger()
-    _, engine = open_engine(warehouse_block)
     built: dict[str, int] = {}
-    try:
+    with load_block(Warehouse, warehouse_block).engine() as engine:
         for path in wh.model_files():
             built[wh.model_name(path)] = wh.build_model(engine, path)
-    finally:
-        engine.dispose()
     logger.info("Built models: %s", ", ".join(f"{k} ({v} rows)" for k, v in built.items()))
     return built

@@ -12,10 +12,12 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import Field
 
+from blocks.loading import load_block
+from blocks.warehouse import Warehouse
 from flows import flow_retries, flow_timeout, run_names
 from flows.extract import FUTURE_IDS_SHOWN, PARTIAL, extract_activities
 from flows.insight import publish_insight
-from flows.load import load_activities, open_engine
+from flows.load import load_activities
 from flows.models import build_models
 from tasks import events, notify, retry
 from tasks import warehouse as wh
@@ -28,11 +30,8 @@ RETRY_DELAY_SECONDS = 300
 
 def open_target(warehouse_block: str) -> str:
     """Connect to the warehouse, create or migrate its tables and return its id (the engine is closed again)."""
-    _, engine = open_engine(warehouse_block)
-    try:
+    with load_block(Warehouse, warehouse_block).engine() as engine:
         return wh.open_warehouse(engine)
-    finally:
-        engine.dispose()
 
 
 def new_run_key() -> str:

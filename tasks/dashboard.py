@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -596,17 +595,8 @@ def dashboard_paths(athlete_id: int | str, run_key: str | None = None) -> list[s
 
 
 def lake_url(lake: Any, path: str) -> str:
-    """Where a lake key can be opened: file:// for a LocalFileSystem, s3:// for an S3Bucket."""
-    basepath = getattr(lake, "basepath", None)
-    if basepath and "://" not in str(basepath):
-        return (Path(str(basepath)).expanduser().resolve() / path).as_uri()
-    if basepath:
-        return f"{str(basepath).rstrip('/')}/{path}"
-    bucket = getattr(lake, "bucket_name", None)
-    if bucket:
-        folder = str(getattr(lake, "bucket_folder", "") or "").strip("/")
-        return f"s3://{bucket}/{folder + '/' if folder else ''}{path}"
-    return path
+    """Where a lake key can be opened: file:// on a LocalFileSystem, s3:// on an S3Bucket (:meth:`Lake.url`)."""
+    return lake_io.Lake.of(lake).url(path)
 
 
 @task(cache_policy=NO_CACHE)
@@ -624,10 +614,11 @@ def publish_dashboard(lake: Any, page: str, athlete_id: int | str, run_key: str 
     """Write the page to the lake (current and run-scoped) and link it from a Prefect artifact."""
     body = page.encode("utf-8")
     paths = dashboard_paths(athlete_id, run_key)
+    lake = lake_io.Lake.of(lake)
     for path in paths:
-        lake_io.write_bytes(lake, path, body)
-    url = lake_url(lake, paths[0])
-    run_url = lake_url(lake, paths[-1])
+        lake.write(path, body)
+    url = lake.url(paths[0])
+    run_url = lake.url(paths[-1])
     create_link_artifact(
         key=ARTIFACT_KEY,
         link=url,

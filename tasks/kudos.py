@@ -328,21 +328,28 @@ def _bundle(
 # --------------------------------------------------------------------------- the lake
 
 
-def _missing(exc: Exception) -> bool:
-    """A read failed because the object does not exist (local or S3)."""
-    if isinstance(exc, FileNotFoundError | ValueError):
-        return True
-    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
-
-
 def _read_json(lake: Any, path: str) -> dict[str, Any] | None:
+    """The JSON object at ``path``; None only when nothing is stored there.
+
+    Raises:
+        KudosModelError: The file is there but is not a JSON object (say, cut short).
+
+    """
+    lake = lake_io.Lake.of(lake)
+    body = lake.read_if_present(path)
+    if body is None:
+        return None
     try:
-        return json.loads(lake_io.read_bytes(lake, path))
-    except Exception as exc:
-        if _missing(exc):
-            return None
-        raise
+        value = json.loads(body)
+        problem = "" if isinstance(value, dict) else f"holds a JSON {type(value).__name__}, not an object"
+    except ValueError as exc:  # UnicodeDecodeError included
+        problem = f"is not valid JSON ({exc})"
+    if problem:
+        raise KudosModelError(
+            f"The model pointer {lake.url(path)} {problem}: it is corrupt, not absent. Run the "
+            "retrain-kudos-model flow to write a new one, or restore the file."
+        )
+    return dict(value)
 
 
 def athlete_root(athlete_id: int | str) -> str:
@@ -360,8 +367,8 @@ def save_candidate(lake: Any, result: TrainingResult, athlete_id: int | str, sta
         buffer = io.BytesIO()
         joblib.dump(result.bundle, buffer, compress=3)
         paths["model"] = f"{folder}/model.joblib"
-        lake_io.write_bytes(lake, paths["model"], buffer.getvalue())
-    lake_io.write_bytes(lake, paths["metrics"], json.dumps(metrics, indent=2, default=str).encode("utf-8"))
+        lake_io.Lake.of(lake).write(paths["model"], buffer.getvalue())
+    lake_io.Lake.of(lake).write(paths["metrics"], json.dumps(metrics, indent=2, default=str).encode("utf-8"))
     return paths
 
 
@@ -377,8 +384,8 @@ def promote(lake: Any, athlete_id: int | str, paths: Mapping[str, str], metrics:
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     body = json.dumps(pointer, indent=2, default=str).encode("utf-8")
-    lake_io.write_bytes(lake, f"{athlete_root(athlete_id)}/latest.json", body)
-    lake_io.write_bytes(lake, f"{MODEL_ROOT}/latest.json", body)
+    lake_io.Lake.of(lake).write(f"{athlete_root(athlete_id)}/latest.json", body)
+    lake_io.Lake.of(lake).write(f"{MODEL_ROOT}/latest.json", body)
     return pointer
 
 
@@ -397,7 +404,7 @@ def load_latest_model(lake: Any, athlete_id: int | str | None = None) -> tuple[d
             f"No kudos model for {who} in the lake yet: run the retrain-kudos-model flow "
             "(flows/kudos.py:retrain_kudos_model) after a load."
         )
-    bundle = joblib.load(io.BytesIO(lake_io.read_bytes(lake, pointer["model"])))
+    bundle = joblib.load(io.BytesIO(lake_io.Lake.of(lake).read(pointer["model"])))
     return bundle, pointer
 
 

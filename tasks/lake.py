@@ -1,4 +1,4 @@
-"""The lake: raw API pages and the run's typed staging file, on any writable filesystem block."""
+"""The lake (:class:`Lake`): raw API pages, the run's typed staging file, dashboards and models."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import os
 import tempfile
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.filesystems import LocalFileSystem
+from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
 from tasks import schema
 
@@ -31,22 +31,6 @@ def _call_sync(method: Any, *args: Any) -> Any:
     if inspect.isawaitable(result):
         raise TypeError(f"{method!r} returned an awaitable; the lake block must offer a sync read/write")
     return result
-
-
-def write_bytes(lake: Any, path: str, data: bytes) -> str:
-    """Write ``data`` at ``path`` (relative to the block's base path or bucket folder), atomically.
-
-    A reader sees the previous object or the new one, never part of one. On a local lake
-    (``LocalFileSystem``) the bytes go to a temporary file in the target's folder, are fsynced,
-    then renamed over the target (``os.replace``); a failed write (a full disk, say) leaves
-    the previous file as it was. On S3 the block's ``write_path`` is one PUT (or a multipart
-    upload, above boto3's 8 MiB threshold), which S3 makes visible only once complete.
-    """
-    if isinstance(lake, LocalFileSystem):
-        target = local_path(lake, path)
-        _replace_atomically(target, data)
-        return str(target)
-    return str(_call_sync(lake.write_path, path, data))
 
 
 def local_path(lake: LocalFileSystem, path: str) -> Path:
@@ -84,9 +68,126 @@ def _replace_atomically(target: Path, data: bytes) -> None:
         os.close(folder)
 
 
-def read_bytes(lake: Any, path: str) -> bytes:
-    """Read the object at ``path`` (relative to the block's base path or bucket folder)."""
-    return bytes(_call_sync(lake.read_path, path))
+def _missing(exc: BaseException) -> bool:
+    """Whether a read failed only because the object is not there (local, fsspec or S3)."""
+    if isinstance(exc, FileNotFoundError):
+        return True
+    response = getattr(exc, "response", None)  # botocore's ClientError
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return str(code) in _S3_MISSING_CODES
+
+
+_S3_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+class Lake:
+    """The lake over a Prefect writable filesystem block: LocalFileSystem or prefect-aws S3Bucket.
+
+    Keys are relative to the block's base path or bucket folder. Writes are atomic; a read of
+    a missing key raises :class:`FileNotFoundError` (on S3 as well), so :meth:`read_if_present`
+    tells "not there" from "there but unreadable". Build one with :meth:`of`.
+    """
+
+    def __init__(self, block: WritableFileSystem | Any) -> None:
+        self.block: Any = block
+
+    @classmethod
+    def of(cls, lake: Lake | WritableFileSystem | Any) -> Lake:
+        """The lake of a filesystem block (a Lake is returned as it is)."""
+        return lake if isinstance(lake, Lake) else cls(lake)
+
+    def __repr__(self) -> str:
+        return f"Lake({type(self.block).__name__})"
+
+    @property
+    def is_s3(self) -> bool:
+        """Whether the block is an S3 bucket (it has a ``bucket_name``)."""
+        return bool(getattr(self.block, "bucket_name", None))
+
+    @property
+    def region(self) -> str | None:
+        """The AWS region of an S3 lake's credentials, when they name one."""
+        return getattr(getattr(self.block, "credentials", None), "region_name", None)
+
+    def write(self, path: str, data: bytes) -> str:
+        """Write ``data`` at ``path``, atomically; return where it went (a local path or the block's key).
+
+        A reader sees the previous object or the new one, never part of one. On a local lake
+        (``LocalFileSystem``) the bytes go to a temporary file in the target's folder, are
+        fsynced, then renamed over the target (``os.replace``); a failed write (a full disk,
+        say) leaves the previous file as it was. On S3 the block's ``write_path`` is one PUT
+        (or a multipart upload, above boto3's 8 MiB threshold), which S3 makes visible only
+        once complete.
+        """
+        if isinstance(self.block, LocalFileSystem):
+            target = local_path(self.block, path)
+            _replace_atomically(target, data)
+            return str(target)
+        return str(_call_sync(self.block.write_path, path, data))
+
+    def read(self, path: str) -> bytes:
+        """The bytes at ``path``.
+
+        Raises:
+            FileNotFoundError: Nothing is stored at ``path`` (S3's 404 / NoSuchKey included).
+
+        """
+        if isinstance(self.block, LocalFileSystem):
+            return local_path(self.block, path).read_bytes()
+        try:
+            return bytes(_call_sync(self.block.read_path, path))
+        except Exception as exc:
+            if _missing(exc):
+                raise FileNotFoundError(f"Nothing at {self.url(path)} in the lake") from exc
+            raise
+
+    def read_if_present(self, path: str) -> bytes | None:
+        """The bytes at ``path``, or None when nothing is stored there; any other failure is raised."""
+        try:
+            return self.read(path)
+        except FileNotFoundError:
+            return None
+
+    def url(self, path: str) -> str:
+        """Where a person opens ``path``: ``file://`` on a local lake, ``s3://bucket/key`` on S3."""
+        basepath = getattr(self.block, "basepath", None)
+        if isinstance(self.block, LocalFileSystem) and "://" not in str(basepath or ""):
+            return local_path(self.block, path).as_uri()
+        if self.is_s3:  # before basepath: an S3Bucket's basepath is its bucket folder
+            return self.s3_uri(path)
+        if basepath:
+            return f"{str(basepath).rstrip('/')}/{path}"
+        return path
+
+    def s3_uri(self, path: str) -> str:
+        """``s3://bucket/<bucket_folder>/<path>``: the object Redshift's COPY reads.
+
+        The key follows the S3Bucket block's rule: ``path`` under ``bucket_folder``, unless
+        ``path`` already starts with that folder.
+
+        Raises:
+            TypeError: The lake is not an S3 bucket.
+
+        """
+        if not self.is_s3:
+            raise TypeError(
+                f"Redshift loads with COPY from S3: the lake must be a prefect-aws S3Bucket block, "
+                f"not {type(self.block).__name__}"
+            )
+        folder = str(getattr(self.block, "bucket_folder", "") or "").strip("/")
+        inside = not folder or path == folder or path.startswith(folder + "/")
+        key = path if inside else (PurePosixPath(folder) / path).as_posix()
+        return f"s3://{self.block.bucket_name}/{key}"
+
+
+def write_bytes(lake: Lake | Any, path: str, data: bytes) -> str:
+    """Write ``data`` at ``path`` atomically (:meth:`Lake.write`)."""
+    return Lake.of(lake).write(path, data)
+
+
+def read_bytes(lake: Lake | Any, path: str) -> bytes:
+    """Read the object at ``path`` (:meth:`Lake.read`)."""
+    return Lake.of(lake).read(path)
 
 
 def raw_page_path(athlete_id: int, run_key: str, page: int) -> str:

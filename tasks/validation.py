@@ -676,10 +676,6 @@ def run_adhoc(
     for path in (check.sql, check.compare_sql):
         _refuse_unsafe_file(path, f"strava-elt validate {script_1} {script_2}")
     warehouse = load_block(Warehouse, warehouse_block)
-    engine = warehouse.get_engine()
-    wh.use_schema(engine, warehouse.schema_name)
-    try:
+    with warehouse.engine() as engine:
         params = {"expected_rows": None, "run_started_at": datetime.now(UTC), "athlete_id": athlete_id}
         return run_check(engine, check, params=params)
-    finally:
-        engine.dispose()

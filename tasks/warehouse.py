@@ -32,6 +32,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
+from blocks.warehouse import engine_options as engine_options  # re-exported: the block builds engines
+from blocks.warehouse import use_schema as use_schema
 from tasks import lake as lake_tasks
 from tasks import schema
 
@@ -218,22 +220,6 @@ def _logger() -> Any:
         return logging.getLogger(__name__)
 
 
-def s3_uri(lake: Any, path: str) -> str:
-    """The ``s3://bucket/<bucket_folder>/<path>`` of a key the run wrote through an S3Bucket block."""
-    bucket = getattr(lake, "bucket_name", None)
-    if not bucket or not hasattr(lake, "_resolve_path"):
-        raise TypeError(
-            f"Redshift loads with COPY from S3: the lake must be a prefect-aws S3Bucket block, "
-            f"not {type(lake).__name__}"
-        )
-    return f"s3://{bucket}/{lake._resolve_path(path)}"
-
-
-def _lake_region(lake: Any) -> str | None:
-    credentials = getattr(lake, "credentials", None)
-    return getattr(credentials, "region_name", None)
-
-
 @dataclass
 class RedshiftDialect(SqlDialect):
     """Amazon Redshift: session TEMP staging table, COPY of the run's Parquet object from S3.
@@ -300,8 +286,9 @@ class RedshiftDialect(SqlDialect):
             )
 
     def load_file(self, conn: sa.Connection, staging: str, lake: Any, path: str) -> int:
-        uri = s3_uri(lake, path)
-        lake_region = _lake_region(lake)
+        s3 = lake_tasks.Lake.of(lake)
+        uri = s3.s3_uri(path)
+        lake_region = s3.region
         if self.region and lake_region and lake_region != self.region:
             raise RedshiftCopyError(
                 f"The lake's region {lake_region} differs from the Warehouse region {self.region}: "
@@ -328,15 +315,6 @@ _DIALECTS: dict[str, type[SqlDialect]] = {
 }
 
 
-def engine_options(url: str | sa.URL) -> dict[str, Any]:
-    """Extra ``create_engine`` options a warehouse needs: one pooled session for Redshift."""
-    backend = sa.make_url(url).get_backend_name()
-    dialect = _DIALECTS.get(backend)
-    if dialect is not None and dialect.single_session:
-        return {"poolclass": sa.pool.StaticPool}
-    return {}
-
-
 def dialect_for(engine: sa.Engine, *, iam_role_arn: str | None = None, region: str | None = None) -> SqlDialect:
     """Pick the seam implementation for an engine (COPY options matter to Redshift only)."""
     name = engine.dialect.name
@@ -353,27 +331,6 @@ def dialect_for(engine: sa.Engine, *, iam_role_arn: str | None = None, region: s
     if cls is RedshiftDialect:
         return RedshiftDialect(engine, iam_role_arn=iam_role_arn, region=region)
     return cls(engine)
-
-
-def use_schema(engine: sa.Engine, schema_name: str | None) -> None:
-    """Make every connection of ``engine`` create and use ``schema_name`` (search path)."""
-    if not schema_name:
-        return
-    quoted = engine.dialect.identifier_preparer.quote(schema_name)
-    set_path = f"SET schema = '{schema_name}'" if engine.dialect.name == "duckdb" else f"SET search_path TO {quoted}"
-    if engine.dialect.name == "duckdb" and "'" in schema_name:
-        raise ValueError(f"schema name {schema_name!r} may not contain a quote")
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
-            cursor.execute(set_path)
-        finally:
-            cursor.close()
-        if engine.dialect.name != "duckdb":
-            dbapi_connection.commit()
 
 
 WAREHOUSE_TABLE = "strava_elt_warehouse"

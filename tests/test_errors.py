@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tasks import errors
-from tasks.errors import (
+from blocks import strava_errors as errors
+from blocks.strava_errors import (
     AuthError,
     BadRequestError,
     DailyLimitReached,
@@ -27,7 +27,7 @@ from tasks.errors import (
     redact,
     send_with_retries,
 )
-from tasks.ratelimit import Governor, RateLimit
+from blocks.strava_ratelimit import Governor, RateLimit
 from tests.strava_support import FakeClock
 
 API = "https://www.strava.com/api/v3"

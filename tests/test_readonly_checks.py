@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from blocks.loading import load_block
+from blocks.warehouse import Warehouse
 from tasks import validation as v
 from tests.conftest import WAREHOUSES, Env
 from tests.test_validation import write_manifest
@@ -111,35 +113,25 @@ def test_a_refused_file_refuses_the_whole_manifest(tmp_path: Path) -> None:
 
 def test_the_transaction_itself_is_read_only(env: Env) -> None:
     """Below the tokenizer: the connection checks run on refuses a data-modifying CTE by itself."""
-    from flows.load import open_engine
-
     env.run()
-    _, engine = open_engine(env.warehouse_block)
-    try:
+    with load_block(Warehouse, env.warehouse_block).engine() as engine:
         with pytest.raises(sa.exc.DBAPIError, match="read-only") as caught, v.read_only_connection(engine) as conn:
             conn.exec_driver_sql(DELETING_CTE)
         if env.warehouse == "postgres":
             assert "cannot execute" in str(caught.value) and "in a read-only transaction" in str(caught.value)
         with v.read_only_connection(engine) as conn:  # reading is fine, and the session is usable again
             assert conn.exec_driver_sql(COUNT).scalar() == 450
-    finally:
-        engine.dispose()
     assert env.query(COUNT)[0][0] == 450
 
 
 def test_a_check_built_around_the_manifest_is_refused_when_it_runs(env: Env, tmp_path: Path) -> None:
     """A file changed after the manifest was read: the run-time guard fails that check alone."""
-    from flows.load import open_engine
-
     env.run()
     evil = tmp_path / "evil.sql"
     evil.write_text(DELETING_CTE, encoding="utf-8")
     check = v.Check("evil", "test", "halt", "equals", sql=evil, threshold=0)
-    _, engine = open_engine(env.warehouse_block)
-    try:
+    with load_block(Warehouse, env.warehouse_block).engine() as engine:
         result = v.run_check(engine, check)
-    finally:
-        engine.dispose()
     assert result.halts
     assert result.detail.startswith("check could not run: UnsafeCheckSQL: evil.sql uses DELETE")
     assert env.query(COUNT)[0][0] == 450

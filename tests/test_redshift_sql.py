@@ -29,6 +29,7 @@ from blocks import Warehouse
 from flows.load import load_activities
 from tasks import schema, validation
 from tasks import warehouse as wh
+from tasks.lake import Lake
 
 SQL_ROOT = Path(__file__).resolve().parents[1] / "sql"
 ARN = "arn:aws:iam::123456789012:role/strava-elt-copy"
@@ -197,7 +198,7 @@ def test_copy_needs_an_iam_role_and_an_s3_lake(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="iam_role_arn"):
         wh.RedshiftDialect(_dialect().engine).copy_sql(STAGING, S3_OBJECT)
     with pytest.raises(TypeError, match="S3Bucket"):
-        wh.s3_uri(LocalFileSystem(basepath=str(tmp_path)), STAGING_KEY)
+        Lake(LocalFileSystem(basepath=str(tmp_path))).s3_uri(STAGING_KEY)
 
 
 def test_redshift_engine_keeps_one_session() -> None:

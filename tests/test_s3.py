@@ -28,7 +28,6 @@ from blocks import Warehouse
 from blocks.loading import load_lake
 from flows.cli import main
 from tasks import lake as lake_tasks
-from tasks import warehouse as wh
 from tests.conftest import WAREHOUSES, Env
 from tests.test_pipeline import assert_matches_emulator
 
@@ -135,10 +134,34 @@ def test_staging_object_uri_is_the_exact_key_written(s3: S3, s3_lake: tuple[str,
     assert isinstance(lake, S3Bucket)
     path = lake_tasks.staging_file_path(42, "20250101t000000_abcdef12")
     written = lake_tasks.write_bytes(lake, path, b"PAR1")
-    uri = wh.s3_uri(lake, path)
+    uri = lake_tasks.Lake.of(lake).s3_uri(path)
     assert uri == f"s3://{bucket}/{FOLDER}/{path}" == f"s3://{bucket}/{written}"
     assert s3.get(bucket, f"{FOLDER}/{path}") == b"PAR1"
     assert lake_tasks.read_bytes(lake, path) == b"PAR1"
+
+
+def test_lake_on_s3_writes_one_object_and_tells_missing_from_failing(s3: S3, s3_lake: tuple[str, str]) -> None:
+    bucket, lake_block = s3_lake
+    lake = lake_tasks.Lake.of(load_lake(lake_block))
+    key = "models/kudos/athlete_id=1/latest.json"
+    lake.write(key, b"old")
+    lake.write(key, b"new")
+    assert s3.keys(bucket) == [f"{FOLDER}/{key}"] and s3.get(bucket, f"{FOLDER}/{key}") == b"new"
+    assert lake.read(key) == lake.read_if_present(key) == b"new"
+    assert lake.url(key) == lake.s3_uri(key) == f"s3://{bucket}/{FOLDER}/{key}"
+    assert lake.region == REGION
+
+    assert lake.read_if_present("models/kudos/nothing.json") is None  # moto's 404: absent
+    with pytest.raises(FileNotFoundError, match=f"s3://{bucket}/{FOLDER}/models/kudos/nothing.json"):
+        lake.read("models/kudos/nothing.json")
+
+    # Any other failure is raised: here an endpoint that refuses connections.
+    closed = S3(endpoint_url="http://127.0.0.1:9", client=None).credentials()
+    closed.aws_client_parameters.config = {"retries": {"max_attempts": 1, "mode": "standard"}}
+    down = lake_tasks.Lake.of(S3Bucket(bucket_name=bucket, bucket_folder=FOLDER, credentials=closed))
+    with pytest.raises(Exception, match="Could not connect") as caught:
+        down.read_if_present(key)
+    assert not isinstance(caught.value, FileNotFoundError)
 
 
 def test_lake_helpers_stay_sync_inside_event_loops_and_task_threads(s3: S3, s3_lake: tuple[str, str]) -> None:

@@ -1,0 +1,78 @@
+"""The Lake over a local filesystem block: atomic writes, missing vs unreadable, URLs, S3 URIs.
+
+The same on S3 (moto's server over HTTP) is in tests/test_s3.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from prefect.filesystems import LocalFileSystem
+from prefect_aws import S3Bucket
+
+from tasks import kudos
+from tasks.lake import Lake
+from tests.test_after_commit import file_size_limit
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake.of(LocalFileSystem(basepath=str(tmp_path / "lake")))
+
+
+def test_a_local_write_is_atomic_and_reads_back(lake: Lake, tmp_path: Path) -> None:
+    key = "models/kudos/latest.json"
+    target = tmp_path / "lake" / key
+    assert lake.write(key, b"old" * 100) == str(target.resolve())
+    assert lake.read(key) == b"old" * 100
+    with file_size_limit(1024), pytest.raises(OSError):
+        lake.write(key, b"new" * 1000)  # fails half way
+    assert lake.read(key) == b"old" * 100  # the previous file, whole
+    assert sorted(p.name for p in target.parent.iterdir()) == ["latest.json"]  # no temporary file left
+    assert Lake.of(lake) is lake
+
+
+def test_only_a_missing_file_reads_as_absent(lake: Lake, tmp_path: Path) -> None:
+    assert lake.read_if_present("raw/nothing-here.json.gz") is None
+    with pytest.raises(FileNotFoundError):
+        lake.read("raw/nothing-here.json.gz")
+    (tmp_path / "lake" / "raw" / "a-folder.json").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError):  # there, but not readable as a file: not "absent"
+        lake.read_if_present("raw/a-folder.json")
+    with pytest.raises(ValueError, match="outside the lake's base path"):
+        lake.read_if_present("../outside.json")
+    lake.write("raw/here.json", b"{}")
+    assert lake.read_if_present("raw/here.json") == b"{}"
+
+
+def test_urls_for_people(lake: Lake, tmp_path: Path) -> None:
+    assert lake.url("dashboards/d.html") == (tmp_path / "lake" / "dashboards" / "d.html").resolve().as_uri()
+    s3 = Lake.of(S3Bucket(bucket_name="b", bucket_folder="strava/prod"))
+    assert s3.url("dashboards/d.html") == "s3://b/strava/prod/dashboards/d.html"
+
+
+def test_s3_uri_with_and_without_a_bucket_folder(lake: Lake) -> None:
+    key = "staging/athlete_id=1/run=r/activities.parquet"
+    assert Lake.of(S3Bucket(bucket_name="b")).s3_uri(key) == f"s3://b/{key}"
+    for folder in ("strava/prod", "/strava/prod/", "strava/prod/"):
+        assert Lake.of(S3Bucket(bucket_name="b", bucket_folder=folder)).s3_uri(key) == f"s3://b/strava/prod/{key}"
+    # The S3Bucket block's own rule: a key already under the folder is not prefixed twice.
+    assert Lake.of(S3Bucket(bucket_name="b", bucket_folder="staging")).s3_uri(key) == f"s3://b/{key}"
+    with pytest.raises(TypeError, match="S3Bucket block, not LocalFileSystem"):
+        lake.s3_uri(key)
+
+
+def test_a_corrupt_model_pointer_is_an_error_not_no_model_yet(lake: Lake) -> None:
+    assert kudos.latest_pointer(lake, 7) is None  # absent: no model yet
+    with pytest.raises(kudos.KudosModelError, match="No kudos model for athlete 7"):
+        kudos.load_latest_model(lake, 7)
+    pointer = f"{kudos.athlete_root(7)}/latest.json"
+    for body, problem in ((b'{"model": "models/kud', "is not valid JSON"), (b"[1, 2]", "holds a JSON list")):
+        lake.write(pointer, body)
+        with pytest.raises(kudos.KudosModelError, match=f"{problem}.*corrupt, not absent") as caught:
+            kudos.load_latest_model(lake, 7)
+        assert lake.url(pointer) in str(caught.value)
+    lake.write(pointer, json.dumps({"model": "m.joblib"}).encode())
+    assert kudos.latest_pointer(lake, 7) == {"model": "m.joblib"}

@@ -1,0 +1,99 @@
+"""Imports run one way (flows -> tasks -> blocks), and the Warehouse block's engine context manager."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from pydantic import SecretStr
+
+import blocks
+from blocks import strava_errors, strava_ratelimit
+from blocks.warehouse import SINGLE_SESSION_BACKENDS, Warehouse
+from tasks import errors, ratelimit
+from tasks import warehouse as wh
+from tests.conftest import split_pg_url
+
+BLOCKS_DIR = Path(blocks.__file__).parent
+
+
+def imported_modules(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, module) of every import in a file, those inside functions included."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+
+
+def test_imported_modules_sees_nested_imports(tmp_path: Path) -> None:
+    source = tmp_path / "sample.py"
+    source.write_text("import os\n\ndef f():\n    from tasks.warehouse import render\n    import flows.cli\n")
+    assert list(imported_modules(source)) == [(1, "os"), (4, "tasks.warehouse"), (5, "flows.cli")]
+
+
+def test_nothing_in_blocks_imports_tasks_or_flows() -> None:
+    files = sorted(BLOCKS_DIR.glob("*.py"))
+    assert len(files) >= 4
+    upward = [
+        f"{path.name}:{line} imports {module}"
+        for path in files
+        for line, module in imported_modules(path)
+        if module.split(".")[0] in ("tasks", "flows")
+    ]
+    assert upward == [], "blocks/ must not import tasks/ or flows/ (flows -> tasks -> blocks): " + "; ".join(upward)
+
+
+def test_the_old_import_paths_still_name_the_same_objects() -> None:
+    for name in errors.__all__:
+        assert getattr(errors, name) is getattr(strava_errors, name), name
+    for name in ratelimit.__all__:
+        assert getattr(ratelimit, name) is getattr(strava_ratelimit, name), name
+    assert wh.engine_options is blocks.warehouse.engine_options
+    assert wh.use_schema is blocks.warehouse.use_schema
+
+
+def test_the_single_session_backends_are_the_dialects_that_need_one() -> None:
+    assert {name for name, cls in wh._DIALECTS.items() if cls.single_session} == SINGLE_SESSION_BACKENDS
+
+
+# --------------------------------------------------------------------------- Warehouse.engine()
+
+
+def _disposals(engine: sa.Engine, seen: list[str]) -> None:
+    sa.event.listen(engine, "engine_disposed", lambda _engine: seen.append("disposed"))
+
+
+def _warehouse(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Warehouse, str]:
+    if kind == "duckdb":
+        return Warehouse(url=SecretStr(f"duckdb:///{tmp_path / 'w.duckdb'}"), schema_name="strava"), "strava"
+    url, schema_name = split_pg_url(request.getfixturevalue("pg_url"))
+    return Warehouse(url=SecretStr(url), schema_name=schema_name), schema_name
+
+
+@pytest.mark.parametrize("kind", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_engine_points_at_the_block_schema_and_is_disposed_after(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warehouse, schema_name = _warehouse(kind, tmp_path, request)
+    seen: list[str] = []
+    real_get_engine = Warehouse.get_engine
+
+    def get_engine(self: Warehouse, **kwargs: object) -> sa.Engine:
+        engine = real_get_engine(self, **kwargs)
+        _disposals(engine, seen)
+        return engine
+
+    monkeypatch.setattr(Warehouse, "get_engine", get_engine)
+    with warehouse.engine() as engine, engine.begin() as conn:
+        assert conn.exec_driver_sql("SELECT current_schema()").scalar() == schema_name
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    assert seen == ["disposed"]
+    with pytest.raises(RuntimeError, match="boom"), warehouse.engine() as engine:
+        with engine.connect() as conn:  # the table went to the block's schema, not the default one
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {schema_name}.t").scalar() == 0
+        raise RuntimeError("boom")
+    assert seen == ["disposed", "disposed"]
