@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 
 from blocks.loading import load_block, load_lake
@@ -140,6 +141,34 @@ class _Page:
         return rows
 
 
+@task(cache_policy=NO_CACHE, task_run_name="fetch-page-{page}")
+def fetch_page(
+    client: strava_tasks.StravaClient,
+    paginator: strava_tasks.Paginator,
+    lake: Any,
+    athlete_id: int,
+    run_key: str,
+    after: int,
+    page: int,
+    extracted_at: datetime,
+) -> tuple[list[dict[str, Any]], _Page, list[dict[str, Any]], str | None] | None:
+    """Fetch one page, check it, and land it raw in the lake: one task per page.
+
+    Returns the page, its flattened rows, the activities not seen before and the raw page's
+    lake path (None for an empty page, which is not written); None when the daily budget is
+    spent. A page holding something other than objects, or only activities already read,
+    raises before anything of it is written.
+    """
+    items = strava_tasks.fetch_activities_page(client, after, page)
+    if items is None:
+        return None
+    schema.require_objects(items, page)  # before anything of the page is written
+    read = _Page.read(items, page, extracted_at, athlete_id)
+    fresh = paginator.check([activity for activity, _ in read.keyed])
+    raw_path = lake_tasks.land_raw_page(lake, athlete_id, run_key, page, items) if items else None
+    return items, read, fresh, raw_path
+
+
 def _new_sport_types(activities: Iterable[Mapping[str, Any]]) -> set[str]:
     types = {a.get("sport_type") for a in activities}
     return {str(t) for t in types if t is not None and t not in KNOWN_SPORT_TYPES}
@@ -206,17 +235,17 @@ def extract_activities(
         unfit: Counter[str] = Counter()
         try:
             while True:
-                page = strava_tasks.fetch_activities_page(client, int(after.timestamp()), paginator.page)
-                if page is None:
+                fetched = fetch_page(
+                    client, paginator, lake, athlete_id, run_key, int(after.timestamp()), paginator.page, extracted_at
+                )
+                if fetched is None:
                     result.complete = False
                     result.partial_reason = _partial_reason(client, f"after {result.pages} pages")
                     break
-                schema.require_objects(page, paginator.page)  # before anything of the page is written
-                read = _Page.read(page, paginator.page, extracted_at, athlete_id)
-                fresh = paginator.check([activity for activity, _ in read.keyed])
+                page, read, fresh, raw_path = fetched
                 result.pages += 1
-                if page:
-                    result.raw_paths.append(lake_tasks.land_raw_page(lake, athlete_id, run_key, paginator.page, page))
+                if raw_path is not None:
+                    result.raw_paths.append(raw_path)
                 rows = read.stage(fresh)
                 writer.write_page(rows)
                 result.activities += len(rows)

@@ -200,7 +200,6 @@ def staging_file_path(athlete_id: int, run_key: str) -> str:
     return f"staging/athlete_id={athlete_id}/run={run_key}/activities.parquet"
 
 
-@task(cache_policy=NO_CACHE, task_run_name="land-page-{page}")
 def land_raw_page(lake: Any, athlete_id: int, run_key: str, page: int, activities: list[dict[str, Any]]) -> str:
     """Write one page exactly as the API returned it (all fields, unknown ones too), gzipped."""
     path = raw_page_path(athlete_id, run_key, page)

@@ -1,4 +1,4 @@
-"""The Strava API client: one paginator, one request path, page-sized Prefect tasks.
+"""The Strava API client: one paginator, one request path, the requests the extract flow makes.
 
 Every request goes through :func:`tasks.errors.send_with_retries` with the client's
 :class:`~tasks.ratelimit.Governor`. The extract flow builds its client with
@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
 from blocks.strava import StravaCredentials
 from tasks.errors import BadRequestError, DailyLimitReached, RetryPolicy, send_with_retries
@@ -165,7 +164,6 @@ def open_client(credentials: StravaCredentials, log: LoggerLike | None = None) -
     return StravaClient(credentials, log=log)
 
 
-@task(cache_policy=NO_CACHE, task_run_name="fetch-athlete")
 def fetch_athlete(client: StravaClient) -> dict[str, Any] | None:
     """GET /athlete: who the token belongs to (the watermark is per athlete).
 
@@ -178,10 +176,10 @@ def fetch_athlete(client: StravaClient) -> dict[str, Any] | None:
         return None
 
 
-@task(cache_policy=NO_CACHE, task_run_name="fetch-page-{page}")
 def fetch_activities_page(client: StravaClient, after: int, page: int) -> list[dict[str, Any]] | None:
     """GET one page of 200 activities started after ``after`` (epoch seconds).
 
+    Called by the extract flow's page task (``fetch-page-N``), which lands the page too.
     Returns None when the daily budget is spent (``client.daily_limit`` says why): an
     expected end of a backfill run, not a failed task.
     """

@@ -511,10 +511,9 @@ class MergeResult:
         return dict(self.__dict__)
 
 
-@task(cache_policy=NO_CACHE)
 def prepare_staging(engine: sa.Engine, run_key: str) -> str:
     """Create production tables if needed, sweep leftover staging tables, create this run's."""
-    logger = get_run_logger()
+    logger = _logger()
     ensure_tables(engine)
     dialect = dialect_for(engine)
     staging = staging_name(run_key)
@@ -533,7 +532,6 @@ def read_staging_file(lake: Any, path: str) -> pa.Table:
     return table.select([c.name for c in schema.STAGED_COLUMNS]).cast(schema.ARROW_SCHEMA)
 
 
-@task(cache_policy=NO_CACHE)
 def load_staging(
     engine: sa.Engine,
     lake: Any,
@@ -549,7 +547,7 @@ def load_staging(
     dialect = dialect_for(engine, iam_role_arn=iam_role_arn, region=region)
     with engine.begin() as conn:
         loaded = dialect.load_file(conn, staging, lake, path)
-    get_run_logger().info("Loaded %s rows into %s", loaded, staging)
+    _logger().info("Loaded %s rows into %s", loaded, staging)
     return loaded
 
 
@@ -605,7 +603,6 @@ def merge_staging(
     )
 
 
-@task(cache_policy=NO_CACHE)
 def drop_staging(engine: sa.Engine, staging: str) -> None:
     """Drop this run's staging table (idempotent)."""
     q = dialect_for(engine).preparer.quote
@@ -623,7 +620,6 @@ def model_name(path: Path) -> str:
     return re.sub(r"^\d+_", "", path.stem)
 
 
-@task(cache_policy=NO_CACHE, task_run_name="model-{path.stem}")
 def build_model(engine: sa.Engine, path: Path) -> int:
     """Rebuild one model table from its SELECT in one transaction; return its row count."""
     dialect = dialect_for(engine)

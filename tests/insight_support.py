@@ -52,7 +52,7 @@ def fill_warehouse(
         conn.execute(schema.stats_history_table(sa.MetaData()).insert(), history)
     if not build:
         return {}
-    return {wh.model_name(p): wh.build_model.fn(engine, p) for p in wh.model_files()}
+    return {wh.model_name(p): wh.build_model(engine, p) for p in wh.model_files()}
 
 
 def emulator_warehouse(

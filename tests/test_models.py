@@ -108,7 +108,7 @@ def insert(engine: sa.Engine, rows: list[dict[str, Any]], history: list[dict[str
 
 
 def build_all(engine: sa.Engine) -> dict[str, int]:
-    return {wh.model_name(p): wh.build_model.fn(engine, p) for p in wh.model_files()}
+    return {wh.model_name(p): wh.build_model(engine, p) for p in wh.model_files()}
 
 
 def fetch(engine: sa.Engine, table: str) -> list[dict[str, Any]]:

@@ -207,7 +207,7 @@ def _crash_after_landing(monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(*_: Any, **__: Any) -> None:
         raise Boom("crash after landing")
 
-    monkeypatch.setattr(wh.prepare_staging, "fn", explode)
+    monkeypatch.setattr(wh, "prepare_staging", explode)
 
 
 def _crash_after_staging(monkeypatch: pytest.MonkeyPatch) -> None:

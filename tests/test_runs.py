@@ -52,8 +52,15 @@ def test_runs_are_named_for_what_they_ran(env: Env) -> None:
         f"load-{env.warehouse_block}-{run_key}",
         f"models-{env.warehouse_block}",
     }
-    names = {t.name for t in tasks if t.flow_run_id in {c.id for c in children}}
-    assert {"fetch-page-1", "fetch-page-3", "model-10_activity_summary_monthly"} <= names, sorted(names)
+    by_child = {c.name: sorted(t.name for t in tasks if t.flow_run_id == c.id) for c in children}
+    # One task per page (fetched and landed together), the gate and the merge; the models
+    # subflow is one unit without a task run per model.
+    extract = by_child[f"extract-{env.strava_block}-{run_key}"]
+    assert {"fetch-page-1", "fetch-page-3"} <= set(extract), by_child
+    assert not [n for n in extract if n.startswith("land-page")], by_child
+    load = by_child[f"load-{env.warehouse_block}-{run_key}"]
+    assert sorted(n.rsplit("-", 1)[0] for n in load) == ["merge_staging", "run_validation"], by_child
+    assert by_child[f"models-{env.warehouse_block}"] == [], by_child
     assert main.empirical_policy.retries == RETRIES
 
 

@@ -290,7 +290,7 @@ def _merge(engine: sa.Engine, rows: list[dict[str, Any]], observed_at: datetime)
     try:
         return wh.merge_staging.fn(engine, staging, observed_at, None, EXTREME_ATHLETE)
     finally:
-        wh.drop_staging.fn(engine, staging)
+        wh.drop_staging(engine, staging)
 
 
 def test_every_model_builds_on_each_columns_extreme_accepted_values(engine: sa.Engine) -> None:
@@ -311,7 +311,7 @@ def test_every_model_builds_on_each_columns_extreme_accepted_values(engine: sa.E
         for column in schema.API_COLUMNS:
             assert got[column.name] == row[column.name], (row["id"], column.name)
 
-    built = {wh.model_name(p): wh.build_model.fn(engine, p) for p in wh.model_files()}
+    built = {wh.model_name(p): wh.build_model(engine, p) for p in wh.model_files()}
     assert set(built) == {wh.model_name(p) for p in wh.model_files()}
     assert built["activity_summary_yearly"] == 2  # 1970 and 2199; rows without a local start time have no year
     page = dashboard.render_dashboard(engine, athlete_id=EXTREME_ATHLETE)
