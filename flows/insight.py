@@ -56,8 +56,7 @@ def write_dashboard_file(warehouse_block: str, out: Path, athlete_id: int | None
     """
     _, engine = open_engine(warehouse_block)
     try:
-        checks = dashboard.read_validation_results(engine)
-        page = dashboard.render_dashboard(engine, checks, athlete_id=athlete_id)
+        page = dashboard.render_dashboard(engine, athlete_id=athlete_id)
     finally:
         engine.dispose()
     out = out.expanduser()

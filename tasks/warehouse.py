@@ -13,11 +13,10 @@ one session while each step keeps its own transaction, as on the other warehouse
 from __future__ import annotations
 
 import io
-import logging
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -30,10 +29,10 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from tasks import lake as lake_tasks
 from tasks import schema
+from tasks.logs import run_logger
 
 
 def package_dir(package: str) -> Path:
@@ -210,14 +209,6 @@ class RedshiftCopyError(RuntimeError):
     """Redshift's COPY of the run's file failed; the message never carries the credentials clause."""
 
 
-def _logger() -> Any:
-    """The run logger inside a flow or task, the module logger elsewhere."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
 def s3_uri(lake: Any, path: str) -> str:
     """The ``s3://bucket/<bucket_folder>/<path>`` of a key the run wrote through an S3Bucket block."""
     bucket = getattr(lake, "bucket_name", None)
@@ -309,7 +300,7 @@ class RedshiftDialect(SqlDialect):
             )
         self.check_column_order(conn, schema.ACTIVITY_TABLE)
         sql, redacted = self.copy_sql(staging, uri)
-        _logger().info("Redshift COPY: %s", redacted)
+        run_logger(__name__).info("Redshift COPY: %s", redacted)
         try:
             conn.exec_driver_sql(sql)
         except sa.exc.DBAPIError as exc:
@@ -390,11 +381,43 @@ def warehouse_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-_IDS = {"target": schema.ACTIVITY_TABLE, "history": schema.STATS_HISTORY_TABLE, "identity": WAREHOUSE_TABLE}
+VALIDATION_TABLE = "strava_validation_results"
+"""One row per check per run that reached the merge, written in the merge's transaction."""
+DETAIL_MAX_CHARS = 2000
+"""A check's detail is cut to this many characters in the table (an error message is far shorter)."""
+_DETAIL = sa.Text().with_variant(sa.String(schema.TEXT_MAX_BYTES), "redshift")
+
+
+def validation_results_table(metadata: sa.MetaData) -> sa.Table:
+    """Declare the validation results: one row per check of each merged run, scoped by athlete."""
+    return sa.Table(
+        VALIDATION_TABLE,
+        metadata,
+        sa.Column("athlete_id", sa.BigInteger(), nullable=False),
+        sa.Column("run_key", sa.String(64), nullable=False),
+        sa.Column("checked_at", sa.TIMESTAMP(timezone=True), nullable=False),
+        sa.Column("check_order", sa.Integer(), nullable=False),  # the manifest's order
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("severity", sa.String(16), nullable=False),
+        sa.Column("operator", sa.String(32), nullable=False),
+        sa.Column("value_1", sa.Double()),
+        sa.Column("value_2", sa.Double()),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("detail", _DETAIL),
+        sa.PrimaryKeyConstraint("athlete_id", "run_key", "name"),
+    )
+
+
+_IDS = {
+    "target": schema.ACTIVITY_TABLE,
+    "history": schema.STATS_HISTORY_TABLE,
+    "identity": WAREHOUSE_TABLE,
+    "results": VALIDATION_TABLE,
+}
 
 
 def ensure_tables(engine: sa.Engine) -> str:
-    """Create (or migrate) the production, history and identity tables; return the warehouse's id.
+    """Create (or migrate) the production, history, identity and validation tables; return the warehouse's id.
 
     Idempotent. The identity (32 hex digits) is generated the first time, with the tables.
     """
@@ -402,6 +425,7 @@ def ensure_tables(engine: sa.Engine) -> str:
     schema.activity_table(metadata)
     schema.stats_history_table(metadata)
     warehouse_table(metadata)
+    validation_results_table(metadata)
     dialect = dialect_for(engine)
     with engine.begin() as conn:
         metadata.create_all(conn, checkfirst=True)
@@ -425,7 +449,7 @@ def _migrate_history(conn: sa.Connection, dialect: SqlDialect) -> None:
         return
     conn.execute(dialect.sql("load/add_history_athlete_id.sql", **_IDS))
     filled = conn.execute(dialect.sql("load/backfill_history_athlete_id.sql", **_IDS)).rowcount
-    _logger().warning(
+    run_logger(__name__).warning(
         "Migrated %s: added athlete_id, filled for %s earlier observations", schema.STATS_HISTORY_TABLE, filled
     )
 
@@ -527,7 +551,7 @@ def migrate_to_double(conn: sa.Connection) -> list[str]:
                 "recreate them."
             ) from exc
     if single:
-        _logger().warning(
+        run_logger(__name__).warning(
             "Widened %s.%s from single to double precision; values stored before stay rounded "
             "until a run re-reads them (run once with --full-refresh to restore them all)",
             schema.ACTIVITY_TABLE,
@@ -600,6 +624,28 @@ def _scalar(conn: sa.Connection, statement: sa.TextClause, params: Mapping[str, 
     return int(conn.execute(statement, dict(params or {})).scalar() or 0)
 
 
+def validation_rows(
+    checks: Sequence[Mapping[str, Any]], athlete_id: int, run_key: str, checked_at: datetime
+) -> list[dict[str, Any]]:
+    """The rows of :data:`VALIDATION_TABLE` for one run's check results, in the manifest's order."""
+    return [
+        {
+            "athlete_id": int(athlete_id),
+            "run_key": run_key,
+            "checked_at": checked_at,
+            "check_order": order,
+            "name": c["name"],
+            "severity": c["severity"],
+            "operator": c["operator"],
+            "value_1": None if c["value_1"] is None else float(c["value_1"]),
+            "value_2": None if c["value_2"] is None else float(c["value_2"]),
+            "outcome": c["outcome"],
+            "detail": str(c.get("detail") or "")[:DETAIL_MAX_CHARS],
+        }
+        for order, c in enumerate(checks)
+    ]
+
+
 @task(cache_policy=NO_CACHE)
 def merge_staging(
     engine: sa.Engine,
@@ -607,6 +653,8 @@ def merge_staging(
     observed_at: datetime,
     deletion_window: tuple[datetime, datetime] | None,
     athlete_id: int,
+    run_key: str | None = None,
+    checks: Sequence[Mapping[str, Any]] = (),
 ) -> MergeResult:
     """Merge staging into the athlete's production rows in ONE transaction: history, delete-then-insert, deletions.
 
@@ -614,7 +662,11 @@ def merge_staging(
     every staged row is that athlete's). ``deletion_window`` is the [after, until] range of
     ``start_date`` that this run read in full; the athlete's rows inside it that Strava no
     longer returned are marked deleted. Pass None when the extraction was partial.
+    ``checks`` (the gate's results as dicts) go to :data:`VALIDATION_TABLE` under ``run_key``
+    in the same transaction: results are recorded exactly when the merge commits.
     """
+    if checks and not run_key:
+        raise ValueError("merge_staging records validation results under the run's key: pass run_key")
     dialect = dialect_for(engine)
     ids = {**_IDS, "staging": staging}
     athlete = {"athlete_id": int(athlete_id)}
@@ -636,6 +688,9 @@ def merge_staging(
                 {"deleted_at": observed_at, "after": after, "until": until, **athlete},
             ).rowcount
         total = athlete_rows(conn, athlete_id).total
+        if checks:
+            rows = validation_rows(checks, athlete_id, str(run_key), datetime.now(UTC))
+            conn.execute(dialect.sql("load/record_validation_results.sql", **ids), rows)
     return MergeResult(
         staged=staged,
         inserted=inserted,
