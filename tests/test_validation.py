@@ -584,6 +584,13 @@ def test_pipeline_reports_checks_artifacts_and_one_slack_message(env: Env, slack
     assert set(rows[0]) == {"check", "severity", "value 1", "operator", "value 2", "outcome", "detail"}
     markdown = Artifact.get(SUMMARY_ARTIFACT_KEY)
     assert markdown is not None and summary["run_key"] in str(markdown.data)
+    # The merge recorded one row per check, under the run and the athlete, in the manifest's order.
+    recorded = env.query(
+        "SELECT athlete_id, run_key, name, outcome, value_1 FROM strava_validation_results ORDER BY check_order"
+    )
+    assert recorded == [
+        (env.emu.athlete["id"], summary["run_key"], c["name"], c["outcome"], c["value_1"]) for c in summary["checks"]
+    ]
 
     env.run()  # no slack_block: no message
     assert len(server.posts) == 1
@@ -637,6 +644,8 @@ def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything
     assert env.production() == before
     assert env.watermark() == mark
     assert not _staging_tables(env)
+    first = env.query("SELECT run_key, name, outcome FROM strava_validation_results")
+    assert [(name, outcome) for _, name, outcome in first] == [("no_ultra_distance", "passed")]  # none of the halt
     staged_files = list((env.lake_dir / "staging").rglob("activities.parquet"))
     assert len(staged_files) == 2  # the halted run's file stays for inspection
     assert len(server.posts) == 1
@@ -652,6 +661,8 @@ def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything
     assert env.query("SELECT COUNT(*) - COUNT(DISTINCT id) FROM strava_activity_data")[0][0] == 0
     assert prod[bad["id"]]["distance"] == 5000.0
     assert env.watermark() > newest
+    recorded = env.query("SELECT run_key, outcome FROM strava_validation_results ORDER BY run_key")
+    assert recorded == [(first[0][0], "passed"), (summary["run_key"], "passed")]
 
 
 def test_a_halting_manifest_from_the_environment_stops_the_merge(
