@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,7 +59,6 @@ class ExtractResult:
     requests: int = 0
     activities: int = 0
     staging_path: str | None = None
-    raw_paths: list[str] = field(default_factory=list)
     newest_start_date: datetime | None = None
     complete: bool = True
     partial_reason: str | None = None
@@ -72,14 +71,6 @@ class ExtractResult:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     """Activities not staged because their id or start_date is missing or unfit: page, position
     (0-based), id (when it fits) and reason. They stay in the raw lake page."""
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly summary."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, datetime):
-                out[key] = value.isoformat()
-        return out
 
 
 def _unfit_values(activity: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
@@ -216,7 +207,7 @@ def extract_activities(
                 fresh = paginator.check([activity for activity, _ in read.keyed])
                 result.pages += 1
                 if page:
-                    result.raw_paths.append(lake_tasks.land_raw_page(lake, athlete_id, run_key, paginator.page, page))
+                    lake_tasks.land_raw_page(lake, athlete_id, run_key, paginator.page, page)
                 rows = read.stage(fresh)
                 writer.write_page(rows)
                 result.activities += len(rows)
