@@ -63,7 +63,6 @@ CSP = (
 )
 _WORKOUTS = ("default", "long run", "workout", "race")
 _CHECK_FIELDS = ("name", "severity", "operator", "value_1", "value_2", "outcome", "detail")
-_OUTCOMES = ("passed", "failed", "skipped")
 _SOURCE_MAP = re.compile(r"^//# sourceMappingURL=.*$", re.MULTILINE)
 
 
@@ -128,16 +127,11 @@ def _validation_runs(conn: sa.Connection, athlete_id: int, runs: int) -> list[di
         if not found or found[-1]["run_key"] != row["run_key"]:
             if len(found) == runs:
                 break
-            found.append(
-                {"run_key": row["run_key"], "checked_at": row["checked_at"], "checks": [], "failed_checks": []}
-            )
-            found[-1].update(dict.fromkeys(_OUTCOMES, 0))
-        run = found[-1]
-        run["checks"].append({k: row[k] for k in _CHECK_FIELDS})
-        if row["outcome"] in _OUTCOMES:
-            run[row["outcome"]] += 1
-        if row["outcome"] == "failed":
-            run["failed_checks"].append(row["name"])
+            found.append({"run_key": row["run_key"], "checked_at": row["checked_at"], "checks": []})
+        found[-1]["checks"].append({k: row[k] for k in _CHECK_FIELDS})
+    for run in found:
+        run.update(validation.outcome_counts(run["checks"]))
+        run["failed_checks"] = [c["name"] for c in run["checks"] if c["outcome"] == validation.FAILED]
     return found
 
 

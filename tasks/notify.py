@@ -21,7 +21,7 @@ from slack_sdk.errors import SlackClientError
 from blocks.loading import load_notification_block
 from tasks import report
 from tasks.logs import run_logger
-from tasks.validation import FAILED, PASSED, SKIPPED, ValidationHalted, describe
+from tasks.validation import FAILED, PASSED, SKIPPED, ValidationHalted, describe, outcome_counts
 
 __all__ = [
     "PostCommitError",
@@ -130,9 +130,7 @@ def _numbers(summary: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _tally(checks: list[Mapping[str, Any]]) -> str:
-    counts = {PASSED: 0, FAILED: 0, SKIPPED: 0}
-    for check in checks:
-        counts[check["outcome"]] = counts.get(check["outcome"], 0) + 1
+    counts = outcome_counts(checks)
     return f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped"
 
 

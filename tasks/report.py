@@ -90,10 +90,8 @@ def run_report_markdown(
     lines += ["", "## Validation", ""]
     checks = summary.get("checks")
     if checks:
-        outcomes: dict[str, int] = {}
-        for c in checks:
-            outcomes[str(c.get("outcome"))] = outcomes.get(str(c.get("outcome")), 0) + 1
-        lines.append(", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) + ".")
+        outcomes = validation.outcome_counts(checks)
+        lines.append(", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()) if n) + ".")
         lines.append("")
         table = validation.results_table(checks)
         lines += _table(tuple(validation.TABLE_COLUMNS), [tuple(r.values()) for r in table])

@@ -46,6 +46,7 @@ __all__ = [
     "describe",
     "enforce_gate",
     "load_checks",
+    "outcome_counts",
     "run_adhoc",
     "run_check",
     "read_only_connection",
@@ -601,6 +602,14 @@ def describe(result: CheckResult | Mapping[str, Any]) -> str:
         return c["detail"]
     comparison = f"{c['value_1']} {c['symbol']} {c['value_2']}"
     return f"{comparison}, {c['outcome']}" + (f": {c['detail']}" if c["detail"] else "")
+
+
+def outcome_counts(results: Sequence[CheckResult | Mapping[str, Any]]) -> dict[str, int]:
+    """How many results ``passed``, ``failed`` and ``skipped`` (in that order; other outcomes after them)."""
+    counts = dict.fromkeys((PASSED, FAILED, SKIPPED), 0)
+    for outcome in (check_cells(r)["outcome"] for r in results):
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
 
 
 TABLE_COLUMNS = {

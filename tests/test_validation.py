@@ -492,6 +492,13 @@ def test_messages_name_every_check_and_the_numbers() -> None:
     assert "weekly_new_activities_zscore (warn): skipped: not enough history" in text
     markdown = format_markdown(done)
     assert "| no_negative_values | halt | 2 | equals | 0 | failed | e.g. id 9 |" in markdown
+    # One formatter behind the artifact, the report, Slack and the dashboard; one symbol map.
+    assert v.results_table(done["checks"])[2] == {
+        "check": "kudos_zscore", "severity": "warn", "value 1": "2.5", "operator": "less_equals",
+        "value 2": "1.645", "outcome": "failed", "detail": "z = -2.50",
+    }  # fmt: skip
+    assert v.check_cells(done["checks"][2])["symbol"] == "<=" and v.check_cells(done["checks"][3])["value_1"] == "NULL"
+    assert v.outcome_counts(done["checks"]) == {"passed": 1, "failed": 2, "skipped": 1}
     halted = format_slack(_results_summary(status="halted by validation"))
     assert "HALTED by validation before the merge: production and watermark unchanged" in halted
     assert "inserted 0, updated 0, deleted 0, watermark unchanged" in halted
