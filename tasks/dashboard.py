@@ -5,8 +5,9 @@ Everything the page needs is inside it: Chart.js and chartjs-chart-matrix (vendo
 JSON. A Content-Security-Policy forbids every network request, so the file opens the same
 from a laptop, an S3 download or an e-mail attachment.
 
-:func:`collect_data` reads the warehouse, :func:`render_html` turns the data into the page,
-:func:`publish_dashboard` writes it to the lake with a Prefect link artifact.
+:func:`collect_data` reads the warehouse (models, activities and the recorded validation
+results), :func:`render_html` fills the Jinja2 template ``tasks/assets/dashboard.html.j2``
+(autoescaped) with it, :func:`publish_dashboard` writes it to the lake with a Prefect link artifact.
 """
 
 from __future__ import annotations
