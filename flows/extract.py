@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,7 +60,6 @@ class ExtractResult:
     requests: int = 0
     activities: int = 0
     staging_path: str | None = None
-    raw_paths: list[str] = field(default_factory=list)
     newest_start_date: datetime | None = None
     complete: bool = True
     partial_reason: str | None = None
@@ -73,14 +72,6 @@ class ExtractResult:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     """Activities not staged because their id or start_date is missing or unfit: page, position
     (0-based), id (when it fits) and reason. They stay in the raw lake page."""
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly summary."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, datetime):
-                out[key] = value.isoformat()
-        return out
 
 
 def _unfit_values(activity: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
@@ -244,8 +235,6 @@ def extract_activities(
                     break
                 page, read, fresh, raw_path = fetched
                 result.pages += 1
-                if raw_path is not None:
-                    result.raw_paths.append(raw_path)
                 rows = read.stage(fresh)
                 writer.write_page(rows)
                 result.activities += len(rows)

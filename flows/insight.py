@@ -52,8 +52,7 @@ def write_dashboard_file(warehouse_block: str, out: Path, athlete_id: int | None
 
     """
     with load_block(Warehouse, warehouse_block).engine() as engine:
-        checks = dashboard.read_validation_results(engine)
-        page = dashboard.render_dashboard(engine, checks, athlete_id=athlete_id)
+        page = dashboard.render_dashboard(engine, athlete_id=athlete_id)
     out = out.expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     body = page.encode("utf-8")

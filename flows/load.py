@@ -30,7 +30,8 @@ def load_activities(
     The staging table is dropped whatever happens; production changes only in the merge, and
     only ``athlete_id``'s rows (required). The validation gate (``sql/validation/``) runs
     between load and merge: a failed ``halt`` check raises
-    :class:`~tasks.validation.ValidationHalted` before the merge. ``expected_rows`` is the
+    :class:`~tasks.validation.ValidationHalted` before the merge; otherwise the merge records
+    the results in ``strava_validation_results`` in its transaction. ``expected_rows`` is the
     extract's row count, compared with the staged rows.
     """
     if athlete_id is None:
@@ -44,7 +45,8 @@ def load_activities(
             wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)
             checks = validation.run_validation(engine, staging, expected_rows, observed_at, athlete_id)
             validation.enforce_gate(checks)
-            result = wh.merge_staging(engine, staging, observed_at, deletion_window, athlete_id)
+            results = [c.as_dict() for c in checks]
+            result = wh.merge_staging(engine, staging, observed_at, deletion_window, athlete_id, run_key, results)
         finally:
             wh.drop_staging(engine, staging)
     logger.info(
@@ -55,4 +57,4 @@ def load_activities(
         result.deleted,
         result.undeleted,
     )
-    return {**result.as_dict(), "checks": [c.as_dict() for c in checks]}
+    return {**result.as_dict(), "checks": results}

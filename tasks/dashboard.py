@@ -5,13 +5,14 @@ Everything the page needs is inside it: Chart.js and chartjs-chart-matrix (vendo
 JSON. A Content-Security-Policy forbids every network request, so the file opens the same
 from a laptop, an S3 download or an e-mail attachment.
 
-:func:`collect_data` reads the warehouse, :func:`render_html` turns the data into the page,
-:func:`publish_dashboard` writes it to the lake with a Prefect link artifact.
+:func:`collect_data` reads the warehouse (models, activities and the recorded validation
+results), :func:`render_html` fills the Jinja2 template ``tasks/assets/dashboard.html.j2``
+(autoescaped) with it, :func:`publish_dashboard` writes it to the lake with a Prefect link artifact.
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import json
 import math
 import re
@@ -21,12 +22,15 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import jinja2
 import sqlalchemy as sa
+from markupsafe import Markup
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import lake as lake_io
+from tasks import validation
 from tasks import warehouse as wh
 
 __all__ = [
@@ -43,7 +47,10 @@ __all__ = [
 
 ASSETS_DIR = wh.package_dir("tasks") / "assets"
 VENDORED = ("chart.umd.min.js", "chartjs-chart-matrix.min.js")
-VALIDATION_TABLE = "strava_validation_results"
+TEMPLATE = "dashboard.html.j2"
+VALIDATION_TABLE = wh.VALIDATION_TABLE
+VALIDATION_RUNS = 10
+"""How many of the athlete's runs the dashboard's validation history shows."""
 ARTIFACT_KEY = "strava-dashboard"
 MAX_POINTS = 2000
 MONTHS_SHOWN = 36
@@ -55,9 +62,7 @@ CSP = (
     "img-src data:; connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'"
 )
 _WORKOUTS = ("default", "long run", "workout", "race")
-_CHECK_COLUMNS = ("check", "severity", "value_1", "operator", "value_2", "outcome", "detail")
-_SYMBOLS = {"equals": "=", "not_equals": "≠", "greater": ">", "greater_equals": "≥", "less": "<", "less_equals": "≤"}
-_TIME_COLUMNS = ("checked_at", "validated_at", "run_at", "observed_at", "created_at", "run_key")
+_CHECK_FIELDS = ("name", "severity", "operator", "value_1", "value_2", "outcome", "detail")
 _SOURCE_MAP = re.compile(r"^//# sourceMappingURL=.*$", re.MULTILINE)
 
 
@@ -93,23 +98,41 @@ def read_table(conn: sa.Connection, name: str, athlete_id: int | None = None) ->
     return rows
 
 
-def read_validation_results(engine: sa.Engine) -> list[dict[str, Any]] | None:
-    """The latest validation results from ``strava_validation_results``; None without the table.
+def read_validation_results(
+    engine: sa.Engine, athlete_id: int | None = None, runs: int = VALIDATION_RUNS
+) -> list[dict[str, Any]] | None:
+    """The athlete's newest ``runs`` merged runs in ``strava_validation_results``; None without the table.
 
-    When the table records several runs (a time or run-key column), only the newest run's
-    rows are returned.
+    Newest first, each a dict: ``run_key``, ``checked_at``, the ``passed``, ``failed`` and
+    ``skipped`` counts, ``failed_checks`` (names) and ``checks`` (its rows, in the manifest's
+    order). ``athlete_id`` None: the warehouse's only athlete (none: no runs).
     """
     with engine.connect() as conn:
         if not _table_exists(conn, VALIDATION_TABLE):
             return None
-        rows = read_table(conn, VALIDATION_TABLE)
-    if not rows:
+    athlete_id = wh.choose_athlete(engine, athlete_id)
+    if athlete_id is None:
         return []
-    marker = next((c for c in _TIME_COLUMNS if c in rows[0]), None)
-    if marker is not None:
-        newest = max(r[marker] for r in rows if r[marker] is not None)
-        rows = [r for r in rows if r[marker] == newest]
-    return rows
+    with engine.connect() as conn:
+        return _validation_runs(conn, athlete_id, runs)
+
+
+def _validation_runs(conn: sa.Connection, athlete_id: int, runs: int) -> list[dict[str, Any]]:
+    """Group the athlete's result rows (newest run first) into at most ``runs`` runs."""
+    sql = wh.render(
+        wh.read_sql("dashboard/validation_results.sql"), conn.dialect.identifier_preparer, results=VALIDATION_TABLE
+    )
+    found: list[dict[str, Any]] = []
+    for row in conn.execute(sa.text(sql), {"athlete_id": athlete_id}).mappings():
+        if not found or found[-1]["run_key"] != row["run_key"]:
+            if len(found) == runs:
+                break
+            found.append({"run_key": row["run_key"], "checked_at": row["checked_at"], "checks": []})
+        found[-1]["checks"].append({k: row[k] for k in _CHECK_FIELDS})
+    for run in found:
+        run.update(validation.outcome_counts(run["checks"]))
+        run["failed_checks"] = [c["name"] for c in run["checks"] if c["outcome"] == validation.FAILED]
+    return found
 
 
 def _date(value: Any) -> date:
@@ -138,6 +161,8 @@ def collect_data(
     """Read one athlete's models and activities into the dashboard's data (plain, JSON-ready).
 
     ``athlete_id`` None: the warehouse's only athlete (no data when it holds none).
+    ``checks``: this run's check results; None: the newest recorded in the warehouse. The
+    athlete's recent runs' tallies come from the warehouse either way.
 
     Raises:
         ValueError: No athlete given and the warehouse holds several; the message lists them.
@@ -156,11 +181,16 @@ def collect_data(
     )
     models: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     points: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     if athlete_id is not None:
         with engine.connect() as conn:
             models = {name: read_table(conn, name, athlete_id) for name in names}
             result = conn.execute(sa.text(wh.read_sql("dashboard/activity_points.sql")), {"athlete_id": athlete_id})
             points = [dict(r) for r in result.mappings().fetchmany(MAX_POINTS)]
+            if _table_exists(conn, VALIDATION_TABLE):
+                runs = _validation_runs(conn, athlete_id, VALIDATION_RUNS)
+    if checks is None and runs:
+        checks = runs[0]["checks"]
     generated = generated_at or datetime.now(UTC)
     activities = _activities(points)
     by_sport = models["activity_summary_by_sport"]
@@ -196,7 +226,8 @@ def collect_data(
             {k: _plain(v) for k, v in r.items()}
             for r in sorted(models["activity_summary_yearly"], key=lambda r: r["activity_year"], reverse=True)
         ],
-        "checks": None if checks is None else [_check_row(c) for c in checks],
+        "checks": None if checks is None else [{k: _plain(c.get(k)) for k in _CHECK_FIELDS} for c in checks],
+        "validationRuns": [{k: _plain(v) for k, v in run.items() if k != "checks"} for run in runs],
     }
 
 
@@ -362,13 +393,6 @@ def _start_points(activities: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_row(check: Mapping[str, Any]) -> dict[str, Any]:
-    """One validation result with the table's columns (``check`` or ``name``), plain values."""
-    row = {k: _plain(check.get(k)) for k in _CHECK_COLUMNS}
-    row["check"] = row["check"] or _plain(check.get("name"))
-    return row
-
-
 # --------------------------------------------------------------------------- rendering
 
 
@@ -392,11 +416,8 @@ def _asset(name: str) -> str:
     return text
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def _fmt(value: Any, digits: int = 0) -> str:
+    """A number with thousands separators and ``digits`` decimals; – for none; other values as text."""
     if value is None:
         return "–"
     if isinstance(value, int | float | Decimal):
@@ -404,172 +425,54 @@ def _fmt(value: Any, digits: int = 0) -> str:
     return str(value)
 
 
-def _checks_html(checks: list[dict[str, Any]] | None) -> str:
-    if not checks:
-        return '<p class="empty">No validation results</p>'
-    body = []
-    for c in checks:
-        outcome = str(c.get("outcome") or "")
-        badge = outcome if outcome in ("passed", "skipped") else f"failed-{c.get('severity') or 'halt'}"
-        value_1 = c["value_1"] if not isinstance(c["value_1"], float) else round(c["value_1"], 3)
-        value_2 = c["value_2"] if not isinstance(c["value_2"], float) else round(c["value_2"], 3)
-        body.append(
-            "<tr>"
-            f"<td>{_e(c['check'])}</td><td>{_e(c['severity'])}</td>"
-            f'<td class="num">{_e(value_1)}</td><td>{_e(_SYMBOLS.get(str(c["operator"]), c["operator"]))}</td>'
-            f'<td class="num">{_e(value_2)}</td>'
-            f'<td><span class="badge {_e(badge)}">{_e(outcome)}</span></td><td>{_e(c["detail"])}</td>'
-            "</tr>"
-        )
-    head = "<tr><th>check</th><th>severity</th><th class='num'>value 1</th><th></th>"
-    head += "<th class='num'>value 2</th><th>outcome</th><th>detail</th></tr>"
-    return f'<table id="validation-table"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+@functools.cache
+def _template() -> jinja2.Template:
+    """The page's Jinja2 template (``tasks/assets/dashboard.html.j2``), HTML-escaping every value."""
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["num"] = _fmt
+    env.filters["script_json"] = lambda data: Markup(_script_json(data))
+    return env.from_string((ASSETS_DIR / TEMPLATE).read_text(encoding="utf-8"))
 
 
-def _table_html(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str, int | None]], table_id: str) -> str:
-    if not rows:
-        return '<p class="empty">No data yet</p>'
-    head = "".join(f'<th class="{"num" if d is not None else ""}">{_e(t)}</th>' for _, t, d in columns)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="num">{_e(_fmt(r.get(k), d))}</td>' if d is not None else f"<td>{_e(r.get(k))}</td>"
-            for k, _, d in columns
-        )
-        + "</tr>"
-        for r in rows
-    )
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _card(title: str, note: str, inner: str, *, wide: bool = False) -> str:
-    cls = "card wide" if wide else "card"
-    return f'<section class="{cls}"><h2>{_e(title)}</h2><p class="note">{_e(note)}</p>{inner}</section>'
-
-
-def _canvas(chart_id: str, size: str = "") -> str:
-    return f'<div class="chart {size}"><canvas id="{chart_id}" data-chart="{chart_id}"></canvas></div>'
+def _badge(check: Mapping[str, str]) -> str:
+    outcome = check["outcome"]
+    return outcome if outcome in ("passed", "skipped") else f"failed-{check['severity'] or 'halt'}"
 
 
 def render_html(data: Mapping[str, Any]) -> str:
     """The whole page: inlined libraries, style, data and script. No external reference."""
     k = data["kpis"]
-    athlete = f"athlete {data['athleteId']}" if data.get("athleteId") else "your activities"
-    kpis = "".join(
-        f'<div class="kpi"><b>{_e(v)}</b><small>{_e(label)}</small></div>'
-        for v, label in (
+    checks = [cells | {"badge": _badge(cells)} for cells in map(validation.check_cells, data["checks"] or [])]
+    runs = [
+        {
+            **{key: _fmt(run[key]) for key in ("run_key", "passed", "failed", "skipped")},
+            "checked_at": str(run["checked_at"] or "")[:19].replace("T", " "),
+            "failed_checks": ", ".join(run["failed_checks"]),
+        }
+        for run in data.get("validationRuns") or []
+    ]
+    # Trusted text only is marked safe: the CSP constant and the assets (_asset refuses </script and <!--).
+    return _template().render(
+        data=data,
+        athlete=f"athlete {data['athleteId']}" if data.get("athleteId") else "your activities",
+        csp=Markup(CSP),
+        css=Markup(_asset("dashboard.css")),
+        scripts=[Markup(_asset(name)) for name in VENDORED],
+        page_js=Markup(_asset("dashboard.js")),
+        kpis=[
             (_fmt(k["activities"]), "activities"),
             (_fmt(k["km"]), "km"),
             (_fmt(k["hours"]), "hours moving"),
             (_fmt(k["kudos"]), "kudos"),
             (_fmt(k["sports"]), "sports"),
             (k["latest"] or "–", "latest activity"),
-        )
+        ],
+        months_shown=MONTHS_SHOWN,
+        weeks_shown=WEEKS_SHOWN,
+        load_weeks=LOAD_WEEKS,
+        checks=checks,
+        runs=runs,
     )
-    start = data["startPoints"]
-    cal = data["calendar"]
-    cards = [
-        _card("Monthly distance by sport", f"km per month, last {MONTHS_SHOWN} months", _canvas("chart-monthly")),
-        _card(
-            "Weekly kudos by workout type",
-            f"last {WEEKS_SHOWN} weeks; the line is the week-on-week % change of all kudos, "
-            "each type's own change is in the tooltip",
-            _canvas("chart-weekly-kudos"),
-        ),
-        _card(
-            "Kudos vs distance",
-            f"the newest {len(data['activities']['rows']):,} activities with a kudos count, by sport",
-            _canvas("chart-kudos-distance"),
-        ),
-        _card(
-            "Start points coloured by kudos",
-            f"around the busiest area (no map tiles); {start['elsewhere']:,} start points elsewhere",
-            _canvas("chart-start-points", "auto")
-            + '<div class="scale">few kudos <i style="background:linear-gradient(90deg,#2b6cb0,#f6ad55,#c53030)">'
-            f"</i> {_e(start['kudosMax'])} kudos</div>",
-        ),
-        _card(
-            "Activity calendar",
-            f"activities per day, 53 weeks up to {cal.get('end') or '–'}; {cal.get('active', 0)} active days",
-            _canvas("chart-calendar", "short"),
-            wide=True,
-        ),
-        _card(
-            "Training load",
-            f"weekly distance with 4-week rolling averages of distance and moving time, last {LOAD_WEEKS} weeks",
-            _canvas("chart-load"),
-        ),
-        _card(
-            "Kudos by weekday and start hour",
-            "average kudos per activity, local start time",
-            _canvas("chart-weekday-hour"),
-        ),
-        _card(
-            "Kudos by place",
-            "city where Strava names one, else country, else a 0.5° grid cell; top 10 by activities",
-            _table_html(
-                data["places"],
-                (
-                    ("place", "place", None),
-                    ("activity_count", "activities", 0),
-                    ("total_kudos", "kudos", 0),
-                    ("avg_kudos", "avg kudos", 2),
-                ),
-                "places-table",
-            ),
-        ),
-        _card(
-            "Year by year",
-            "all sports; deleted activities excluded everywhere",
-            _table_html(
-                data["years"],
-                (
-                    ("activity_year", "year", None),
-                    ("activity_count", "activities", 0),
-                    ("total_km", "km", 0),
-                    ("total_moving_hours", "hours", 0),
-                    ("total_elevation_m", "climb m", 0),
-                    ("total_kudos", "kudos", 0),
-                    ("avg_kudos", "avg kudos", 2),
-                ),
-                "years-table",
-            ),
-        ),
-        _card("Latest validation results", "the checks run before the merge", _checks_html(data["checks"]), wide=True),
-    ]
-    scripts = "\n".join(f"<script>\n{_asset(name)}\n</script>" for name in VENDORED)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="strava-elt">
-<title>Strava dashboard · {_e(athlete)}</title>
-<style>
-{_asset("dashboard.css")}
-.chart.auto {{ height: auto; }}
-</style>
-</head>
-<body>
-<header>
-<h1><span>Strava</span> dashboard · {_e(athlete)}</h1>
-<p>Generated {_e(data["generatedAt"])} by strava-elt from the warehouse models.</p>
-<div class="kpis">{kpis}</div>
-</header>
-<main>
-{"".join(cards)}
-</main>
-<footer>Self-contained page: no network requests. Charts by Chart.js 4.6.1 and chartjs-chart-matrix 3.1.0
-(MIT licence, notices in the inlined scripts).</footer>
-<script type="application/json" id="dashboard-data">{_script_json(data)}</script>
-{scripts}
-<script>
-{_asset("dashboard.js")}
-</script>
-</body>
-</html>
-"""
 
 
 # --------------------------------------------------------------------------- publishing

@@ -219,7 +219,6 @@ class StagingFileWriter:
     :func:`tasks.schema.flatten_activity`, so every value already fits its column.
     """
 
-    rows: int = 0
     _tmp: Path = field(init=False)
     _writer: pq.ParquetWriter = field(init=False)
 
@@ -233,7 +232,6 @@ class StagingFileWriter:
         """Append one page's typed rows."""
         if rows:
             self._writer.write_table(schema.to_arrow(rows))
-            self.rows += len(rows)
 
     def upload(self, lake: Any, path: str) -> str:
         """Close the file and write it to the lake; the local copy is removed."""

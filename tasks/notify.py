@@ -8,21 +8,20 @@ a warning, and the load it reports on stays as it is.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Mapping
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.abstract import NotificationBlock, NotificationError
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 from prefect.utilities.asyncutils import run_coro_as_sync
 from slack_sdk.errors import SlackClientError
 
 from blocks.loading import load_notification_block
 from tasks import report
-from tasks.validation import FAILED, PASSED, SKIPPED, ValidationHalted, describe
+from tasks.logs import run_logger
+from tasks.validation import FAILED, PASSED, SKIPPED, ValidationHalted, describe, outcome_counts
 
 __all__ = [
     "PostCommitError",
@@ -41,13 +40,6 @@ AFTER_MERGE = "failed after the merge"
 _ICONS = {PASSED: "✅", SKIPPED: "➖", "warn": "⚠️", "halt": "❌"}
 _MAX_ERROR = 300
 _NO_CHECKS = "no results (the run stopped before the load subflow returned them)"
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 def load_slack(name: str | None) -> NotificationBlock | None:
@@ -138,9 +130,7 @@ def _numbers(summary: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _tally(checks: list[Mapping[str, Any]]) -> str:
-    counts = {PASSED: 0, FAILED: 0, SKIPPED: 0}
-    for check in checks:
-        counts[check["outcome"]] = counts.get(check["outcome"], 0) + 1
+    counts = outcome_counts(checks)
     return f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped"
 
 
@@ -176,7 +166,9 @@ def send_slack(slack: NotificationBlock, text: str) -> bool:
                 run_coro_as_sync(sent)
     except (NotificationError, SlackClientError, OSError) as exc:
         # Slack being down must not fail or roll back a load that already happened.
-        _logger().warning("Slack message not sent (%s: %s); the run's result is unaffected", type(exc).__name__, exc)
+        run_logger(__name__).warning(
+            "Slack message not sent (%s: %s); the run's result is unaffected", type(exc).__name__, exc
+        )
         return False
     return True
 
@@ -186,7 +178,7 @@ def report_run(summary: Mapping[str, Any], slack: NotificationBlock | None) -> N
 
     Called from the main flow's ``finally``; it never raises, so it cannot hide the run's error.
     """
-    logger = _logger()
+    logger = run_logger(__name__)
     try:
         create_markdown_artifact(
             markdown=format_markdown(summary),

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tasks import dashboard
+from tasks import dashboard, validation
 
 __all__ = ["ARTIFACT_KEY", "monthly_rows", "run_report_markdown"]
 
@@ -90,26 +90,11 @@ def run_report_markdown(
     lines += ["", "## Validation", ""]
     checks = summary.get("checks")
     if checks:
-        outcomes: dict[str, int] = {}
-        for c in checks:
-            outcomes[str(c.get("outcome"))] = outcomes.get(str(c.get("outcome")), 0) + 1
-        lines.append(", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) + ".")
+        outcomes = validation.outcome_counts(checks)
+        lines.append(", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()) if n) + ".")
         lines.append("")
-        lines += _table(
-            ("check", "severity", "value 1", "operator", "value 2", "outcome", "detail"),
-            [
-                (
-                    c.get("check") or c.get("name"),
-                    c.get("severity"),
-                    c.get("value_1"),
-                    c.get("operator"),
-                    c.get("value_2"),
-                    c.get("outcome"),
-                    c.get("detail"),
-                )
-                for c in checks
-            ],
-        )
+        table = validation.results_table(checks)
+        lines += _table(tuple(validation.TABLE_COLUMNS), [tuple(r.values()) for r in table])
     else:
         lines.append("No validation results in this run.")
 

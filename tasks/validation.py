@@ -41,12 +41,16 @@ __all__ = [
     "ValidationConfigError",
     "ValidationHalted",
     "UnsafeCheckSQL",
+    "check_cells",
     "check_read_only",
+    "describe",
     "enforce_gate",
     "load_checks",
+    "outcome_counts",
     "run_adhoc",
     "run_check",
     "read_only_connection",
+    "results_table",
     "run_validation",
 ]
 
@@ -569,34 +573,60 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def check_cells(result: CheckResult | Mapping[str, Any]) -> dict[str, str]:
+    """One check result as text for people: the one formatter of the logs, Slack, reports and the dashboard.
+
+    Values to at most 3 decimals (NULL when absent); ``operator`` is its name, ``symbol`` its
+    sign from :data:`SYMBOLS`.
+    """
+    r = result.as_dict() if isinstance(result, CheckResult) else result
+    operator = str(r["operator"])
+    return {
+        "name": str(r["name"]),
+        "severity": str(r["severity"]),
+        "value_1": format_value(r["value_1"]),
+        "operator": operator,
+        "symbol": SYMBOLS.get(operator, operator),
+        "value_2": format_value(r["value_2"]),
+        "outcome": str(r["outcome"]),
+        "detail": str(r.get("detail") or ""),
+    }
+
+
 def describe(result: CheckResult | Mapping[str, Any]) -> str:
     """``3 = 0, failed: e.g. id 17`` - the comparison, the outcome and its detail, on one line."""
-    r = result.as_dict() if isinstance(result, CheckResult) else result
-    comparison = f"{format_value(r['value_1'])} {SYMBOLS[r['operator']]} {format_value(r['value_2'])}"
-    if r["outcome"] == SKIPPED:
-        return f"skipped: {r['detail']}"
-    if r["outcome"] == FAILED and r["detail"].startswith("check could not run"):
-        return r["detail"]
-    return f"{comparison}, {r['outcome']}" + (f": {r['detail']}" if r["detail"] else "")
+    c = check_cells(result)
+    if c["outcome"] == SKIPPED:
+        return f"skipped: {c['detail']}"
+    if c["outcome"] == FAILED and c["detail"].startswith("check could not run"):
+        return c["detail"]
+    comparison = f"{c['value_1']} {c['symbol']} {c['value_2']}"
+    return f"{comparison}, {c['outcome']}" + (f": {c['detail']}" if c["detail"] else "")
+
+
+def outcome_counts(results: Sequence[CheckResult | Mapping[str, Any]]) -> dict[str, int]:
+    """How many results ``passed``, ``failed`` and ``skipped`` (in that order; other outcomes after them)."""
+    counts = dict.fromkeys((PASSED, FAILED, SKIPPED), 0)
+    for outcome in (check_cells(r)["outcome"] for r in results):
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+TABLE_COLUMNS = {
+    "check": "name",
+    "severity": "severity",
+    "value 1": "value_1",
+    "operator": "operator",
+    "value 2": "value_2",
+    "outcome": "outcome",
+    "detail": "detail",
+}
+"""The columns of every table of check results (artifact, run report), and the field each shows."""
 
 
 def results_table(results: Sequence[CheckResult | Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Rows of the validation table artifact."""
-    rows = []
-    for result in results:
-        r = result.as_dict() if isinstance(result, CheckResult) else result
-        rows.append(
-            {
-                "check": r["name"],
-                "severity": r["severity"],
-                "value 1": format_value(r["value_1"]),
-                "operator": r["operator"],
-                "value 2": format_value(r["value_2"]),
-                "outcome": r["outcome"],
-                "detail": r["detail"],
-            }
-        )
-    return rows
+    """Rows of the validation table artifact and the run report: :data:`TABLE_COLUMNS` of :func:`check_cells`."""
+    return [{title: cells[key] for title, key in TABLE_COLUMNS.items()} for cells in map(check_cells, results)]
 
 
 @task(cache_policy=NO_CACHE)

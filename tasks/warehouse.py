@@ -13,11 +13,10 @@ one session while each step keeps its own transaction, as on the other warehouse
 from __future__ import annotations
 
 import io
-import logging
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -30,12 +29,12 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from blocks.warehouse import engine_options as engine_options  # re-exported: the block builds engines
 from blocks.warehouse import use_schema as use_schema
 from tasks import lake as lake_tasks
 from tasks import schema
+from tasks.logs import run_logger
 
 
 def package_dir(package: str) -> Path:
@@ -212,14 +211,6 @@ class RedshiftCopyError(RuntimeError):
     """Redshift's COPY of the run's file failed; the message never carries the credentials clause."""
 
 
-def _logger() -> Any:
-    """The run logger inside a flow or task, the module logger elsewhere."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
 @dataclass
 class RedshiftDialect(SqlDialect):
     """Amazon Redshift: session TEMP staging table, COPY of the run's Parquet object from S3.
@@ -296,7 +287,7 @@ class RedshiftDialect(SqlDialect):
             )
         self.check_column_order(conn, schema.ACTIVITY_TABLE)
         sql, redacted = self.copy_sql(staging, uri)
-        _logger().info("Redshift COPY: %s", redacted)
+        run_logger(__name__).info("Redshift COPY: %s", redacted)
         try:
             conn.exec_driver_sql(sql)
         except sa.exc.DBAPIError as exc:
@@ -347,11 +338,43 @@ def warehouse_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-_IDS = {"target": schema.ACTIVITY_TABLE, "history": schema.STATS_HISTORY_TABLE, "identity": WAREHOUSE_TABLE}
+VALIDATION_TABLE = "strava_validation_results"
+"""One row per check per run that reached the merge, written in the merge's transaction."""
+DETAIL_MAX_CHARS = 2000
+"""A check's detail is cut to this many characters in the table (an error message is far shorter)."""
+_DETAIL = sa.Text().with_variant(sa.String(schema.TEXT_MAX_BYTES), "redshift")
+
+
+def validation_results_table(metadata: sa.MetaData) -> sa.Table:
+    """Declare the validation results: one row per check of each merged run, scoped by athlete."""
+    return sa.Table(
+        VALIDATION_TABLE,
+        metadata,
+        sa.Column("athlete_id", sa.BigInteger(), nullable=False),
+        sa.Column("run_key", sa.String(64), nullable=False),
+        sa.Column("checked_at", sa.TIMESTAMP(timezone=True), nullable=False),
+        sa.Column("check_order", sa.Integer(), nullable=False),  # the manifest's order
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("severity", sa.String(16), nullable=False),
+        sa.Column("operator", sa.String(32), nullable=False),
+        sa.Column("value_1", sa.Double()),
+        sa.Column("value_2", sa.Double()),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("detail", _DETAIL),
+        sa.PrimaryKeyConstraint("athlete_id", "run_key", "name"),
+    )
+
+
+_IDS = {
+    "target": schema.ACTIVITY_TABLE,
+    "history": schema.STATS_HISTORY_TABLE,
+    "identity": WAREHOUSE_TABLE,
+    "results": VALIDATION_TABLE,
+}
 
 
 def ensure_tables(engine: sa.Engine) -> str:
-    """Create (or migrate) the production, history and identity tables; return the warehouse's id.
+    """Create (or migrate) the production, history, identity and validation tables; return the warehouse's id.
 
     Idempotent. The identity (32 hex digits) is generated the first time, with the tables.
     """
@@ -359,6 +382,7 @@ def ensure_tables(engine: sa.Engine) -> str:
     schema.activity_table(metadata)
     schema.stats_history_table(metadata)
     warehouse_table(metadata)
+    validation_results_table(metadata)
     dialect = dialect_for(engine)
     with engine.begin() as conn:
         metadata.create_all(conn, checkfirst=True)
@@ -382,7 +406,7 @@ def _migrate_history(conn: sa.Connection, dialect: SqlDialect) -> None:
         return
     conn.execute(dialect.sql("load/add_history_athlete_id.sql", **_IDS))
     filled = conn.execute(dialect.sql("load/backfill_history_athlete_id.sql", **_IDS)).rowcount
-    _logger().warning(
+    run_logger(__name__).warning(
         "Migrated %s: added athlete_id, filled for %s earlier observations", schema.STATS_HISTORY_TABLE, filled
     )
 
@@ -484,7 +508,7 @@ def migrate_to_double(conn: sa.Connection) -> list[str]:
                 "recreate them."
             ) from exc
     if single:
-        _logger().warning(
+        run_logger(__name__).warning(
             "Widened %s.%s from single to double precision; values stored before stay rounded "
             "until a run re-reads them (run once with --full-refresh to restore them all)",
             schema.ACTIVITY_TABLE,
@@ -513,7 +537,7 @@ class MergeResult:
 
 def prepare_staging(engine: sa.Engine, run_key: str) -> str:
     """Create production tables if needed, sweep leftover staging tables, create this run's."""
-    logger = _logger()
+    logger = run_logger(__name__)
     ensure_tables(engine)
     dialect = dialect_for(engine)
     staging = staging_name(run_key)
@@ -547,12 +571,34 @@ def load_staging(
     dialect = dialect_for(engine, iam_role_arn=iam_role_arn, region=region)
     with engine.begin() as conn:
         loaded = dialect.load_file(conn, staging, lake, path)
-    _logger().info("Loaded %s rows into %s", loaded, staging)
+    run_logger(__name__).info("Loaded %s rows into %s", loaded, staging)
     return loaded
 
 
 def _scalar(conn: sa.Connection, statement: sa.TextClause, params: Mapping[str, Any] | None = None) -> int:
     return int(conn.execute(statement, dict(params or {})).scalar() or 0)
+
+
+def validation_rows(
+    checks: Sequence[Mapping[str, Any]], athlete_id: int, run_key: str, checked_at: datetime
+) -> list[dict[str, Any]]:
+    """The rows of :data:`VALIDATION_TABLE` for one run's check results, in the manifest's order."""
+    return [
+        {
+            "athlete_id": int(athlete_id),
+            "run_key": run_key,
+            "checked_at": checked_at,
+            "check_order": order,
+            "name": c["name"],
+            "severity": c["severity"],
+            "operator": c["operator"],
+            "value_1": None if c["value_1"] is None else float(c["value_1"]),
+            "value_2": None if c["value_2"] is None else float(c["value_2"]),
+            "outcome": c["outcome"],
+            "detail": str(c.get("detail") or "")[:DETAIL_MAX_CHARS],
+        }
+        for order, c in enumerate(checks)
+    ]
 
 
 @task(cache_policy=NO_CACHE)
@@ -562,6 +608,8 @@ def merge_staging(
     observed_at: datetime,
     deletion_window: tuple[datetime, datetime] | None,
     athlete_id: int,
+    run_key: str | None = None,
+    checks: Sequence[Mapping[str, Any]] = (),
 ) -> MergeResult:
     """Merge staging into the athlete's production rows in ONE transaction: history, delete-then-insert, deletions.
 
@@ -569,7 +617,11 @@ def merge_staging(
     every staged row is that athlete's). ``deletion_window`` is the [after, until] range of
     ``start_date`` that this run read in full; the athlete's rows inside it that Strava no
     longer returned are marked deleted. Pass None when the extraction was partial.
+    ``checks`` (the gate's results as dicts) go to :data:`VALIDATION_TABLE` under ``run_key``
+    in the same transaction: results are recorded exactly when the merge commits.
     """
+    if checks and not run_key:
+        raise ValueError("merge_staging records validation results under the run's key: pass run_key")
     dialect = dialect_for(engine)
     ids = {**_IDS, "staging": staging}
     athlete = {"athlete_id": int(athlete_id)}
@@ -591,6 +643,9 @@ def merge_staging(
                 {"deleted_at": observed_at, "after": after, "until": until, **athlete},
             ).rowcount
         total = athlete_rows(conn, athlete_id).total
+        if checks:
+            rows = validation_rows(checks, athlete_id, str(run_key), datetime.now(UTC))
+            conn.execute(dialect.sql("load/record_validation_results.sql", **ids), rows)
     return MergeResult(
         staged=staged,
         inserted=inserted,

@@ -173,21 +173,101 @@ def test_empty_warehouse_renders_placeholders(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_validation_results_are_read_from_the_warehouse_table(tmp_path: Path) -> None:
-    engine = sa.create_engine(f"duckdb:///{tmp_path / 'v.duckdb'}")
-    assert dashboard.read_validation_results(engine) is None
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def results_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """A warehouse with its tables: a DuckDB file, then a fresh PostgreSQL schema."""
+    from tasks import warehouse as wh
+
+    url = f"duckdb:///{tmp_path / 'v.duckdb'}" if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    engine = sa.create_engine(url)
+    wh.ensure_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+def _merge_run(engine: sa.Engine, athlete: int, run_key: str, checks: list[dict[str, Any]]) -> None:
+    """Stage two of ``athlete``'s activities and merge them with ``checks`` as the run's results."""
+    from tasks import schema
+    from tasks import warehouse as wh
+
+    observed = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        schema.flatten_activity({"id": athlete * 10 + i, "athlete": {"id": athlete}, "name": f"a{i}",
+                                 "start_date": "2025-12-01T08:00:00Z", "kudos_count": i}, observed)
+        for i in range(2)
+    ]  # fmt: skip
+    dialect = wh.dialect_for(engine)
+    staging = wh.staging_name(run_key)
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TABLE strava_validation_results (run_key VARCHAR, name VARCHAR, severity VARCHAR, "
-            "operator VARCHAR, value_1 DOUBLE, value_2 DOUBLE, outcome VARCHAR, detail VARCHAR)"
-        )
-        conn.exec_driver_sql(
-            "INSERT INTO strava_validation_results VALUES "
-            "('20250101t000000_a', 'old_check', 'warn', 'equals', 1, 0, 'failed', ''), "
-            "('20250102t000000_b', 'duplicate_ids', 'halt', 'equals', 0, 0, 'passed', '')"
-        )
-    rows = dashboard.read_validation_results(engine)
-    assert rows is not None and [r["name"] for r in rows] == ["duplicate_ids"]
+        dialect.create_staging(conn, staging, schema.ACTIVITY_TABLE)
+        dialect.load_staging(conn, staging, schema.to_arrow(rows))
+    try:
+        wh.merge_staging.fn(engine, staging, observed, None, athlete, run_key, checks)
+    finally:
+        wh.drop_staging.fn(engine, staging)
+
+
+def _results(run: int) -> list[dict[str, Any]]:
+    """CHECKS as run ``run`` saw them: the z-score differs per run."""
+    return [dict(c, value_1=run + 0.25) if c["name"] == "kudos_zscore" else dict(c) for c in CHECKS]
+
+
+def test_merged_runs_record_their_results_per_athlete(results_engine: sa.Engine) -> None:
+    engine = results_engine
+    me, other = 11, 22
+    assert dashboard.read_validation_results(engine, me) == []
+    _merge_run(engine, me, "20260101t000000_aaaaaaaa", _results(1))
+    _merge_run(engine, other, "20260101t120000_cccccccc", [dict(CHECKS[0], outcome="failed", detail="theirs")])
+    _merge_run(engine, me, "20260102t000000_bbbbbbbb", _results(2))
+    with engine.connect() as conn:
+        per_run = conn.execute(
+            sa.text(
+                "SELECT athlete_id, run_key, COUNT(*) FROM strava_validation_results "
+                "GROUP BY athlete_id, run_key ORDER BY run_key"
+            )
+        ).all()
+    assert [tuple(r) for r in per_run] == [
+        (me, "20260101t000000_aaaaaaaa", 3),
+        (other, "20260101t120000_cccccccc", 1),
+        (me, "20260102t000000_bbbbbbbb", 3),
+    ]
+    runs = dashboard.read_validation_results(engine, me)
+    assert runs is not None
+    assert [r["run_key"] for r in runs] == ["20260102t000000_bbbbbbbb", "20260101t000000_aaaaaaaa"]
+    newest = runs[0]
+    assert [c["name"] for c in newest["checks"]] == [c["name"] for c in CHECKS]  # the manifest's order
+    assert newest["checks"][1]["value_1"] == 2.25 and newest["checks"][1]["detail"] == CHECKS[1]["detail"]
+    assert newest["checks"][2]["value_1"] is None
+    assert (newest["passed"], newest["failed"], newest["skipped"]) == (1, 1, 1)
+    assert newest["failed_checks"] == ["kudos_zscore"]
+    assert [r["run_key"] for r in dashboard.read_validation_results(engine, me, runs=1) or []] == [
+        "20260102t000000_bbbbbbbb"
+    ]
+
+    page = dashboard.render_dashboard(engine, athlete_id=me)  # no checks given: the newest recorded
+    assert 'id="validation-table"' in page and 'id="validation-runs"' in page
+    assert "20260101t000000_aaaaaaaa" in page and "20260102t000000_bbbbbbbb" in page and ">2.25<" in page
+    assert "20260101t120000_cccccccc" not in page and "theirs" not in page  # another athlete's runs
+    assert "&lt;/script&gt;&lt;i&gt;x&lt;/i&gt;" in page and "<i>x</i>" not in page
+    assert [r["run_key"] for r in embedded(page)["validationRuns"]] == [r["run_key"] for r in runs]
+    theirs = dashboard.render_dashboard(engine, athlete_id=other)
+    assert "20260101t120000_cccccccc" in theirs and "20260102t000000_bbbbbbbb" not in theirs
+
+
+def test_results_are_written_in_the_merges_transaction(results_engine: sa.Engine) -> None:
+    """A result the table refuses (no outcome) rolls back the whole merge: production too."""
+    engine = results_engine
+    with pytest.raises(sa.exc.DBAPIError):
+        _merge_run(engine, 11, "20260101t000000_aaaaaaaa", [dict(CHECKS[0], outcome=None)])
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM strava_activity_data")).scalar() == 0
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM strava_validation_results")).scalar() == 0
+    assert dashboard.read_validation_results(engine, 11) == []
+
+
+def test_no_results_table_reads_as_none(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'bare.duckdb'}")
+    assert dashboard.read_validation_results(engine) is None
     engine.dispose()
 
 
@@ -340,14 +420,16 @@ def test_main_flow_publishes_dashboard_link_and_run_report(env: Env) -> None:
 def test_cli_dashboard_writes_the_file(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from flows.cli import main
 
-    env.run()
+    summary = env.run()
     out = tmp_path / "out" / "dash.html"
     assert main(["dashboard", "--warehouse-block", env.warehouse_block, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and "bytes" in printed
     page = out.read_text(encoding="utf-8")
     assert embedded(page)["kpis"]["activities"] == len(env.emu.activities)
-    assert "No validation results" in page or 'id="validation-table"' in page
+    # The run's results, recorded by its merge: the table and the run's line in the history.
+    assert 'id="validation-table"' in page and "No validation results" not in page
+    assert [r["run_key"] for r in embedded(page)["validationRuns"]] == [summary["run_key"]]
 
 
 def test_cli_dashboard_shows_the_validation_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -355,18 +437,17 @@ def test_cli_dashboard_shows_the_validation_table(tmp_path: Path, capsys: pytest
 
     from blocks import Warehouse
     from flows.cli import main
+    from tasks import warehouse as wh
 
     db = tmp_path / "w.duckdb"
-    engine, _ = emulator_warehouse(db, activities=300)
+    engine, emu = emulator_warehouse(db, activities=300)
+    rows = wh.validation_rows(
+        [{"name": "staged_rows", "severity": "halt", "operator": "equals", "value_1": 300, "value_2": 300,
+          "outcome": "passed", "detail": "all rows staged"}],
+        emu.athlete["id"], "20260101t100000_abcdef12", datetime(2026, 1, 1, 10, tzinfo=UTC),
+    )  # fmt: skip
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TABLE strava_validation_results (checked_at TIMESTAMP, name VARCHAR, severity VARCHAR, "
-            "operator VARCHAR, value_1 DOUBLE, value_2 DOUBLE, outcome VARCHAR, detail VARCHAR)"
-        )
-        conn.exec_driver_sql(
-            "INSERT INTO strava_validation_results VALUES "
-            "('2026-01-01 10:00', 'staged_rows', 'halt', 'equals', 300, 300, 'passed', 'all rows staged')"
-        )
+        conn.execute(wh.validation_results_table(sa.MetaData()).insert(), rows)
     engine.dispose()
     name = f"wh-{tmp_path.name[-20:].lower().replace('_', '-')}"
     Warehouse(url=SecretStr(f"duckdb:///{db}")).save(name, overwrite=True)

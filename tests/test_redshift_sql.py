@@ -102,6 +102,11 @@ class _Cursor:
         self.description = None if rows is None else [("c", None, None, None, None, None, None)]
         self.rowcount = len(self._rows) if rows is not None else 0
 
+    def executemany(self, sql: str, seq_of_params: Any) -> None:
+        params = list(seq_of_params)
+        self._recorder.log.append(f"{sql} -- ({len(params)} rows)")
+        self._rows, self.description, self.rowcount = [], None, len(params)
+
     def fetchone(self) -> tuple[Any, ...] | None:
         return self._rows.pop(0) if self._rows else None
 
@@ -168,6 +173,16 @@ def test_production_ddl_compiles_to_types_redshift_accepts() -> None:
     assert "row_hash VARCHAR(32)" in lines and "deleted_at TIMESTAMP WITH TIME ZONE" in lines
     assert "distance DOUBLE PRECISION" in lines and "start_lat DOUBLE PRECISION" in lines  # FLOAT8, not FLOAT4
     assert lines[-2:] == ["PRIMARY KEY (id)", ")"]
+    assert not any(re.search(r"\b(TEXT|JSONB?|UUID|SERIAL)\b", line) for line in lines)
+
+
+def test_validation_results_ddl_compiles_for_redshift() -> None:
+    ddl = str(CreateTable(wh.validation_results_table(sa.MetaData())).compile(dialect=DIALECT))
+    lines = [line.strip().rstrip(",") for line in ddl.strip().splitlines()]
+    assert lines[0] == "CREATE TABLE strava_validation_results ("
+    assert "athlete_id BIGINT NOT NULL" in lines and "checked_at TIMESTAMP WITH TIME ZONE NOT NULL" in lines
+    assert "value_1 DOUBLE PRECISION" in lines and "detail VARCHAR(65535)" in lines
+    assert lines[-2:] == ["PRIMARY KEY (athlete_id, run_key, name)", ")"]
     assert not any(re.search(r"\b(TEXT|JSONB?|UUID|SERIAL)\b", line) for line in lines)
 
 
@@ -368,6 +383,7 @@ def test_load_subflow_sends_this_sequence_on_one_session(
             schema.activity_table(sa.MetaData()),
             schema.stats_history_table(sa.MetaData()),
             wh.warehouse_table(sa.MetaData()),
+            wh.validation_results_table(sa.MetaData()),
         )
     ]
     s = STAGING
@@ -413,6 +429,10 @@ def test_load_subflow_sends_this_sequence_on_one_session(
         f"AND start_date > %s AND start_date <= %s AND id NOT IN (SELECT id FROM {s})",
         "SELECT COUNT(*) AS total_rows, COUNT(deleted_at) AS deleted_rows, MAX(start_date) AS newest_start_date "
         "FROM strava_activity_data WHERE athlete_id = %s",
+        # The gate's results, one row per check, in the merge's transaction (executemany).
+        "INSERT INTO strava_validation_results ( athlete_id, run_key, checked_at, check_order, name, severity, "
+        "operator, value_1, value_2, outcome, detail ) VALUES ( CAST(%s AS BIGINT), %s, %s, %s, %s, %s, %s, %s, %s, "
+        "%s, %s )",
         "COMMIT", "ROLLBACK",
         # drop_staging, then engine.dispose() ends the session.
         f"DROP TABLE IF EXISTS {s}", "COMMIT", "ROLLBACK", "CLOSE",
@@ -435,6 +455,8 @@ def test_load_subflow_sends_this_sequence_on_one_session(
     reads = [q for q in gate if q not in ("BEGIN READ ONLY", "ROLLBACK")]
     assert all(re.sub(r"--[^\n]*", "", q).lstrip().upper().startswith(("SELECT", "WITH")) for q in reads), reads
     assert result["staged"] == 450
+    recorded = next(q for q in log if "INSERT INTO strava_validation_results" in q)
+    assert recorded.endswith(f"-- ({checks} rows)")
     # The COPY is logged, redacted; nothing that authenticates reaches the logs.
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert f"Redshift COPY: COPY {s} FROM '{S3_OBJECT}'" in logged and "aws_iam_role=***" in logged

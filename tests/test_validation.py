@@ -496,6 +496,13 @@ def test_messages_name_every_check_and_the_numbers() -> None:
     assert "weekly_new_activities_zscore (warn): skipped: not enough history" in text
     markdown = format_markdown(done)
     assert "| no_negative_values | halt | 2 | equals | 0 | failed | e.g. id 9 |" in markdown
+    # One formatter behind the artifact, the report, Slack and the dashboard; one symbol map.
+    assert v.results_table(done["checks"])[2] == {
+        "check": "kudos_zscore", "severity": "warn", "value 1": "2.5", "operator": "less_equals",
+        "value 2": "1.645", "outcome": "failed", "detail": "z = -2.50",
+    }  # fmt: skip
+    assert v.check_cells(done["checks"][2])["symbol"] == "<=" and v.check_cells(done["checks"][3])["value_1"] == "NULL"
+    assert v.outcome_counts(done["checks"]) == {"passed": 1, "failed": 2, "skipped": 1}
     halted = format_slack(_results_summary(status="halted by validation"))
     assert "HALTED by validation before the merge: production and watermark unchanged" in halted
     assert "inserted 0, updated 0, deleted 0, watermark unchanged" in halted
@@ -588,6 +595,13 @@ def test_pipeline_reports_checks_artifacts_and_one_slack_message(env: Env, slack
     assert set(rows[0]) == {"check", "severity", "value 1", "operator", "value 2", "outcome", "detail"}
     markdown = Artifact.get(SUMMARY_ARTIFACT_KEY)
     assert markdown is not None and summary["run_key"] in str(markdown.data)
+    # The merge recorded one row per check, under the run and the athlete, in the manifest's order.
+    recorded = env.query(
+        "SELECT athlete_id, run_key, name, outcome, value_1 FROM strava_validation_results ORDER BY check_order"
+    )
+    assert recorded == [
+        (env.emu.athlete["id"], summary["run_key"], c["name"], c["outcome"], c["value_1"]) for c in summary["checks"]
+    ]
 
     env.run()  # no slack_block: no message
     assert len(server.posts) == 1
@@ -641,6 +655,8 @@ def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything
     assert env.production() == before
     assert env.watermark() == mark
     assert not _staging_tables(env)
+    first = env.query("SELECT run_key, name, outcome FROM strava_validation_results")
+    assert [(name, outcome) for _, name, outcome in first] == [("no_ultra_distance", "passed")]  # none of the halt
     staged_files = list((env.lake_dir / "staging").rglob("activities.parquet"))
     assert len(staged_files) == 2  # the halted run's file stays for inspection
     assert len(server.posts) == 1
@@ -656,6 +672,8 @@ def test_halt_keeps_production_and_watermark_then_a_healthy_run_loads_everything
     assert env.query("SELECT COUNT(*) - COUNT(DISTINCT id) FROM strava_activity_data")[0][0] == 0
     assert prod[bad["id"]]["distance"] == 5000.0
     assert env.watermark() > newest
+    recorded = env.query("SELECT run_key, outcome FROM strava_validation_results ORDER BY run_key")
+    assert recorded == [(first[0][0], "passed"), (summary["run_key"], "passed")]
 
 
 def test_a_halting_manifest_from_the_environment_stops_the_merge(
