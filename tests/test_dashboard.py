@@ -204,7 +204,7 @@ def _merge_run(engine: sa.Engine, athlete: int, run_key: str, checks: list[dict[
     try:
         wh.merge_staging.fn(engine, staging, observed, None, athlete, run_key, checks)
     finally:
-        wh.drop_staging.fn(engine, staging)
+        wh.drop_staging(engine, staging)
 
 
 def _results(run: int) -> list[dict[str, Any]]:
