@@ -142,12 +142,12 @@ def fetch_page(
     after: int,
     page: int,
     extracted_at: datetime,
-) -> tuple[list[dict[str, Any]], _Page, list[dict[str, Any]], str | None] | None:
+) -> tuple[list[dict[str, Any]], _Page, list[dict[str, Any]]] | None:
     """Fetch one page, check it, and land it raw in the lake: one task per page.
 
-    Returns the page, its flattened rows, the activities not seen before and the raw page's
-    lake path (None for an empty page, which is not written); None when the daily budget is
-    spent. A page holding something other than objects, or only activities already read,
+    Returns the page, its flattened rows and the activities not seen before (an empty page is
+    not written); None when the daily budget is spent. A page holding something other than
+    objects, or only activities already read,
     raises before anything of it is written.
     """
     items = strava_tasks.fetch_activities_page(client, after, page)
@@ -156,8 +156,9 @@ def fetch_page(
     schema.require_objects(items, page)  # before anything of the page is written
     read = _Page.read(items, page, extracted_at, athlete_id)
     fresh = paginator.check([activity for activity, _ in read.keyed])
-    raw_path = lake_tasks.land_raw_page(lake, athlete_id, run_key, page, items) if items else None
-    return items, read, fresh, raw_path
+    if items:
+        lake_tasks.land_raw_page(lake, athlete_id, run_key, page, items)
+    return items, read, fresh
 
 
 def _new_sport_types(activities: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -233,7 +234,7 @@ def extract_activities(
                     result.complete = False
                     result.partial_reason = _partial_reason(client, f"after {result.pages} pages")
                     break
-                page, read, fresh, raw_path = fetched
+                page, read, fresh = fetched
                 result.pages += 1
                 rows = read.stage(fresh)
                 writer.write_page(rows)
