@@ -44,8 +44,9 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks import schema  # noqa: E402
+from blocks.warehouse import use_schema  # noqa: E402
 from tasks import warehouse as wh  # noqa: E402
+from tasks.warehouse import schema  # noqa: E402
 
 EPOCH = datetime(2006, 1, 1, tzinfo=UTC)
 STEP_SECONDS = 600  # one activity every 10 minutes: 1M rows span ~19 years
@@ -283,7 +284,7 @@ def duckdb_engine(tmp: Path) -> Iterator[sa.Engine]:
 def postgres_engine(url: str) -> Iterator[sa.Engine]:
     schema_name = f"bench_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(url)
-    wh.use_schema(engine, schema_name)
+    use_schema(engine, schema_name)
     try:
         yield engine
     finally:

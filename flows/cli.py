@@ -285,7 +285,7 @@ def authorize(
     """
     from blocks.strava import DEFAULT_REDIRECT_URI, StravaCredentials, authorize_url, check_scope
     from blocks.strava import parse_authorization_response as parse
-    from tasks.errors import StravaError
+    from blocks.strava_errors import StravaError
 
     url = authorize_url(client_id, redirect_uri=redirect_uri or DEFAULT_REDIRECT_URI, base_url=base_url)
     print("1. Open this URL in a browser signed in to Strava and click Authorize:")
@@ -457,7 +457,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Run one ad-hoc check; exit 1 only when a halt check fails."""
-    from tasks.validation import describe, run_adhoc
+    from tasks.quality import describe, run_adhoc
 
     result = run_adhoc(
         args.script_1, args.script_2, args.operator, args.severity, args.warehouse_block, args.athlete_id

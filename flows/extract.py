@@ -22,10 +22,10 @@ from blocks.strava import StravaCredentials
 from blocks.warehouse import Warehouse
 from flows import run_names
 from tasks import lake as lake_tasks
-from tasks import schema
 from tasks import strava as strava_tasks
 from tasks import warehouse as wh
-from tasks import watermark as wm
+from tasks.state import watermark as wm
+from tasks.warehouse import schema
 
 KNOWN_SPORT_TYPES = frozenset(
     "AlpineSki BackcountrySki Badminton Canoeing Crossfit EBikeRide Elliptical EMountainBikeRide "
@@ -178,7 +178,7 @@ def extract_activities(
     """Read activities started after ``watermark - lookback`` into the lake, page by page.
 
     The watermark is the one of ``warehouse_block`` and the athlete, checked against what that
-    warehouse holds (:func:`tasks.watermark.resolve_start`); without a warehouse block, or with
+    warehouse holds (:func:`tasks.state.watermark.resolve_start`); without a warehouse block, or with
     ``full_refresh``, the whole history is read. When the daily rate limit stops a request,
     the run keeps what it fetched, says ``partial: resumes next run`` (also in the flow run's
     Completed state) and ends cleanly.

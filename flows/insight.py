@@ -10,14 +10,14 @@ from typing import Any
 
 from blocks.loading import load_block, load_lake
 from blocks.warehouse import Warehouse
-from tasks import dashboard, report
+from tasks.insight import dashboard, report
 
 
 def publish_insight(warehouse_block: str, lake_block: str, summary: dict[str, Any]) -> dict[str, str]:
     """Render the dashboard and write it to the lake with a link artifact.
 
     Also puts the newest rows of the monthly model in ``summary["monthly_top"]`` for the run
-    report, which the main flow publishes at its end (``tasks.notify.report_run``).
+    report, which the main flow publishes at its end (``tasks.insight.notify.report_run``).
 
     Args:
         warehouse_block: Name of the Warehouse block.

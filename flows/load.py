@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from blocks.loading import load_block, load_lake
 from blocks.warehouse import Warehouse
 from flows import run_names
-from tasks import validation
+from tasks import quality
 from tasks import warehouse as wh
 
 
@@ -30,7 +30,7 @@ def load_activities(
     The staging table is dropped whatever happens; production changes only in the merge, and
     only ``athlete_id``'s rows (required). The validation gate (``sql/validation/``) runs
     between load and merge: a failed ``halt`` check raises
-    :class:`~tasks.validation.ValidationHalted` before the merge; otherwise the merge records
+    :class:`~tasks.quality.ValidationHalted` before the merge; otherwise the merge records
     the results in ``strava_validation_results`` in its transaction. ``expected_rows`` is the
     extract's row count, compared with the staged rows.
     """
@@ -43,8 +43,8 @@ def load_activities(
         staging = wh.prepare_staging(engine, run_key)
         try:
             wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)
-            checks = validation.run_validation(engine, staging, expected_rows, observed_at, athlete_id)
-            validation.enforce_gate(checks)
+            checks = quality.run_validation(engine, staging, expected_rows, observed_at, athlete_id)
+            quality.enforce_gate(checks)
             results = [c.as_dict() for c in checks]
             result = wh.merge_staging(engine, staging, observed_at, deletion_window, athlete_id, run_key, results)
         finally:

@@ -19,9 +19,10 @@ from flows.extract import FUTURE_IDS_SHOWN, PARTIAL, extract_activities
 from flows.insight import publish_insight
 from flows.load import load_activities
 from flows.models import build_models
-from tasks import events, notify, retry
 from tasks import warehouse as wh
-from tasks import watermark as wm
+from tasks.insight import notify
+from tasks.state import events, retry
+from tasks.state import watermark as wm
 
 MAX_LOOKBACK_DAYS = 365
 RETRIES = flow_retries(0)  # deployments set STRAVA_ELT_FLOW_RETRIES=1 (prefect.yaml)
@@ -162,7 +163,7 @@ def _after_commit(
 
     Nothing here can undo the load. A step that fails is recorded and the steps that do not
     need it still run (the dashboard needs the models); then the run fails with
-    :class:`~tasks.notify.PostCommitError`, whose message says what completed and what did
+    :class:`~tasks.insight.notify.PostCommitError`, whose message says what completed and what did
     not. The watermark moves first, and only to what the committed merge holds, so warehouse
     and watermark agree whatever fails after it; the next run rebuilds the models and the
     dashboard from the warehouse, as every run does.

@@ -17,7 +17,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
-from tasks import schema
+from tasks.warehouse import schema
 
 
 def _call_sync(method: Any, *args: Any) -> Any:
@@ -216,7 +216,7 @@ class StagingFileWriter:
     """Streams typed rows to a local Parquet file page by page, then uploads it once.
 
     Memory holds one page at a time, whatever the number of activities. Rows come from
-    :func:`tasks.schema.flatten_activity`, so every value already fits its column.
+    :func:`tasks.warehouse.schema.flatten_activity`, so every value already fits its column.
     """
 
     _tmp: Path = field(init=False)

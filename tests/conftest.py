@@ -116,7 +116,7 @@ class Env:
 
     def watermark(self, athlete_id: int | None = None) -> datetime | None:
         """The watermark of this warehouse and the athlete (default: the emulator's)."""
-        from tasks.watermark import read_watermark
+        from tasks.state.watermark import read_watermark
 
         return read_watermark(self.warehouse_id, self.emu.athlete["id"] if athlete_id is None else athlete_id)
 

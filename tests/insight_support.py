@@ -10,8 +10,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from emulator import StravaEmulator
-from tasks import schema
 from tasks import warehouse as wh
+from tasks.warehouse import schema
 from tests.conftest import EMULATOR_END
 
 

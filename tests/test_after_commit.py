@@ -21,7 +21,7 @@ from prefect.filesystems import LocalFileSystem
 
 from flows.pipeline import strava_elt
 from tasks import lake as lake_io
-from tasks.notify import SUMMARY_ARTIFACT_KEY, PostCommitError
+from tasks.insight.notify import SUMMARY_ARTIFACT_KEY, PostCommitError
 from tests.conftest import WAREHOUSES, Env
 
 

@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from prefect.variables import Variable
 
 from emulator import StravaEmulator
-from tasks import notify
 from tasks import warehouse as wh
-from tasks import watermark as wm
+from tasks.insight import notify
+from tasks.state import watermark as wm
 from tests.conftest import PG_URL, WAREHOUSES, Env, make_env, split_pg_url, warehouse_pg_url
 
 LIST_PATH = "/api/v3/athlete/activities"
@@ -418,7 +418,7 @@ def test_a_history_table_from_before_athlete_scope_is_migrated(
     engine = sa.create_engine(url)
     try:
         old = sa.MetaData()
-        from tasks import schema
+        from tasks.warehouse import schema
 
         production = schema.activity_table(old)
         current = schema.stats_history_table(sa.MetaData()).columns

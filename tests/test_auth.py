@@ -11,9 +11,9 @@ import pytest
 from blocks import StravaCredentials
 from blocks.loading import MissingBlockError, load_block
 from blocks.strava import authorize_url, check_scope, parse_authorization_response
+from blocks.strava_errors import ForbiddenError
 from emulator import StravaEmulator
 from flows.cli import main
-from tasks.errors import ForbiddenError
 from tests.conftest import Env
 
 HEX_TOKEN = re.compile(r"\b[0-9a-f]{40}\b")

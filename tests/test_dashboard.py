@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tasks import dashboard, report
+from tasks.insight import dashboard, report
 from tests.cdp import Chromium, find_chromium
 from tests.conftest import EMULATOR_END, EMULATOR_SEED, Env
 from tests.insight_support import emulator_warehouse, fill_warehouse
@@ -187,8 +187,8 @@ def results_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
 
 def _merge_run(engine: sa.Engine, athlete: int, run_key: str, checks: list[dict[str, Any]]) -> None:
     """Stage two of ``athlete``'s activities and merge them with ``checks`` as the run's results."""
-    from tasks import schema
     from tasks import warehouse as wh
+    from tasks.warehouse import schema
 
     observed = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [

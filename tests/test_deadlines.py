@@ -22,8 +22,8 @@ from pydantic import SecretStr
 
 import blocks.strava as strava_block
 from blocks import StravaCredentials, Warehouse
+from blocks.strava_errors import RetriableError, RetryPolicy
 from blocks.warehouse import WarehouseStatementTimeout, WarehouseUnreachable
-from tasks.errors import RetriableError, RetryPolicy
 from tasks.strava import StravaClient
 from tests.conftest import Env
 from tests.strava_support import FakeClock

@@ -33,8 +33,9 @@ from install_support import commented_variant, fresh_venv
 
 from emulator import StravaEmulator
 from flows.cli import DEFAULT_POOL, main
-from tasks import dashboard, notify, report, validation
-from tasks.events import LOADED_EVENT
+from tasks import quality
+from tasks.insight import dashboard, notify, report
+from tasks.state.events import LOADED_EVENT
 from tests.conftest import EMULATOR_END, EMULATOR_SEED
 
 pytestmark = pytest.mark.e2e
@@ -426,7 +427,7 @@ def test_the_weekly_run_loads_the_warehouse_through_the_worker(stack: Stack, wee
     run_ids = [weekly["a"], *(c["id"] for c in children)]
     artifacts = stack.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": run_ids}}})
     keys = {a["key"] for a in artifacts}
-    assert {notify.SUMMARY_ARTIFACT_KEY, report.ARTIFACT_KEY, dashboard.ARTIFACT_KEY, validation.ARTIFACT_KEY} <= keys
+    assert {notify.SUMMARY_ARTIFACT_KEY, report.ARTIFACT_KEY, dashboard.ARTIFACT_KEY, quality.ARTIFACT_KEY} <= keys
 
     query = {"filter": {"event": {"name": [LOADED_EVENT]}, "order": "ASC"}, "limit": 50}
     [event] = stack.post("/events/filter", query)["events"]

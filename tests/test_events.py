@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tasks.events import LOADED_EVENT, athlete_resource_id
+from tasks.state.events import LOADED_EVENT, athlete_resource_id
 from tests.conftest import Env
 
 

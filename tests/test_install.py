@@ -104,7 +104,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
 def test_the_wheel_holds_every_sql_file_manifest_and_asset(installed: Installed) -> None:
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     data = [p for p in (REPO / "sql").rglob("*") if p.suffix in DATA_SUFFIXES]
-    assets = [p for p in (REPO / "tasks" / "assets").iterdir() if p.is_file()]
+    assets = [p for p in (REPO / "tasks" / "insight" / "assets").iterdir() if p.is_file()]
     assert len(data) > 20 and "sql/validation/checks.toml" in names
     missing = [str(p.relative_to(REPO)) for p in data + assets if str(p.relative_to(REPO)) not in names]
     assert missing == []

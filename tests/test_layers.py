@@ -11,10 +11,9 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 import blocks
-from blocks import strava_errors, strava_ratelimit
+import tasks
 from blocks.warehouse import SINGLE_SESSION_BACKENDS, Warehouse
-from tasks import errors, ratelimit
-from tasks import warehouse as wh
+from tasks.warehouse import dialects
 from tests.conftest import split_pg_url
 
 BLOCKS_DIR = Path(blocks.__file__).parent
@@ -47,17 +46,36 @@ def test_nothing_in_blocks_imports_tasks_or_flows() -> None:
     assert upward == [], "blocks/ must not import tasks/ or flows/ (flows -> tasks -> blocks): " + "; ".join(upward)
 
 
-def test_the_old_import_paths_still_name_the_same_objects() -> None:
-    for name in errors.__all__:
-        assert getattr(errors, name) is getattr(strava_errors, name), name
-    for name in ratelimit.__all__:
-        assert getattr(ratelimit, name) is getattr(strava_ratelimit, name), name
-    assert wh.engine_options is blocks.warehouse.engine_options
-    assert wh.use_schema is blocks.warehouse.use_schema
+TASKS_DIR = Path(tasks.__file__).parent
+SUBPACKAGES = ("strava", "warehouse", "quality", "insight", "kudos", "state")
+
+
+def test_nothing_in_tasks_imports_flows() -> None:
+    upward = [
+        f"{path.relative_to(TASKS_DIR)}:{line} imports {module}"
+        for path in sorted(TASKS_DIR.rglob("*.py"))
+        for line, module in imported_modules(path)
+        if module.split(".")[0] == "flows"
+    ]
+    assert upward == [], "tasks/ must not import flows/ (flows -> tasks -> blocks): " + "; ".join(upward)
+
+
+@pytest.mark.parametrize("name", SUBPACKAGES)
+def test_each_tasks_subpackage_has_a_small_public_surface(name: str) -> None:
+    """Every subpackage lists what it exports in ``__all__``, and each name exists."""
+    import importlib
+
+    package = importlib.import_module(f"tasks.{name}")
+    exported = package.__all__
+    assert exported and len(exported) == len(set(exported)), name
+    missing = [n for n in exported if not hasattr(package, n)]
+    assert missing == [], f"tasks.{name}.__all__ names what it does not hold: {missing}"
+    assert not [n for n in exported if n.startswith("_")], "private names are not exported"
+    assert sorted(p.name for p in TASKS_DIR.iterdir() if (p / "__init__.py").is_file()) == sorted(SUBPACKAGES)
 
 
 def test_the_single_session_backends_are_the_dialects_that_need_one() -> None:
-    assert {name for name, cls in wh._DIALECTS.items() if cls.single_session} == SINGLE_SESSION_BACKENDS
+    assert {name for name, cls in dialects._DIALECTS.items() if cls.single_session} == SINGLE_SESSION_BACKENDS
 
 
 # --------------------------------------------------------------------------- Warehouse.engine()

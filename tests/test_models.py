@@ -23,8 +23,9 @@ import pytest
 import sqlalchemy as sa
 import sqlglot
 
-from tasks import schema
+from blocks.warehouse import use_schema
 from tasks import warehouse as wh
+from tasks.warehouse import schema
 
 PG_URL = os.environ.get("STRAVA_ELT_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MY_MODELS = [p for p in wh.model_files() if int(p.name.split("_", 1)[0]) >= 30]
@@ -166,7 +167,7 @@ def _own_postgres_schema(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
         pytest.skip(reason)
     schema_name = f"t_models_{uuid.uuid4().hex[:10]}"
     eng = sa.create_engine(admin.url)
-    wh.use_schema(eng, schema_name)
+    use_schema(eng, schema_name)
     try:
         yield eng
     finally:
@@ -512,7 +513,8 @@ def test_models_are_per_athlete(built: Any) -> None:
 
 
 def test_dashboard_and_kudos_queries_run_on_every_backend(built: Any) -> None:
-    from tasks import dashboard, kudos
+    from tasks import kudos
+    from tasks.insight import dashboard
 
     engine, rows, _, _ = built
     alive = live(rows)

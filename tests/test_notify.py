@@ -16,7 +16,7 @@ from test_validation import SlackServer
 from blocks import Warehouse
 from blocks.loading import AmbiguousBlockError, MissingBlockError
 from flows.cli import main
-from tasks.notify import load_slack, send_slack
+from tasks.insight.notify import load_slack, send_slack
 
 
 @pytest.fixture

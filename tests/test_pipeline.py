@@ -14,7 +14,7 @@ import pytest
 from blocks import StravaCredentials
 from blocks.loading import MissingBlockError
 from tasks import warehouse as wh
-from tasks.notify import PostCommitError
+from tasks.insight.notify import PostCommitError
 from tests.conftest import WAREHOUSES, Env, make_env, warehouse_pg_url
 
 LIST_PATH = "/api/v3/athlete/activities"
@@ -229,7 +229,7 @@ def _crash_during_merge(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _crash_before_watermark(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks import watermark
+    from tasks.state import watermark
 
     def explode(*_: Any, **__: Any) -> None:
         raise Boom("crash after the merge committed")

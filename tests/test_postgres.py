@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tasks import schema
+from blocks.warehouse import use_schema
 from tasks import warehouse as wh
+from tasks.warehouse import schema
 from tests.conftest import split_pg_url
 
 pytestmark = pytest.mark.postgres
@@ -34,7 +35,7 @@ NASTY = [
 def engine(pg_url: str) -> Iterator[sa.Engine]:
     url, schema_name = split_pg_url(pg_url)
     eng = sa.create_engine(url)
-    wh.use_schema(eng, schema_name)
+    use_schema(eng, schema_name)
     wh.ensure_tables(eng)
     yield eng
     eng.dispose()

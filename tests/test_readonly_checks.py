@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from blocks.loading import load_block
 from blocks.warehouse import Warehouse
-from tasks import validation as v
+from tasks import quality as v
 from tests.conftest import WAREHOUSES, Env
 from tests.test_validation import write_manifest
 

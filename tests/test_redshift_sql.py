@@ -26,10 +26,12 @@ from sqlalchemy.schema import CreateTable
 from sqlalchemy_redshift.dialect import RedshiftDialect_redshift_connector
 
 from blocks import Warehouse
+from blocks.warehouse import engine_options
 from flows.load import load_activities
-from tasks import schema, validation
+from tasks import quality as validation
 from tasks import warehouse as wh
 from tasks.lake import Lake
+from tasks.warehouse import schema
 
 SQL_ROOT = Path(__file__).resolve().parents[1] / "sql"
 ARN = "arn:aws:iam::123456789012:role/strava-elt-copy"
@@ -187,7 +189,7 @@ def test_validation_results_ddl_compiles_for_redshift() -> None:
 
 
 def _dialect() -> wh.RedshiftDialect:
-    engine = sa.create_engine(URL, module=fake_redshift_connector([]), **wh.engine_options(URL))
+    engine = sa.create_engine(URL, module=fake_redshift_connector([]), **engine_options(URL))
     return wh.RedshiftDialect(engine, iam_role_arn=ARN, region="eu-west-1")
 
 
@@ -217,8 +219,8 @@ def test_copy_needs_an_iam_role_and_an_s3_lake(tmp_path: Path) -> None:
 
 
 def test_redshift_engine_keeps_one_session() -> None:
-    assert wh.engine_options(URL) == {"poolclass": sa.pool.StaticPool}
-    assert wh.engine_options("postgresql+psycopg://u@h/db") == {}
+    assert engine_options(URL) == {"poolclass": sa.pool.StaticPool}
+    assert engine_options("postgresql+psycopg://u@h/db") == {}
     plain = sa.create_engine(URL, module=fake_redshift_connector([]))
     with pytest.raises(ValueError, match="one session"):
         wh.dialect_for(plain)
@@ -258,7 +260,7 @@ def test_an_old_history_table_is_migrated_on_redshift(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(_Recorder, "answer", old_history)
     sessions: list[_Recorder] = []
-    engine = sa.create_engine(URL, module=fake_redshift_connector(sessions), **wh.engine_options(URL))
+    engine = sa.create_engine(URL, module=fake_redshift_connector(sessions), **engine_options(URL))
     assert wh.ensure_tables(engine) == WAREHOUSE_ID
     log = _normalised(sessions[0].log)
     at = log.index("ALTER TABLE strava_activity_stats_history ADD COLUMN athlete_id BIGINT")

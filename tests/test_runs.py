@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 
 from blocks.loading import MissingBlockError
 from flows.pipeline import MAX_LOOKBACK_DAYS, RETRIES, strava_elt
-from tasks.retry import final_unless_transient
+from tasks.state.retry import final_unless_transient
 
 
 @pytest.mark.parametrize("days", [-1, MAX_LOOKBACK_DAYS + 1])

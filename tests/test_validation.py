@@ -18,10 +18,10 @@ import sqlalchemy as sa
 import sqlglot
 from pydantic import SecretStr
 
-from tasks import schema
-from tasks import validation as v
+from tasks import quality as v
 from tasks import warehouse as wh
-from tasks.notify import SUMMARY_ARTIFACT_KEY, format_markdown, format_slack
+from tasks.insight.notify import SUMMARY_ARTIFACT_KEY, format_markdown, format_slack
+from tasks.warehouse import schema
 from tests.conftest import WAREHOUSES, Env
 
 STAGING = "stg_strava_activity_data_test"
@@ -47,7 +47,7 @@ Z_90 = 1.645
 
 
 class Db:
-    """Production and a staging table in a real database, filled with rows built by tasks.schema."""
+    """Production and a staging table in a real database, filled with rows built by tasks.warehouse.schema."""
 
     def __init__(self, url: str) -> None:
         self.engine = sa.create_engine(url)

@@ -1,6 +1,6 @@
 """Every value exact, none can poison a later run.
 
-Each typed column declares the values it accepts (tasks/schema.py); whatever Strava sends
+Each typed column declares the values it accepts (tasks/warehouse/schema.py); whatever Strava sends
 outside that (out of range, non-finite, the wrong JSON type) is loaded as NULL and counted, an
 activity without a fitting id or start_date is not staged, and an item that is not an object
 fails the run before its page is written. Floats are double precision on every warehouse and
@@ -25,8 +25,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 
-from tasks import dashboard, report, schema
 from tasks import warehouse as wh
+from tasks.insight import dashboard, report
+from tasks.warehouse import schema
 from tests.conftest import WAREHOUSES, Env, make_env
 
 FLOAT_COLUMNS = [c for c in schema.API_COLUMNS if pa.types.is_floating(c.arrow_type)]
@@ -328,7 +329,7 @@ def warehouse(request: pytest.FixtureRequest) -> str:
 
 
 def _expected(activity: dict[str, Any], column: schema.Column) -> Any:
-    """What production must hold for ``column``, read from the API's JSON independently of tasks.schema."""
+    """What production must hold for ``column``, read from the API's JSON independently of tasks.warehouse.schema."""
     name = column.name
     if name == "athlete_id":
         return activity["athlete"]["id"]

@@ -17,8 +17,8 @@ import httpx
 from prefect import get_run_logger
 
 from blocks.strava import StravaCredentials
-from tasks.errors import BadRequestError, DailyLimitReached, RetryPolicy, send_with_retries
-from tasks.ratelimit import Governor, LoggerLike, acquire_shared_slot, shared_limit_exists
+from blocks.strava_errors import BadRequestError, DailyLimitReached, RetryPolicy, send_with_retries
+from blocks.strava_ratelimit import Governor, LoggerLike, acquire_shared_slot, shared_limit_exists
 
 PER_PAGE = 200  # Strava's maximum page size
 

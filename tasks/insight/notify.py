@@ -19,9 +19,9 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from slack_sdk.errors import SlackClientError
 
 from blocks.loading import load_notification_block
-from tasks import report
+from tasks.insight import report
 from tasks.logs import run_logger
-from tasks.validation import FAILED, PASSED, SKIPPED, ValidationHalted, describe, outcome_counts
+from tasks.quality import FAILED, PASSED, SKIPPED, ValidationHalted, describe, outcome_counts
 
 __all__ = [
     "PostCommitError",

@@ -1,12 +1,12 @@
 """The dashboard: one self-contained HTML file drawn from the model tables.
 
 Everything the page needs is inside it: Chart.js and chartjs-chart-matrix (vendored under
-``tasks/assets/`` with their licences), the page's own script and style, and the data as
+``tasks/insight/assets/`` with their licences), the page's own script and style, and the data as
 JSON. A Content-Security-Policy forbids every network request, so the file opens the same
 from a laptop, an S3 download or an e-mail attachment.
 
 :func:`collect_data` reads the warehouse (models, activities and the recorded validation
-results), :func:`render_html` fills the Jinja2 template ``tasks/assets/dashboard.html.j2``
+results), :func:`render_html` fills the Jinja2 template ``tasks/insight/assets/dashboard.html.j2``
 (autoescaped) with it, :func:`publish_dashboard` writes it to the lake with a Prefect link artifact.
 """
 
@@ -30,7 +30,7 @@ from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import lake as lake_io
-from tasks import validation
+from tasks import quality
 from tasks import warehouse as wh
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
     "render_html",
 ]
 
-ASSETS_DIR = wh.package_dir("tasks") / "assets"
+ASSETS_DIR = wh.package_dir("tasks.insight") / "assets"
 VENDORED = ("chart.umd.min.js", "chartjs-chart-matrix.min.js")
 TEMPLATE = "dashboard.html.j2"
 VALIDATION_TABLE = wh.VALIDATION_TABLE
@@ -130,8 +130,8 @@ def _validation_runs(conn: sa.Connection, athlete_id: int, runs: int) -> list[di
             found.append({"run_key": row["run_key"], "checked_at": row["checked_at"], "checks": []})
         found[-1]["checks"].append({k: row[k] for k in _CHECK_FIELDS})
     for run in found:
-        run.update(validation.outcome_counts(run["checks"]))
-        run["failed_checks"] = [c["name"] for c in run["checks"] if c["outcome"] == validation.FAILED]
+        run.update(quality.outcome_counts(run["checks"]))
+        run["failed_checks"] = [c["name"] for c in run["checks"] if c["outcome"] == quality.FAILED]
     return found
 
 
@@ -427,7 +427,7 @@ def _fmt(value: Any, digits: int = 0) -> str:
 
 @functools.cache
 def _template() -> jinja2.Template:
-    """The page's Jinja2 template (``tasks/assets/dashboard.html.j2``), HTML-escaping every value."""
+    """The page's Jinja2 template (``tasks/insight/assets/dashboard.html.j2``), HTML-escaping every value."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["num"] = _fmt
     env.filters["script_json"] = lambda data: Markup(_script_json(data))
@@ -442,7 +442,7 @@ def _badge(check: Mapping[str, str]) -> str:
 def render_html(data: Mapping[str, Any]) -> str:
     """The whole page: inlined libraries, style, data and script. No external reference."""
     k = data["kpis"]
-    checks = [cells | {"badge": _badge(cells)} for cells in map(validation.check_cells, data["checks"] or [])]
+    checks = [cells | {"badge": _badge(cells)} for cells in map(quality.check_cells, data["checks"] or [])]
     runs = [
         {
             **{key: _fmt(run[key]) for key in ("run_key", "passed", "failed", "skipped")},

@@ -14,9 +14,9 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
 from blocks.loading import AmbiguousBlockError, InvalidBlockError, MissingBlockError
-from tasks.errors import FatalError
-from tasks.notify import PostCommitError
-from tasks.validation import ValidationConfigError, ValidationHalted
+from blocks.strava_errors import FatalError
+from tasks.insight.notify import PostCommitError
+from tasks.quality import ValidationConfigError, ValidationHalted
 
 __all__ = ["PERMANENT", "final_unless_transient"]
 

@@ -34,6 +34,12 @@ from prefect.cache_policies import NO_CACHE
 from tasks import warehouse as wh
 
 __all__ = [
+    "ARTIFACT_KEY",
+    "FAILED",
+    "MANIFEST",
+    "PASSED",
+    "SKIPPED",
+    "TABLE_COLUMNS",
     "OPERATORS",
     "SEVERITIES",
     "Check",
@@ -49,6 +55,7 @@ __all__ = [
     "outcome_counts",
     "run_adhoc",
     "run_check",
+    "run_checks",
     "read_only_connection",
     "results_table",
     "run_validation",

@@ -1,6 +1,6 @@
 """The run report's markdown: the numbers, validation outcomes, models and newest months.
 
-Published once per run, successful or not, by :func:`tasks.notify.report_run` under
+Published once per run, successful or not, by :func:`tasks.insight.notify.report_run` under
 :data:`ARTIFACT_KEY`.
 """
 
@@ -12,7 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tasks import dashboard, validation
+from tasks import quality
+from tasks.insight import dashboard
 
 __all__ = ["ARTIFACT_KEY", "monthly_rows", "run_report_markdown"]
 
@@ -90,11 +91,11 @@ def run_report_markdown(
     lines += ["", "## Validation", ""]
     checks = summary.get("checks")
     if checks:
-        outcomes = validation.outcome_counts(checks)
+        outcomes = quality.outcome_counts(checks)
         lines.append(", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()) if n) + ".")
         lines.append("")
-        table = validation.results_table(checks)
-        lines += _table(tuple(validation.TABLE_COLUMNS), [tuple(r.values()) for r in table])
+        table = quality.results_table(checks)
+        lines += _table(tuple(quality.TABLE_COLUMNS), [tuple(r.values()) for r in table])
     else:
         lines.append("No validation results in this run.")
 

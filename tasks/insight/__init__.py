@@ -1,0 +1,18 @@
+"""Insight: the dashboard (a Jinja2 template in ``assets/``), the run report and notifications.
+
+- :mod:`~tasks.insight.dashboard` the self-contained HTML dashboard, published to the lake
+- :mod:`~tasks.insight.report` the run report (Markdown) and its data
+- :mod:`~tasks.insight.notify` the Slack (any notification block) summary and failure notes
+"""
+
+from __future__ import annotations
+
+from tasks.insight import dashboard, notify, report
+from tasks.insight.notify import PostCommitError
+
+__all__ = [
+    "PostCommitError",
+    "dashboard",
+    "notify",
+    "report",
+]

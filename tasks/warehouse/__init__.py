@@ -1,0 +1,100 @@
+"""The warehouse: tables, the per-run staging table, the load, the merge, models and SQL files.
+
+One seam, :class:`SqlDialect`, holds what truly differs between DuckDB, PostgreSQL and
+Redshift (creating a staging table, bulk-loading a file, pointing a session at a schema).
+Everything else is shared SQL from the ``sql`` package, with values bound and identifiers
+quoted by :func:`render`.
+
+- :mod:`~tasks.warehouse.schema` the one column list (DDL, Arrow, flattening, value ranges)
+- :mod:`~tasks.warehouse.sql_files` reading and rendering SQL files
+- :mod:`~tasks.warehouse.dialects` DuckDB, PostgreSQL, Redshift
+- :mod:`~tasks.warehouse.tables` production tables, the warehouse's identity, migrations
+- :mod:`~tasks.warehouse.merge` staging, load and the merge in one transaction
+- :mod:`~tasks.warehouse.models` SQL models rebuilt after the merge
+"""
+
+from __future__ import annotations
+
+from tasks.warehouse import schema
+from tasks.warehouse.dialects import (
+    DuckDBDialect,
+    PostgresDialect,
+    RedshiftCopyError,
+    RedshiftDialect,
+    SqlDialect,
+    dialect_for,
+    read_staging_file,
+)
+from tasks.warehouse.merge import (
+    MergeResult,
+    drop_staging,
+    load_staging,
+    merge_staging,
+    prepare_staging,
+    validation_rows,
+)
+from tasks.warehouse.models import build_model, model_files, model_name
+from tasks.warehouse.sql_files import (
+    SQL_DIR,
+    STAGING_PREFIX,
+    column_list,
+    package_dir,
+    read_sql,
+    render,
+    scalar,
+    staging_name,
+)
+from tasks.warehouse.tables import (
+    VALIDATION_TABLE,
+    WAREHOUSE_TABLE,
+    AthleteRows,
+    WarehouseLocked,
+    athlete_rows,
+    athletes,
+    choose_athlete,
+    ensure_tables,
+    migrate_to_double,
+    open_warehouse,
+    validation_results_table,
+    warehouse_table,
+)
+
+__all__ = [
+    "SQL_DIR",
+    "STAGING_PREFIX",
+    "VALIDATION_TABLE",
+    "WAREHOUSE_TABLE",
+    "AthleteRows",
+    "DuckDBDialect",
+    "MergeResult",
+    "PostgresDialect",
+    "RedshiftCopyError",
+    "RedshiftDialect",
+    "SqlDialect",
+    "WarehouseLocked",
+    "athlete_rows",
+    "athletes",
+    "build_model",
+    "choose_athlete",
+    "column_list",
+    "dialect_for",
+    "drop_staging",
+    "ensure_tables",
+    "load_staging",
+    "merge_staging",
+    "migrate_to_double",
+    "model_files",
+    "model_name",
+    "open_warehouse",
+    "package_dir",
+    "prepare_staging",
+    "read_sql",
+    "read_staging_file",
+    "render",
+    "scalar",
+    "schema",
+    "staging_name",
+    "validation_results_table",
+    "validation_rows",
+    "warehouse_table",
+]

@@ -1,0 +1,249 @@
+"""What differs between DuckDB, PostgreSQL and Redshift: one :class:`SqlDialect` seam.
+
+Redshift's staging table is a session ``TEMP`` table, so a Redshift engine holds exactly one
+connection (see :func:`blocks.warehouse.engine_options`): prepare, load, checks, merge and drop
+then share one session while each step keeps its own transaction, as on the other warehouses.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from tasks import lake as lake_tasks
+from tasks.logs import run_logger
+from tasks.warehouse import schema
+from tasks.warehouse.sql_files import STAGING_PREFIX, column_list, read_sql, render, scalar
+
+
+@dataclass
+class SqlDialect:
+    """What differs between warehouses. Subclasses override only what they must."""
+
+    engine: sa.Engine
+    # True when the staging table lives in the session (Redshift TEMP): the engine must hold one connection.
+    single_session: ClassVar[bool] = False
+
+    @property
+    def preparer(self) -> sa.sql.compiler.IdentifierPreparer:
+        """The dialect's identifier quoting."""
+        return self.engine.dialect.identifier_preparer
+
+    def sql(self, relative: str, **identifiers: str) -> sa.TextClause:
+        """Read ``sql/<relative>`` and quote its identifiers for this dialect."""
+        return sa.text(render(read_sql(relative), self.preparer, columns=schema.STAGED_COLUMNS, **identifiers))
+
+    def create_staging(self, conn: sa.Connection, staging: str, target: str) -> None:
+        """Create an empty staging table shaped like ``target`` (no constraints)."""
+        q = self.preparer.quote
+        conn.exec_driver_sql(f"CREATE TABLE {q(staging)} AS SELECT * FROM {q(target)} WITH NO DATA")  # noqa: S608
+
+    def ensure_indexes(self, conn: sa.Connection) -> None:
+        """Create the indexes the merge needs beyond the primary key (idempotent); none by default."""
+
+    def load_file(self, conn: sa.Connection, staging: str, lake: Any, path: str) -> int:
+        """Load the run's staging file at ``path`` in ``lake``; return rows loaded.
+
+        The default reads the file back through the lake block and bulk-loads it from here;
+        Redshift overrides this to have the cluster COPY the object from S3 itself.
+        """
+        return self.load_staging(conn, staging, read_staging_file(lake, path))
+
+    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table) -> int:
+        """Bulk-load an Arrow table into the staging table; return rows loaded."""
+        raise NotImplementedError
+
+    def staging_tables(self, conn: sa.Connection) -> list[str]:
+        """Staging tables left in the current schema (by name prefix)."""
+        rows = conn.execute(
+            sa.text(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_name LIKE :prefix"
+            ),
+            {"prefix": STAGING_PREFIX + "%"},
+        )
+        return sorted(r[0] for r in rows)
+
+
+class DuckDBDialect(SqlDialect):
+    """Embedded DuckDB: loads Arrow data in place, no round trip through rows."""
+
+    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table) -> int:
+        driver = conn.connection.driver_connection
+        view = f"arrow_{staging}"
+        driver.register(view, data)  # type: ignore[union-attr]
+        try:
+            cols = column_list(self.preparer, schema.STAGED_COLUMNS)
+            q = self.preparer.quote
+            conn.exec_driver_sql(f"INSERT INTO {q(staging)} ({cols}) SELECT {cols} FROM {q(view)}")  # noqa: S608
+        finally:
+            driver.unregister(view)  # type: ignore[union-attr]
+        return data.num_rows
+
+
+class PostgresDialect(SqlDialect):
+    """PostgreSQL: ``COPY ... FROM STDIN (FORMAT csv)`` through psycopg 3, fed by Arrow's CSV writer.
+
+    Arrow writes each batch in C (no Python object per value): every string is quoted, so an
+    empty name stays ``""`` while None is the unquoted empty field COPY reads as NULL; tabs,
+    newlines and backslashes are plain bytes inside quotes and round-trip byte-exact;
+    timestamps carry ``Z`` for UTC; floats are written in their shortest exact form.
+    """
+
+    batch_rows: ClassVar[int] = 50_000
+    start_date_index: ClassVar[str] = "ix_strava_activity_data_start_date"
+
+    def ensure_indexes(self, conn: sa.Connection) -> None:
+        """Index ``start_date``: marking deletions scans only the run's window, not the table.
+
+        (The primary key's index serves the merge's joins on ``id``. DuckDB needs neither:
+        its zone maps prune the window, measured in bench/load_merge.py.)
+        """
+        q = self.preparer.quote
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS {q(self.start_date_index)} ON {q(schema.ACTIVITY_TABLE)} (start_date)"
+        )
+
+    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table) -> int:
+        cols = column_list(self.preparer, schema.STAGED_COLUMNS)
+        driver = conn.connection.driver_connection
+        if not hasattr(driver, "pgconn"):
+            raise TypeError("PostgreSQL warehouses need the psycopg 3 driver: use a postgresql+psycopg:// URL")
+        names = [c.name for c in schema.STAGED_COLUMNS]
+        statement = f"COPY {self.preparer.quote(staging)} ({cols}) FROM STDIN (FORMAT csv)"
+        options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+            for batch in data.select(names).to_batches(max_chunksize=self.batch_rows):
+                sink = pa.BufferOutputStream()
+                pa_csv.write_csv(batch, sink, options)
+                copy.write(sink.getvalue())
+        return data.num_rows
+
+
+class RedshiftCopyError(RuntimeError):
+    """Redshift's COPY of the run's file failed; the message never carries the credentials clause."""
+
+
+@dataclass
+class RedshiftDialect(SqlDialect):
+    """Amazon Redshift: session TEMP staging table, COPY of the run's Parquet object from S3.
+
+    ``COPY ... FORMAT AS PARQUET`` accepts only a few options. ``MAXERROR`` and ``REGION`` are
+    not among them (Redshift rejects them for columnar files): a Parquet COPY already fails on
+    the first bad row, which is what ``MAXERROR 0`` asks for, and the bucket must be in the
+    cluster's region, which :meth:`load_file` checks against ``region`` instead.
+    ``FILLRECORD`` lets the file omit the table's last column, ``deleted_at``.
+    """
+
+    iam_role_arn: str | None = None
+    region: str | None = None
+    single_session: ClassVar[bool] = True
+
+    def create_staging(self, conn: sa.Connection, staging: str, target: str) -> None:
+        q = self.preparer.quote
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {q(staging)} (LIKE {q(target)})")
+
+    def staging_tables(self, conn: sa.Connection) -> list[str]:
+        """None can be left over: a TEMP table ends with the session that created it."""
+        return []
+
+    def copy_command(self, staging: str, uri: str) -> Any:
+        """The COPY, built with sqlalchemy-redshift's CopyCommand."""
+        from sqlalchemy_redshift.commands import CopyCommand, Format
+
+        if not self.iam_role_arn:
+            raise ValueError(
+                "The Warehouse block has no iam_role_arn: Redshift's COPY needs an IAM role that can "
+                "read the lake bucket (see docs/production.md)"
+            )
+        table = sa.table(staging, *(sa.column(c.name) for c in schema.ALL_COLUMNS))
+        return CopyCommand(
+            table,
+            data_location=uri,
+            iam_role_arns=self.iam_role_arn,
+            format=Format.parquet,
+            fill_record=True,
+        )
+
+    def copy_sql(self, staging: str, uri: str) -> tuple[str, str]:
+        """The COPY as sent (values inlined: Redshift takes no bind parameters in COPY), and redacted for logs."""
+        command = self.copy_command(staging, uri)
+        sql = str(command.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
+        redacted = sql.replace(command.credentials, "aws_iam_role=***")
+        return sql, redacted
+
+    def check_column_order(self, conn: sa.Connection, target: str) -> None:
+        """COPY maps Parquet columns by position: production must list the staged columns first, in order."""
+        rows = conn.execute(
+            sa.text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = :table ORDER BY ordinal_position"
+            ),
+            {"table": target},
+        )
+        actual = [r[0] for r in rows]
+        expected = [c.name for c in schema.ALL_COLUMNS]
+        if actual != expected:
+            raise RedshiftCopyError(
+                f"Table {target} has columns in another order than the pipeline declares; COPY from Parquet "
+                "maps columns by position. Rebuild it with a deep copy as docs/production.md shows."
+            )
+
+    def load_file(self, conn: sa.Connection, staging: str, lake: Any, path: str) -> int:
+        s3 = lake_tasks.Lake.of(lake)
+        uri = s3.s3_uri(path)
+        lake_region = s3.region
+        if self.region and lake_region and lake_region != self.region:
+            raise RedshiftCopyError(
+                f"The lake's region {lake_region} differs from the Warehouse region {self.region}: "
+                "Redshift COPYs Parquet only from a bucket in the cluster's own region"
+            )
+        self.check_column_order(conn, schema.ACTIVITY_TABLE)
+        sql, redacted = self.copy_sql(staging, uri)
+        run_logger(__name__).info("Redshift COPY: %s", redacted)
+        try:
+            conn.exec_driver_sql(sql)
+        except sa.exc.DBAPIError as exc:
+            # The DBAPIError's text repeats the statement: raise without it (and without the chain).
+            reason = str(exc.orig)
+            if self.iam_role_arn:
+                reason = reason.replace(self.iam_role_arn, "***")
+            raise RedshiftCopyError(f"Redshift COPY failed: {redacted}\n{reason}") from None
+        return scalar(conn, sa.text("SELECT pg_last_copy_count()"))
+
+
+_DIALECTS: dict[str, type[SqlDialect]] = {
+    "duckdb": DuckDBDialect,
+    "postgresql": PostgresDialect,
+    "redshift": RedshiftDialect,
+}
+
+
+def dialect_for(engine: sa.Engine, *, iam_role_arn: str | None = None, region: str | None = None) -> SqlDialect:
+    """Pick the seam implementation for an engine (COPY options matter to Redshift only)."""
+    name = engine.dialect.name
+    cls = _DIALECTS.get(name)
+    if cls is None:
+        raise ValueError(
+            f"Unsupported warehouse dialect {name!r}: use a duckdb://, postgresql+psycopg:// "
+            "or redshift+redshift_connector:// URL in the Warehouse block"
+        )
+    if cls.single_session and not isinstance(engine.pool, sa.pool.StaticPool):
+        raise ValueError(
+            f"A {name} engine must keep one session (its staging table is TEMP): build it with Warehouse.get_engine()"
+        )
+    if cls is RedshiftDialect:
+        return RedshiftDialect(engine, iam_role_arn=iam_role_arn, region=region)
+    return cls(engine)
+
+
+def read_staging_file(lake: Any, path: str) -> pa.Table:
+    """Read the run's typed Parquet file back through the lake block."""
+    table = pq.read_table(io.BytesIO(lake_tasks.read_bytes(lake, path)))
+    return table.select([c.name for c in schema.STAGED_COLUMNS]).cast(schema.ARROW_SCHEMA)

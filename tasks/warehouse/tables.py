@@ -1,0 +1,210 @@
+"""Production tables: the warehouse identity row, validation results, creation and migrations."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.logs import run_logger
+from tasks.warehouse import schema
+from tasks.warehouse.dialects import SqlDialect, dialect_for
+from tasks.warehouse.sql_files import read_sql, render, scalar
+
+WAREHOUSE_TABLE = "strava_elt_warehouse"
+"""One row: the warehouse's identity, a uuid created with the tables (watermarks are keyed by it)."""
+
+
+def warehouse_table(metadata: sa.MetaData) -> sa.Table:
+    """Declare the one-row identity table (a block rename never changes it; a new warehouse has its own)."""
+    return sa.Table(
+        WAREHOUSE_TABLE,
+        metadata,
+        sa.Column("warehouse_id", sa.String(32), primary_key=True),
+        sa.Column("created_at", sa.TIMESTAMP(timezone=True), nullable=False),
+    )
+
+
+VALIDATION_TABLE = "strava_validation_results"
+"""One row per check per run that reached the merge, written in the merge's transaction."""
+DETAIL_MAX_CHARS = 2000
+"""A check's detail is cut to this many characters in the table (an error message is far shorter)."""
+_DETAIL = sa.Text().with_variant(sa.String(schema.TEXT_MAX_BYTES), "redshift")
+
+
+def validation_results_table(metadata: sa.MetaData) -> sa.Table:
+    """Declare the validation results: one row per check of each merged run, scoped by athlete."""
+    return sa.Table(
+        VALIDATION_TABLE,
+        metadata,
+        sa.Column("athlete_id", sa.BigInteger(), nullable=False),
+        sa.Column("run_key", sa.String(64), nullable=False),
+        sa.Column("checked_at", sa.TIMESTAMP(timezone=True), nullable=False),
+        sa.Column("check_order", sa.Integer(), nullable=False),  # the manifest's order
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("severity", sa.String(16), nullable=False),
+        sa.Column("operator", sa.String(32), nullable=False),
+        sa.Column("value_1", sa.Double()),
+        sa.Column("value_2", sa.Double()),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("detail", _DETAIL),
+        sa.PrimaryKeyConstraint("athlete_id", "run_key", "name"),
+    )
+
+
+TABLE_NAMES = {
+    "target": schema.ACTIVITY_TABLE,
+    "history": schema.STATS_HISTORY_TABLE,
+    "identity": WAREHOUSE_TABLE,
+    "results": VALIDATION_TABLE,
+}
+
+
+def ensure_tables(engine: sa.Engine) -> str:
+    """Create (or migrate) the production, history, identity and validation tables; return the warehouse's id.
+
+    Idempotent. The identity (32 hex digits) is generated the first time, with the tables.
+    """
+    metadata = sa.MetaData()
+    schema.activity_table(metadata)
+    schema.stats_history_table(metadata)
+    warehouse_table(metadata)
+    validation_results_table(metadata)
+    dialect = dialect_for(engine)
+    with engine.begin() as conn:
+        metadata.create_all(conn, checkfirst=True)
+        migrate_to_double(conn)
+        _migrate_history(conn, dialect)
+        dialect.ensure_indexes(conn)
+        if conn.execute(dialect.sql("load/warehouse_id.sql", **TABLE_NAMES)).scalar() is None:
+            new_id = {"warehouse_id": uuid.uuid4().hex, "created_at": datetime.now(UTC)}
+            conn.execute(dialect.sql("load/warehouse_id_insert.sql", **TABLE_NAMES), new_id)
+    with engine.connect() as conn:  # read after the commit: a concurrent first run sees the same row
+        identity = conn.execute(dialect.sql("load/warehouse_id.sql", **TABLE_NAMES)).scalar()
+    if not identity:
+        raise RuntimeError(f"Table {WAREHOUSE_TABLE} holds no warehouse id after creating one")
+    return str(identity)
+
+
+def _migrate_history(conn: sa.Connection, dialect: SqlDialect) -> None:
+    """Add ``athlete_id`` to a stats history table from before athlete scoping, filled from production."""
+    where = {"table_name": schema.STATS_HISTORY_TABLE, "column_name": "athlete_id"}
+    if scalar(conn, dialect.sql("load/column_exists.sql", **TABLE_NAMES), where):
+        return
+    conn.execute(dialect.sql("load/add_history_athlete_id.sql", **TABLE_NAMES))
+    filled = conn.execute(dialect.sql("load/backfill_history_athlete_id.sql", **TABLE_NAMES)).rowcount
+    run_logger(__name__).warning(
+        "Migrated %s: added athlete_id, filled for %s earlier observations", schema.STATS_HISTORY_TABLE, filled
+    )
+
+
+class WarehouseLocked(RuntimeError):
+    """Another process holds the DuckDB file: the run stops before it spends any Strava request."""
+
+
+def _lock_message(engine: sa.Engine, exc: sa.exc.DBAPIError) -> str | None:
+    """A clear message when ``exc`` is DuckDB refusing a file another process holds; else None."""
+    text = str(exc.orig)
+    if engine.dialect.name != "duckdb" or "lock" not in text.lower():
+        return None
+    return (
+        f"The DuckDB warehouse {engine.url.database} is locked: another process holds it ({text}). "
+        "A DuckDB file has one writer at a time: let that run finish, or close the program that has "
+        "the file open (a DuckDB shell, a notebook; or stop that PID), then run again. "
+        "Nothing was read from Strava."
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def open_warehouse(engine: sa.Engine) -> str:
+    """Connect, create or migrate the tables and return the warehouse's id, before any Strava request.
+
+    On DuckDB this takes the file's lock; a file another process holds raises :class:`WarehouseLocked`.
+    """
+    try:
+        identity = ensure_tables(engine)
+    except sa.exc.DBAPIError as exc:
+        message = _lock_message(engine, exc)
+        if message is None:
+            raise
+        raise WarehouseLocked(message) from None
+    get_run_logger().info("Warehouse %s: tables ready", identity)
+    return identity
+
+
+@dataclass(frozen=True)
+class AthleteRows:
+    """What production holds for one athlete."""
+
+    total: int
+    live: int
+    newest_start_date: datetime | None
+
+
+def athlete_rows(conn: sa.Connection, athlete_id: int) -> AthleteRows:
+    """Count the athlete's rows (and the live ones) and find its newest start_date."""
+    row = conn.execute(
+        dialect_for(conn.engine).sql("load/athlete_rows.sql", **TABLE_NAMES), {"athlete_id": athlete_id}
+    ).one()
+    total, deleted = int(row[0] or 0), int(row[1] or 0)
+    return AthleteRows(total=total, live=total - deleted, newest_start_date=row[2])
+
+
+def athletes(engine: sa.Engine) -> list[int]:
+    """The athletes with live activities in production, in id order."""
+    with engine.connect() as conn:
+        return [int(r[0]) for r in conn.execute(dialect_for(engine).sql("load/athletes.sql", **TABLE_NAMES))]
+
+
+def choose_athlete(engine: sa.Engine, athlete_id: int | None, option: str = "--athlete-id") -> int | None:
+    """``athlete_id``, or the warehouse's only athlete (None when it holds none).
+
+    Raises:
+        ValueError: No athlete was given and the warehouse holds several; the message lists them.
+
+    """
+    if athlete_id is not None:
+        return int(athlete_id)
+    found = athletes(engine)
+    if len(found) > 1:
+        listed = ", ".join(str(a) for a in found)
+        raise ValueError(f"The warehouse holds {len(found)} athletes ({listed}); pass {option} to choose one")
+    return found[0] if found else None
+
+
+def migrate_to_double(conn: sa.Connection) -> list[str]:
+    """Widen production's single-precision float columns to DOUBLE; return the columns changed.
+
+    DuckDB compiled the old ``sa.Float()`` to a 4-byte FLOAT (11550.9 was kept as
+    11550.900390625); an adopted PostgreSQL table may have ``real`` columns. Widening keeps each
+    stored value as it is; a run re-reading an activity stores it exact again (within the
+    lookback: the next run; older ones: ``--full-refresh``). Redshift's FLOAT was always double
+    precision (and Redshift cannot alter a column's type).
+    """
+    if conn.dialect.name not in ("duckdb", "postgresql"):
+        return []
+    found = conn.execute(sa.text(read_sql("migrate/single_precision_columns.sql")), {"table": schema.ACTIVITY_TABLE})
+    single = [r[0] for r in found]
+    preparer = conn.dialect.identifier_preparer
+    for column in single:
+        statement = render(read_sql("migrate/to_double.sql"), preparer, table=schema.ACTIVITY_TABLE, column=column)
+        try:
+            conn.exec_driver_sql(statement)
+        except sa.exc.DBAPIError as exc:
+            raise RuntimeError(
+                f"Could not widen {schema.ACTIVITY_TABLE}.{column} from single to double precision ({exc.orig}). "
+                "A column that an index or view depends on cannot change type: drop those, run again, then "
+                "recreate them."
+            ) from exc
+    if single:
+        run_logger(__name__).warning(
+            "Widened %s.%s from single to double precision; values stored before stay rounded "
+            "until a run re-reads them (run once with --full-refresh to restore them all)",
+            schema.ACTIVITY_TABLE,
+            ", ".join(single),
+        )
+    return single
