@@ -1152,7 +1152,10 @@ def serve_forever(
     """Run an emulator until Ctrl-C, printing its URL, credentials and athletes."""
     emulator = StravaEmulator(activities=activities, seed=seed, athletes=athletes)
     base_url = emulator.start(host=host, port=port)
-    print(f"Strava API v3 emulator at {base_url} ({athletes} x {activities} activities, seed {seed})")
+    if athletes == 1:
+        print(f"Strava API v3 emulator at {base_url} ({activities} activities, seed {seed})")
+    else:
+        print(f"Strava API v3 emulator at {base_url} ({athletes} athletes of {activities} activities, seed {seed}+k)")
     print(f"  API base:      {base_url}/api/v3")
     print(f"  token URL:     {base_url}/oauth/token")
     print(f"  client id:     {emulator.client_id}")
