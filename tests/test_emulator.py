@@ -784,10 +784,9 @@ def test_kudos_correlate_with_race_distance_weekend_and_photos(
     assert len({a["kudos_count"] for a in easy}) > 5  # noisy, not a formula
 
 
-def test_generation_is_fast() -> None:
-    started = time.perf_counter()
+def test_a_large_history_is_generated_with_unique_ids() -> None:
+    # How fast generation is belongs to bench/, not to a test (tests never assert timings).
     activities = AthleteGenerator(1).history(5000, END)
-    assert time.perf_counter() - started < 2.0
     assert len(activities) == 5000 == len({a["id"] for a in activities})
     assert activities[-1]["start_date"] > "2009"
 
