@@ -330,10 +330,12 @@ class StravaApplication(Block):
         athlete = payload.get("athlete")
         athlete = athlete if isinstance(athlete, dict) else {}
         athlete_id = athlete.get("id")
+        name = " ".join(str(athlete.get(k) or "") for k in ("firstname", "lastname")).strip()
         credentials = StravaCredentials(
             application=self,
             refresh_token=refresh_token,
             athlete_id=int(athlete_id) if athlete_id is not None else None,
+            athlete_name=name or None,
         )
         return credentials, athlete
 
@@ -395,6 +397,11 @@ class StravaCredentials(Block):
     )
     athlete_id: int | None = Field(
         default=None, title="Athlete ID", description="Strava id of the athlete (set by `strava-elt auth`)."
+    )
+    athlete_name: str | None = Field(
+        default=None,
+        title="Athlete name",
+        description="The athlete's name as Strava sent it at authorisation (shown on the index page).",
     )
     status: Literal["active", "revoked"] = Field(
         default="active",

@@ -771,6 +771,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--athletes", type=int, default=1, help="athletes of the one application, each with --activities (default 1)"
     )
     emu.set_defaults(func=cmd_emulator)
+    from flows import cli_athletes
+
+    cli_athletes.register(sub)  # setup application, auth --application, athletes, dashboard --index
     return parser
 
 

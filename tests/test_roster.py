@@ -42,7 +42,7 @@ def test_the_athlete_block_references_the_application_and_holds_no_secret(app: R
     application = _document(app.application_block, "strava-application")
     document = _document(name, secrets=True)
     reference = document.block_document_references["application"]["block_document"]
-    assert reference["id"] == application.id and reference["name"] == app.application_block
+    assert str(reference["id"]) == str(application.id) and reference["name"] == app.application_block
     assert document.data["client_secret"] is None and document.data["client_id"] is None
     assert document.data["athlete_id"] == athlete_id and document.data["status"] == "active"
 
@@ -187,6 +187,7 @@ def test_the_roster_lists_the_applications_athletes_sorted(app: Roster, tmp_path
     assert [e.athlete_id for e in roster.list_roster(str(other_app.block_name))] == [app.athlete_ids[0]]
 
     roster.mark_revoked(app.athlete_blocks[app.athlete_ids[2]], "deauthorised (webhook)", REVOKED_AT)
+    athlete = app.emu.for_athlete(app.athlete_ids[2]).athlete
     entry = roster.find_athlete(app.application_block, app.athlete_ids[2])
     assert entry == roster.RosterEntry(
         app.athlete_blocks[app.athlete_ids[2]],
@@ -194,6 +195,7 @@ def test_the_roster_lists_the_applications_athletes_sorted(app: Roster, tmp_path
         "revoked",
         REVOKED_AT.isoformat(),
         "deauthorised (webhook)",
+        f"{athlete['firstname']} {athlete['lastname']}",
     )
     # Marking saved the athlete block only: its token and the reference are intact.
     block = athlete_credentials(app, app.athlete_ids[2])
