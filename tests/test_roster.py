@@ -203,3 +203,77 @@ def test_the_roster_lists_the_applications_athletes_sorted(app: Roster, tmp_path
     assert roster.find_athlete(app.application_block, 1) is None
     with pytest.raises(MissingBlockError, match="strava-elt setup application"):
         roster.list_roster("no-such-application")
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def test_setup_application_and_auth_add_and_reactivate_athletes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emulator import StravaEmulator
+    from flows.cli import main
+
+    name = f"club-{uuid.uuid4().hex[:8]}"
+    with StravaEmulator(activities=5, seed=9, athletes=2) as emu:
+        setup = ["setup", "application", "--name", name, "--client-id", emu.client_id]
+        assert main([*setup, "--client-secret", emu.client_secret, "--base-url", emu.base_url]) == 0
+        first, second = emu.athlete_ids
+        for athlete_id in (first, second):
+            code = emu.for_athlete(athlete_id).authorization_code()
+            assert main(["auth", "--application", name, "--code", code]) == 0
+        out = capsys.readouterr().out
+        assert f"{emu.base_url}/oauth/authorize?client_id={emu.client_id}&response_type=code" in out
+        assert f"(id {second}) to application {name!r}: block '{name}-athlete-{second}'" in out
+        assert emu.client_secret not in out and emu.for_athlete(first).current_refresh_token not in out
+        assert [e.athlete_id for e in roster.list_roster(name)] == sorted((first, second))
+        assert load_block(StravaCredentials, f"{name}-athlete-{first}").client_secret is None
+
+        # Setting the application up again keeps its document: the athletes still reference it.
+        assert main([*setup, "--client-secret", "new-secret", "--base-url", emu.base_url]) == 0
+        block = load_block(StravaCredentials, f"{name}-athlete-{first}")
+        assert block.application is not None and block.application.client_secret.get_secret_value() == "new-secret"
+        assert main([*setup, "--client-secret", emu.client_secret, "--base-url", emu.base_url]) == 0
+
+        roster.mark_revoked(f"{name}-athlete-{first}", "Strava rejected the refresh token", REVOKED_AT)
+        capsys.readouterr()
+        code = emu.for_athlete(first).authorization_code("again")
+        assert main(["auth", "--application", name, "--code", code]) == 0
+        assert f"(id {first}) re-activated in application {name!r}" in capsys.readouterr().out
+        block = load_block(StravaCredentials, f"{name}-athlete-{first}")
+        assert (block.status, block.revoked_at, block.revoked_reason) == ("active", None, None)
+        assert block.refresh_token.get_secret_value() == emu.for_athlete(first).current_refresh_token
+
+        # A bad code says what is wrong; the single-block auth still needs its client id.
+        assert main(["auth", "--application", name, "--code", "no-such-code"]) == 1
+        assert "authorisation code" in capsys.readouterr().err
+        assert main(["auth", "--application", "no-such-app", "--code", "x"]) == 1
+        assert "No Strava Application block named 'no-such-app'" in capsys.readouterr().err
+
+
+def test_athletes_lists_status_watermark_and_last_run(app: Roster, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from flows.cli import main
+
+    loaded, revoked, idle = app.athlete_ids
+    summary = app.run(loaded)
+    roster.mark_revoked(app.athlete_blocks[revoked], "Strava rejected the refresh token", REVOKED_AT)
+
+    args = ["athletes", "--application", app.application_block, "--warehouse-block", app.warehouse_block]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    ids = {str(i) for i in app.athlete_ids}
+    lines = {int(line.split()[0]): line for line in out.splitlines() if line.split()[0] in ids}
+    assert set(lines) == set(app.athlete_ids)
+    assert summary["watermark"].replace("+00:00", "Z") in lines[loaded] and "Completed" in lines[loaded]
+    assert " revoked " in lines[revoked] and " active " in lines[idle]
+    assert lines[idle].split()[3:] == ["-", "-", "-"]  # no watermark, no load, no run
+    assert f"athlete {revoked} revoked at {REVOKED_AT.isoformat()}: Strava rejected the refresh token" in out
+    assert f"1 revoked: runs skip them until `strava-elt auth --application {app.application_block}`" in out
+
+    assert main([*args, "--json"]) == 0
+    rows = {row["athlete_id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows[loaded]["block"] == app.athlete_blocks[loaded]
+    assert rows[loaded]["last_run"].startswith("Completed ") and rows[loaded]["last_loaded"]
+    assert rows[revoked]["status"] == "revoked" and rows[revoked]["revoked_at"] == REVOKED_AT.isoformat()
