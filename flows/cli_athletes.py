@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from flows.cli import CliError, _env, _need, _print_created, cmd_auth, cmd_dashboard
+from flows.cli import CliError, _env, _need, _print_created, ask_code, cmd_auth, cmd_dashboard
 
 
 def setup_application_block(
@@ -65,22 +65,16 @@ def authorize_athlete(
     """
     from blocks import StravaApplication, StravaCredentials
     from blocks.loading import MissingBlockError, load_block
-    from blocks.strava import DEFAULT_REDIRECT_URI, authorize_url, check_scope
-    from blocks.strava import parse_authorization_response as parse
+    from blocks.strava import DEFAULT_REDIRECT_URI, authorize_url
     from blocks.strava_errors import StravaError
 
     application = load_block(StravaApplication, application_block)
     url = authorize_url(
         application.client_id, redirect_uri=redirect_uri or DEFAULT_REDIRECT_URI, base_url=application.base_url
     )
-    print("1. Send this URL to the athlete; signed in to Strava, they open it and click Authorize:")
-    print(f"   {url}")
-    print("2. Their browser lands on a page that may not load; its address holds code=...")
-    if code is None:
-        code = input("3. Paste the code (or the whole address): ")
+    print("The athlete to add opens the URL below, signed in to their own Strava account.")
+    parsed_code = ask_code(url, code)
     try:
-        parsed_code, scope = parse(code)
-        check_scope(scope)
         credentials, athlete = application.authorize_athlete(parsed_code)
     except (ValueError, StravaError) as exc:
         raise CliError(str(exc)) from None
