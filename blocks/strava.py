@@ -535,8 +535,8 @@ class StravaCredentials(Block):
                 grant_type="refresh_token", refresh_token=self.refresh_token.get_secret_value()
             )
         except RefreshTokenRejected as exc:
-            if self.application is None:
-                raise
+            if self.application is None or exc.blames_client:
+                raise  # a single block, or the application's id or secret: no athlete to mark
             self.mark_revoked(f"Strava rejected the refresh token: {exc.message}")
             raise self.revoked_error() from exc
         try:

@@ -151,6 +151,23 @@ def test_a_revoked_athlete_is_marked_and_its_run_fails_clearly_while_the_others_
     assert app.run(revoked)["inserted"] == len(view.activities)
 
 
+def test_a_rejected_client_secret_marks_no_athlete(app: Roster) -> None:
+    import pickle
+
+    from blocks.strava_errors import RefreshTokenRejected
+
+    wrong = StravaApplication.load(app.application_block)
+    wrong.client_secret = SecretStr("not-the-secret")
+    wrong.save(app.application_block, overwrite=True)
+    athlete_id = app.athlete_ids[0]
+    with pytest.raises(RefreshTokenRejected) as info, athlete_credentials(app, athlete_id).get_client() as http:
+        http.get("/athlete")
+    assert type(info.value) is RefreshTokenRejected and info.value.blames_client
+    assert "client secret" in str(info.value) and "not-the-secret" not in str(info.value)
+    assert pickle.loads(pickle.dumps(info.value)).fields == ("client_secret",)
+    assert athlete_credentials(app, athlete_id).status == "active"  # the application is wrong, not the athlete
+
+
 def test_a_single_block_with_a_rejected_token_is_not_marked(tmp_path: Path) -> None:
     from emulator import StravaEmulator
 
