@@ -502,7 +502,7 @@ class StravaCredentials(Block):
         self.revoked_at = (at or _utcnow()).astimezone(UTC).isoformat()
         self.revoked_reason = reason
         if self.block_name:
-            self.save(self.block_name, overwrite=True)
+            self._save_now(self.block_name)
         logger.warning("Marked the athlete of block %r revoked: %s", self.block_name, reason)
 
     def reactivate(self, refresh_token: str) -> None:
@@ -512,7 +512,7 @@ class StravaCredentials(Block):
         self.revoked_at = None
         self.revoked_reason = None
         if self.block_name:
-            self.save(self.block_name, overwrite=True)
+            self._save_now(self.block_name)
 
     def refresh_access_token(self) -> tuple[str, float]:
         """Exchange the refresh token; persist a rotated one before returning the access token.
@@ -563,8 +563,12 @@ class StravaCredentials(Block):
                 "saved; save it (block.save(name)) or the next run cannot authenticate."
             )
             return
-        self.save(name, overwrite=True)
+        self._save_now(name)
         logger.info("Saved the rotated Strava refresh token to block %r", name)
+
+    def _save_now(self, name: str) -> None:
+        """Save synchronously, also when called under an event loop (an async flow, a webhook handler)."""
+        self.save(name, overwrite=True, _sync=True)  # type: ignore[call-arg]
 
     def _to_block_document(self, *args: Any, **kwargs: Any) -> Any:
         # An unsaved application would be stored inline, its secret copied into this block.

@@ -203,7 +203,10 @@ def test_the_roster_lists_the_applications_athletes_sorted(app: Roster, tmp_path
     assert asyncio.run(roster.alist_roster(app.application_block)) == entries
     assert [e.athlete_id for e in roster.list_roster(str(other_app.block_name))] == [app.athlete_ids[0]]
 
-    roster.mark_revoked(app.athlete_blocks[app.athlete_ids[2]], "deauthorised (webhook)", REVOKED_AT)
+    async def webhook_handler() -> None:  # under an event loop, as a webhook receiver calls it
+        roster.mark_revoked(app.athlete_blocks[app.athlete_ids[2]], "deauthorised (webhook)", REVOKED_AT)
+
+    asyncio.run(webhook_handler())
     athlete = app.emu.for_athlete(app.athlete_ids[2]).athlete
     entry = roster.find_athlete(app.application_block, app.athlete_ids[2])
     assert entry == roster.RosterEntry(
