@@ -21,16 +21,18 @@ def setup_emulator_application(emu: Any, application_block: str) -> list[str]:
     """
     from pydantic import SecretStr
 
+    from blocks.loading import load_block
     from blocks.strava import StravaApplication, StravaCredentials
 
     application = StravaApplication(
         client_id=str(emu.client_id), client_secret=SecretStr(emu.client_secret), base_url=emu.base_url
     )
     application.save(application_block, overwrite=True)
-    application = StravaApplication.load(application_block)  # a saved reference, never a copy of the secret
+    # The loaded block carries its document id: athletes reference it, never copy its secret.
+    application = load_block(StravaApplication, application_block)
     names = []
     for athlete_id in emu.athlete_ids:
-        name = f"{application_block}-athlete-{athlete_id}"
+        name = application.athlete_block_name(athlete_id)
         StravaCredentials(
             application=application,
             refresh_token=SecretStr(emu.for_athlete(athlete_id).current_refresh_token),
@@ -93,4 +95,3 @@ def demo_rounds(home: Path, athletes: int, activities: int, blocks: Sequence[str
     ok = ok and sum(a.get("inserted") or 0 for a in second["athletes"]) == 2 * (athletes - 1)
     print("\nDemo " + ("succeeded." if ok else "finished, but the numbers are not what was expected."))
     return 0 if ok else 1
-

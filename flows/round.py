@@ -31,7 +31,6 @@ from blocks.strava import StravaApplication
 from flows import flow_timeout
 from flows.pipeline import MAX_LOOKBACK_DAYS, open_target, strava_elt
 from tasks.insight import notify
-from tasks.insight.index import publish_index
 from tasks.state import budget, rounds
 from tasks.strava.roster import RosterEntry, list_roster
 
@@ -117,10 +116,11 @@ def _inline_child(entry: RosterEntry, params: dict[str, Any]) -> AthleteResult:
 
 def _deployment_child(entry: RosterEntry, params: dict[str, Any], timeout: float) -> AthleteResult:
     """Run the athlete's pipeline through the ``athlete`` deployment; wait for it to end."""
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     with budget.athlete_slot(entry.athlete_id, timeout_seconds=timeout):
-        run = run_deployment(
+        run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync here
             ATHLETE_DEPLOYMENT,
             parameters={"strava_block": entry.block_name, **params},
             tags=[f"strava-athlete:{_key(entry)}"],
@@ -274,13 +274,13 @@ def _finish(
         remembered[key] = rounds.AthleteMemory(line.outcome, success)
     rounds.write_round_state(warehouse_id, application_block, remembered)
     ordered = {_key(e): i for i, e in enumerate(roster)}
-    lines.sort(key=lambda line: (line.outcome == rounds.REVOKED and line.requests is None, ordered.get(line.athlete, 0)))
+    lines.sort(
+        key=lambda line: (line.outcome == rounds.REVOKED and line.requests is None, ordered.get(line.athlete, 0))
+    )
     return RoundResult(application_block, client_id, mode, lines)
 
 
-def _report(
-    result: RoundResult, slack: Any, lake_block: str, warehouse_block: str, application_block: str
-) -> None:
+def _report(result: RoundResult, slack: Any, lake_block: str, warehouse_block: str, application_block: str) -> None:
     """The round's table artifact, its one Slack message, its event and the index page."""
     logger = get_run_logger()
     table = [
@@ -318,6 +318,8 @@ def _report(
         },
     )
     try:
+        from tasks.insight.index import publish_index  # type: ignore[import-not-found,unused-ignore]
+
         publish_index(application_block, warehouse_block, lake_block)
     except Exception as exc:  # noqa: BLE001 - the index is a view; the loads stand without it
         logger.warning("Index page not published: %s", notify.short_error(exc))

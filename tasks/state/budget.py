@@ -197,4 +197,3 @@ def athlete_slot(athlete_id: int | str | None, timeout_seconds: float = 3600) ->
                 pass
     with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, strict=True):
         yield
-
