@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -57,6 +57,7 @@ class AthleteResult:
     watermark: str | None = None
     detail: str = ""
     flow_run_id: str | None = None
+    ended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def strava_round(
         run = lambda e: _deployment_child(e, params, child_timeout_seconds)  # noqa: E731
         width = parallel
     results |= _fan_out([active[k] for k in order], run, width, budget.Ledger(client_id, budget.read_budget(client_id)))
-    result = _finish(application_block, client_id, mode, roster, results, memory, warehouse_id)
+    result = _finish(application_block, client_id, mode, results, memory, warehouse_id, order)
     _report(result, slack, lake_block, warehouse_block, application_block)
     failed = result.count(rounds.FAILED)
     data = asdict(result)
@@ -216,7 +217,7 @@ def _fan_out(
         nonlocal spent
         for future in done:
             entry = running.pop(future)
-            line = future.result()
+            line = replace(future.result(), ended_at=datetime.now(UTC))
             results[_key(entry)] = line
             ledger.settle(_key(entry), line.requests)
             if line.outcome == rounds.PARTIAL:
@@ -255,28 +256,26 @@ def _finish(
     application_block: str,
     client_id: str,
     mode: str,
-    roster: list[RosterEntry],
     results: dict[str, AthleteResult],
     memory: dict[str, rounds.AthleteMemory],
     warehouse_id: str,
+    taken: list[str],
 ) -> RoundResult:
     """Mark athletes the round found revoked, remember every outcome, and build the result."""
     revoked_now = {_key(e) for e in list_roster(application_block) if e.status != "active"}
-    now = datetime.now(UTC)
     lines: list[AthleteResult] = []
     remembered: dict[str, rounds.AthleteMemory] = {}
     for key, line in results.items():
         if key in revoked_now and line.outcome == rounds.FAILED:
-            line = AthleteResult(**{**asdict(line), "outcome": rounds.REVOKED})
+            line = replace(line, outcome=rounds.REVOKED)
         lines.append(line)
         before = memory.get(key, rounds.AthleteMemory())
-        success = now if line.outcome == rounds.COMPLETE else before.last_success
+        success = line.ended_at if line.outcome == rounds.COMPLETE else before.last_success
         remembered[key] = rounds.AthleteMemory(line.outcome, success)
     rounds.write_round_state(warehouse_id, application_block, remembered)
-    ordered = {_key(e): i for i, e in enumerate(roster)}
-    lines.sort(
-        key=lambda line: (line.outcome == rounds.REVOKED and line.requests is None, ordered.get(line.athlete, 0))
-    )
+    # In the order the round took them; the athletes it skipped as revoked last.
+    position = {key: i for i, key in enumerate(taken)}
+    lines.sort(key=lambda line: position.get(line.athlete, len(position)))
     return RoundResult(application_block, client_id, mode, lines)
 
 

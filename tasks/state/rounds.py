@@ -80,12 +80,13 @@ def write_round_state(warehouse_id: str, application_block: str, memory: Mapping
 
 
 def order_athletes(keys: Iterable[str], memory: Mapping[str, AthleteMemory]) -> list[str]:
-    """Stalest first: never loaded or partial last time, then the oldest last success; ties by key."""
+    """Stalest first: never loaded or partial last time, then the oldest last success; ties by athlete id."""
 
-    def staleness(key: str) -> tuple[int, float, str]:
+    def staleness(key: str) -> tuple[int, float, int, str]:
         known = memory.get(key, AthleteMemory())
         first = known.last_success is None or known.outcome == PARTIAL
-        return (0 if first else 1, known.last_success.timestamp() if known.last_success else 0.0, key)
+        since = known.last_success.timestamp() if known.last_success else 0.0
+        return (0 if first else 1, since, int(key) if key.isdigit() else -1, key)
 
     return sorted(keys, key=staleness)
 
