@@ -41,7 +41,8 @@ def _hint(kind: str) -> str:
 def load_block(block_type: type[B], name: str) -> B:
     """Load a block of ``block_type`` named ``name`` or raise :class:`MissingBlockError`."""
     try:
-        return cast(B, block_type.load(name))
+        # _sync: this function is synchronous, also when an async flow or handler calls it.
+        return cast(B, block_type.load(name, _sync=True))  # type: ignore[call-arg]
     except RuntimeError as exc:
         if not isinstance(exc.__cause__, ValidationError):
             raise

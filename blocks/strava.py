@@ -330,10 +330,12 @@ class StravaApplication(Block):
         athlete = payload.get("athlete")
         athlete = athlete if isinstance(athlete, dict) else {}
         athlete_id = athlete.get("id")
+        name = " ".join(str(athlete.get(k) or "") for k in ("firstname", "lastname")).strip()
         credentials = StravaCredentials(
             application=self,
             refresh_token=refresh_token,
             athlete_id=int(athlete_id) if athlete_id is not None else None,
+            athlete_name=name or None,
         )
         return credentials, athlete
 
@@ -395,6 +397,11 @@ class StravaCredentials(Block):
     )
     athlete_id: int | None = Field(
         default=None, title="Athlete ID", description="Strava id of the athlete (set by `strava-elt auth`)."
+    )
+    athlete_name: str | None = Field(
+        default=None,
+        title="Athlete name",
+        description="The athlete's name as Strava sent it at authorisation (shown on the index page).",
     )
     status: Literal["active", "revoked"] = Field(
         default="active",
@@ -495,7 +502,7 @@ class StravaCredentials(Block):
         self.revoked_at = (at or _utcnow()).astimezone(UTC).isoformat()
         self.revoked_reason = reason
         if self.block_name:
-            self.save(self.block_name, overwrite=True)
+            self._save_now(self.block_name)
         logger.warning("Marked the athlete of block %r revoked: %s", self.block_name, reason)
 
     def reactivate(self, refresh_token: str) -> None:
@@ -505,7 +512,7 @@ class StravaCredentials(Block):
         self.revoked_at = None
         self.revoked_reason = None
         if self.block_name:
-            self.save(self.block_name, overwrite=True)
+            self._save_now(self.block_name)
 
     def refresh_access_token(self) -> tuple[str, float]:
         """Exchange the refresh token; persist a rotated one before returning the access token.
@@ -528,8 +535,8 @@ class StravaCredentials(Block):
                 grant_type="refresh_token", refresh_token=self.refresh_token.get_secret_value()
             )
         except RefreshTokenRejected as exc:
-            if self.application is None:
-                raise
+            if self.application is None or exc.blames_client:
+                raise  # a single block, or the application's id or secret: no athlete to mark
             self.mark_revoked(f"Strava rejected the refresh token: {exc.message}")
             raise self.revoked_error() from exc
         try:
@@ -556,8 +563,12 @@ class StravaCredentials(Block):
                 "saved; save it (block.save(name)) or the next run cannot authenticate."
             )
             return
-        self.save(name, overwrite=True)
+        self._save_now(name)
         logger.info("Saved the rotated Strava refresh token to block %r", name)
+
+    def _save_now(self, name: str) -> None:
+        """Save synchronously, also when called under an event loop (an async flow, a webhook handler)."""
+        self.save(name, overwrite=True, _sync=True)  # type: ignore[call-arg]
 
     def _to_block_document(self, *args: Any, **kwargs: Any) -> Any:
         # An unsaved application would be stored inline, its secret copied into this block.

@@ -122,12 +122,27 @@ class AuthError(FatalError):
 
 
 class RefreshTokenRejected(AuthError):
-    """HTTP 400/401 from ``/oauth/token``: bad client secret, client id or refresh token."""
+    """HTTP 400/401 from ``/oauth/token``: bad client secret, client id or refresh token.
+
+    Attributes:
+        fields: The ``errors[].field`` values Strava named (e.g. ``refresh_token`` or
+            ``client_secret``), empty when it named none.
+
+    """
 
     default_hint = (
         "The client secret or refresh token was rejected: check the client secret in the "
         f"StravaCredentials block, or run `{_AUTH_COMMAND}` to get a new refresh token."
     )
+
+    def __init__(self, text: str, *, fields: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(text, **kwargs)
+        self.fields = fields
+
+    @property
+    def blames_client(self) -> bool:
+        """Strava rejected the application's client id or secret (not the athlete's token)."""
+        return bool({"client_id", "client_secret"} & set(self.fields))
 
 
 class AthleteRevoked(RefreshTokenRejected):
@@ -317,7 +332,7 @@ def classify(response: httpx.Response, *, token_endpoint: bool = False) -> Strav
         hint = None
         if known:
             hint = f"{'; '.join(known)}. Run `{_AUTH_COMMAND}` to authorise again."
-        return build(RefreshTokenRejected, hint)
+        return build(RefreshTokenRejected, hint, fields=tuple(fields))
     if status == HTTPStatus.UNAUTHORIZED:
         return build(AuthError)
     if status == HTTPStatus.FORBIDDEN:

@@ -264,6 +264,25 @@ def cmd_setup_aws(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- auth
 
 
+def ask_code(url: str, code: str | None) -> str:
+    """Show the authorize URL, take the code (``code``, or pasted: the code or the redirect URL), check its scope."""
+    from blocks.strava import check_scope
+    from blocks.strava import parse_authorization_response as parse
+    from blocks.strava_errors import StravaError
+
+    print("1. Open this URL in a browser signed in to Strava and click Authorize:")
+    print(f"   {url}")
+    print("2. The browser lands on a page that may not load; its address holds code=...")
+    if code is None:
+        code = input("3. Paste the code (or the whole address): ")
+    try:
+        parsed_code, scope = parse(code)
+        check_scope(scope)
+    except (ValueError, StravaError) as exc:
+        raise CliError(str(exc)) from None
+    return parsed_code
+
+
 def authorize(
     client_id: str,
     client_secret: str,
@@ -283,19 +302,12 @@ def authorize(
         The athlete Strava sent with the tokens (may be empty).
 
     """
-    from blocks.strava import DEFAULT_REDIRECT_URI, StravaCredentials, authorize_url, check_scope
-    from blocks.strava import parse_authorization_response as parse
+    from blocks.strava import DEFAULT_REDIRECT_URI, StravaCredentials, authorize_url
     from blocks.strava_errors import StravaError
 
     url = authorize_url(client_id, redirect_uri=redirect_uri or DEFAULT_REDIRECT_URI, base_url=base_url)
-    print("1. Open this URL in a browser signed in to Strava and click Authorize:")
-    print(f"   {url}")
-    print("2. The browser lands on a page that may not load; its address holds code=...")
-    if code is None:
-        code = input("3. Paste the code (or the whole address): ")
+    parsed_code = ask_code(url, code)
     try:
-        parsed_code, scope = parse(code)
-        check_scope(scope)
         credentials, athlete = StravaCredentials.from_authorization_code(
             client_id, client_secret, parsed_code, base_url=base_url
         )
@@ -786,6 +798,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--athletes", type=int, default=1, help="athletes of the one application, each with --activities (default 1)"
     )
     emu.set_defaults(func=cmd_emulator)
+    from flows import cli_athletes
+
+    cli_athletes.register(sub)  # setup application, auth --application, athletes, dashboard --index
     return parser
 
 

@@ -54,6 +54,7 @@ def test_strava_field_titles_read_well() -> None:
         "timeout_seconds": "Timeout (seconds)",
         "application": "Application",
         "athlete_id": "Athlete ID",
+        "athlete_name": "Athlete name",
         "status": "Status",
         "revoked_at": "Revoked at",
         "revoked_reason": "Revoked reason",

@@ -42,7 +42,7 @@ def test_the_athlete_block_references_the_application_and_holds_no_secret(app: R
     application = _document(app.application_block, "strava-application")
     document = _document(name, secrets=True)
     reference = document.block_document_references["application"]["block_document"]
-    assert reference["id"] == application.id and reference["name"] == app.application_block
+    assert str(reference["id"]) == str(application.id) and reference["name"] == app.application_block
     assert document.data["client_secret"] is None and document.data["client_id"] is None
     assert document.data["athlete_id"] == athlete_id and document.data["status"] == "active"
 
@@ -151,6 +151,23 @@ def test_a_revoked_athlete_is_marked_and_its_run_fails_clearly_while_the_others_
     assert app.run(revoked)["inserted"] == len(view.activities)
 
 
+def test_a_rejected_client_secret_marks_no_athlete(app: Roster) -> None:
+    import pickle
+
+    from blocks.strava_errors import RefreshTokenRejected
+
+    wrong = StravaApplication.load(app.application_block)
+    wrong.client_secret = SecretStr("not-the-secret")
+    wrong.save(app.application_block, overwrite=True)
+    athlete_id = app.athlete_ids[0]
+    with pytest.raises(RefreshTokenRejected) as info, athlete_credentials(app, athlete_id).get_client() as http:
+        http.get("/athlete")
+    assert type(info.value) is RefreshTokenRejected and info.value.blames_client
+    assert "client secret" in str(info.value) and "not-the-secret" not in str(info.value)
+    assert pickle.loads(pickle.dumps(info.value)).fields == ("client_secret",)
+    assert athlete_credentials(app, athlete_id).status == "active"  # the application is wrong, not the athlete
+
+
 def test_a_single_block_with_a_rejected_token_is_not_marked(tmp_path: Path) -> None:
     from emulator import StravaEmulator
 
@@ -186,7 +203,11 @@ def test_the_roster_lists_the_applications_athletes_sorted(app: Roster, tmp_path
     assert asyncio.run(roster.alist_roster(app.application_block)) == entries
     assert [e.athlete_id for e in roster.list_roster(str(other_app.block_name))] == [app.athlete_ids[0]]
 
-    roster.mark_revoked(app.athlete_blocks[app.athlete_ids[2]], "deauthorised (webhook)", REVOKED_AT)
+    async def webhook_handler() -> None:  # under an event loop, as a webhook receiver calls it
+        roster.mark_revoked(app.athlete_blocks[app.athlete_ids[2]], "deauthorised (webhook)", REVOKED_AT)
+
+    asyncio.run(webhook_handler())
+    athlete = app.emu.for_athlete(app.athlete_ids[2]).athlete
     entry = roster.find_athlete(app.application_block, app.athlete_ids[2])
     assert entry == roster.RosterEntry(
         app.athlete_blocks[app.athlete_ids[2]],
@@ -194,6 +215,7 @@ def test_the_roster_lists_the_applications_athletes_sorted(app: Roster, tmp_path
         "revoked",
         REVOKED_AT.isoformat(),
         "deauthorised (webhook)",
+        f"{athlete['firstname']} {athlete['lastname']}",
     )
     # Marking saved the athlete block only: its token and the reference are intact.
     block = athlete_credentials(app, app.athlete_ids[2])
@@ -201,3 +223,77 @@ def test_the_roster_lists_the_applications_athletes_sorted(app: Roster, tmp_path
     assert roster.find_athlete(app.application_block, 1) is None
     with pytest.raises(MissingBlockError, match="strava-elt setup application"):
         roster.list_roster("no-such-application")
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def test_setup_application_and_auth_add_and_reactivate_athletes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emulator import StravaEmulator
+    from flows.cli import main
+
+    name = f"club-{uuid.uuid4().hex[:8]}"
+    with StravaEmulator(activities=5, seed=9, athletes=2) as emu:
+        setup = ["setup", "application", "--name", name, "--client-id", emu.client_id]
+        assert main([*setup, "--client-secret", emu.client_secret, "--base-url", emu.base_url]) == 0
+        first, second = emu.athlete_ids
+        for athlete_id in (first, second):
+            code = emu.for_athlete(athlete_id).authorization_code()
+            assert main(["auth", "--application", name, "--code", code]) == 0
+        out = capsys.readouterr().out
+        assert f"{emu.base_url}/oauth/authorize?client_id={emu.client_id}&response_type=code" in out
+        assert f"(id {second}) to application {name!r}: block '{name}-athlete-{second}'" in out
+        assert emu.client_secret not in out and emu.for_athlete(first).current_refresh_token not in out
+        assert [e.athlete_id for e in roster.list_roster(name)] == sorted((first, second))
+        assert load_block(StravaCredentials, f"{name}-athlete-{first}").client_secret is None
+
+        # Setting the application up again keeps its document: the athletes still reference it.
+        assert main([*setup, "--client-secret", "new-secret", "--base-url", emu.base_url]) == 0
+        block = load_block(StravaCredentials, f"{name}-athlete-{first}")
+        assert block.application is not None and block.application.client_secret.get_secret_value() == "new-secret"
+        assert main([*setup, "--client-secret", emu.client_secret, "--base-url", emu.base_url]) == 0
+
+        roster.mark_revoked(f"{name}-athlete-{first}", "Strava rejected the refresh token", REVOKED_AT)
+        capsys.readouterr()
+        code = emu.for_athlete(first).authorization_code("again")
+        assert main(["auth", "--application", name, "--code", code]) == 0
+        assert f"(id {first}) re-activated in application {name!r}" in capsys.readouterr().out
+        block = load_block(StravaCredentials, f"{name}-athlete-{first}")
+        assert (block.status, block.revoked_at, block.revoked_reason) == ("active", None, None)
+        assert block.refresh_token.get_secret_value() == emu.for_athlete(first).current_refresh_token
+
+        # A bad code says what is wrong; the single-block auth still needs its client id.
+        assert main(["auth", "--application", name, "--code", "no-such-code"]) == 1
+        assert "authorisation code" in capsys.readouterr().err
+        assert main(["auth", "--application", "no-such-app", "--code", "x"]) == 1
+        assert "No Strava Application block named 'no-such-app'" in capsys.readouterr().err
+
+
+def test_athletes_lists_status_watermark_and_last_run(app: Roster, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from flows.cli import main
+
+    loaded, revoked, idle = app.athlete_ids
+    summary = app.run(loaded)
+    roster.mark_revoked(app.athlete_blocks[revoked], "Strava rejected the refresh token", REVOKED_AT)
+
+    args = ["athletes", "--application", app.application_block, "--warehouse-block", app.warehouse_block]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    ids = {str(i) for i in app.athlete_ids}
+    lines = {int(line.split()[0]): line for line in out.splitlines() if line.split()[0] in ids}
+    assert set(lines) == set(app.athlete_ids)
+    assert summary["watermark"].replace("+00:00", "Z") in lines[loaded] and "Completed" in lines[loaded]
+    assert " revoked " in lines[revoked] and " active " in lines[idle]
+    assert lines[idle].split()[3:] == ["-", "-", "-"]  # no watermark, no load, no run
+    assert f"athlete {revoked} revoked at {REVOKED_AT.isoformat()}: Strava rejected the refresh token" in out
+    assert f"1 revoked: runs skip them until `strava-elt auth --application {app.application_block}`" in out
+
+    assert main([*args, "--json"]) == 0
+    rows = {row["athlete_id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows[loaded]["block"] == app.athlete_blocks[loaded]
+    assert rows[loaded]["last_run"].startswith("Completed ") and rows[loaded]["last_loaded"]
+    assert rows[revoked]["status"] == "revoked" and rows[revoked]["revoked_at"] == REVOKED_AT.isoformat()

@@ -45,6 +45,7 @@ class RosterEntry:
         status: ``active`` or ``revoked``.
         revoked_at: When it was marked revoked (ISO 8601), else None.
         revoked_reason: Why (Strava's answer), else None.
+        athlete_name: The athlete's name as Strava sent it at authorisation (untrusted text).
 
     """
 
@@ -53,6 +54,7 @@ class RosterEntry:
     status: str
     revoked_at: str | None
     revoked_reason: str | None
+    athlete_name: str | None = None
 
     @property
     def active(self) -> bool:
@@ -77,6 +79,7 @@ def _entry(document: BlockDocument) -> RosterEntry:
         status=str(data.get("status") or "active"),
         revoked_at=data.get("revoked_at"),
         revoked_reason=data.get("revoked_reason"),
+        athlete_name=data.get("athlete_name"),
     )
 
 
