@@ -26,11 +26,11 @@ from prefect.events import emit_event
 from prefect.states import Completed, Failed, State
 from pydantic import Field
 
-from blocks.loading import load_block
+from blocks.loading import load_block, load_lake
 from blocks.strava import StravaApplication
 from flows import flow_timeout
 from flows.pipeline import MAX_LOOKBACK_DAYS, open_target, strava_elt
-from tasks.insight import notify
+from tasks.insight import index, notify
 from tasks.state import budget, rounds
 from tasks.strava.roster import RosterEntry, list_roster
 
@@ -317,8 +317,9 @@ def _report(result: RoundResult, slack: Any, lake_block: str, warehouse_block: s
         },
     )
     try:
-        from tasks.insight.index import publish_index  # type: ignore[import-not-found,unused-ignore]
-
-        publish_index(application_block, warehouse_block, lake_block)
+        page = index.publish_index(
+            load_lake(lake_block), index.index_entries(application_block, warehouse_block), datetime.now(UTC)
+        )
+        logger.info("Index page of the athletes: %s", page["url"])
     except Exception as exc:  # noqa: BLE001 - the index is a view; the loads stand without it
         logger.warning("Index page not published: %s", notify.short_error(exc))
