@@ -140,7 +140,7 @@ def strava_round(
     lookback_days: Annotated[int, Field(ge=0, le=MAX_LOOKBACK_DAYS)] = 14,
     slack_block: str | None = None,
     mode: Literal["inline", "deployment"] = "inline",
-    parallel: Annotated[int, Field(ge=1, le=64)] = 4,
+    parallel: Annotated[int, Field(ge=1, le=64)] = 1,
     child_timeout_seconds: float = CHILD_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """Load every active athlete of the application once, stalest first, under its one budget.
@@ -153,7 +153,8 @@ def strava_round(
         slack_block: Notification block for the round's one message (the children send none).
         mode: ``inline``: subflows one after another in this process; ``deployment``: runs of
             the ``strava-elt/athlete`` deployment, which a work pool's workers share out.
-        parallel: Deployment mode: child runs in flight at once (inline runs one at a time).
+        parallel: Deployment mode: child runs in flight at once (inline runs one at a time); keep 1
+            with a DuckDB warehouse, which takes one writer at a time.
         child_timeout_seconds: Deployment mode: how long to wait for one child run.
 
     """

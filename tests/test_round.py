@@ -102,6 +102,8 @@ def test_three_athletes_are_loaded_exactly_once_then_incrementally(app: App) -> 
     assert outcomes(first) == dict.fromkeys(ids, "complete"), format_round(first)
     assert first["state"].startswith("Completed")
     app.assert_each_activity_once()
+    index_page = (app.home / "lake" / "index.html").read_text(encoding="utf-8")
+    assert all(f"athlete_id={i}/dashboard.html" in index_page for i in ids)
     # Each child's numbers come from its own run: /athlete plus one page of up to 200.
     for line in first["athletes"]:
         athlete_id = int(line["athlete"])
