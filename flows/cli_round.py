@@ -12,8 +12,10 @@ from typing import Any
 DEMO_APPLICATION = "strava-demo-app"
 
 
-def setup_emulator_application(emu: Any, application_block: str) -> list[str]:
-    """Save a StravaApplication block for the emulator and one athlete block per emulated athlete.
+def setup_application_blocks(
+    application_block: str, client_id: str, client_secret: str, base_url: str, refresh_tokens: dict[int, str]
+) -> list[str]:
+    """Save a StravaApplication block and one athlete block per ``{athlete id: refresh token}``.
 
     Returns:
         The athlete blocks' names, ``<application block>-athlete-<athlete id>``.
@@ -24,22 +26,25 @@ def setup_emulator_application(emu: Any, application_block: str) -> list[str]:
     from blocks.loading import load_block
     from blocks.strava import StravaApplication, StravaCredentials
 
-    application = StravaApplication(
-        client_id=str(emu.client_id), client_secret=SecretStr(emu.client_secret), base_url=emu.base_url
+    StravaApplication(client_id=client_id, client_secret=SecretStr(client_secret), base_url=base_url).save(
+        application_block, overwrite=True
     )
-    application.save(application_block, overwrite=True)
     # The loaded block carries its document id: athletes reference it, never copy its secret.
     application = load_block(StravaApplication, application_block)
     names = []
-    for athlete_id in emu.athlete_ids:
+    for athlete_id, token in refresh_tokens.items():
         name = application.athlete_block_name(athlete_id)
-        StravaCredentials(
-            application=application,
-            refresh_token=SecretStr(emu.for_athlete(athlete_id).current_refresh_token),
-            athlete_id=athlete_id,
-        ).save(name, overwrite=True)
+        StravaCredentials(application=application, refresh_token=SecretStr(token), athlete_id=athlete_id).save(
+            name, overwrite=True
+        )
         names.append(name)
     return names
+
+
+def setup_emulator_application(emu: Any, application_block: str) -> list[str]:
+    """The application and athlete blocks of a running emulator (every athlete's current token)."""
+    tokens = {a: emu.for_athlete(a).current_refresh_token for a in emu.athlete_ids}
+    return setup_application_blocks(application_block, str(emu.client_id), emu.client_secret, emu.base_url, tokens)
 
 
 def run_round(**parameters: Any) -> dict[str, Any]:
