@@ -104,7 +104,7 @@ def stack(tmp_path: Path, pg_url: str) -> Iterator[tuple[Stack, str]]:
 
 def test_two_workers_take_the_children_in_parallel_within_one_budget(stack: tuple[Stack, str]) -> None:
     s, _ = stack
-    round_id = s.deployment_run("strava-elt/weekly-all", "parallel=2")
+    round_id = s.deployment_run("strava-elt-round/weekly-all", "parallel=2")
 
     def ended() -> dict[str, Any] | None:
         run: dict[str, Any] = s.flow_run(round_id)
