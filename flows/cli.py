@@ -349,7 +349,14 @@ def run_pipeline(**parameters: Any) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the main flow once and print its summary."""
+    """Run the main flow once and print its summary (``--all``: the round over an application's athletes)."""
+    if args.all:
+        from flows.cli_round import print_round, run_round
+
+        params = {"lake_block": args.lake_block, "warehouse_block": args.warehouse_block, "mode": args.mode}
+        result = run_round(application_block=args.application, lookback_days=args.lookback_days, **params)
+        print_round(f"Round over {args.application}", result)
+        return 0 if not any(a["outcome"] == "failed" for a in result["athletes"]) else 1
     summary = run_pipeline(
         strava_block=args.strava_block,
         lake_block=args.lake_block,
@@ -426,6 +433,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from emulator import StravaEmulator
 
     print(f"strava-elt demo: emulator, DuckDB and lake under {home}")
+    if args.athletes > 1:  # one application, several athletes: two rounds (flows/cli_round.py)
+        from flows.cli_round import demo_rounds
+
+        return demo_rounds(home, args.athletes, min(args.activities, 300), DEMO_BLOCKS)
     with StravaEmulator(activities=args.activities) as emu:
         print(f"Strava API emulator on {emu.base_url} with {len(emu.activities)} activities")
         # A new DuckDB file is a new warehouse (its own id): no watermark carries over from an earlier demo.
@@ -708,12 +719,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lookback-days", type=int, default=14, help="days re-read before the watermark (default 14)")
     run.add_argument("--full-refresh", action="store_true", help="re-read the whole history")
     run.add_argument("--slack-block", help="notification block for one message per run (default: none)")
+    run.add_argument("--all", action="store_true", help="the round: every active athlete of --application")
+    run.add_argument("--application", default="strava-application", help="StravaApplication block (with --all)")
+    run.add_argument("--mode", choices=("inline", "deployment"), default="inline", help="with --all (default inline)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="two runs against the built-in emulator: no credentials, no network")
     demo.add_argument("--home", default=str(DEFAULT_HOME / "demo"), help="demo folder (default ./.strava-elt/demo)")
     demo.add_argument("--activities", type=int, default=1500, help="size of the emulated athlete (default 1500)")
     demo.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs")
+    demo.add_argument("--athletes", type=int, default=1, help="athletes of one application: two rounds (default 1)")
     demo.set_defaults(func=cmd_demo)
 
     validate = sub.add_parser(

@@ -24,6 +24,7 @@ from flows import run_names
 from tasks import lake as lake_tasks
 from tasks import strava as strava_tasks
 from tasks import warehouse as wh
+from tasks.state import budget
 from tasks.state import watermark as wm
 from tasks.warehouse import schema
 
@@ -260,6 +261,8 @@ def extract_activities(
         finally:
             writer.discard()
             result.requests = client.requests
+            # What is left of the application's budget, for the round (tasks/state/budget.py).
+            budget.record_budget(_client_id(credentials), client.governor.current())
     result.new_fields = sorted(new_fields)
     result.new_sport_types = sorted(new_sports)
     result.unfit_values = dict(sorted(unfit.items()))
@@ -306,6 +309,12 @@ def _start(warehouse_block: str | None, athlete_id: int, full_refresh: bool, ext
         with engine.connect() as conn:
             held = wh.athlete_rows(conn, athlete_id)
     return wm.resolve_start(warehouse_id, athlete_id, held, extracted_at)
+
+
+def _client_id(credentials: StravaCredentials) -> str:
+    """The application's client id: its StravaApplication block's when the athlete block references one."""
+    application = getattr(credentials, "application", None)
+    return str(application.client_id if application is not None else credentials.client_id)
 
 
 def _partial_reason(client: strava_tasks.StravaClient, where: str) -> str:

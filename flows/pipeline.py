@@ -15,13 +15,13 @@ from pydantic import Field
 from blocks.loading import load_block
 from blocks.warehouse import Warehouse
 from flows import flow_retries, flow_timeout, run_names
-from flows.extract import FUTURE_IDS_SHOWN, PARTIAL, extract_activities
+from flows.extract import FUTURE_IDS_SHOWN, extract_activities
 from flows.insight import publish_insight
 from flows.load import load_activities
 from flows.models import build_models
 from tasks import warehouse as wh
 from tasks.insight import notify
-from tasks.state import events, retry
+from tasks.state import events, retry, rounds
 from tasks.state import watermark as wm
 
 MAX_LOOKBACK_DAYS = 365
@@ -80,10 +80,9 @@ def strava_elt(
     slack = notify.load_slack(slack_block)
     try:
         _run(summary, strava_block, lake_block, warehouse_block, lookback_days, full_refresh)
-        if str(summary["status"]).startswith(PARTIAL):
-            # Cut short by the daily rate limit: Completed, and the run's state says so.
-            return Completed(message=summary["status"], data=summary)  # type: ignore[return-value]
-        return summary
+        # Completed, and the state's message says what the run did (cut short by the daily rate
+        # limit: "partial: resumes next run ..."); a round reads it back (tasks/state/rounds.py).
+        return Completed(message=rounds.outcome_message(summary), data=summary)  # type: ignore[return-value]
     except Exception as exc:
         notify.record_failure(summary, exc)
         retry.final_unless_transient(exc)

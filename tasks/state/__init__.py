@@ -7,15 +7,19 @@ emits, and which failures end a run instead of being retried.
 - :mod:`~tasks.state.events` the ``strava.activities.loaded`` event
 - :mod:`~tasks.state.retry` the flow-retry policy
 - :mod:`~tasks.state.runs` an athlete's runs: their tag and the last one
+- :mod:`~tasks.state.budget` an application's budget shared by its athletes' runs, the athlete slot
+- :mod:`~tasks.state.rounds` the round's memory and its children's outcomes
 """
 
 from __future__ import annotations
 
-from tasks.state import events, retry, runs, watermark
+from tasks.state import budget, events, retry, rounds, runs, watermark
 
 __all__ = [
+    "budget",
     "events",
     "retry",
+    "rounds",
     "runs",
     "watermark",
 ]
