@@ -479,7 +479,7 @@ class AthleteGenerator:
             kind = self._resolve(rng, kind_name, epoch)
             activity = self._activity(rng, kind, epoch, self.home, epoch, group=False)
             next_id = max(next_id, activity["id"]) + _rint(rng, 1_000, 900_000)
-            self._set_id(activity, next_id)
+            set_activity_id(activity, next_id)
             out.append(activity)
             epoch += _rint(rng, shortest, longest)
         return out
@@ -800,14 +800,6 @@ class AthleteGenerator:
         return activity
 
     @staticmethod
-    def _set_id(activity: dict[str, Any], activity_id: int) -> None:
-        activity["id"] = activity_id
-        activity["map"]["id"] = f"a{activity_id}"
-        if activity.get("upload_id") is not None:
-            activity["upload_id"] = activity_id + 700_000_000 + activity["upload_id"] % 100_000
-            activity["upload_id_str"] = str(activity["upload_id"])
-
-    @staticmethod
     def _sprinkle_names(activities: list[dict[str, Any]], rng: random.Random) -> None:
         """Give one activity in each stretch of the history one of :data:`NASTY_NAMES`."""
         count = len(activities)
@@ -816,6 +808,15 @@ class AthleteGenerator:
         stretch = count / len(NASTY_NAMES)
         for i, name in enumerate(NASTY_NAMES):
             activities[min(count - 1, int((i + rng.random()) * stretch))]["name"] = name
+
+
+def set_activity_id(activity: dict[str, Any], activity_id: int) -> None:
+    """Give an activity a new id (and the map and upload ids that derive from it)."""
+    activity["id"] = activity_id
+    activity["map"]["id"] = f"a{activity_id}"
+    if activity.get("upload_id") is not None:
+        activity["upload_id"] = activity_id + 700_000_000 + activity["upload_id"] % 100_000
+        activity["upload_id_str"] = str(activity["upload_id"])
 
 
 def created_at_for(oldest_epoch: int) -> int:

@@ -594,7 +594,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     """Serve the emulator until Ctrl-C."""
     from emulator.server import serve_forever
 
-    serve_forever(port=args.port, activities=args.activities, seed=args.seed, host=args.host)
+    serve_forever(port=args.port, activities=args.activities, seed=args.seed, host=args.host, athletes=args.athletes)
     return 0
 
 
@@ -766,7 +766,10 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     emu.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     emu.add_argument("--activities", type=int, default=1500, help="number of synthetic activities")
-    emu.add_argument("--seed", type=int, default=42, help="seed of the synthetic athlete")
+    emu.add_argument("--seed", type=int, default=42, help="seed of the first synthetic athlete (athlete k: seed + k)")
+    emu.add_argument(
+        "--athletes", type=int, default=1, help="athletes of the one application, each with --activities (default 1)"
+    )
     emu.set_defaults(func=cmd_emulator)
     return parser
 

@@ -841,3 +841,192 @@ def test_command_line_serves_until_interrupted() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# --- several athletes of one application ------------------------------------------------
+
+
+@pytest.fixture
+def trio(clock: FakeClock) -> Iterator[StravaEmulator]:
+    with StravaEmulator(activities=[120, 80, 60], seed=7, clock=clock, end=END) as emulator:
+        yield emulator
+
+
+def grant(client: httpx.Client, refresh_token: str) -> httpx.Response:
+    return client.post(
+        "/oauth/token",
+        data={
+            "client_id": "12345",
+            "client_secret": "emulator-secret",
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+        },
+    )
+
+
+def test_athletes_have_distinct_data_and_the_first_is_the_single_athlete(
+    trio: StravaEmulator, clock: FakeClock
+) -> None:
+    ids = trio.athlete_ids
+    assert len(ids) == len(set(ids)) == 3 and ids[0] == trio.athlete_id
+    views = [trio.for_athlete(i) for i in ids]
+    assert [len(v.activities) for v in views] == [120, 80, 60]
+    activity_ids = [{a["id"] for a in v.activities} for v in views]
+    assert sum(map(len, activity_ids)) == len(set().union(*activity_ids))  # never collide
+    assert [{a["athlete"]["id"] for a in v.activities} for v in views] == [{i} for i in ids]
+    assert [v.current_refresh_token for v in views] == [
+        "emulator-refresh-token",
+        "emulator-refresh-token-1",
+        "emulator-refresh-token-2",
+    ]
+    single = StravaEmulator(activities=120, seed=7, clock=clock, end=END)
+    assert views[0].activities == single.activities == trio.activities
+    assert views[0].athlete == single.athlete
+    second = StravaEmulator(activities=80, seed=8, clock=clock, end=END)  # athlete k: seed + k
+    assert views[1].athlete["id"] == second.athlete["id"]
+    with pytest.raises(KeyError, match="has not authorised"):
+        trio.for_athlete(1)
+    with pytest.raises(ValueError, match="one count per athlete"):
+        StravaEmulator(activities=[10, 10], athletes=3, clock=clock, end=END)
+    assert len(StravaEmulator(activities=10, athletes=2, clock=clock, end=END).athlete_ids) == 2
+
+
+def test_new_activities_never_take_another_athletes_id(clock: FakeClock) -> None:
+    # Every athlete's newest activity starts at END: their ids can only differ by the
+    # generator's last digit, so with five athletes some collide and must be moved.
+    emulator = StravaEmulator(activities=5, athletes=5, seed=1, clock=clock, end=END)
+    views = [emulator.for_athlete(i) for i in emulator.athlete_ids]
+    newest = [v.activities[0] for v in views]
+    assert {a["start_date"] for a in newest} == {"2026-06-10T07:00:00Z"}
+    assert len({a["id"] for a in newest}) == 5
+    assert all(a["map"]["id"] == f"a{a['id']}" for a in newest)
+    added = [a["id"] for v in views for a in v.add_activities(3)]
+    every = [a["id"] for v in views for a in v.activities]
+    assert len(set(every)) == len(every) == 40 and set(added) <= set(every)
+
+
+def test_tokens_are_confined_to_their_athlete(trio: StravaEmulator) -> None:
+    ids = trio.athlete_ids
+    views = [trio.for_athlete(i) for i in ids]
+    with http(trio.base_url) as client:
+        tokens = [grant(client, v.current_refresh_token).json() for v in views]
+        for athlete_id, view, token in zip(ids, views, tokens, strict=True):
+            auth = bearer(token["access_token"])
+            assert client.get("/api/v3/athlete", headers=auth).json()["id"] == athlete_id
+            listed = list_all(client, auth, per_page=200)
+            assert [a["id"] for a in listed] == [a["id"] for a in view.activities]
+            own = view.activities[0]["id"]
+            assert client.get(f"/api/v3/activities/{own}", headers=auth).status_code == 200
+        other = views[1].activities[0]["id"]
+        response = client.get(f"/api/v3/activities/{other}", headers=bearer(tokens[0]["access_token"]))
+        assert response.status_code == 404
+        assert response.json()["message"] == "Record Not Found"
+        with pytest.raises(KeyError):
+            views[0].activity(other)
+        assert trio.request_count("/api/v3/athlete", athlete_id=ids[1]) == 1
+        assert trio.request_count(athlete_id=ids[2]) == 3  # /athlete, one page, one detail
+        assert trio.request_count(athlete_id=ids[0]) == 4  # and the other's detail, refused
+        assert trio.request_count("/oauth/token") == 3
+
+
+def test_rotation_and_revocation_per_athlete(trio: StravaEmulator) -> None:
+    first, second, third = (trio.for_athlete(i) for i in trio.athlete_ids)
+    with http(trio.base_url) as client:
+        old = second.current_refresh_token
+        rotated = grant(client, old).json()["refresh_token"]
+        assert second.current_refresh_token == rotated != old
+        assert first.current_refresh_token == "emulator-refresh-token"  # untouched
+        refused = grant(client, old)
+        assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "refresh_token"
+        third_auth = bearer(grant(client, third.current_refresh_token).json()["access_token"])
+        second_auth = bearer(grant(client, rotated).json()["access_token"])
+        third.revoke_refresh_token()
+        assert third.current_refresh_token == ""
+        assert grant(client, "emulator-refresh-token-2").status_code == 400
+        assert client.get("/api/v3/athlete", headers=third_auth).status_code == 401
+        assert client.get("/api/v3/athlete", headers=second_auth).status_code == 200  # others unaffected
+        second.expire_access_tokens()
+        assert client.get("/api/v3/athlete", headers=second_auth).status_code == 401
+        assert client.get("/api/v3/athlete", headers=bearer(first.issue_access_token())).status_code == 200
+
+
+def test_authorization_code_grants_its_athlete(trio: StravaEmulator) -> None:
+    ids = trio.athlete_ids
+    third = trio.for_athlete(ids[2])
+    third.revoke_refresh_token()
+    code = third.authorization_code()
+    assert code == "emulator-code-2" and trio.authorization_code() == "emulator-code"
+    with pytest.raises(ValueError, match="already registered"):
+        trio.for_athlete(ids[1]).authorization_code(code)
+    with http(trio.base_url) as client:
+        response = client.post(
+            "/oauth/token",
+            data={
+                "client_id": "12345",
+                "client_secret": "emulator-secret",
+                "grant_type": "authorization_code",
+                "code": code,
+            },
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert body["athlete"]["id"] == ids[2] and body["athlete"]["resource_state"] == 2
+        assert body["refresh_token"] == third.current_refresh_token
+        auth = bearer(body["access_token"])
+        assert client.get("/api/v3/athlete", headers=auth).json()["id"] == ids[2]
+
+
+def test_one_rate_budget_for_the_application(trio: StravaEmulator) -> None:
+    first, second = (trio.for_athlete(i) for i in trio.athlete_ids[:2])
+    trio.set_limits(read=(5, 1000))
+    a_auth, b_auth = bearer(first.issue_access_token()), bearer(second.issue_access_token())
+    with http(trio.base_url) as client:
+        for _ in range(3):
+            assert client.get("/api/v3/athlete", headers=a_auth).status_code == 200
+        for _ in range(2):
+            last = client.get("/api/v3/athlete", headers=b_auth)
+            assert last.status_code == 200
+        assert last.headers["X-ReadRateLimit-Usage"] == "5,5"  # the two athletes' requests add up
+        assert client.get("/api/v3/athlete", headers=b_auth).status_code == 429
+        assert client.get("/api/v3/athlete", headers=a_auth).status_code == 429  # the 429 hits both
+    assert trio.usage["read"] == (7, 7)
+    assert trio.request_count(athlete_id=first.athlete_id) == 4
+    assert trio.request_count(athlete_id=second.athlete_id) == 3
+
+
+def test_add_athlete_later(trio: StravaEmulator) -> None:
+    new_id = trio.add_athlete(activities=25)
+    assert trio.athlete_ids[-1] == new_id and len(trio.athlete_ids) == 4
+    view = trio.for_athlete(new_id)
+    assert len(view.activities) == 25
+    assert view.current_refresh_token == "emulator-refresh-token-3"
+    others = {a["id"] for i in trio.athlete_ids[:3] for a in trio.for_athlete(i).activities}
+    assert not others & {a["id"] for a in view.activities}
+    with http(trio.base_url) as client:
+        auth = bearer(grant(client, view.current_refresh_token).json()["access_token"])
+        assert client.get("/api/v3/athlete", headers=auth).json()["id"] == new_id
+
+
+def test_command_line_serves_several_athletes() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--port", "0", "--activities", "20", "--athletes", "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(8)]
+        base_url = banner[0].split(" at ")[1].split()[0]
+        athletes = [line.split() for line in banner[5:8]]  # "athlete <id>: refresh token <token>"
+        assert [words[0] for words in athletes] == ["athlete"] * 3
+        assert [words[-1] for words in athletes][1:] == ["emulator-refresh-token-1", "emulator-refresh-token-2"]
+        with http(base_url) as plain:
+            for words in athletes:
+                token = grant(plain, words[-1]).json()["access_token"]
+                assert plain.get("/api/v3/athlete", headers=bearer(token)).json()["id"] == int(words[1].rstrip(":"))
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
