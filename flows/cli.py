@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from flows import cli_webhook
+
 DEFAULT_HOME = Path(".strava-elt")
 DEMO_BLOCKS = ("strava-demo", "strava-demo-lake", "strava-demo-warehouse")
 
@@ -771,6 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--athletes", type=int, default=1, help="athletes of the one application, each with --activities (default 1)"
     )
     emu.set_defaults(func=cmd_emulator)
+    cli_webhook.register(sub)
     return parser
 
 
