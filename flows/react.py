@@ -19,12 +19,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from blocks.loading import load_block, load_lake
 from blocks.strava import StravaCredentials
 from blocks.strava_errors import AuthError
 from blocks.warehouse import Warehouse
+from flows import flow_timeout
 from flows.load import load_activities
 from flows.models import build_models
 from flows.pipeline import new_run_key, open_target, strava_elt
@@ -41,12 +43,17 @@ def athlete_block_name(application: str, athlete_id: int) -> str:
     return f"{application}-athlete-{int(athlete_id)}"
 
 
+def athlete_slot(athlete_id: int) -> str:
+    """The athlete's concurrency limit (limit 1), shared with the round's per-athlete runs."""
+    return f"strava-athlete-{int(athlete_id)}"
+
+
 def _run_name() -> str:
     params = flow_run.parameters
     return f"react-athlete-{params.get('athlete_id')}-{params.get('warehouse_block', 'strava-warehouse')}"
 
 
-@flow(name="strava-elt-react", flow_run_name=_run_name, timeout_seconds=REACT_TIMEOUT_SECONDS)
+@flow(name="strava-elt-react", flow_run_name=_run_name, timeout_seconds=flow_timeout(REACT_TIMEOUT_SECONDS))
 def strava_elt_react(
     athlete_id: int,
     application: str | None = None,
@@ -89,7 +96,9 @@ def strava_elt_react(
         summary["status"] = "revoked"
         reactions.save_cursor(athlete_id, mailbox.cursor)
         return summary
-    _react(summary, mailbox.hints, credentials, strava_block, lake_block, warehouse_block, lookback_days)
+    # One run at a time per athlete, with the round's runs (docs/athletes.md); no limit: no wait.
+    with concurrency(athlete_slot(athlete_id), occupy=1, strict=False, timeout_seconds=REACT_TIMEOUT_SECONDS):
+        _react(summary, mailbox.hints, credentials, strava_block, lake_block, warehouse_block, lookback_days)
     reactions.save_cursor(athlete_id, mailbox.cursor)
     logger.info("Reaction for athlete %s: %s", athlete_id, summary)
     return summary

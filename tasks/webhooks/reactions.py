@@ -37,7 +37,7 @@ __all__ = [
 MAILBOX_HORIZON = timedelta(days=1)
 """How far back a reaction without a cursor reads the athlete's events."""
 
-_PAGE = 200
+_PAGE = 50  # the events API pages by at most 50
 _CURSOR_PREFIX = "strava_react_cursor_"
 
 

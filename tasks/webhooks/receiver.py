@@ -319,6 +319,8 @@ def build_app(config: ReceiverConfig) -> Starlette:
             for task in tasks:
                 task.cancel()
 
-    app = Starlette(routes=[Route("/", verify, methods=["GET"]), Route("/", receive, methods=["POST"])], lifespan=lifespan)
+    # Any path: the callback URL's path is the deployer's choice (behind a proxy, /strava/webhook...).
+    routes = [Route("/{path:path}", verify, methods=["GET"]), Route("/{path:path}", receive, methods=["POST"])]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.receiver = state
     return app
