@@ -6,15 +6,16 @@ import logging
 import threading
 import time
 from collections.abc import Generator
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpcore
 import httpx
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from blocks.strava_errors import ForbiddenError, RefreshTokenRejected, RetryPolicy, send_with_retries
+from blocks.strava_errors import AthleteRevoked, ForbiddenError, RefreshTokenRejected, RetryPolicy, send_with_retries
 
 STRAVA_BASE_URL = "https://www.strava.com"
 DEFAULT_REDIRECT_URI = "http://localhost/exchange_token"
@@ -150,30 +151,8 @@ def deadline_client(deadline_seconds: float, **kwargs: Any) -> httpx.Client:
     return httpx.Client(transport=DeadlineTransport(deadline_seconds), timeout=deadline_seconds, **kwargs)
 
 
-class StravaCredentials(Block):
-    """OAuth credentials of a Strava API application and the athlete who authorised it.
-
-    Strava rotates refresh tokens: whenever it issues a new one, the block saves it back to
-    itself before the new access token is used, so the next run can still authenticate.
-    """
-
-    _block_type_name = "Strava Credentials"
-    _block_type_slug = "strava-credentials"
-    _logo_url = "https://upload.wikimedia.org/wikipedia/commons/c/cb/Strava_Logo.svg"  # type: ignore[assignment]
-    _description = "OAuth client and rotating refresh token for the Strava API v3."
-
-    client_id: str = Field(
-        title="Client ID", description="Client ID of your Strava API application (strava.com/settings/api)."
-    )
-    client_secret: SecretStr = Field(title="Client secret", description="Client secret of your Strava API application.")
-    refresh_token: SecretStr = Field(
-        title="Refresh token",
-        description=(
-            "Refresh token of the athlete, granted with scope activity:read_all "
-            "(`strava-elt auth` obtains it). Rotated by Strava and saved back here."
-        ),
-    )
-    base_url: str = Field(
+def _base_url_field() -> Any:
+    return Field(
         default=STRAVA_BASE_URL,
         title="Base URL",
         description=(
@@ -181,7 +160,10 @@ class StravaCredentials(Block):
             "https://www.strava.com/api/v3 is accepted too). Point it at the emulator locally."
         ),
     )
-    timeout_seconds: float = Field(
+
+
+def _timeout_field() -> Any:
+    return Field(
         default=30.0,
         gt=0,
         title="Timeout (seconds)",
@@ -192,10 +174,96 @@ class StravaCredentials(Block):
         ),
     )
 
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _exchange(token_url: str, client_id: str, client_secret: SecretStr, timeout: float, grant: dict[str, str]) -> Any:
+    """POST a grant to ``token_url`` with the application's id and secret; the JSON body, or None."""
+    data = {"client_id": client_id, "client_secret": client_secret.get_secret_value(), **grant}
+    with deadline_client(timeout) as http:
+        response = send_with_retries(
+            lambda: http.post(token_url, data=data),
+            policy=_TOKEN_RETRIES,
+            logger=logger,
+            token_endpoint=True,
+            method="POST",
+        )
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _payload(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise RefreshTokenRejected(
+            "Strava's token endpoint answered with something other than a JSON object; "
+            "check the base URL, or run `strava-elt auth` to authorise again."
+        )
+    return payload
+
+
+def _refresh_token_of(payload: dict[str, Any]) -> SecretStr:
+    """The refresh token of an authorization-code grant, its scope checked."""
+    check_scope(payload.get("scope"))
+    refresh_token = payload.get("refresh_token")
+    if not refresh_token:
+        raise RefreshTokenRejected(
+            "Strava's token endpoint answered without a refresh token; run `strava-elt auth` to authorise again."
+        )
+    return SecretStr(str(refresh_token))
+
+
+class StravaApplication(Block):
+    """A Strava API application: its client id and secret, shared by the athletes who authorised it.
+
+    Each athlete is a :class:`StravaCredentials` block that references this one (block name
+    ``<application block>-athlete-<athlete id>``) and holds only that athlete's refresh token,
+    so the secret is kept once. The limits are the application's, shared by all its athletes.
+    """
+
+    _block_type_name = "Strava Application"
+    _block_type_slug = "strava-application"
+    _logo_url = "https://upload.wikimedia.org/wikipedia/commons/c/cb/Strava_Logo.svg"  # type: ignore[assignment]
+    _description = "A Strava API application (client id and secret) shared by the athletes who authorised it."
+
+    client_id: str = Field(
+        title="Client ID", description="Client ID of your Strava API application (strava.com/settings/api)."
+    )
+    client_secret: SecretStr = Field(title="Client secret", description="Client secret of your Strava API application.")
+    base_url: str = _base_url_field()
+    timeout_seconds: float = _timeout_field()
+    read_limits: tuple[int, int] = Field(
+        default=(100, 1000),
+        title="Read limits",
+        description=(
+            "The application's read (GET) budget: requests per 15 minutes and per day "
+            "(strava.com/settings/api shows yours), shared by all its athletes."
+        ),
+    )
+    overall_limits: tuple[int, int] = Field(
+        default=(200, 2000),
+        title="Overall limits",
+        description=(
+            "The application's overall budget: requests per 15 minutes and per day, shared by all its athletes."
+        ),
+    )
+
     @field_validator("base_url")
     @classmethod
     def _normalise_base_url(cls, value: str) -> str:
         return normalise_base_url(value)
+
+    @field_validator("read_limits", "overall_limits")
+    @classmethod
+    def _positive_limits(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) <= 0 or value[0] > value[1]:
+            raise ValueError(
+                f"limits {value} must be (per 15 minutes, per day), both > 0, the first not above the second"
+            )
+        return value
 
     @property
     def api_url(self) -> str:
@@ -207,10 +275,181 @@ class StravaCredentials(Block):
         """The OAuth token endpoint."""
         return self.base_url.rstrip("/") + "/oauth/token"
 
+    def athlete_block_name(self, athlete_id: int) -> str:
+        """The name of the credentials block of ``athlete_id``: ``<this block's name>-athlete-<id>``.
+
+        Raises:
+            ValueError: This application block was never saved (it has no name yet).
+
+        """
+        if not self.block_name:
+            raise ValueError("Save the StravaApplication block (application.save(name)) before adding athletes to it.")
+        return athlete_block_name(self.block_name, athlete_id)
+
+    @property
+    def block_name(self) -> str | None:
+        """The name this block was saved or loaded under (None before the first save)."""
+        return getattr(self, "_block_document_name", None) or None
+
+    def client_credentials(self) -> dict[str, str]:
+        """``client_id`` and ``client_secret`` as Strava's application-level endpoints take them.
+
+        Push subscriptions authenticate this way; pass the dict as form data or query, never log it.
+        """
+        return {"client_id": self.client_id, "client_secret": self.client_secret.get_secret_value()}
+
+    def get_http_client(self) -> httpx.Client:
+        """An httpx client on the API root with this application's deadline (no athlete's token).
+
+        For application-level calls (push subscriptions): add :meth:`client_credentials` to each request.
+        """
+        return deadline_client(
+            self.timeout_seconds,
+            base_url=self.api_url,
+            headers={"Accept": "application/json", "User-Agent": "strava-elt"},
+        )
+
+    def exchange_token(self, **grant: str) -> dict[str, Any]:
+        """POST a grant to /oauth/token with this application's id and secret (see StravaCredentials)."""
+        return _payload(_exchange(self.token_url, self.client_id, self.client_secret, self.timeout_seconds, grant))
+
+    def authorize_athlete(self, code: str) -> tuple[StravaCredentials, dict[str, Any]]:
+        """Exchange an athlete's one-time authorization code for a credentials block referencing this one.
+
+        Returns:
+            The athlete's credentials (not saved yet; ``athlete_id`` set when Strava sent the
+            athlete) and the athlete Strava sent with the tokens (empty when it sent none).
+
+        Raises:
+            RefreshTokenRejected: The code or the client secret was rejected.
+            ForbiddenError: The response names a scope without ``activity:read_all``.
+
+        """
+        payload = self.exchange_token(grant_type="authorization_code", code=code)
+        refresh_token = _refresh_token_of(payload)
+        athlete = payload.get("athlete")
+        athlete = athlete if isinstance(athlete, dict) else {}
+        athlete_id = athlete.get("id")
+        credentials = StravaCredentials(
+            application=self,
+            refresh_token=refresh_token,
+            athlete_id=int(athlete_id) if athlete_id is not None else None,
+        )
+        return credentials, athlete
+
+
+def athlete_block_name(application_block: str, athlete_id: int) -> str:
+    """``<application block>-athlete-<athlete id>``: the credentials block of an application's athlete."""
+    return f"{application_block}-athlete-{int(athlete_id)}"
+
+
+class StravaCredentials(Block):
+    """OAuth credentials of a Strava API application and the athlete who authorised it.
+
+    Strava rotates refresh tokens: whenever it issues a new one, the block saves it back to
+    itself before the new access token is used, so the next run can still authenticate.
+
+    Two setups: a single block holding the client id and secret itself, or one block per
+    athlete referencing a saved :class:`StravaApplication` (``application``), which then
+    supplies the client id, secret, base URL and timeout. An application's athlete whose
+    refresh token Strava rejects is marked ``revoked`` (when, why) and saved, and fails
+    at once with :class:`~blocks.strava_errors.AthleteRevoked` until ``strava-elt auth`` renews it.
+    """
+
+    _block_type_name = "Strava Credentials"
+    _block_type_slug = "strava-credentials"
+    _logo_url = "https://upload.wikimedia.org/wikipedia/commons/c/cb/Strava_Logo.svg"  # type: ignore[assignment]
+    _description = "OAuth client and rotating refresh token for the Strava API v3."
+
+    client_id: str | None = Field(
+        default=None,
+        title="Client ID",
+        description=(
+            "Client ID of your Strava API application (strava.com/settings/api). Leave empty when "
+            "the block references an application."
+        ),
+    )
+    client_secret: SecretStr | None = Field(
+        default=None,
+        title="Client secret",
+        description=(
+            "Client secret of your Strava API application. Leave empty when the block references an application."
+        ),
+    )
+    refresh_token: SecretStr = Field(
+        title="Refresh token",
+        description=(
+            "Refresh token of the athlete, granted with scope activity:read_all "
+            "(`strava-elt auth` obtains it). Rotated by Strava and saved back here."
+        ),
+    )
+    base_url: str = _base_url_field()
+    timeout_seconds: float = _timeout_field()
+    application: StravaApplication | None = Field(
+        default=None,
+        title="Application",
+        description=(
+            "The Strava Application block this athlete authorised: it supplies the client id, secret, "
+            "base URL and timeout (the fields above are then unused). Empty for a single-athlete setup."
+        ),
+    )
+    athlete_id: int | None = Field(
+        default=None, title="Athlete ID", description="Strava id of the athlete (set by `strava-elt auth`)."
+    )
+    status: Literal["active", "revoked"] = Field(
+        default="active",
+        title="Status",
+        description=(
+            "active, or revoked: Strava rejected the refresh token (the athlete withdrew the authorisation); "
+            "runs skip the athlete until `strava-elt auth --application A` authorises again."
+        ),
+    )
+    revoked_at: str | None = Field(
+        default=None, title="Revoked at", description="When the refresh token was found revoked (ISO 8601, UTC)."
+    )
+    revoked_reason: str | None = Field(
+        default=None, title="Revoked reason", description="Why the athlete was marked revoked (Strava's answer)."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _normalise_base_url(cls, value: str) -> str:
+        return normalise_base_url(value)
+
+    @model_validator(mode="after")
+    def _client_from_one_place(self) -> StravaCredentials:
+        if self.application is None and (not self.client_id or self.client_secret is None):
+            raise ValueError(
+                "a StravaCredentials block needs the client id and client secret of its Strava API "
+                "application, or an application (a saved Strava Application block) that holds them"
+            )
+        if self.application is not None and self.client_secret is not None and self.client_secret.get_secret_value():
+            raise ValueError(
+                "a StravaCredentials block that references an application holds no client secret of its own: "
+                "leave client_secret empty (the application block keeps it)"
+            )
+        return self
+
+    @property
+    def api_url(self) -> str:
+        """The API v3 root (the application's, when the block references one)."""
+        return self._base().rstrip("/") + "/api/v3"
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth token endpoint (the application's, when the block references one)."""
+        return self._base().rstrip("/") + "/oauth/token"
+
+    def _base(self) -> str:
+        return self.application.base_url if self.application is not None else self.base_url
+
+    def _timeout(self) -> float:
+        return self.application.timeout_seconds if self.application is not None else self.timeout_seconds
+
     def get_client(self) -> httpx.Client:
         """Build an httpx client for the API that authenticates, refreshes and persists tokens."""
         return deadline_client(
-            self.timeout_seconds,
+            self._timeout(),
             base_url=self.api_url,
             auth=_StravaAuth(self),
             headers={"Accept": "application/json", "User-Agent": "strava-elt"},
@@ -222,29 +461,51 @@ class StravaCredentials(Block):
         5xx, HTML pages and network trouble are retried (bounded); anything else raises the
         typed error of :func:`blocks.strava_errors.classify` (no secret in its message).
         """
-        data = {
-            "client_id": self.client_id,
-            "client_secret": self.client_secret.get_secret_value(),
-            **grant,
-        }
-        with deadline_client(self.timeout_seconds) as http:
-            response = send_with_retries(
-                lambda: http.post(self.token_url, data=data),
-                policy=_TOKEN_RETRIES,
-                logger=logger,
-                token_endpoint=True,
-                method="POST",
-            )
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            raise RefreshTokenRejected(
-                "Strava's token endpoint answered with something other than a JSON object; "
-                "check the base URL, or run `strava-elt auth` to authorise again."
-            )
-        return payload
+        if self.application is not None:
+            return self.application.exchange_token(**grant)
+        assert self.client_id is not None and self.client_secret is not None  # the model validator checked
+        return _payload(_exchange(self.token_url, self.client_id, self.client_secret, self.timeout_seconds, grant))
+
+    @property
+    def block_name(self) -> str | None:
+        """The name this block was saved or loaded under (None before the first save)."""
+        return getattr(self, "_block_document_name", None) or None
+
+    def revoked_error(self) -> AthleteRevoked:
+        """The error of a run for this athlete while the block is marked revoked: what happened, what to do."""
+        who = (
+            f"athlete {self.athlete_id}" if self.athlete_id is not None else f"the athlete of block {self.block_name!r}"
+        )
+        app = self.application.block_name if self.application is not None else None
+        command = f"strava-elt auth --application {app}" if app else "strava-elt auth"
+        when = f" on {self.revoked_at}" if self.revoked_at else ""
+        why = f" ({self.revoked_reason})" if self.revoked_reason else ""
+        hint = f"Run `{command}` and have the athlete authorise again; until then runs skip this athlete."
+        return AthleteRevoked(
+            f"{who}'s authorisation was revoked{when}{why}; run `{command}` to authorise again.",
+            athlete_id=self.athlete_id,
+            block_name=self.block_name,
+            message=self.revoked_reason or "authorisation revoked",
+            hint=hint,
+        )
+
+    def mark_revoked(self, reason: str, at: datetime | None = None) -> None:
+        """Mark the athlete revoked (when, why) and save the block (only this one: the application is a reference)."""
+        self.status = "revoked"
+        self.revoked_at = (at or _utcnow()).astimezone(UTC).isoformat()
+        self.revoked_reason = reason
+        if self.block_name:
+            self.save(self.block_name, overwrite=True)
+        logger.warning("Marked the athlete of block %r revoked: %s", self.block_name, reason)
+
+    def reactivate(self, refresh_token: str) -> None:
+        """Take a new refresh token, clear the revocation and save the block."""
+        self.refresh_token = SecretStr(refresh_token)
+        self.status = "active"
+        self.revoked_at = None
+        self.revoked_reason = None
+        if self.block_name:
+            self.save(self.block_name, overwrite=True)
 
     def refresh_access_token(self) -> tuple[str, float]:
         """Exchange the refresh token; persist a rotated one before returning the access token.
@@ -253,9 +514,24 @@ class StravaCredentials(Block):
             The access token and when to refresh it, by this machine's clock (from
             ``expires_in``, so a skewed clock does not matter; ``expires_at`` otherwise).
 
+        Raises:
+            AthleteRevoked: The block is marked revoked (nothing is sent), or Strava rejected
+                the refresh token of an application's athlete (the block is marked and saved first).
+            RefreshTokenRejected: Strava rejected the client or the token of a single block.
+
         """
+        if self.status == "revoked":
+            raise self.revoked_error()
         requested_at = time.time()
-        payload = self.exchange_token(grant_type="refresh_token", refresh_token=self.refresh_token.get_secret_value())
+        try:
+            payload = self.exchange_token(
+                grant_type="refresh_token", refresh_token=self.refresh_token.get_secret_value()
+            )
+        except RefreshTokenRejected as exc:
+            if self.application is None:
+                raise
+            self.mark_revoked(f"Strava rejected the refresh token: {exc.message}")
+            raise self.revoked_error() from exc
         try:
             access_token = str(payload["access_token"])
             if payload.get("expires_in") is not None:
@@ -273,7 +549,7 @@ class StravaCredentials(Block):
         return access_token, expires_at
 
     def _persist(self) -> None:
-        name = getattr(self, "_block_document_name", None)
+        name = self.block_name
         if not name:
             logger.warning(
                 "Strava rotated the refresh token but this StravaCredentials block was never "
@@ -282,6 +558,15 @@ class StravaCredentials(Block):
             return
         self.save(name, overwrite=True)
         logger.info("Saved the rotated Strava refresh token to block %r", name)
+
+    def _to_block_document(self, *args: Any, **kwargs: Any) -> Any:
+        # An unsaved application would be stored inline, its secret copied into this block.
+        if self.application is not None and self.application._block_document_id is None:
+            raise ValueError(
+                "Save the StravaApplication block first (application.save(name)): an athlete's block "
+                "references the saved application and never holds a copy of its client secret."
+            )
+        return super()._to_block_document(*args, **kwargs)
 
     @classmethod
     def from_authorization_code(
@@ -312,13 +597,7 @@ class StravaCredentials(Block):
             timeout_seconds=timeout_seconds,
         )
         payload = credentials.exchange_token(grant_type="authorization_code", code=code)
-        check_scope(payload.get("scope"))
-        refresh_token = payload.get("refresh_token")
-        if not refresh_token:
-            raise RefreshTokenRejected(
-                "Strava's token endpoint answered without a refresh token; run `strava-elt auth` to authorise again."
-            )
-        credentials.refresh_token = SecretStr(str(refresh_token))
+        credentials.refresh_token = _refresh_token_of(payload)
         athlete = payload.get("athlete")
         return credentials, athlete if isinstance(athlete, dict) else {}
 

@@ -25,6 +25,7 @@ import httpx
 from blocks.strava_ratelimit import Decision, Governor, LoggerLike, RateLimits
 
 __all__ = [
+    "AthleteRevoked",
     "AuthError",
     "BadRequestError",
     "DailyLimitReached",
@@ -127,6 +128,25 @@ class RefreshTokenRejected(AuthError):
         "The client secret or refresh token was rejected: check the client secret in the "
         f"StravaCredentials block, or run `{_AUTH_COMMAND}` to get a new refresh token."
     )
+
+
+class AthleteRevoked(RefreshTokenRejected):
+    """An application's athlete whose authorisation is revoked: the block is marked, runs skip it.
+
+    Attributes:
+        athlete_id: The athlete's Strava id, when the block knows it.
+        block_name: The athlete's StravaCredentials block.
+
+    """
+
+    default_hint = "Run `strava-elt auth --application A` and have the athlete authorise again."
+
+    def __init__(
+        self, text: str, *, athlete_id: int | None = None, block_name: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(text, **kwargs)
+        self.athlete_id = athlete_id
+        self.block_name = block_name
 
 
 class ForbiddenError(FatalError):

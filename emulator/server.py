@@ -5,11 +5,14 @@ Speaks the parts of the protocol the pipeline uses, as Strava does: ``POST /oaut
 ``GET /api/v3/athlete/activities`` (``before``/``after``/``page``/``per_page``; oldest first
 when only ``after`` is given) and ``GET /api/v3/activities/{id}``; Bearer tokens that expire
 after six hours by an injectable clock; the four rate-limit headers with 15-minute windows
-reset at the quarter hour and daily ones at midnight UTC; Strava's error JSON. Tests steer it
+reset at the quarter hour and daily ones at midnight UTC; Strava's error JSON; the Webhook
+Events API (``/api/v3/push_subscriptions`` and event delivery to the callback). One
+application, one or several athletes who authorised it, one rate budget. Tests steer it
 in-process: add, change, delete and restore activities, inject failures, count requests.
 
-    with StravaEmulator(activities=300, seed=7) as emu:
+    with StravaEmulator(activities=300, seed=7, athletes=3) as emu:
         httpx.post(f"{emu.base_url}/oauth/token", data={"client_id": emu.client_id, ...})
+        second = emu.for_athlete(emu.athlete_ids[1])  # the same knobs, for that athlete
 
 Choices where Strava is vague or the emulator simplifies:
 
@@ -18,21 +21,70 @@ Choices where Strava is vague or the emulator simplifies:
   too; a request is refused with 429 when, counted, it takes any usage past its limit (so a
   429 reports usage limit + 1). ``/oauth/token`` (also served as ``/api/v3/oauth/token``) is
   not rate limited and carries no rate-limit headers.
+- The budget belongs to the application, as Strava's does: the requests of every athlete
+  add up, and a 429 hits them all. :meth:`StravaEmulator.request_count` counts per athlete
+  (``athlete_id=``: requests carrying a Bearer token ever issued to that athlete).
 - Order of checks on the API: injected failure, rate limit (429), token (401), route (404),
   parameters (400).
 - Injected failures are recorded and counted in :meth:`StravaEmulator.request_count` but not
   in the rate-limit usage; an injected 429 carries the current usage headers; an injected
   ``timeout`` sleeps :attr:`StravaEmulator.timeout_seconds`, then answers 504 (HTML). The
-  ``expire_tokens`` kind is no failure of its own: it expires every access token, then the
-  request is served (and counted) as usual, so it meets a token that just expired (401).
+  ``expire_tokens`` kind is no failure of its own: it expires every access token (of every
+  athlete), then the request is served (and counted) as usual, so it meets a token that just
+  expired (401).
 - ``per_page`` below 1 means the default 30, above 200 means 200; ``page`` below 1 means 1;
   a value that is not an integer (``before``, ``after``, ``page``, ``per_page``) is a 400.
-- A wrong client id or secret is a 400 (Strava's ``Application`` error), not a 401.
+- A wrong client id or secret is a 400 on ``/oauth/token`` (Strava's ``Application``
+  error), not a 401.
 - Every successful token grant issues a new access token and a new refresh token; the old
   refresh token is rejected from then on, older access tokens live out their six hours.
-  Revoking (:meth:`StravaEmulator.revoke_refresh_token`) ends all tokens; only an
-  authorization code gets access back.
+  Revoking (:meth:`StravaEmulator.revoke_refresh_token`) ends all that athlete's tokens; only
+  an authorization code gets access back.
 - Tokens are 40 hex digits derived from the seed and a counter: deterministic, not secret.
+
+Several athletes:
+
+- Athlete k is generated from ``seed + k`` (athlete 0 exactly as a one-athlete emulator with
+  the same seed); every athlete's newest activity starts at ``end``. Activity ids never
+  collide across athletes: an id another athlete already holds moves up to the next free
+  integer (never for the first athlete). Athlete k's first refresh token is
+  ``f"{refresh_token}-{k}"`` (k > 0), its default authorization code ``emulator-code-<k>``.
+- An access token answers with its own athlete's data only. Another athlete's activity id
+  on ``GET /activities/{id}`` is a 404 ``Record Not Found`` (``Activity``/``id``/``invalid``),
+  as Strava answers for someone else's private activity; the listing never shows it.
+
+Push subscriptions (https://developers.strava.com/docs/webhooks/):
+
+- ``POST /api/v3/push_subscriptions`` (form, query or JSON parameters ``client_id``,
+  ``client_secret``, ``callback_url``, ``verify_token``) GETs
+  ``callback_url?hub.mode=subscribe&hub.challenge=<random>&hub.verify_token=<token>``
+  with a deadline of :attr:`StravaEmulator.push_timeout_seconds` (2 s) and no emulator lock
+  held; it must answer 200 with JSON ``{"hub.challenge": "<same>"}``. Else 400 with error
+  ``PushSubscription``/``callback url`` and code ``GET to callback URL does not return 200``
+  (an error status, a timeout, a refused connection) or ``callback URL does not echo
+  hub.challenge`` (200 with another or no challenge). A second subscription is 400
+  ``PushSubscription``/``""``/``already exists``; a missing ``callback_url`` or
+  ``verify_token`` 400 ``missing``. Success: 201 ``{"id": <int>}``.
+- ``GET /api/v3/push_subscriptions?client_id=&client_secret=`` lists it (0 or 1 items);
+  ``DELETE /api/v3/push_subscriptions/{id}?client_id=&client_secret=`` answers 204, 404 for
+  an unknown id. Wrong client credentials on any of them: 401 ``Authorization Error``
+  (``Application``/``client_id`` or ``client_secret``/``invalid``), distinct from the 400s
+  of a refused subscription. These endpoints authenticate the application, not an athlete:
+  they are recorded but neither counted against the rate budget nor given rate headers.
+- While a subscription exists and :attr:`StravaEmulator.emit_events` is true, the knobs
+  queue events (the knob returns at once): one ``create`` per added activity; ``update``
+  with ``{"title": ...}``, ``{"type": ...}`` (``type`` if given, else ``sport_type``) or
+  ``{"private": "true"|"false"}`` when ``modify_activity`` changes those values (one event
+  per call; other fields are silent, as on Strava); ``delete`` on the first deletion; and on
+  ``revoke_refresh_token`` of an authorised athlete an ``athlete`` ``update`` with
+  ``{"authorized": "false"}``. ``restore_activity``, ``remove_fields`` and the raw-JSON
+  knobs emit nothing. ``event_time`` is the emulator's clock.
+- One background thread POSTs them in order as JSON; an attempt fails without a 200 within
+  2 s (error status, timeout, refused connection); three attempts in all,
+  :attr:`StravaEmulator.push_retry_delay_seconds` apart (1 s by default: Strava does not
+  document its delay; reports from the field speak of minutes). The thread never takes the
+  emulator's lock; :meth:`StravaEmulator.stop` interrupts it (bounded join) and gives up
+  undelivered events. Events queued before a subscription is deleted are still delivered.
 """
 
 from __future__ import annotations

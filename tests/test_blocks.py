@@ -52,6 +52,11 @@ def test_strava_field_titles_read_well() -> None:
         "refresh_token": "Refresh token",
         "base_url": "Base URL",
         "timeout_seconds": "Timeout (seconds)",
+        "application": "Application",
+        "athlete_id": "Athlete ID",
+        "status": "Status",
+        "revoked_at": "Revoked at",
+        "revoked_reason": "Revoked reason",
     }
 
 

@@ -29,6 +29,8 @@ class Watermark:
 
     start_date: datetime
     rows: int | None = None
+    updated_at: datetime | None = None
+    """When a run last moved it (the last load), when the Variable says."""
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,21 @@ def _read(name: str) -> Watermark | None:
         return None
     parsed = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
     rows = value.get("rows") if isinstance(value, dict) else None
+    updated = value.get("updated_at") if isinstance(value, dict) else None
     return Watermark(
-        start_date=parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC),
+        start_date=_utc(parsed),
         rows=int(rows) if isinstance(rows, int) else None,
+        updated_at=_utc(datetime.fromisoformat(str(updated).replace("Z", "+00:00"))) if updated else None,
     )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def watermark_record(warehouse_id: str, athlete_id: int) -> Watermark | None:
+    """The athlete's watermark in the warehouse with its row count and when it last moved, or None."""
+    return _read(variable_name(warehouse_id, athlete_id))
 
 
 def read_watermark(warehouse_id: str, athlete_id: int) -> datetime | None:

@@ -56,6 +56,7 @@ from tasks.warehouse.tables import (
     ensure_tables,
     migrate_to_double,
     open_warehouse,
+    read_warehouse_id,
     validation_results_table,
     warehouse_table,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "package_dir",
     "prepare_staging",
     "read_sql",
+    "read_warehouse_id",
     "read_staging_file",
     "render",
     "scalar",

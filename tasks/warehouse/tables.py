@@ -90,6 +90,15 @@ def ensure_tables(engine: sa.Engine) -> str:
     return str(identity)
 
 
+def read_warehouse_id(engine: sa.Engine) -> str | None:
+    """The warehouse's id without creating anything: None when no run has created the tables yet."""
+    if not sa.inspect(engine).has_table(WAREHOUSE_TABLE):
+        return None
+    with engine.connect() as conn:
+        identity = conn.execute(dialect_for(engine).sql("load/warehouse_id.sql", **TABLE_NAMES)).scalar()
+    return str(identity) if identity else None
+
+
 def _migrate_history(conn: sa.Connection, dialect: SqlDialect) -> None:
     """Add ``athlete_id`` to a stats history table from before athlete scoping, filled from production."""
     where = {"table_name": schema.STATS_HISTORY_TABLE, "column_name": "athlete_id"}
