@@ -50,6 +50,7 @@ def _verify_token(block: str) -> Any:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
+    """Create the push subscription (Strava validates the callback first)."""
     from tasks.strava.subscriptions import create_subscription
 
     subscription_id = create_subscription(
@@ -60,6 +61,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """Print the application's push subscription."""
     from tasks.strava.subscriptions import list_subscriptions
 
     found = list_subscriptions(_application(args.application))
@@ -71,6 +73,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete the push subscription (the one listed, or --id)."""
     from tasks.strava.subscriptions import delete_subscription, list_subscriptions
 
     app = _application(args.application)
@@ -84,6 +87,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the receiver under uvicorn until Ctrl-C."""
     import uvicorn
 
     from tasks.webhooks.serve import receiver_app
@@ -115,10 +119,12 @@ def register(subparsers: Any) -> None:
         parser.add_argument(
             "--verify-token-block",
             default=DEFAULT_VERIFY_TOKEN_BLOCK,
-            help=f"Secret block holding the verify token (default {DEFAULT_VERIFY_TOKEN_BLOCK}; {VERIFY_TOKEN_ENV} wins)",
+            help=f"Secret block of the verify token (default {DEFAULT_VERIFY_TOKEN_BLOCK}); {VERIFY_TOKEN_ENV} wins",
         )
 
-    subscribe = action("subscribe", "create the application's push subscription (Strava validates the callback)", cmd_subscribe)
+    subscribe = action(
+        "subscribe", "create the application's push subscription (Strava validates the callback)", cmd_subscribe
+    )
     subscribe.add_argument("--callback-url", required=True, help="the receiver's public https URL")
     token_option(subscribe)
     action("list", "show the application's push subscription", cmd_list)
@@ -128,6 +134,9 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8766, help="port (default 8766)")
     serve.add_argument(
-        "--subscription-id", type=int, default=None, help="accept only this subscription's events (default: read it once from Strava)"
+        "--subscription-id",
+        type=int,
+        default=None,
+        help="accept only this subscription's events (default: read it once from Strava)",
     )
     token_option(serve)

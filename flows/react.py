@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
@@ -128,7 +128,9 @@ def _react(
                     if hint.aspect_type == "delete":
                         gone.append(activity_id)
                     else:
-                        logger.warning("Activity %s (%s event) is not on Strava: ignored", activity_id, hint.aspect_type)
+                        logger.warning(
+                            "Activity %s (%s event) is not on Strava: ignored", activity_id, hint.aspect_type
+                        )
                 elif _owner(activity) != athlete_id:
                     logger.warning("Activity %s is not athlete %s's: ignored", activity_id, athlete_id)
                 elif hint.aspect_type == "delete":
@@ -149,7 +151,8 @@ def _react(
         merged = load_activities(warehouse_block, lake_block, path, run_key, observed_at, None, rows, athlete_id)
         summary["upserted"] = {k: merged[k] for k in ("inserted", "updated", "unchanged")}
     if recent:
-        run = strava_elt(strava_block, lake_block, warehouse_block, lookback_days)
+        with tags(f"strava-athlete:{athlete_id}"):  # `strava-elt athletes` shows it as the athlete's last run
+            run = strava_elt(strava_block, lake_block, warehouse_block, lookback_days)
         summary["incremental"] = {k: run.get(k) for k in ("inserted", "updated", "deleted", "watermark", "status")}
     elif gone or old:
         summary["models"] = build_models(warehouse_block)
@@ -184,7 +187,8 @@ def _split(
     if watermark is None:
         return changed, []  # no watermark: the incremental run reads the whole history anyway
     reach = watermark - timedelta(days=lookback_days)
-    recent, old = [], []
+    recent: list[dict[str, Any]] = []
+    old: list[dict[str, Any]] = []
     for activity in changed:
         try:
             started = datetime.fromisoformat(str(activity.get("start_date", "")).replace("Z", "+00:00"))

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from flows.react import strava_elt_react
 from tests.conftest import Env
+from tests.roster_support import Roster, athlete_credentials, make_roster
 
 
-def hint(emu_athlete: int, object_id: int, aspect: str, updates: dict[str, str] | None = None, t: int = 1) -> dict[str, Any]:
+def hint(
+    emu_athlete: int, object_id: int, aspect: str, updates: dict[str, str] | None = None, t: int = 1
+) -> dict[str, Any]:
     return {
         "object_type": "activity",
         "object_id": object_id,
@@ -106,3 +113,37 @@ def test_a_recent_change_goes_through_the_incremental_run(env: Env) -> None:
     summary = react(env, hint(athlete, newest["id"], "update", {"title": "Renamed today"}))
     assert summary["incremental"]["updated"] >= 1
     assert env.production()[newest["id"]]["name"] == "Renamed today"
+
+
+@pytest.fixture
+def roster(tmp_path: Path) -> Iterator[Roster]:
+    yield from make_roster(tmp_path, athletes=2, activities=40)
+
+
+def test_a_deauthorization_confirmed_by_strava_marks_the_athlete_revoked(roster: Roster) -> None:
+    gone, stays = roster.athlete_ids
+    for athlete_id in (gone, stays):
+        roster.run(athlete_id)
+    roster.emu.for_athlete(gone).revoke_refresh_token()
+    deauthorize = {
+        "object_type": "athlete",
+        "object_id": gone,
+        "aspect_type": "update",
+        "updates": {"authorized": "false"},
+    }
+    common = {
+        "application": roster.application_block,
+        "lake_block": roster.lake_block,
+        "warehouse_block": roster.warehouse_block,
+    }
+    summary = strava_elt_react(athlete_id=gone, events=[deauthorize], **common)
+    assert summary["status"] == "revoked"
+    revoked = athlete_credentials(roster, gone)
+    assert revoked.status == "revoked" and revoked.revoked_at and "deauthorized" in (revoked.revoked_reason or "")
+    # A forged deauthorization for an athlete who still authorises the application changes nothing.
+    forged = {**deauthorize, "object_id": stays}
+    assert "status" not in strava_elt_react(athlete_id=stays, events=[forged], **common)
+    assert athlete_credentials(roster, stays).status == "active"
+    # Later events for the revoked athlete cost nothing.
+    later = strava_elt_react(athlete_id=gone, events=[hint(gone, 1, "create")], **common)
+    assert later == {"athlete_id": gone, "events": 1, "requests": 0, "status": "revoked"}

@@ -239,7 +239,9 @@ def test_the_prefect_server_keeps_one_event_per_strava_event() -> None:
     event = StravaEvent.parse(json.dumps(strava_event(owner_id=owner)).encode())
     asyncio.run(emit_to_prefect(prefect_event(event, "strava-app")))
     asyncio.run(emit_to_prefect(prefect_event(event, "strava-app")))
-    query = EventFilter(id=EventIDFilter(id=[event_id(event)]), resource=EventResourceFilter(id=[f"strava.athlete.{owner}"]))
+    query = EventFilter(
+        id=EventIDFilter(id=[event_id(event)]), resource=EventResourceFilter(id=[f"strava.athlete.{owner}"])
+    )
     found: list[Any] = []
     with get_client(sync_client=True) as client:
         for _ in range(100):

@@ -33,7 +33,7 @@ PATH = "/push_subscriptions"
 
 
 class ApplicationCredentials(Protocol):
-    """What a push subscription call needs of a block: a ``StravaApplication`` or single-athlete ``StravaCredentials``."""
+    """What a subscription call needs: a ``StravaApplication`` (or a single-athlete ``StravaCredentials``)."""
 
     client_id: str
     client_secret: SecretStr
@@ -93,7 +93,11 @@ def _codes(response: httpx.Response) -> str:
     errors = body.get("errors") if isinstance(body, dict) else None
     if not isinstance(errors, list):
         return str(body)[:200]
-    parts = [f"{e.get('field') or e.get('resource', '')}: {e.get('code', '')}".strip(": ") for e in errors if isinstance(e, dict)]
+    parts = [
+        f"{e.get('field') or e.get('resource', '')}: {e.get('code', '')}".strip(": ")
+        for e in errors
+        if isinstance(e, dict)
+    ]
     return "; ".join(parts) or str(body.get("message", ""))
 
 

@@ -100,9 +100,15 @@ def read_mailbox(athlete_id: int, now: datetime | None = None) -> Mailbox:
         since = max(since, datetime.fromisoformat(str(saved["since"])))
         done = {str(i) for i in saved.get("ids", [])}
     query = EventFilter(
-        occurred=EventOccurredFilter(since=since, until=now + timedelta(minutes=1)),
-        event=EventNameFilter(name=["strava.activity.create", "strava.activity.update", "strava.activity.delete",
-                                    "strava.athlete.deauthorize"]),
+        occurred=EventOccurredFilter(since=since, until=now + timedelta(minutes=1)),  # type: ignore[arg-type]
+        event=EventNameFilter(
+            name=[
+                "strava.activity.create",
+                "strava.activity.update",
+                "strava.activity.delete",
+                "strava.athlete.deauthorize",
+            ]
+        ),
         resource=EventResourceFilter(id=[f"strava.athlete.{int(athlete_id)}"]),
         order="ASC",  # type: ignore[arg-type]
     )

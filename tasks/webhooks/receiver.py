@@ -52,7 +52,12 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4096
 """Strava's events are a few hundred bytes; anything larger is refused before it is parsed."""
 
-EVENT_NAMES = ("strava.activity.create", "strava.activity.update", "strava.activity.delete", "strava.athlete.deauthorize")
+EVENT_NAMES = (
+    "strava.activity.create",
+    "strava.activity.update",
+    "strava.activity.delete",
+    "strava.athlete.deauthorize",
+)
 """The Prefect events the receiver emits."""
 
 _NAMESPACE = uuid.UUID("6f1c2b1e-4d0a-5e7b-9c3f-2a8d5e6b7c10")
@@ -142,14 +147,14 @@ def prefect_event(event: StravaEvent, application: str) -> Event:
         raise ValueError(f"no Prefect event for {event.object_type} {event.aspect_type}")
     return Event(
         id=event_id(event),
-        occurred=datetime.now(UTC),
+        occurred=datetime.now(UTC),  # type: ignore[arg-type]  # pydantic takes a datetime
         event=event.name,
-        resource={
+        resource={  # type: ignore[arg-type]
             "prefect.resource.id": f"strava.athlete.{event.owner_id}",
             "prefect.resource.name": f"Strava athlete {event.owner_id}",
         },
         related=[
-            {
+            {  # type: ignore[list-item]
                 "prefect.resource.id": f"strava.application.{application}",
                 "prefect.resource.role": "strava-application",
                 "prefect.resource.name": application,
@@ -179,7 +184,9 @@ class SeenEvents:
     def first_time(self, key: str, now: float | None = None) -> bool:
         """Record ``key``; True unless it was recorded within the TTL."""
         now = time.monotonic() if now is None else now
-        while self._seen and (len(self._seen) >= self.max_items or next(iter(self._seen.values())) < now - self.ttl_seconds):
+        while self._seen and (
+            len(self._seen) >= self.max_items or next(iter(self._seen.values())) < now - self.ttl_seconds
+        ):
             self._seen.popitem(last=False)
         if key in self._seen:
             return False
@@ -261,13 +268,17 @@ def build_app(config: ReceiverConfig) -> Starlette:
             # Not read yet (Strava's list call failed): Strava retries a non-200.
             return _json_error(503, "subscription id not known yet; retry")
         if expected is not None and event.subscription_id != expected:
-            logger.warning("Ignored an event for subscription %s (this receiver's is %s)", event.subscription_id, expected)
+            logger.warning(
+                "Ignored an event for subscription %s (this receiver's is %s)", event.subscription_id, expected
+            )
             return JSONResponse({"status": "ignored", "reason": "unknown subscription"})
         roster = state.athletes
         if roster is None:
             return _json_error(503, "roster not read yet; retry")
         if event.owner_id not in roster:
-            logger.warning("Ignored a %s event for owner %s: not an athlete of the roster", event.aspect_type, event.owner_id)
+            logger.warning(
+                "Ignored a %s event for owner %s: not an athlete of the roster", event.aspect_type, event.owner_id
+            )
             return JSONResponse({"status": "ignored", "reason": "unknown athlete"})
         if event.name is None:
             return JSONResponse({"status": "ignored", "reason": "not an event the pipeline reacts to"})
