@@ -186,6 +186,4 @@ def test_events_reach_the_warehouse_through_a_triggered_run(hooks: tuple[Stack, 
     assert rows(stack, revoked) == {}  # the revoked athlete's reaction read nothing
     runs = stack.post("/flow_runs/filter", {"flow_runs": {"name": {"like_": "react-athlete-424242"}}})
     assert runs == []  # the forged owner started nothing
-    print(
-        f"\nwebhook latency, emulator POST -> committed row: new activity {latency:.1f} s, rename {rename_latency:.1f} s"
-    )
+    print(f"\nwebhook latency, emulator POST -> committed row: new {latency:.1f} s, rename {rename_latency:.1f} s")
