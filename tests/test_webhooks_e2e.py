@@ -62,6 +62,7 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "2",
         "COLUMNS": "240",
+        "STRAVA_ELT_WEBHOOK_VERIFY_TOKEN": TOKEN,  # the receiver's and `webhook subscribe`'s
     }
     emu = StravaEmulator(activities=[60, 30], athletes=2, seed=EMULATOR_SEED, end=EMULATOR_END)
     emu.push_timeout_seconds = 2.0  # Strava's deadline for the callback's answer
@@ -91,10 +92,8 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str
         deployed = stack.run("prefect", "--no-prompt", "deploy", "--name", "react").stdout
         assert "Deployment 'strava-elt-react/react' successfully created" in deployed, deployed
         stack.start("worker", "prefect", "worker", "start", "--pool", DEFAULT_POOL)
-        serve_env = {**env, "STRAVA_ELT_WEBHOOK_VERIFY_TOKEN": TOKEN}
         stack.start(
             "receiver", "strava-elt", "webhook", "serve", "--application", APP, "--port", str(receiver_port),
-            env=serve_env,
         )  # fmt: skip
         callback = f"http://127.0.0.1:{receiver_port}/strava/webhook"
 
@@ -106,7 +105,7 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str
                 return False
 
         stack.wait_for("the receiver", answers, timeout=120)
-        stack.run("strava-elt", "webhook", "subscribe", "--application", APP, "--callback-url", callback, env=serve_env)
+        stack.run("strava-elt", "webhook", "subscribe", "--application", APP, "--callback-url", callback)
         listed = stack.run("strava-elt", "webhook", "list", "--application", APP).stdout
         assert str(emu.subscription_id) in listed and callback in listed
         yield stack, callback
