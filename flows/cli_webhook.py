@@ -98,7 +98,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         subscription_id=args.subscription_id,
         application_block=_application(args.application),
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=10)
+    # No access log: Strava's validation GET carries the verify token in its query string.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False, timeout_graceful_shutdown=10)
     return 0
 
 

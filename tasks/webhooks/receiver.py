@@ -315,7 +315,9 @@ def build_app(config: ReceiverConfig) -> Starlette:
                 logger.warning("Reading the roster or the subscription failed: %s", exc)
                 await asyncio.sleep(min(5.0, config.roster_refresh_seconds))
                 continue
-            await asyncio.sleep(config.roster_refresh_seconds)
+            # No subscription yet (the receiver starts before `webhook subscribe`): look again soon.
+            unknown = callable(config.subscription_id) and state.subscription_id is None
+            await asyncio.sleep(min(2.0, config.roster_refresh_seconds) if unknown else config.roster_refresh_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> Any:
