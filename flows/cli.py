@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from flows import cli_webhook
+
 DEFAULT_HOME = Path(".strava-elt")
 DEMO_BLOCKS = ("strava-demo", "strava-demo-lake", "strava-demo-warehouse")
 
@@ -801,6 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flows import cli_athletes
 
     cli_athletes.register(sub)  # setup application, auth --application, athletes, dashboard --index
+    cli_webhook.register(sub)
     return parser
 
 

@@ -149,6 +149,19 @@ def merge_staging(
     )
 
 
+def mark_activity_deleted(engine: sa.Engine, athlete_id: int, activity_id: int, deleted_at: datetime) -> int:
+    """Mark one of the athlete's activities deleted in one transaction; return the rows marked (0 or 1).
+
+    For a deletion Strava confirmed (a 404 for the athlete's own token); a row already marked
+    keeps its first mark, and an id the athlete does not hold changes nothing.
+    """
+    ensure_tables(engine)
+    dialect = dialect_for(engine)
+    params = {"athlete_id": int(athlete_id), "activity_id": int(activity_id), "deleted_at": deleted_at}
+    with engine.begin() as conn:
+        return max(conn.execute(dialect.sql("load/mark_activity_deleted.sql", **TABLE_NAMES), params).rowcount, 0)
+
+
 def drop_staging(engine: sa.Engine, staging: str) -> None:
     """Drop this run's staging table (idempotent)."""
     q = dialect_for(engine).preparer.quote

@@ -1,0 +1,198 @@
+"""React to Strava's webhook events for one athlete: load just what changed.
+
+The deployment's trigger (prefect.yaml, ``# --- webhooks``) starts one run per burst of events
+for an athlete; the run reads every event not handled yet from the athlete's mailbox (the
+Prefect events the receiver emitted) or takes ``events`` as given. Events are hints, never
+data: each activity named costs one ``GET /activities/{id}`` with the athlete's own token, and
+only what Strava answers changes the warehouse.
+
+- create/update of an activity inside the lookback: the incremental pipeline (``strava_elt``)
+  as a subflow, which also moves the watermark and rebuilds the models;
+- update of an older activity: upserted through lake -> staging -> gate -> merge;
+- delete: marked deleted once Strava answers 404 for it (an activity Strava still returns stays);
+- deauthorize: the athlete is marked revoked once Strava rejects the athlete's token.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, tags
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
+
+from blocks.loading import load_block, load_lake
+from blocks.strava import StravaCredentials
+from blocks.strava_errors import AuthError
+from blocks.warehouse import Warehouse
+from flows import flow_timeout
+from flows.load import load_activities
+from flows.models import build_models
+from flows.pipeline import new_run_key, open_target, strava_elt
+from tasks import strava as strava_tasks
+from tasks import warehouse as wh
+from tasks.state import watermark as wm
+from tasks.webhooks import reactions
+
+REACT_TIMEOUT_SECONDS = 3600
+
+
+def athlete_block_name(application: str, athlete_id: int) -> str:
+    """The credentials block of an application's athlete (the roster's naming)."""
+    return f"{application}-athlete-{int(athlete_id)}"
+
+
+def athlete_slot(athlete_id: int) -> str:
+    """The athlete's concurrency limit (limit 1), shared with the round's per-athlete runs."""
+    return f"strava-athlete-{int(athlete_id)}"
+
+
+def _run_name() -> str:
+    params = flow_run.parameters
+    return f"react-athlete-{params.get('athlete_id')}-{params.get('warehouse_block', 'strava-warehouse')}"
+
+
+@flow(name="strava-elt-react", flow_run_name=_run_name, timeout_seconds=flow_timeout(REACT_TIMEOUT_SECONDS))
+def strava_elt_react(
+    athlete_id: int,
+    application: str | None = None,
+    strava_block: str | None = None,
+    lake_block: str = "strava-lake",
+    warehouse_block: str = "strava-warehouse",
+    lookback_days: int = 14,
+    events: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Load what the athlete's webhook events name, checked against the API.
+
+    Args:
+        athlete_id: The Strava athlete the events are about (the events' owner).
+        application: The StravaApplication block's name: the athlete's block is
+            ``<application>-athlete-<athlete_id>``. Give this or ``strava_block``.
+        strava_block: The athlete's StravaCredentials block (the single-athlete setup).
+        lake_block: Name of the lake block.
+        warehouse_block: Name of the Warehouse block.
+        lookback_days: The incremental run's lookback: a changed activity that started after
+            ``watermark - lookback`` is loaded by an incremental run, an older one alone.
+        events: Strava events (their bodies, or the receiver's payloads) to react to; None
+            (deployments): every event of the athlete's mailbox not handled yet.
+
+    """
+    logger = get_run_logger()
+    if strava_block is None:
+        if application is None:
+            raise ValueError("strava_elt_react needs application (with athlete_id) or strava_block")
+        strava_block = athlete_block_name(application, athlete_id)
+    mailbox = (
+        reactions.Mailbox([reactions.Hint.of(e) for e in events], None)
+        if events is not None
+        else reactions.read_mailbox(athlete_id)
+    )
+    summary: dict[str, Any] = {"athlete_id": int(athlete_id), "events": len(mailbox.hints), "requests": 0}
+    logger.info("Athlete %s: %s events to react to", athlete_id, len(mailbox.hints))
+    credentials = load_block(StravaCredentials, strava_block)
+    if getattr(credentials, "status", "active") == "revoked":
+        logger.warning("Athlete %s is revoked (block %s): nothing read, nothing loaded", athlete_id, strava_block)
+        summary["status"] = "revoked"
+        reactions.save_cursor(athlete_id, mailbox.cursor)
+        return summary
+    # One run at a time per athlete, with the round's runs (docs/athletes.md); no limit: no wait.
+    with concurrency(athlete_slot(athlete_id), occupy=1, strict=False, timeout_seconds=REACT_TIMEOUT_SECONDS):
+        _react(summary, mailbox.hints, credentials, strava_block, lake_block, warehouse_block, lookback_days)
+    reactions.save_cursor(athlete_id, mailbox.cursor)
+    logger.info("Reaction for athlete %s: %s", athlete_id, summary)
+    return summary
+
+
+def _react(
+    summary: dict[str, Any],
+    hints: list[reactions.Hint],
+    credentials: StravaCredentials,
+    strava_block: str,
+    lake_block: str,
+    warehouse_block: str,
+    lookback_days: int,
+) -> None:
+    logger = get_run_logger()
+    athlete_id = summary["athlete_id"]
+    latest = reactions.latest_per_activity(hints)
+    changed: list[dict[str, Any]] = []
+    gone: list[int] = []
+    with strava_tasks.open_client(credentials, logger) as client:
+        try:
+            if any(h.deauthorize for h in hints) and _revoked(client, strava_block, summary):
+                return
+            for activity_id, hint in sorted(latest.items()):
+                activity = reactions.fetch_activity(client, activity_id)
+                if activity is None:
+                    if hint.aspect_type == "delete":
+                        gone.append(activity_id)
+                    else:
+                        logger.warning(
+                            "Activity %s (%s event) is not on Strava: ignored", activity_id, hint.aspect_type
+                        )
+                elif _owner(activity) != athlete_id:
+                    logger.warning("Activity %s is not athlete %s's: ignored", activity_id, athlete_id)
+                elif hint.aspect_type == "delete":
+                    logger.warning("Activity %s: a delete event, but Strava still returns it: unchanged", activity_id)
+                else:
+                    changed.append(activity)
+        finally:
+            summary["requests"] = client.requests
+    warehouse_id = open_target(warehouse_block)
+    recent, old = _split(changed, warehouse_id, athlete_id, lookback_days)
+    observed_at = datetime.now(UTC).replace(microsecond=0)
+    if gone:
+        with load_block(Warehouse, warehouse_block).engine() as engine:
+            summary["marked_deleted"] = sum(wh.mark_activity_deleted(engine, athlete_id, i, observed_at) for i in gone)
+    if old:
+        run_key = new_run_key()
+        path, rows = reactions.stage_activities(load_lake(lake_block), athlete_id, run_key, old, observed_at)
+        merged = load_activities(warehouse_block, lake_block, path, run_key, observed_at, None, rows, athlete_id)
+        summary["upserted"] = {k: merged[k] for k in ("inserted", "updated", "unchanged")}
+    if recent:
+        with tags(f"strava-athlete:{athlete_id}"):  # `strava-elt athletes` shows it as the athlete's last run
+            run = strava_elt(strava_block, lake_block, warehouse_block, lookback_days)
+        summary["incremental"] = {k: run.get(k) for k in ("inserted", "updated", "deleted", "watermark", "status")}
+    elif gone or old:
+        summary["models"] = build_models(warehouse_block)
+
+
+def _revoked(client: strava_tasks.StravaClient, strava_block: str, summary: dict[str, Any]) -> bool:
+    """Confirm a deauthorize event: True (and the athlete marked revoked) when Strava rejects the token."""
+    try:
+        strava_tasks.fetch_athlete(client)
+    except AuthError as exc:
+        from tasks.strava.roster import mark_revoked
+
+        mark_revoked(strava_block, f"deauthorized on Strava (webhook event; {type(exc).__name__})", datetime.now(UTC))
+        get_run_logger().warning("Athlete %s deauthorized the application: marked revoked", summary["athlete_id"])
+        summary["status"] = "revoked"
+        return True
+    get_run_logger().warning("A deauthorize event, but Strava still accepts the athlete's token: unchanged")
+    return False
+
+
+def _owner(activity: dict[str, Any]) -> int | None:
+    athlete = activity.get("athlete")
+    value = athlete.get("id") if isinstance(athlete, dict) else None
+    return int(value) if isinstance(value, int) else None
+
+
+def _split(
+    changed: list[dict[str, Any]], warehouse_id: str, athlete_id: int, lookback_days: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(inside the incremental run's reach, older): the watermark minus the lookback divides them."""
+    watermark = wm.read_watermark(warehouse_id, athlete_id)
+    if watermark is None:
+        return changed, []  # no watermark: the incremental run reads the whole history anyway
+    reach = watermark - timedelta(days=lookback_days)
+    recent: list[dict[str, Any]] = []
+    old: list[dict[str, Any]] = []
+    for activity in changed:
+        try:
+            started = datetime.fromisoformat(str(activity.get("start_date", "")).replace("Z", "+00:00"))
+        except ValueError:  # staged alone, where the gate refuses what does not fit
+            started = reach
+        (recent if started > reach else old).append(activity)
+    return recent, old

@@ -1,0 +1,339 @@
+"""The webhook receiver: Strava's callback, turned into Prefect events.
+
+A small Starlette app (uvicorn serves it, ``strava-elt webhook serve``):
+
+- ``GET`` with ``hub.mode=subscribe`` echoes ``{"hub.challenge": ...}`` when ``hub.verify_token``
+  matches (constant-time compare), else 403.
+- ``POST`` bounds the body (:data:`MAX_BODY_BYTES`, else 413), checks its shape (else 400) and the
+  subscription id, answers 200 at once and queues one Prefect event per Strava event; a
+  background emitter sends them, so a slow Prefect API never holds up Strava's two seconds.
+  Strava's retries of the same event are dropped (a TTL cache) and the Prefect event's id is
+  derived from the event (uuid5), so the server deduplicates too. An owner who is not an athlete
+  of the roster is answered 200 and ignored (logged): Strava must not retry forever.
+
+Nothing here calls Strava: a forged POST costs nothing but a queue slot, and the reaction that
+follows re-reads whatever it names with the athlete's own token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect.events import Event
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+__all__ = [
+    "EVENT_NAMES",
+    "MAX_BODY_BYTES",
+    "ReceiverConfig",
+    "StravaEvent",
+    "build_app",
+    "event_id",
+    "prefect_event",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 4096
+"""Strava's events are a few hundred bytes; anything larger is refused before it is parsed."""
+
+EVENT_NAMES = (
+    "strava.activity.create",
+    "strava.activity.update",
+    "strava.activity.delete",
+    "strava.athlete.deauthorize",
+)
+"""The Prefect events the receiver emits."""
+
+_NAMESPACE = uuid.UUID("6f1c2b1e-4d0a-5e7b-9c3f-2a8d5e6b7c10")
+"""uuid5 namespace of the events' ids (fixed: the same Strava event gives the same id everywhere)."""
+
+Emit = Callable[[Event], Awaitable[None]]
+"""Sends one event to Prefect (the receiver's background emitter calls it)."""
+
+Athletes = Callable[[], Awaitable[Collection[int]]]
+"""The roster's athlete ids (read in the background, never on a request)."""
+
+
+@dataclass(frozen=True)
+class StravaEvent:
+    """One event as Strava POSTs it, checked."""
+
+    object_type: str
+    object_id: int
+    aspect_type: str
+    owner_id: int
+    subscription_id: int
+    event_time: int
+    updates: dict[str, str]
+
+    @classmethod
+    def parse(cls, body: bytes) -> StravaEvent:
+        """Check the body's shape; ValueError says what is wrong."""
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError("body is not JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError("body is not a JSON object")
+        for name in ("object_id", "owner_id", "subscription_id", "event_time"):
+            value = data.get(name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value >= 2**63:
+                raise ValueError(f"{name} must be a positive integer")
+        object_type, aspect = data.get("object_type"), data.get("aspect_type")
+        if object_type not in ("activity", "athlete"):
+            raise ValueError("object_type must be activity or athlete")
+        if aspect not in ("create", "update", "delete"):
+            raise ValueError("aspect_type must be create, update or delete")
+        updates = data.get("updates", {})
+        if updates is None:
+            updates = {}
+        if not isinstance(updates, dict) or not all(isinstance(k, str) for k in updates):
+            raise ValueError("updates must be an object")
+        if any(isinstance(v, dict | list) for v in updates.values()):
+            raise ValueError("updates must map names to plain values")
+        return cls(
+            object_type=object_type,
+            object_id=int(data["object_id"]),
+            aspect_type=aspect,
+            owner_id=int(data["owner_id"]),
+            subscription_id=int(data["subscription_id"]),
+            event_time=int(data["event_time"]),
+            updates={k: str(v) for k, v in sorted(updates.items())},
+        )
+
+    @property
+    def name(self) -> str | None:
+        """The Prefect event's name; None for an event the pipeline does not react to."""
+        if self.object_type == "activity":
+            return f"strava.activity.{self.aspect_type}"
+        if self.aspect_type == "update" and self.updates.get("authorized") == "false":
+            return "strava.athlete.deauthorize"
+        return None
+
+    @property
+    def key(self) -> str:
+        """What makes two deliveries the same event (Strava's retries repeat it exactly)."""
+        updates = json.dumps(self.updates, sort_keys=True, separators=(",", ":"))
+        return (
+            f"{self.subscription_id}:{self.owner_id}:{self.object_type}:{self.object_id}:"
+            f"{self.aspect_type}:{self.event_time}:{updates}"
+        )
+
+
+def event_id(event: StravaEvent) -> uuid.UUID:
+    """The Prefect event's id: the same for every delivery of one Strava event."""
+    return uuid.uuid5(_NAMESPACE, event.key)
+
+
+def prefect_event(event: StravaEvent, application: str) -> Event:
+    """The Prefect event for a Strava event (its name must not be None)."""
+    if event.name is None:
+        raise ValueError(f"no Prefect event for {event.object_type} {event.aspect_type}")
+    return Event(
+        id=event_id(event),
+        occurred=datetime.now(UTC),  # type: ignore[arg-type]  # pydantic takes a datetime
+        event=event.name,
+        resource={  # type: ignore[arg-type]
+            "prefect.resource.id": f"strava.athlete.{event.owner_id}",
+            "prefect.resource.name": f"Strava athlete {event.owner_id}",
+        },
+        related=[
+            {  # type: ignore[list-item]
+                "prefect.resource.id": f"strava.application.{application}",
+                "prefect.resource.role": "strava-application",
+                "prefect.resource.name": application,
+            }
+        ],
+        payload={
+            "application": application,
+            "owner_id": event.owner_id,
+            "object_type": event.object_type,
+            "object_id": event.object_id,
+            "aspect_type": event.aspect_type,
+            "updates": event.updates,
+            "event_time": event.event_time,
+            "subscription_id": event.subscription_id,
+        },
+    )
+
+
+class SeenEvents:
+    """A bounded TTL set of event keys: Strava's retries of one event pass once."""
+
+    def __init__(self, ttl_seconds: float = 3600.0, max_items: int = 50_000) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_items = max_items
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def first_time(self, key: str, now: float | None = None) -> bool:
+        """Record ``key``; True unless it was recorded within the TTL."""
+        now = time.monotonic() if now is None else now
+        while self._seen and (
+            len(self._seen) >= self.max_items or next(iter(self._seen.values())) < now - self.ttl_seconds
+        ):
+            self._seen.popitem(last=False)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
+
+
+@dataclass
+class ReceiverConfig:
+    """What the receiver needs: the verify token, the application and where its facts come from."""
+
+    verify_token: SecretStr
+    application: str
+    """The application block's name (in the events' payload and related resource)."""
+    emit: Emit
+    athletes: Athletes
+    subscription_id: Callable[[], Awaitable[int | None]] | int | None = None
+    """The subscription's id, or a function reading it once (``webhook list``); None: any."""
+    roster_refresh_seconds: float = 60.0
+    queue_size: int = 10_000
+    emit_attempts: int = 5
+
+
+@dataclass
+class _State:
+    """The receiver's mutable state, shared by the handlers and the background tasks."""
+
+    queue: asyncio.Queue[Event]
+    seen: SeenEvents = field(default_factory=SeenEvents)
+    athletes: frozenset[int] | None = None
+    subscription_id: int | None = None
+    emitted: list[str] = field(default_factory=list)
+    """Names and ids of the events sent (the last 1,000; tests read them)."""
+
+
+def _json_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is longer than ``limit`` (read no further than that)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def build_app(config: ReceiverConfig) -> Starlette:
+    """The receiver as a Starlette app; its lifespan runs the emitter and the roster refresher."""
+    state = _State(queue=asyncio.Queue(maxsize=config.queue_size))
+    if isinstance(config.subscription_id, int):
+        state.subscription_id = config.subscription_id
+
+    async def verify(request: Request) -> Response:
+        params = request.query_params
+        if params.get("hub.mode") != "subscribe" or "hub.challenge" not in params:
+            return _json_error(400, "expected hub.mode=subscribe with hub.challenge")
+        given = params.get("hub.verify_token", "").encode()
+        if not hmac.compare_digest(given, config.verify_token.get_secret_value().encode()):
+            logger.warning("Refused a subscription validation GET: wrong verify token")
+            return _json_error(403, "verify token does not match")
+        return JSONResponse({"hub.challenge": params["hub.challenge"]})
+
+    async def receive(request: Request) -> Response:
+        body = await _read_bounded(request, MAX_BODY_BYTES)
+        if body is None:
+            return _json_error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        try:
+            event = StravaEvent.parse(body)
+        except ValueError as exc:
+            return _json_error(400, str(exc))
+        expected = state.subscription_id
+        if config.subscription_id is not None and expected is None:
+            # Not read yet (Strava's list call failed): Strava retries a non-200.
+            return _json_error(503, "subscription id not known yet; retry")
+        if expected is not None and event.subscription_id != expected:
+            logger.warning(
+                "Ignored an event for subscription %s (this receiver's is %s)", event.subscription_id, expected
+            )
+            return JSONResponse({"status": "ignored", "reason": "unknown subscription"})
+        roster = state.athletes
+        if roster is None:
+            return _json_error(503, "roster not read yet; retry")
+        if event.owner_id not in roster:
+            logger.warning(
+                "Ignored a %s event for owner %s: not an athlete of the roster", event.aspect_type, event.owner_id
+            )
+            return JSONResponse({"status": "ignored", "reason": "unknown athlete"})
+        if event.name is None:
+            return JSONResponse({"status": "ignored", "reason": "not an event the pipeline reacts to"})
+        if not state.seen.first_time(event.key):
+            return JSONResponse({"status": "duplicate"})
+        try:
+            state.queue.put_nowait(prefect_event(event, config.application))
+        except asyncio.QueueFull:
+            return _json_error(503, "busy; retry")
+        return JSONResponse({"status": "queued"})
+
+    async def emitter() -> None:
+        while True:
+            event = await state.queue.get()
+            for attempt in range(1, config.emit_attempts + 1):
+                try:
+                    await config.emit(event)
+                    state.emitted = [*state.emitted[-999:], f"{event.event} {event.id}"]
+                    break
+                except Exception as exc:  # noqa: BLE001 - logged; the next attempt or the next event
+                    logger.warning("Emitting %s (%s) failed (attempt %s): %s", event.event, event.id, attempt, exc)
+                    await asyncio.sleep(min(2.0**attempt, 30.0))
+            else:
+                logger.error("Dropped %s (%s) after %s attempts", event.event, event.id, config.emit_attempts)
+            state.queue.task_done()
+
+    async def refresher() -> None:
+        while True:
+            try:
+                if callable(config.subscription_id) and state.subscription_id is None:
+                    state.subscription_id = await config.subscription_id()
+                state.athletes = frozenset(await config.athletes())
+            except Exception as exc:  # noqa: BLE001 - keep serving with what is known; try again
+                logger.warning("Reading the roster or the subscription failed: %s", exc)
+                await asyncio.sleep(min(5.0, config.roster_refresh_seconds))
+                continue
+            # No subscription yet (the receiver starts before `webhook subscribe`): look again soon.
+            unknown = callable(config.subscription_id) and state.subscription_id is None
+            await asyncio.sleep(min(2.0, config.roster_refresh_seconds) if unknown else config.roster_refresh_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> Any:
+        tasks = [asyncio.create_task(emitter()), asyncio.create_task(refresher())]
+        try:
+            yield
+        finally:
+            try:  # give queued events a moment to go out
+                await asyncio.wait_for(state.queue.join(), timeout=5.0)
+            except TimeoutError:
+                logger.warning("Stopped with %s events not emitted", state.queue.qsize())
+            for task in tasks:
+                task.cancel()
+
+    # Any path: the callback URL's path is the deployer's choice (behind a proxy, /strava/webhook...).
+    routes = [Route("/{path:path}", verify, methods=["GET"]), Route("/{path:path}", receive, methods=["POST"])]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.receiver = state
+    return app

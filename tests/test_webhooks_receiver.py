@@ -1,0 +1,254 @@
+"""The webhook receiver over HTTP: Strava's validation GET, event POSTs, dedupe, a slow Prefect API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from prefect.events import Event
+from pydantic import SecretStr
+from starlette.testclient import TestClient
+
+from tasks.webhooks.receiver import MAX_BODY_BYTES, ReceiverConfig, SeenEvents, StravaEvent, build_app, event_id
+
+TOKEN = "a-long-random-verify-token"
+SUBSCRIPTION = 120_001
+ATHLETE = 1234567
+
+
+def strava_event(**overrides: Any) -> dict[str, Any]:
+    return {
+        "aspect_type": "create",
+        "event_time": 1_793_000_000,
+        "object_id": 9_000_000_123,
+        "object_type": "activity",
+        "owner_id": ATHLETE,
+        "subscription_id": SUBSCRIPTION,
+        "updates": {},
+        **overrides,
+    }
+
+
+class Sink:
+    """Collects emitted events; ``hold`` blocks the emitter like an unresponsive Prefect API."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.released = threading.Event()
+        self.released.set()
+        self.arrived = threading.Event()
+
+    async def emit(self, event: Event) -> None:
+        self.arrived.set()
+        while not self.released.is_set():
+            await asyncio.sleep(0.01)
+        self.events.append(event)
+
+    def wait(self, count: int, timeout: float = 10.0) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.events
+
+
+def config(sink: Sink, **overrides: Any) -> ReceiverConfig:
+    async def athletes() -> set[int]:
+        return {ATHLETE}
+
+    return ReceiverConfig(
+        verify_token=SecretStr(TOKEN),
+        application="strava-app",
+        emit=sink.emit,
+        athletes=athletes,
+        subscription_id=SUBSCRIPTION,
+        **overrides,
+    )
+
+
+@pytest.fixture
+def sink() -> Sink:
+    return Sink()
+
+
+@pytest.fixture
+def client(sink: Sink) -> Iterator[TestClient]:
+    with TestClient(build_app(config(sink))) as test_client:
+        _ready(test_client)
+        yield test_client
+
+
+def _ready(test_client: TestClient) -> None:
+    """Wait until the background refresher has read the roster (the first POST would get 503)."""
+    for _ in range(200):
+        if test_client.app.state.receiver.athletes is not None:  # type: ignore[attr-defined]
+            return
+        time.sleep(0.01)
+    raise AssertionError("the receiver never read the roster")
+
+
+def test_the_validation_get_echoes_the_challenge_only_for_the_verify_token(client: TestClient) -> None:
+    ok = client.get("/", params={"hub.mode": "subscribe", "hub.challenge": "c-123", "hub.verify_token": TOKEN})
+    assert ok.status_code == 200 and ok.json() == {"hub.challenge": "c-123"}
+    wrong = client.get("/", params={"hub.mode": "subscribe", "hub.challenge": "c-123", "hub.verify_token": "guess"})
+    assert wrong.status_code == 403 and "c-123" not in wrong.text
+    assert client.get("/", params={"hub.challenge": "c-123", "hub.verify_token": TOKEN}).status_code == 400
+    assert TOKEN not in wrong.text
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (json.dumps({k: v for k, v in strava_event().items() if k != "owner_id"}).encode(), "owner_id"),
+        (json.dumps(strava_event(object_id="9000")).encode(), "object_id"),
+        (json.dumps(strava_event(owner_id=True)).encode(), "owner_id"),
+        (json.dumps(strava_event(aspect_type="rename")).encode(), "aspect_type"),
+        (json.dumps(strava_event(object_type="club")).encode(), "object_type"),
+        (json.dumps(strava_event(updates=["title"])).encode(), "updates"),
+        (json.dumps(strava_event(updates={"title": {"nested": 1}})).encode(), "updates"),
+    ],
+)
+def test_a_body_of_the_wrong_shape_is_refused(client: TestClient, sink: Sink, body: bytes, reason: str) -> None:
+    answer = client.post("/", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and reason in answer.json()["error"]
+    assert sink.events == []
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient, sink: Sink) -> None:
+    big = json.dumps(strava_event(updates={"title": "x" * MAX_BODY_BYTES})).encode()
+    assert client.post("/", content=big).status_code == 413
+    # chunked, without a Content-Length: counted as it streams
+    assert client.post("/", content=iter([big[:3000], big[3000:]])).status_code == 413
+    assert sink.events == []
+
+
+def test_an_unknown_owner_or_subscription_is_acknowledged_and_ignored(client: TestClient, sink: Sink) -> None:
+    stranger = client.post("/", json=strava_event(owner_id=999))
+    assert stranger.status_code == 200 and stranger.json() == {"status": "ignored", "reason": "unknown athlete"}
+    other = client.post("/", json=strava_event(subscription_id=SUBSCRIPTION + 1))
+    assert other.status_code == 200 and other.json()["reason"] == "unknown subscription"
+    assert client.post("/", json=strava_event()).json() == {"status": "queued"}
+    assert [e.payload["owner_id"] for e in sink.wait(1)] == [ATHLETE]
+
+
+def test_each_strava_event_gives_one_prefect_event_and_retries_are_dropped(client: TestClient, sink: Sink) -> None:
+    create = strava_event()
+    update = strava_event(aspect_type="update", updates={"title": "Morning run"}, event_time=1_793_000_100)
+    delete = strava_event(aspect_type="delete", event_time=1_793_000_200)
+    deauthorize = strava_event(
+        object_type="athlete", object_id=ATHLETE, aspect_type="update", updates={"authorized": "false"}
+    )
+    answers = [client.post("/", json=e).json()["status"] for e in (create, create, update, delete, deauthorize, update)]
+    assert answers == ["queued", "duplicate", "queued", "queued", "queued", "duplicate"]
+    events = sink.wait(4)
+    assert [e.event for e in events] == [
+        "strava.activity.create",
+        "strava.activity.update",
+        "strava.activity.delete",
+        "strava.athlete.deauthorize",
+    ]
+    first = events[1]
+    assert first.resource.id == f"strava.athlete.{ATHLETE}"
+    assert first.related[0].id == "strava.application.strava-app"
+    assert first.payload["updates"] == {"title": "Morning run"} and first.payload["object_id"] == 9_000_000_123
+    assert first.payload["subscription_id"] == SUBSCRIPTION and first.payload["event_time"] == 1_793_000_100
+    # the id is derived from the event: the Prefect server drops a resend after a receiver restart too
+    assert first.id == event_id(StravaEvent.parse(json.dumps(update).encode()))
+    assert len({e.id for e in events}) == 4
+
+
+def test_a_different_update_of_the_same_activity_is_a_new_event(client: TestClient, sink: Sink) -> None:
+    client.post("/", json=strava_event(aspect_type="update", updates={"title": "A"}))
+    client.post("/", json=strava_event(aspect_type="update", updates={"title": "B"}))
+    assert len(sink.wait(2)) == 2
+
+
+def test_the_dedupe_cache_is_bounded_and_forgets_after_its_ttl() -> None:
+    seen = SeenEvents(ttl_seconds=10, max_items=3)
+    assert seen.first_time("a", now=0) and not seen.first_time("a", now=5)
+    assert seen.first_time("a", now=11)  # expired
+    for key in "bcd":
+        seen.first_time(key, now=12)
+    assert len(seen._seen) <= 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(sink: Sink) -> Iterator[str]:
+    """The receiver under a real uvicorn on a free port."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(config(sink)), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(500):
+        if server.started:
+            break
+        time.sleep(0.01)
+    try:
+        yield url
+    finally:
+        sink.released.set()
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def test_over_real_http_the_answer_does_not_wait_for_a_stuck_prefect_api(served: str, sink: Sink) -> None:
+    sink.released.clear()  # the Prefect API does not answer
+    with httpx.Client(timeout=2.0) as http:  # Strava's deadline for the callback's answer
+        for _ in range(100):  # until the roster is read
+            first = http.post(served, json=strava_event())
+            if first.status_code != 503:
+                break
+            time.sleep(0.02)
+        assert first.status_code == 200 and first.json() == {"status": "queued"}
+        assert sink.arrived.wait(5)  # the emitter holds the first event, stuck
+        later = [http.post(served, json=strava_event(object_id=9_000_000_200 + i)) for i in range(3)]
+        assert [r.status_code for r in later] == [200, 200, 200]
+        assert sink.events == []  # every answer came while the emitter was still stuck
+        check = http.get(served, params={"hub.mode": "subscribe", "hub.challenge": "x", "hub.verify_token": TOKEN})
+        assert check.json() == {"hub.challenge": "x"}
+    sink.released.set()
+    assert len(sink.wait(4)) == 4
+
+
+def test_the_prefect_server_keeps_one_event_per_strava_event() -> None:
+    """Two sends of one event (a receiver restarted between Strava's attempts) are stored once."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventIDFilter, EventResourceFilter
+
+    from tasks.webhooks.receiver import prefect_event
+    from tasks.webhooks.serve import emit_to_prefect
+
+    owner = uuid.uuid4().int % 10**9
+    event = StravaEvent.parse(json.dumps(strava_event(owner_id=owner)).encode())
+    asyncio.run(emit_to_prefect(prefect_event(event, "strava-app")))
+    asyncio.run(emit_to_prefect(prefect_event(event, "strava-app")))
+    query = EventFilter(
+        id=EventIDFilter(id=[event_id(event)]), resource=EventResourceFilter(id=[f"strava.athlete.{owner}"])
+    )
+    found: list[Any] = []
+    with get_client(sync_client=True) as client:
+        for _ in range(100):
+            found = client.read_events(filter=query, limit=50).events
+            if found:
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)  # the second send has had time to be stored, were it stored
+        found = client.read_events(filter=query, limit=50).events
+    assert len(found) == 1 and found[0].event == "strava.activity.create"
