@@ -218,14 +218,16 @@ def _crash_after_staging(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _crash_during_merge(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = wh.read_sql
+    from tasks.warehouse import dialects  # the merge's statements are read there
+
+    real = dialects.read_sql
 
     def read_sql(relative: str) -> str:
         if relative == "load/merge_insert.sql":  # the delete has already run in this transaction
             raise Boom("crash during the merge")
         return real(relative)
 
-    monkeypatch.setattr(wh, "read_sql", read_sql)
+    monkeypatch.setattr(dialects, "read_sql", read_sql)
 
 
 def _crash_before_watermark(monkeypatch: pytest.MonkeyPatch) -> None:
