@@ -1,4 +1,4 @@
-"""After the models: the dashboard in the lake with its link artifact, and the report's rows.
+"""After the models: the dashboard in the lake with its link artifact, and the report's newest months.
 
 Called by the main flow as its last step, and by ``strava-elt dashboard`` for a file on disk.
 """
@@ -6,36 +6,33 @@ Called by the main flow as its last step, and by ``strava-elt dashboard`` for a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from blocks.loading import load_block, load_lake
 from blocks.warehouse import Warehouse
 from tasks.insight import dashboard, report
+from tasks.state.summary import RunSummary
 
 
-def publish_insight(warehouse_block: str, lake_block: str, summary: dict[str, Any]) -> dict[str, str]:
+def publish_insight(warehouse_block: str, lake_block: str, summary: RunSummary) -> RunSummary:
     """Render the dashboard and write it to the lake with a link artifact.
-
-    Also puts the newest rows of the monthly model in ``summary["monthly_top"]`` for the run
-    report, which the main flow publishes at its end (``tasks.insight.notify.report_run``).
 
     Args:
         warehouse_block: Name of the Warehouse block.
         lake_block: Name of the lake block.
-        summary: The main flow's summary so far (``run_key``, ``athlete_id``, counts, and
-            ``checks`` when validation ran).
+        summary: The main flow's summary so far (its athlete, run key and checks).
 
     Returns:
-        Where the dashboard was written: lake ``path``, ``url``, ``run_url`` and ``bytes``.
+        ``summary`` with ``dashboard`` (lake ``path``, ``url``, ``run_url`` and ``bytes``) and
+        ``monthly_top`` (the newest rows of the monthly model, for the run report).
 
     """
     lake = load_lake(lake_block)
+    checks = None if summary.checks is None else [c.as_dict() for c in summary.checks]
     with load_block(Warehouse, warehouse_block).engine() as engine:
-        page = dashboard.build_dashboard(engine, summary.get("checks"), summary.get("athlete_id"))
-        monthly = report.monthly_rows(engine, summary.get("athlete_id"))
-    published = dashboard.publish_dashboard(lake, page, summary.get("athlete_id") or "unknown", summary.get("run_key"))
-    summary["monthly_top"] = monthly
-    return published
+        page = dashboard.build_dashboard(engine, checks, summary.athlete_id)
+        monthly = report.monthly_rows(engine, summary.athlete_id)
+    published = dashboard.publish_dashboard(lake, page, summary.athlete_id or "unknown", summary.run_key)
+    return summary.with_(dashboard=published, monthly_top=tuple(monthly))
 
 
 def write_dashboard_file(warehouse_block: str, out: Path, athlete_id: int | None = None) -> tuple[Path, int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from prefect import flow, get_run_logger
 
@@ -12,6 +11,7 @@ from blocks.warehouse import Warehouse
 from flows import run_names
 from tasks import quality
 from tasks import warehouse as wh
+from tasks.state.summary import LoadResult
 
 
 @flow(name="load-activities", flow_run_name=run_names.LOAD)
@@ -24,7 +24,7 @@ def load_activities(
     deletion_window: tuple[datetime, datetime] | None = None,
     expected_rows: int | None = None,
     athlete_id: int | None = None,
-) -> dict[str, Any]:
+) -> LoadResult:
     """Stage the run's file, check it, and merge it into the athlete's production rows in one transaction.
 
     The staging table is dropped whatever happens; production changes only in the merge, and
@@ -45,8 +45,8 @@ def load_activities(
             wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)
             checks = quality.run_validation(engine, staging, expected_rows, observed_at, athlete_id)
             quality.enforce_gate(checks)
-            results = [c.as_dict() for c in checks]
-            result = wh.merge_staging(engine, staging, observed_at, deletion_window, athlete_id, run_key, results)
+            recorded = [c.as_dict() for c in checks]
+            result = wh.merge_staging(engine, staging, observed_at, deletion_window, athlete_id, run_key, recorded)
         finally:
             wh.drop_staging(engine, staging)
     logger.info(
@@ -57,4 +57,4 @@ def load_activities(
         result.deleted,
         result.undeleted,
     )
-    return {**result.as_dict(), "checks": results}
+    return LoadResult(result, tuple(checks))

@@ -149,7 +149,7 @@ def _react(
         run_key = new_run_key()
         path, rows = reactions.stage_activities(load_lake(lake_block), athlete_id, run_key, old, observed_at)
         merged = load_activities(warehouse_block, lake_block, path, run_key, observed_at, None, rows, athlete_id)
-        summary["upserted"] = {k: merged[k] for k in ("inserted", "updated", "unchanged")}
+        summary["upserted"] = {k: getattr(merged.merge, k) for k in ("inserted", "updated", "unchanged")}
     if recent:
         with tags(f"strava-athlete:{athlete_id}"):  # `strava-elt athletes` shows it as the athlete's last run
             run = strava_elt(strava_block, lake_block, warehouse_block, lookback_days)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from prefect.artifacts import Artifact
 from prefect.variables import Variable
 
 from emulator import StravaEmulator
@@ -356,7 +357,8 @@ def test_a_future_dated_activity_is_loaded_and_later_uploads_still_are(env: Env)
     assert summary["future_dated"] == {"count": 1, "ids": [future["id"]]}
     mark = env.watermark()
     assert mark is not None and newest <= mark <= datetime.now(UTC)
-    report = notify.format_markdown(summary)
+    published = Artifact.get(notify.SUMMARY_ARTIFACT_KEY)  # the run's report, as published
+    report = str(published.data if published else "")
     assert "**Future-dated activities:** 1 " in report and str(future["id"]) in report
 
     # Later uploads, dated before the run (after the old newest): the next run still loads them.

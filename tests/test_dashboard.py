@@ -6,7 +6,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from tasks.insight import dashboard, report
+from tasks.quality import CheckResult
+from tasks.state.summary import ExtractResult, LoadResult, RunSummary, WatermarkMove
+from tasks.warehouse.merge import MergeResult
 from tests.cdp import Chromium, find_chromium
 from tests.conftest import EMULATOR_END, EMULATOR_SEED, Env
 from tests.insight_support import emulator_warehouse, fill_warehouse
@@ -291,29 +294,29 @@ def test_lake_urls() -> None:
 
 
 def test_run_report_markdown() -> None:
-    summary = {
-        "run_key": "20260101t000000_abc",
-        "status": "complete",
-        "athlete_id": 5,
-        "requests": 4,
-        "pages": 3,
-        "extracted": 450,
-        "inserted": 440,
-        "updated": 10,
-        "unchanged": 0,
-        "deleted": 1,
-        "watermark": "2026-01-01T00:00:00+00:00",
-        "checks": CHECKS,
-        "models": {"activity_summary_monthly": 12},
-    }
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    extract = ExtractResult(5, "20260101t000000_abc", at, at, pages=3, requests=4, activities=450)
+    merge = MergeResult(staged=450, inserted=440, updated=10, unchanged=0, deleted=1, undeleted=0, history_rows=0)
     monthly = [{"month": datetime(2026, 1, 1, tzinfo=UTC).date(), "activity_count": 3, "avg_kudos": 4.5}]
-    md = report.run_report_markdown(summary, monthly, "file:///lake/d.html")
+    summary = (
+        RunSummary("20260101t000000_abc", started_at=at)
+        .with_extract(extract)
+        .with_load(LoadResult(merge, tuple(CheckResult(**c) for c in CHECKS)))
+        .with_(
+            watermark=WatermarkMove(None, at),
+            models={"activity_summary_monthly": 12},
+            dashboard={"url": "file:///lake/d.html"},
+            monthly_top=tuple(monthly),
+            finished_at=at + timedelta(seconds=12.34),
+        )
+    )
+    md = report.run_report_markdown(summary)
     assert "| API requests | 4 |" in md and "| Inserted | 440 |" in md and "| Marked deleted | 1 |" in md
     assert "2026-01-01T00:00:00+00:00" in md and "[dashboard.html](file:///lake/d.html)" in md
     assert "1 failed, 1 passed, 1 skipped." in md
     assert "week </script><i>x</i> \\| of 2025-01-06" in md  # pipes escaped: the table stays a table
-    assert "| 2026-01-01 | 3 | 4.5 |" in md
-    assert "No validation results" in report.run_report_markdown({"run_key": "x"})
+    assert "| 2026-01-01 | 3 | 4.5 |" in md and "| Run time (s) | 12.3 |" in md
+    assert "No validation results" in report.run_report_markdown(RunSummary("x"))
 
 
 # --------------------------------------------------------------------------- browser

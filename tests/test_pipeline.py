@@ -218,7 +218,7 @@ def _crash_after_staging(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _crash_during_merge(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks.warehouse import dialects  # renders every load statement: the merge's SQL is read there
+    from tasks.warehouse import dialects  # the merge's statements are read there
 
     real = dialects.read_sql
 

@@ -456,7 +456,7 @@ def test_load_subflow_sends_this_sequence_on_one_session(
     assert all(gate[j - 1] == "ROLLBACK" for j in [*starts[1:], len(gate)])
     reads = [q for q in gate if q not in ("BEGIN READ ONLY", "ROLLBACK")]
     assert all(re.sub(r"--[^\n]*", "", q).lstrip().upper().startswith(("SELECT", "WITH")) for q in reads), reads
-    assert result["staged"] == 450
+    assert result.merge.staged == 450
     recorded = next(q for q in log if "INSERT INTO strava_validation_results" in q)
     assert recorded.endswith(f"-- ({checks} rows)")
     # The COPY is logged, redacted; nothing that authenticates reaches the logs.

@@ -314,3 +314,26 @@ def test_shared_strava_api_limit_takes_one_slot_per_request(env: Env) -> None:
             client.delete_global_concurrency_limit_by_name("strava-api")
     assert summary["requests"] == 4
     assert limit.active_slots == 4  # every API request (not /oauth/token) took a slot of the shared budget
+
+
+# --- the pages ------------------------------------------------------------------------------
+
+
+def test_iter_activity_pages_stops_on_a_short_page_and_refuses_a_repeated_one(tmp_path: Path) -> None:
+    from tasks.strava import PaginationLoopError, StravaClient
+
+    for env in make_env(tmp_path, activities=400):
+        credentials = load_block(StravaCredentials, env.strava_block)
+        with StravaClient(credentials) as client:
+            pages = client.iter_activity_pages(0, per_page=200)
+            assert (pages.number, pages.has_more) == (1, True)
+            first = next(pages)
+            assert len(pages.fresh(first)) == 200 and pages.number == 2
+            with pytest.raises(PaginationLoopError, match="page 1 with only activities already read"):
+                pages.fresh(first)  # the same activities again: a loop, not new pages
+            sizes = [len(page) for page in pages]
+        # 400 activities: two full pages, then the empty one that proves the end (ceil(400/200) + 1).
+        assert sizes == [200, 0] and not pages.has_more
+        assert env.emu.request_count(LIST_PATH) == 3 and client.requests == 3
+        oldest_first = env.emu.activities[::-1]  # the emulator lists its store newest first
+        assert [a["id"] for a in first] == [a["id"] for a in oldest_first[:200]]

@@ -21,7 +21,9 @@ from pydantic import SecretStr
 from tasks import quality as v
 from tasks import warehouse as wh
 from tasks.insight.notify import SUMMARY_ARTIFACT_KEY, format_markdown, format_slack
+from tasks.state.summary import ExtractResult, RunSummary, WatermarkMove
 from tasks.warehouse import schema
+from tasks.warehouse.merge import MergeResult
 from tests.conftest import WAREHOUSES, Env
 
 STAGING = "stg_strava_activity_data_test"
@@ -473,20 +475,26 @@ def test_kudos_zscore_against_a_known_history(db: Db, staged: list[int], outcome
 # --------------------------------------------------------------------------- messages
 
 
-def _results_summary(**overrides: Any) -> dict[str, Any]:
-    checks = [
-        v.CheckResult("no_duplicate_ids", "halt", "equals", 0, 0, "passed").as_dict(),
-        v.CheckResult("no_negative_values", "halt", "equals", 2, 0, "failed", "e.g. id 9").as_dict(),
-        v.CheckResult("kudos_zscore", "warn", "less_equals", 2.5, 1.645, "failed", "z = -2.50").as_dict(),
-        v.CheckResult("weekly_new_activities_zscore", "warn", "less_equals", None, 1.645, "skipped",
-                      "not enough history (no earlier week in production)").as_dict(),
-    ]  # fmt: skip
-    summary = {"run_key": "k1", "status": "complete", "requests": 4, "extracted": 450, "checks": checks}
-    return summary | overrides
+CHECK_RESULTS = (
+    v.CheckResult("no_duplicate_ids", "halt", "equals", 0, 0, "passed"),
+    v.CheckResult("no_negative_values", "halt", "equals", 2, 0, "failed", "e.g. id 9"),
+    v.CheckResult("kudos_zscore", "warn", "less_equals", 2.5, 1.645, "failed", "z = -2.50"),
+    v.CheckResult("weekly_new_activities_zscore", "warn", "less_equals", None, 1.645, "skipped",
+                  "not enough history (no earlier week in production)"),
+)  # fmt: skip
+
+
+def _results_summary(status: str = "complete", merge: MergeResult | None = None, **changes: Any) -> RunSummary:
+    """A run that extracted 450 activities with 4 requests and ran :data:`CHECK_RESULTS`."""
+    extract = ExtractResult(7, "k1", RUN_AT, RUN_AT, requests=4, activities=450)
+    summary = RunSummary("k1").with_extract(extract).with_(status=status, checks=CHECK_RESULTS, **changes)
+    return summary if merge is None else summary.with_(merge=merge)
 
 
 def test_messages_name_every_check_and_the_numbers() -> None:
-    done = _results_summary(inserted=440, updated=3, deleted=1, watermark="2025-03-11T10:00:00+00:00")
+    merged = MergeResult(staged=450, inserted=440, updated=3, unchanged=7, deleted=1, undeleted=0, history_rows=0)
+    mark = WatermarkMove(None, datetime(2025, 3, 11, 10, tzinfo=UTC))
+    done = _results_summary(merge=merged, watermark=mark)
     text = format_slack(done)
     assert text.splitlines()[0] == "strava-elt run k1: complete, 1 warning(s)"
     assert "requests 4, extracted 450, inserted 440, updated 3, deleted 1, watermark 2025-03-11T10:00:00+00:00" in text
@@ -497,16 +505,17 @@ def test_messages_name_every_check_and_the_numbers() -> None:
     markdown = format_markdown(done)
     assert "| no_negative_values | halt | 2 | equals | 0 | failed | e.g. id 9 |" in markdown
     # One formatter behind the artifact, the report, Slack and the dashboard; one symbol map.
-    assert v.results_table(done["checks"])[2] == {
+    assert v.results_table(CHECK_RESULTS)[2] == {
         "check": "kudos_zscore", "severity": "warn", "value 1": "2.5", "operator": "less_equals",
         "value 2": "1.645", "outcome": "failed", "detail": "z = -2.50",
     }  # fmt: skip
-    assert v.check_cells(done["checks"][2])["symbol"] == "<=" and v.check_cells(done["checks"][3])["value_1"] == "NULL"
-    assert v.outcome_counts(done["checks"]) == {"passed": 1, "failed": 2, "skipped": 1}
+    dicts = [c.as_dict() for c in CHECK_RESULTS]  # the formatter reads results and their JSON alike
+    assert v.check_cells(dicts[2])["symbol"] == "<=" and v.check_cells(CHECK_RESULTS[3])["value_1"] == "NULL"
+    assert v.outcome_counts(dicts) == v.outcome_counts(CHECK_RESULTS) == {"passed": 1, "failed": 2, "skipped": 1}
     halted = format_slack(_results_summary(status="halted by validation"))
     assert "HALTED by validation before the merge: production and watermark unchanged" in halted
     assert "inserted 0, updated 0, deleted 0, watermark unchanged" in halted
-    early = format_slack({"run_key": "k2", "status": "failed", "error": "MissingBlockError: no block"})
+    early = format_slack(RunSummary("k2", status="failed", error="MissingBlockError: no block"))
     assert "FAILED: MissingBlockError: no block" in early and "Checks: no results" in early
 
 

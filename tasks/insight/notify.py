@@ -1,14 +1,14 @@
 """What a run tells people: a markdown summary artifact and one Slack message per run.
 
-Both are built from the main flow's summary dict (the run's numbers plus the validation
-results under ``checks``). Notifying never fails a run: a Slack outage or a 5xx is logged as
+Both are built from the main flow's typed :class:`~tasks.state.summary.RunSummary` (the run's
+numbers plus the validation results). Notifying never fails a run: a Slack outage or a 5xx is logged as
 a warning, and the load it reports on stays as it is.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from prefect import task
@@ -21,9 +21,13 @@ from slack_sdk.errors import SlackClientError
 from blocks.loading import load_notification_block
 from tasks.insight import report
 from tasks.logs import run_logger
-from tasks.quality import FAILED, PASSED, SKIPPED, ValidationHalted, describe, outcome_counts
+from tasks.quality import FAILED, PASSED, SKIPPED, CheckResult, describe, outcome_counts
+from tasks.state.summary import AFTER_MERGE, HALTED, PostCommitError, RunSummary, short_error
+from tasks.state.summary import FAILED as RUN_FAILED
 
 __all__ = [
+    "AFTER_MERGE",
+    "HALTED",
     "PostCommitError",
     "format_markdown",
     "format_slack",
@@ -35,10 +39,7 @@ __all__ = [
 ]
 
 SUMMARY_ARTIFACT_KEY = report.ARTIFACT_KEY  # one markdown run report per run
-HALTED = "halted by validation"
-AFTER_MERGE = "failed after the merge"
 _ICONS = {PASSED: "✅", SKIPPED: "➖", "warn": "⚠️", "halt": "❌"}
-_MAX_ERROR = 300
 _NO_CHECKS = "no results (the run stopped before the load subflow returned them)"
 
 
@@ -51,109 +52,62 @@ def load_slack(name: str | None) -> NotificationBlock | None:
     return load_notification_block(name) if name else None
 
 
-def short_error(exc: BaseException, limit: int = _MAX_ERROR) -> str:
-    """``Type: message`` on one line, cut to ``limit`` characters."""
-    message = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return message if len(message) <= limit else message[: limit - 3] + "..."
+def record_failure(summary: RunSummary, exc: BaseException) -> RunSummary:
+    """``summary`` with why the run stopped; a halted gate also brings its check results."""
+    return summary.failed(exc)
 
 
-class PostCommitError(RuntimeError):
-    """The load committed (production and watermark agree), then a later step failed.
-
-    The message says exactly what completed and what did not, e.g. ``loaded: 12 inserted,
-    3 updated, 0 marked deleted; watermark 2026-03-01T07:00:00+00:00; models failed: ...``.
-    """
-
-    @classmethod
-    def of(cls, summary: Mapping[str, Any], failed: Mapping[str, str]) -> PostCommitError:
-        """The error for a run whose merge committed and whose ``failed`` steps did not."""
-        loaded = (
-            f"loaded: {summary.get('inserted', 0)} inserted, {summary.get('updated', 0)} updated, "
-            f"{summary.get('deleted', 0)} marked deleted"
-        )
-        if "watermark" in summary:
-            loaded += f"; watermark {summary['watermark'] or 'none yet'}"
-        steps = "; ".join(f"{step} failed: {error}" for step, error in failed.items())
-        if "watermark" in failed:
-            state = (
-                "Production holds this run's activities; the watermark stayed where it was, so the next run "
-                "re-reads this window (the merge makes that exactly-once) and rebuilds the models and the dashboard."
-            )
-        else:
-            state = (
-                "Production holds this run's activities and the watermark matches it; "
-                "the next run rebuilds the models and the dashboard."
-            )
-        return cls(f"{loaded}; {steps}. {state}")
+def _icon(check: CheckResult) -> str:
+    return _ICONS[check.severity] if check.outcome == FAILED else _ICONS.get(check.outcome, "")
 
 
-def record_failure(summary: dict[str, Any], exc: BaseException) -> None:
-    """Note in ``summary`` why the run stopped; a halted gate also brings its check results."""
-    if isinstance(exc, ValidationHalted):
-        summary["status"] = HALTED
-        summary["checks"] = exc.results
-    elif isinstance(exc, PostCommitError):
-        summary["status"] = AFTER_MERGE
-    else:
-        summary["status"] = "failed"
-    summary["error"] = short_error(exc, _MAX_ERROR if not isinstance(exc, PostCommitError) else 2 * _MAX_ERROR)
-
-
-def _checks(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return list(summary.get("checks") or [])
-
-
-def _icon(check: Mapping[str, Any]) -> str:
-    return _ICONS[check["severity"]] if check["outcome"] == FAILED else _ICONS.get(check["outcome"], "")
-
-
-def _headline(summary: Mapping[str, Any]) -> str:
-    status = str(summary.get("status", "unknown"))
-    warned = sum(1 for c in _checks(summary) if c["outcome"] == FAILED and c["severity"] == "warn")
+def _headline(summary: RunSummary) -> str:
+    status = summary.status
+    warned = sum(1 for c in summary.checks or () if c.outcome == FAILED and c.severity == "warn")
     if status == HALTED:
         text = "HALTED by validation before the merge: production and watermark unchanged"
-    elif status == "failed":
-        text = f"FAILED: {summary.get('error', 'unknown error')}"
+    elif status == RUN_FAILED:
+        text = f"FAILED: {summary.error or 'unknown error'}"
     elif status == AFTER_MERGE:
-        text = f"FAILED after the merge committed: {summary.get('error', 'unknown error')}"
+        text = f"FAILED after the merge committed: {summary.error or 'unknown error'}"
     else:
         text = status + (f", {warned} warning(s)" if warned else "")
-    return f"strava-elt run {summary.get('run_key', '?')}: {text}"
+    return f"strava-elt run {summary.run_key}: {text}"
 
 
-def _numbers(summary: Mapping[str, Any]) -> dict[str, str]:
+def _numbers(summary: RunSummary) -> dict[str, str]:
     """The run's numbers: merge counts are 0 and the watermark unchanged when the merge did not run."""
-    numbers = {key: str(summary.get(key, "?")) for key in ("requests", "extracted")}
-    numbers.update({key: str(summary.get(key, 0)) for key in ("inserted", "updated", "deleted")})
-    numbers["watermark"] = str(summary["watermark"] or "none yet") if "watermark" in summary else "unchanged"
-    return numbers
+    extract, merge, mark = summary.extract, summary.merge, summary.watermark
+    return {
+        "requests": str(extract.requests) if extract else "?",
+        "extracted": str(extract.activities) if extract else "?",
+        "inserted": str(merge.inserted if merge else 0),
+        "updated": str(merge.updated if merge else 0),
+        "deleted": str(merge.deleted if merge else 0),
+        "watermark": "unchanged" if mark is None else (mark.after.isoformat() if mark.after else "none yet"),
+    }
 
 
-def _tally(checks: list[Mapping[str, Any]]) -> str:
+def _tally(checks: Sequence[CheckResult]) -> str:
     counts = outcome_counts(checks)
     return f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped"
 
 
-def format_slack(summary: Mapping[str, Any]) -> str:
+def format_slack(summary: RunSummary) -> str:
     """The run's Slack message: outcome, numbers, then one line per check."""
     lines = [_headline(summary), ", ".join(f"{k} {v}" for k, v in _numbers(summary).items())]
-    checks = _checks(summary)
+    checks = summary.checks or ()
     if checks:
         lines.append(f"Checks: {_tally(checks)}")
-        lines += [f"{_icon(c)} {c['name']} ({c['severity']}): {describe(c)}" for c in checks]
+        lines += [f"{_icon(c)} {c.name} ({c.severity}): {describe(c)}" for c in checks]
     else:
         lines.append(f"Checks: {_NO_CHECKS}")
     return "\n".join(lines)
 
 
-def format_markdown(summary: Mapping[str, Any]) -> str:
+def format_markdown(summary: RunSummary) -> str:
     """The run report: outcome headline, numbers, checks, models and newest months."""
-    return report.run_report_markdown(
-        summary,
-        summary.get("monthly_top") or (),
-        (summary.get("dashboard") or {}).get("url"),
-        headline=_headline(summary),
-    )
+    return report.run_report_markdown(summary, headline=_headline(summary))
 
 
 @task(cache_policy=NO_CACHE)
@@ -173,7 +127,7 @@ def send_slack(slack: NotificationBlock, text: str) -> bool:
     return True
 
 
-def report_run(summary: Mapping[str, Any], slack: NotificationBlock | None) -> None:
+def report_run(summary: RunSummary, slack: NotificationBlock | None) -> None:
     """Publish the summary artifact and send the Slack message (if a block is set).
 
     Called from the main flow's ``finally``; it never raises, so it cannot hide the run's error.

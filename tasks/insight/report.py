@@ -6,7 +6,7 @@ Published once per run, successful or not, by :func:`tasks.insight.notify.report
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -14,26 +14,12 @@ import sqlalchemy as sa
 
 from tasks import quality
 from tasks.insight import dashboard
+from tasks.state.summary import FUTURE_IDS_SHOWN, RunSummary
 
 __all__ = ["ARTIFACT_KEY", "monthly_rows", "run_report_markdown"]
 
 ARTIFACT_KEY = "strava-run-report"
 MONTHLY_MODEL = "activity_summary_monthly"
-_NUMBERS = (
-    ("status", "Status"),
-    ("athlete_id", "Athlete"),
-    ("requests", "API requests"),
-    ("pages", "Pages read"),
-    ("extracted", "Activities extracted"),
-    ("inserted", "Inserted"),
-    ("updated", "Updated"),
-    ("unchanged", "Unchanged"),
-    ("deleted", "Marked deleted"),
-    ("undeleted", "Reappeared"),
-    ("history_rows", "Kudos history rows"),
-    ("watermark", "Watermark (newest start_date loaded, never past the run)"),
-    ("full_read_reason", "Whole history read because"),
-)
 
 
 def monthly_rows(engine: sa.Engine, athlete_id: int | None, limit: int = 6) -> list[dict[str, Any]]:
@@ -65,31 +51,59 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines
 
 
-def run_report_markdown(
-    summary: Mapping[str, Any],
-    monthly: Sequence[Mapping[str, Any]] = (),
-    dashboard_url: str | None = None,
-    headline: str | None = None,
-) -> str:
-    """The report's markdown: numbers, validation outcomes, models, newest months."""
-    lines = [f"# {headline}" if headline else f"# strava-elt run `{summary.get('run_key', '?')}`", ""]
-    rows = [(label, summary[key]) for key, label in _NUMBERS if key in summary]
-    if dashboard_url:
-        rows.append(("Dashboard", f"[dashboard.html]({dashboard_url})"))
-    lines += _table(("", ""), rows)
-    for key, label in (("new_fields", "New API fields"), ("new_sport_types", "New sport types")):
-        if summary.get(key):
-            lines += ["", f"**{label}:** " + ", ".join(_cell(v) for v in summary[key])]
-    future = summary.get("future_dated") or {}
-    if future.get("count"):
-        lines += [
-            "",
-            f"**Future-dated activities:** {_cell(future['count'])} start after this run read them "
-            f"(loaded; the watermark stops at the run's time), e.g. ids {', '.join(str(i) for i in future['ids'])}",
+def _numbers(summary: RunSummary) -> list[tuple[str, Any]]:
+    """The report's table of numbers: those the run got to, in a fixed order."""
+    x, m = summary.extract, summary.merge
+    rows: list[tuple[str, Any]] = [("Status", summary.status)]
+    if x is not None:
+        rows += [
+            ("Athlete", x.athlete_id),
+            ("API requests", x.requests),
+            ("Pages read", x.pages),
+            ("Activities extracted", x.activities),
         ]
+    if m is not None:
+        rows += [
+            ("Inserted", m.inserted),
+            ("Updated", m.updated),
+            ("Unchanged", m.unchanged),
+            ("Marked deleted", m.deleted),
+            ("Reappeared", m.undeleted),
+            ("Kudos history rows", m.history_rows),
+        ]
+    if summary.watermark is not None:
+        after = summary.watermark.after
+        rows.append(("Watermark (newest start_date loaded, never past the run)", after.isoformat() if after else None))
+    if x is not None and x.full_read_reason:
+        rows.append(("Whole history read because", x.full_read_reason))
+    if summary.seconds is not None:
+        rows.append(("Run time (s)", round(summary.seconds, 1)))
+    return rows
+
+
+def run_report_markdown(summary: RunSummary, headline: str | None = None) -> str:
+    """The report's markdown: numbers, validation outcomes, models, newest months (``summary.monthly_top``)."""
+    lines = [f"# {headline}" if headline else f"# strava-elt run `{summary.run_key}`", ""]
+    rows = _numbers(summary)
+    url = (summary.dashboard or {}).get("url")
+    if url:
+        rows.append(("Dashboard", f"[dashboard.html]({url})"))
+    lines += _table(("", ""), rows)
+    x = summary.extract
+    if x is not None:
+        for label, values in (("New API fields", x.new_fields), ("New sport types", x.new_sport_types)):
+            if values:
+                lines += ["", f"**{label}:** " + ", ".join(_cell(v) for v in values)]
+        if x.future_dated:
+            shown = ", ".join(str(i) for i in x.future_dated[:FUTURE_IDS_SHOWN])
+            lines += [
+                "",
+                f"**Future-dated activities:** {_cell(len(x.future_dated))} start after this run read them "
+                f"(loaded; the watermark stops at the run's time), e.g. ids {shown}",
+            ]
 
     lines += ["", "## Validation", ""]
-    checks = summary.get("checks")
+    checks = summary.checks
     if checks:
         outcomes = quality.outcome_counts(checks)
         lines.append(", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()) if n) + ".")
@@ -99,11 +113,11 @@ def run_report_markdown(
     else:
         lines.append("No validation results in this run.")
 
-    models = summary.get("models") or {}
-    if models:
+    if summary.models:
         lines += ["", "## Models rebuilt", ""]
-        lines += _table(("model", "rows"), sorted(models.items()))
+        lines += _table(("model", "rows"), sorted(summary.models.items()))
 
+    monthly = summary.monthly_top or ()
     lines += ["", f"## Newest months of `{MONTHLY_MODEL}`", ""]
     if monthly:
         header = list(monthly[0].keys())

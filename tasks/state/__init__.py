@@ -9,11 +9,12 @@ emits, and which failures end a run instead of being retried.
 - :mod:`~tasks.state.runs` an athlete's runs: their tag and the last one
 - :mod:`~tasks.state.budget` an application's budget shared by its athletes' runs, the athlete slot
 - :mod:`~tasks.state.rounds` the round's memory and its children's outcomes
+- :mod:`~tasks.state.summary` the typed run results (``ExtractResult``, ``LoadResult``, ``RunSummary``)
 """
 
 from __future__ import annotations
 
-from tasks.state import budget, events, retry, rounds, runs, watermark
+from tasks.state import budget, events, retry, rounds, runs, summary, watermark
 
 __all__ = [
     "budget",
@@ -21,5 +22,6 @@ __all__ = [
     "retry",
     "rounds",
     "runs",
+    "summary",
     "watermark",
 ]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from prefect.events import Event, emit_event
+
+from tasks.state.summary import RunSummary
 
 LOADED_EVENT = "strava.activities.loaded"
 """Emitted once per run, after the merge committed and the watermark moved."""
@@ -16,7 +15,7 @@ def athlete_resource_id(athlete_id: int) -> str:
     return f"strava.athlete.{int(athlete_id)}"
 
 
-def emit_activities_loaded(summary: Mapping[str, Any], *, warehouse_block: str, lake_block: str) -> Event | None:
+def emit_activities_loaded(summary: RunSummary, *, warehouse_block: str, lake_block: str) -> Event | None:
     """Emit ``strava.activities.loaded`` for the run's athlete; return the event (None if not sent).
 
     The payload carries the merge counts, the new watermark and the block names, so a
@@ -24,13 +23,15 @@ def emit_activities_loaded(summary: Mapping[str, Any], *, warehouse_block: str, 
     The flow run, flow and deployment are attached as related resources by Prefect.
 
     Args:
-        summary: The main flow's summary after the merge: ``athlete_id``, ``run_key``,
-            ``inserted``, ``updated``, ``deleted``, ``watermark`` and ``status``.
+        summary: The main flow's summary after the merge and the watermark.
         warehouse_block: Name of the Warehouse block the run loaded.
         lake_block: Name of the lake block the run wrote to.
 
     """
-    athlete_id = int(summary["athlete_id"])
+    if summary.athlete_id is None:
+        raise ValueError("emit_activities_loaded needs a summary whose extract named the athlete")
+    athlete_id = int(summary.athlete_id)
+    merge, mark = summary.merge, summary.watermark
     return emit_event(
         event=LOADED_EVENT,
         resource={
@@ -39,12 +40,12 @@ def emit_activities_loaded(summary: Mapping[str, Any], *, warehouse_block: str, 
         },
         payload={
             "athlete_id": athlete_id,
-            "inserted": int(summary.get("inserted") or 0),
-            "updated": int(summary.get("updated") or 0),
-            "deleted": int(summary.get("deleted") or 0),
-            "watermark": summary.get("watermark"),
-            "status": summary.get("status"),
-            "run_key": summary.get("run_key"),
+            "inserted": merge.inserted if merge else 0,
+            "updated": merge.updated if merge else 0,
+            "deleted": merge.deleted if merge else 0,
+            "watermark": mark.after.isoformat() if mark and mark.after else None,
+            "status": summary.status,
+            "run_key": summary.run_key,
             "warehouse_block": warehouse_block,
             "lake_block": lake_block,
         },

@@ -15,8 +15,8 @@ from prefect.context import FlowRunContext
 
 from blocks.loading import AmbiguousBlockError, InvalidBlockError, MissingBlockError
 from blocks.strava_errors import FatalError
-from tasks.insight.notify import PostCommitError
 from tasks.quality import ValidationConfigError, ValidationHalted
+from tasks.state.summary import PostCommitError
 
 __all__ = ["PERMANENT", "final_unless_transient"]
 

@@ -1,15 +1,17 @@
-"""The Strava API client: one paginator, one request path, the requests the extract flow makes.
+"""The Strava API client: one request path, the pages of activities, the requests the extract flow makes.
 
-Every request goes through :func:`tasks.errors.send_with_retries` with the client's
-:class:`~tasks.ratelimit.Governor`. The extract flow builds its client with
-:func:`open_client`; tests replace that factory to inject a fake clock and sleep.
+Every request goes through :func:`blocks.strava_errors.send_with_retries` with the client's
+:class:`~blocks.strava_ratelimit.Governor`. :meth:`StravaClient.iter_activity_pages` hides the
+page loop (:class:`ActivityPages`: page numbers, stop on a short page, loop detection). The
+extract flow builds its client with :func:`open_client`, the one place that picks the real clock
+and sleep; tests that move time replace it to share the emulator's fake clock.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,13 +43,16 @@ class Paginator:
         """A full page may have a successor; a short (or empty) one is the last."""
         return len(records) >= self.per_page
 
-    def check(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Return the records not seen before; raise when a whole non-empty page repeats."""
+    def check(self, records: Iterable[dict[str, Any]], page: int | None = None) -> list[dict[str, Any]]:
+        """Return the records not seen before; raise when a whole non-empty page repeats.
+
+        ``page`` names the page in the error (default: the current page number).
+        """
         records = list(records)
         fresh = [r for r in records if r.get("id") not in self._seen]
         if records and not fresh:
             raise PaginationLoopError(
-                f"Strava returned page {self.page} with only activities already read; "
+                f"Strava returned page {page or self.page} with only activities already read; "
                 "stopping instead of looping. Rerun the flow; if it persists, report it."
             )
         self._seen.update(r.get("id") for r in fresh)  # type: ignore[misc]
@@ -57,6 +62,54 @@ class Paginator:
         """Advance to and return the next page number."""
         self.page += 1
         return self.page
+
+
+class ActivityPages(Iterator[list[dict[str, Any]]]):
+    """The pages of ``/athlete/activities`` started after ``after``, oldest first; one request per ``next()``.
+
+    ``number`` is the page the next ``next()`` fetches; ``has_more`` turns False after a short
+    (or empty) page, so N activities cost ceil(N/200) list requests, plus one when N is a
+    multiple of 200. A request the daily budget stops raises
+    :class:`~blocks.strava_errors.DailyLimitReached` and leaves the position unchanged.
+    :meth:`fresh` is the loop detection: the activities not seen on an earlier page.
+    """
+
+    def __init__(self, client: StravaClient, after: int, per_page: int = PER_PAGE) -> None:
+        self._client = client
+        self.after = after
+        self._paginator = Paginator(per_page)
+        self.has_more = True
+        self.read = 0
+        """The number of the page last read (0: none yet)."""
+
+    @property
+    def number(self) -> int:
+        """The number of the page the next request reads (1-based)."""
+        return self._paginator.page
+
+    def __iter__(self) -> ActivityPages:
+        return self
+
+    def __next__(self) -> list[dict[str, Any]]:
+        if not self.has_more:
+            raise StopIteration
+        paginator = self._paginator
+        items = self._client.activities_page(after=self.after, page=paginator.page, per_page=paginator.per_page)
+        self.read = paginator.page
+        if paginator.has_more(items):
+            paginator.get_next()
+        else:
+            self.has_more = False
+        return items
+
+    def fresh(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of the page just read that no earlier page held; a page of only repeats raises.
+
+        Raises:
+            PaginationLoopError: Every record of a non-empty page was read already.
+
+        """
+        return self._paginator.check(records, page=self.read)
 
 
 def _utcnow() -> datetime:
@@ -148,6 +201,10 @@ class StravaClient:
             )
         return body
 
+    def iter_activity_pages(self, after: int, *, per_page: int = PER_PAGE) -> ActivityPages:
+        """The pages of activities started after ``after`` (epoch seconds), one request each."""
+        return ActivityPages(self, after, per_page)
+
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._http.close()
@@ -176,18 +233,19 @@ def fetch_athlete(client: StravaClient) -> dict[str, Any] | None:
         return None
 
 
-def fetch_activities_page(client: StravaClient, after: int, page: int) -> list[dict[str, Any]] | None:
-    """GET one page of 200 activities started after ``after`` (epoch seconds).
+def fetch_next_page(pages: ActivityPages) -> list[dict[str, Any]] | None:
+    """GET the next page of activities (``pages.number``), logged.
 
-    Called by the extract flow's page task (``fetch-page-N``), which lands the page too.
-    Returns None when the daily budget is spent (``client.daily_limit`` says why): an
-    expected end of a backfill run, not a failed task.
+    Called by the extract's page task (``fetch-page-N``), which lands the page too. Returns
+    None when the daily budget is spent (the client's ``daily_limit`` says why): an expected
+    end of a backfill run, not a failed task.
     """
     log = get_run_logger()
+    number = pages.number
     try:
-        activities = client.activities_page(after=after, page=page)
+        activities = next(pages)
     except DailyLimitReached as exc:
-        log.warning("No request left today for page %s: %s", page, exc.message)
+        log.warning("No request left today for page %s: %s", number, exc.message)
         return None
-    log.info("Page %s: %s activities", page, len(activities))
+    log.info("Page %s: %s activities", number, len(activities))
     return activities

@@ -357,12 +357,34 @@ def row_hash(row: Mapping[str, Any]) -> str:
     return hashlib.md5(payload.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
+KNOWN_SPORT_TYPES = frozenset(
+    "AlpineSki BackcountrySki Badminton Canoeing Crossfit EBikeRide Elliptical EMountainBikeRide "
+    "Golf GravelRide Handcycle HighIntensityIntervalTraining Hike IceSkate InlineSkate Kayaking "
+    "Kitesurf MountainBikeRide NordicSki Pickleball Pilates Racquetball Ride RockClimbing "
+    "RollerSki Rowing Run Sail Skateboard Snowboard Snowshoe Soccer Squash StairStepper "
+    "StandUpPaddling Surfing Swim TableTennis Tennis TrailRun Velomobile VirtualRide VirtualRow "
+    "VirtualRun Walk WeightTraining Wheelchair Windsurf Workout Yoga".split()
+)
+"""Strava's documented ``sport_type`` values; another one is reported as drift (and loaded)."""
+
+
 def unknown_fields(activities: Iterable[Mapping[str, Any]]) -> set[str]:
     """Top-level fields the API sent that the table does not know (kept in the raw pages)."""
     seen: set[str] = set()
     for activity in activities:
         seen.update(k for k in activity if k not in KNOWN_FIELDS)
     return seen
+
+
+def unknown_sport_types(activities: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Sport types the API sent that :data:`KNOWN_SPORT_TYPES` does not list (loaded as sent)."""
+    types = {a.get("sport_type") for a in activities}
+    return {str(t) for t in types if t is not None and t not in KNOWN_SPORT_TYPES}
+
+
+def unfit_values(activity: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
+    """The columns whose value Strava sent does not fit (type, range, finiteness): loaded as NULL."""
+    return [c.name for c in API_COLUMNS if row[c.name] is None and c.source(activity) is not None]
 
 
 def to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
