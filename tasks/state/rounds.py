@@ -2,8 +2,9 @@
 
 One Prefect Variable per (warehouse, application), ``strava_round_<warehouse id>_<application
 block>``, remembers each athlete's last outcome and last success, compactly
-(``{"<athlete>": [epoch of last success or 0, "c"|"p"|"f"|"r"]}``, ~25 characters an athlete,
-so a few hundred athletes stay under Prefect's 5,000-character limit). The round orders
+(``{"<athlete>": "<epoch of last success, base 36><c|p|f|r>"}``, ~23 characters an athlete,
+so about 200 athletes fit Prefect's 5,000-character limit; beyond, the state is not saved and
+a warning says so). The round orders
 athletes by it: never loaded or partial last time first, then the oldest last success.
 
 A child run's outcome travels in its final state's message (:func:`outcome_message`), which
@@ -13,6 +14,7 @@ worker: ``complete: requests=3 rows=312 inserted=2 updated=1 deleted=0 watermark
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect.variables import Variable
+
+from tasks.logs import run_logger
 
 __all__ = [
     "COMPLETE",
@@ -37,6 +41,7 @@ __all__ = [
 ]
 
 PREFIX = "strava_round_"
+MAX_CHARS = 5000
 COMPLETE, PARTIAL, FAILED, REVOKED = "complete", "partial", "failed", "revoked"
 _CODES = {COMPLETE: "c", PARTIAL: "p", FAILED: "f", REVOKED: "r"}
 _NAMES = {code: name for name, code in _CODES.items()}
@@ -64,19 +69,40 @@ def read_round_state(warehouse_id: str, application_block: str) -> dict[str, Ath
     if not isinstance(value, dict):
         return memory
     for key, item in value.items():
-        if isinstance(item, list) and len(item) == 2 and isinstance(item[0], int):
-            when = datetime.fromtimestamp(item[0], UTC) if item[0] else None
-            memory[str(key)] = AthleteMemory(_NAMES.get(str(item[1])), when)
+        text = str(item)
+        try:
+            epoch = int(text[:-1], 36)
+        except ValueError:
+            continue
+        when = datetime.fromtimestamp(epoch, UTC) if epoch else None
+        memory[str(key)] = AthleteMemory(_NAMES.get(text[-1:]), when)
     return memory
 
 
 def write_round_state(warehouse_id: str, application_block: str, memory: Mapping[str, AthleteMemory]) -> None:
     """Save the round's memory (only the athletes given: those who left the roster drop out)."""
     value = {
-        key: [int(m.last_success.timestamp()) if m.last_success else 0, _CODES.get(m.outcome or "", "f")]
+        key: _base36(int(m.last_success.timestamp()) if m.last_success else 0) + _CODES.get(m.outcome or "", "f")
         for key, m in memory.items()
     }
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_CHARS:  # as Prefect counts (compact JSON)
+        # Too many athletes for one Variable: the round still ran; the next one orders by id only.
+        run_logger(__name__).warning(
+            "Round state of %s athletes does not fit one Prefect Variable (%s characters): not saved",
+            len(value), MAX_CHARS,
+        )  # fmt: skip
+        return
     Variable.set(variable_name(warehouse_id, application_block), value, overwrite=True)
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text
 
 
 def order_athletes(keys: Iterable[str], memory: Mapping[str, AthleteMemory]) -> list[str]:
