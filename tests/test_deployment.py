@@ -261,7 +261,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         started = time.monotonic()
         # A clean checkout's block types, then the blocks the deployments name (the defaults).
         out = stack.run("prefect", "block", "register", "-m", "blocks").stdout
-        assert "Successfully registered 2 blocks" in out, out
+        assert "Successfully registered 3 blocks" in out, out  # StravaApplication, StravaCredentials, Warehouse
         stack.timed("block register", started)
         started = time.monotonic()
         stack.run(
