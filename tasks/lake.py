@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -286,16 +287,24 @@ def land_raw_page(lake: Any, athlete_id: int, run_key: str, page: int, activitie
     return path
 
 
+ROW_GROUP_ROWS = 5_000
+"""Rows per Parquet row group of the staging file: few row groups (small file metadata) and one
+row group's worth of Arrow data in memory while writing or reading, whatever the run's size."""
+
+
 @dataclass
 class StagingFileWriter:
     """Streams typed rows to a local Parquet file page by page, then uploads it once.
 
-    Memory holds one page at a time, whatever the number of activities. Rows come from
+    Memory holds at most one row group (:data:`ROW_GROUP_ROWS` rows, in Arrow) and a page,
+    whatever the number of activities. Rows come from
     :func:`tasks.warehouse.schema.flatten_activity`, so every value already fits its column.
     """
 
     _tmp: Path = field(init=False)
     _writer: pq.ParquetWriter = field(init=False)
+    _pending: list[pa.Table] = field(init=False, default_factory=list)
+    _pending_rows: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         fd, name = tempfile.mkstemp(prefix="strava-elt-", suffix=".parquet")
@@ -304,13 +313,23 @@ class StagingFileWriter:
         self._writer = pq.ParquetWriter(self._tmp, schema.ARROW_SCHEMA, compression="zstd")
 
     def write_page(self, rows: list[dict[str, Any]]) -> None:
-        """Append one page's typed rows."""
+        """Append one page's typed rows (written out once a row group's worth is held)."""
         if rows:
-            self._writer.write_table(schema.to_arrow(rows))
+            self._pending.append(schema.to_arrow(rows))
+            self._pending_rows += len(rows)
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the held pages as row groups of :data:`ROW_GROUP_ROWS` rows."""
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP_ROWS)
+        self._pending, self._pending_rows = [], 0
 
     def upload(self, lake: Any, path: str) -> str:
         """Close the file and copy it to the lake (in chunks: :meth:`Lake.write_file`); the local copy is removed."""
         try:
+            self._flush()
             self._writer.close()
             Lake.of(lake).write_file(path, self._tmp)
         finally:

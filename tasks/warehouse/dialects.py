@@ -249,8 +249,8 @@ def dialect_for(engine: sa.Engine, *, iam_role_arn: str | None = None, region: s
     return cls(engine)
 
 
-STAGING_BATCH_ROWS = 10_000
-"""Rows per record batch read from the staging file (the file's row groups are a page each)."""
+STAGING_BATCH_ROWS = lake_tasks.ROW_GROUP_ROWS
+"""Rows per record batch read from the staging file: a row group of it."""
 
 
 @contextmanager
@@ -266,7 +266,8 @@ def staging_batches(lake: Any, path: str) -> Iterator[pa.RecordBatchReader]:
     with lake_tasks.Lake.of(lake).local_file(path) as local, pq.ParquetFile(local) as parquet:
         batches = (
             batch.select(names).cast(schema.ARROW_SCHEMA)
-            for batch in parquet.iter_batches(batch_size=STAGING_BATCH_ROWS, columns=names)
+            # One row group at a time (no read-ahead threads): memory holds a batch, not the file.
+            for batch in parquet.iter_batches(batch_size=STAGING_BATCH_ROWS, columns=names, use_threads=False)
         )
         yield pa.RecordBatchReader.from_batches(schema.ARROW_SCHEMA, batches)
 
