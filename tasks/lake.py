@@ -287,16 +287,11 @@ def land_raw_page(lake: Any, athlete_id: int, run_key: str, page: int, activitie
     return path
 
 
-ROW_GROUP_ROWS = 5_000
-"""Rows per Parquet row group of the staging file: few row groups (small file metadata) and one
-row group's worth of Arrow data in memory while writing or reading, whatever the run's size."""
-
-
 @dataclass
 class StagingFileWriter:
     """Streams typed rows to a local Parquet file page by page, then uploads it once.
 
-    Memory holds at most one row group (:data:`ROW_GROUP_ROWS` rows, in Arrow) and a page,
+    Memory holds at most one row group (:data:`~tasks.warehouse.schema.ROW_GROUP_ROWS` rows, in Arrow) and a page,
     whatever the number of activities. Rows come from
     :func:`tasks.warehouse.schema.flatten_activity`, so every value already fits its column.
     """
@@ -317,13 +312,13 @@ class StagingFileWriter:
         if rows:
             self._pending.append(schema.to_arrow(rows))
             self._pending_rows += len(rows)
-        if self._pending_rows >= ROW_GROUP_ROWS:
+        if self._pending_rows >= schema.ROW_GROUP_ROWS:
             self._flush()
 
     def _flush(self) -> None:
-        """Write the held pages as row groups of :data:`ROW_GROUP_ROWS` rows."""
+        """Write the held pages as row groups of :data:`~tasks.warehouse.schema.ROW_GROUP_ROWS` rows."""
         if self._pending:
-            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP_ROWS)
+            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=schema.ROW_GROUP_ROWS)
         self._pending, self._pending_rows = [], 0
 
     def upload(self, lake: Any, path: str) -> str:

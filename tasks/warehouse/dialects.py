@@ -249,7 +249,7 @@ def dialect_for(engine: sa.Engine, *, iam_role_arn: str | None = None, region: s
     return cls(engine)
 
 
-STAGING_BATCH_ROWS = lake_tasks.ROW_GROUP_ROWS
+STAGING_BATCH_ROWS = schema.ROW_GROUP_ROWS
 """Rows per record batch read from the staging file: a row group of it."""
 
 
