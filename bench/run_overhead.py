@@ -3,8 +3,8 @@
 Starts a local Prefect server (``prefect server start`` on a free port, SQLite, a temporary
 PREFECT_HOME; or uses ``PREFECT_API_URL`` when set) and the emulator over HTTP, creates the
 blocks with :func:`flows.cli.setup_emulator_blocks`, then for each size runs the main flow in a
-child process (as a deployment's worker would; the child's ``ru_maxrss`` is the flow's peak
-RSS): a first load, then an incremental run with nothing new. The floor is a bare httpx loop
+child process (as a deployment's worker would; the child's ``VmHWM``, its resident high-water
+mark, is the flow's peak RSS): a first load, then an incremental run with nothing new. The floor is a bare httpx loop
 fetching the same pages from the same emulator with the same token flow. Prints a table;
 asserts nothing.
 
