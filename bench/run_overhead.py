@@ -3,13 +3,15 @@
 Starts a local Prefect server (``prefect server start`` on a free port, SQLite, a temporary
 PREFECT_HOME; or uses ``PREFECT_API_URL`` when set) and the emulator over HTTP, creates the
 blocks with :func:`flows.cli.setup_emulator_blocks`, then for each size runs the main flow in a
-child process (as a deployment's worker would; the child's ``ru_maxrss`` is the flow's peak
-RSS): a first load, then an incremental run with nothing new. The floor is a bare httpx loop
+child process (as a deployment's worker would; the child's ``VmHWM``, its resident high-water
+mark, is the flow's peak RSS): a first load, then an incremental run with nothing new. The floor is a bare httpx loop
 fetching the same pages from the same emulator with the same token flow. Prints a table;
 asserts nothing.
 
-Usage: ``python bench/run_overhead.py [--quick] [--sizes N ...]`` (default 1234 20000;
-``--quick``: 200 and 1234, for a smoke test).
+Usage: ``python bench/run_overhead.py [--quick] [--sizes N ...] [--stages]`` (default 1234 20000;
+``--quick``: 200 and 1234, for a smoke test). ``--stages`` adds, per run, the peak RSS of each
+stage of the run (sampled every 10 ms in the child; the bench wraps the stages, the product logs
+nothing of it); ``--no-floor`` skips the bare httpx loop.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,10 +115,17 @@ def floor(emu: Any) -> float:
     return time.perf_counter() - started
 
 
-def run_child(api_url: str, names: tuple[str, str, str], full_refresh: bool) -> dict[str, Any]:
+def run_child(api_url: str, names: tuple[str, str, str], full_refresh: bool, stages: bool) -> dict[str, Any]:
     """Run the main flow once in a child process; return its flow time, wall time and peak RSS."""
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_LOGGING_LEVEL": "WARNING"}
-    command = [sys.executable, __file__, "--child", *names, *(["--full-refresh"] if full_refresh else [])]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        *names,
+        *(["--full-refresh"] if full_refresh else []),
+        *(["--stages"] if stages else []),
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
@@ -127,16 +136,112 @@ def run_child(api_url: str, names: tuple[str, str, str], full_refresh: bool) -> 
     return result
 
 
-def child(names: list[str], full_refresh: bool) -> None:
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from ``/proc/self/status`` (Linux), in MB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _rss_mb() -> float:
+    """The process's resident set now, in MB."""
+    return _status_mb("VmRSS")
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak resident set so far, in MB: ``VmHWM``, the high-water mark of its own memory.
+
+    Not ``ru_maxrss``: Linux carries that over from the parent across fork and exec, so a child
+    of this bench (whose emulator holds every activity) would report at least the bench's size.
+    """
+    return _status_mb("VmHWM")
+
+
+class StageMeter:
+    """Peak RSS per stage of a run: a thread samples RSS every 10 ms and books it to the innermost stage."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, float] = {"imports": _rss_mb()}
+        self.peak_stage = "imports"
+        self._max_rss = _peak_rss_mb()
+        self._stack: list[str] = ["other"]
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _book(self) -> None:
+        stage = self._stack[-1]
+        self.peaks[stage] = max(self.peaks.get(stage, 0.0), _rss_mb())
+        max_rss = _peak_rss_mb()  # catches peaks between samples
+        if max_rss > self._max_rss:
+            self._max_rss, self.peak_stage = max_rss, stage
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.01):
+            self._book()
+
+    def wrap(self, module: Any, name: str, stage: str) -> None:
+        """Replace ``module.name`` with a wrapper that books its time to ``stage``."""
+        inner: Callable[..., Any] = getattr(module, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self._stack.append(stage)
+            self._book()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self._book()
+                self._stack.pop()
+
+        setattr(module, name, wrapper)
+
+    def stop(self) -> dict[str, float]:
+        """Stop sampling; the peaks, in MB, by stage."""
+        self._done.set()
+        self._thread.join()
+        return self.peaks
+
+
+STAGES = (
+    ("flows.pipeline", "open_target", "open warehouse"),
+    ("flows.pipeline", "extract_activities", "extract: other"),
+    ("flows.extract", "fetch_page", "extract: pages"),
+    ("tasks.lake", "upload_staging_file", "extract: upload file"),
+    ("flows.pipeline", "load_activities", "load: other"),
+    ("tasks.warehouse", "prepare_staging", "load: prepare"),
+    ("tasks.warehouse", "load_staging", "load: staging load"),
+    ("tasks.quality", "run_validation", "load: validation"),
+    ("tasks.warehouse", "merge_staging", "load: merge"),
+    ("tasks.warehouse", "drop_staging", "load: drop staging"),
+    ("tasks.state.watermark", "advance_watermark", "watermark"),
+    ("tasks.state.events", "emit_activities_loaded", "event"),
+    ("flows.pipeline", "build_models", "models"),
+    ("flows.pipeline", "publish_insight", "dashboard"),
+)
+"""(module, attribute, stage) the ``--stages`` meter wraps; each is looked up at call time by its caller."""
+
+
+def child(names: list[str], full_refresh: bool, stages: bool) -> None:
     """In the child: run the flow, print seconds, peak RSS and counts as one JSON line."""
+    import importlib
+
     from flows.pipeline import strava_elt
 
+    meter = StageMeter() if stages else None
+    if meter:
+        for module, name, stage in STAGES:
+            meter.wrap(importlib.import_module(module), name, stage)
     strava, lake, warehouse = names
     started = time.perf_counter()
     summary = strava_elt(strava, lake, warehouse, full_refresh=full_refresh)
     seconds = time.perf_counter() - started
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    rss_mb = _peak_rss_mb()
     out = {"seconds": seconds, "rss_mb": rss_mb, "pages": summary["pages"], "extracted": summary["extracted"]}
+    if meter:
+        out["stages"] = meter.stop()
+        out["peak_stage"] = meter.peak_stage
     print(json.dumps(out))
 
 
@@ -149,7 +254,7 @@ def task_runs(api_url: str) -> int:
     return int(response.json())
 
 
-def main(sizes: list[int]) -> None:
+def main(sizes: list[int], stages: bool = False, with_floor: bool = True) -> None:
     """Measure each size; print the table."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -162,14 +267,14 @@ def main(sizes: list[int]) -> None:
         with tempfile.TemporaryDirectory(prefix="strava-elt-bench-") as tmp:
             for index, n in enumerate([200, *sizes]):  # the first is a warm-up (server caches), not printed
                 with StravaEmulator(activities=n, seed=SEED, end=END, read_limits=LIMITS, overall_limits=LIMITS) as emu:
-                    serve = floor(emu)
+                    serve = floor(emu) if with_floor else float("nan")
                     suffix = uuid.uuid4().hex[:8]
                     names = (f"bench-strava-{suffix}", f"bench-lake-{suffix}", f"bench-warehouse-{suffix}")
                     setup_emulator_blocks(Path(tmp) / suffix, emu, names)
                     before = task_runs(api_url)
-                    first = run_child(api_url, names, full_refresh=True)
+                    first = run_child(api_url, names, full_refresh=True, stages=stages)
                     middle = task_runs(api_url)
-                    again = run_child(api_url, names, full_refresh=False)
+                    again = run_child(api_url, names, full_refresh=False, stages=stages)
                     after = task_runs(api_url)
                 if index:
                     rows.append((n, serve, first, middle - before, again, after - middle))
@@ -184,16 +289,24 @@ def main(sizes: list[int]) -> None:
             f"{again['seconds']:>10.2f}s {again_tasks:>5} "
             f"{first['rss_mb']:>8.0f} / {again['rss_mb']:>4.0f} MB {first['wall']:>10.1f} / {again['wall']:>5.1f} s"
         )
+    if stages:
+        print("peak RSS (MB) by stage, first load / incremental run:")
+        for n, _, first, _, again, _ in rows:
+            cells = [f"{name} {mb:.0f}/{again['stages'].get(name, 0):.0f}" for name, mb in first["stages"].items()]
+            print(f"{n:>10,}  " + ", ".join(cells))
+            print(f"{'':>10}  the peak was reached in: {first['peak_stage']} / {again['peak_stage']}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--sizes", type=int, nargs="+", help="activities per athlete (default 1234 20000)")
+    parser.add_argument("--stages", action="store_true", help="also print the peak RSS of each stage")
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare httpx loop")
     parser.add_argument("--child", nargs=3, metavar="BLOCK", help=argparse.SUPPRESS)
     parser.add_argument("--full-refresh", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.full_refresh)
+        child(args.child, args.full_refresh, args.stages)
     else:
-        main(args.sizes or ([200, 1234] if args.quick else [1234, 20000]))
+        main(args.sizes or ([200, 1234] if args.quick else [1234, 20000]), args.stages, not args.no_floor)

@@ -6,12 +6,16 @@ import gzip
 import inspect
 import json
 import os
+import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -47,14 +51,25 @@ def local_path(lake: LocalFileSystem, path: str) -> Path:
     return target
 
 
-def _replace_atomically(target: Path, data: bytes) -> None:
-    """Write a temporary sibling of ``target``, fsync it, rename it over ``target``, fsync the folder."""
+COPY_CHUNK = 1 << 20
+"""Bytes per read when a file is copied into the lake: a file never sits in memory whole."""
+
+
+def _replace_atomically(target: Path, data: bytes | Path) -> None:
+    """Write a temporary sibling of ``target``, fsync it, rename it over ``target``, fsync the folder.
+
+    ``data`` is the bytes, or a local file copied in chunks of :data:`COPY_CHUNK`.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # hidden; same filesystem
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, Path):
+                with data.open("rb") as source:
+                    shutil.copyfileobj(source, handle, COPY_CHUNK)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -124,6 +139,67 @@ class Lake:
             _replace_atomically(target, data)
             return str(target)
         return str(_call_sync(self.block.write_path, path, data))
+
+    def write_file(self, path: str, source: Path) -> str:
+        """Write the local file ``source`` at ``path`` as :meth:`write` does, without reading it into memory.
+
+        A local lake copies it in chunks to a temporary sibling and renames that; S3 uploads it
+        with the block's ``upload_from_path`` (boto3's managed, multipart transfer). Another
+        filesystem block, which can only write bytes, gets the bytes.
+        """
+        if isinstance(self.block, LocalFileSystem):
+            target = local_path(self.block, path)
+            _replace_atomically(target, source)
+            return str(target)
+        if self.is_s3:
+            return str(_call_sync(self.block.upload_from_path, str(source), self._in_folder(path)))
+        return self.write(path, source.read_bytes())
+
+    @contextmanager
+    def local_file(self, path: str) -> Iterator[Path]:
+        """A local file with the object at ``path``, for readers that stream it (Parquet, say).
+
+        On a local lake it is the lake's own file; otherwise a temporary download (S3: boto3's
+        managed transfer, in chunks), removed on exit.
+
+        Raises:
+            FileNotFoundError: Nothing is stored at ``path``.
+
+        """
+        if isinstance(self.block, LocalFileSystem):
+            target = local_path(self.block, path)
+            if not target.is_file():
+                raise FileNotFoundError(f"Nothing at {self.url(path)} in the lake")
+            yield target
+            return
+        fd, name = tempfile.mkstemp(prefix="strava-elt-lake-", suffix=PurePosixPath(path).suffix)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            if self.is_s3:
+                try:
+                    _call_sync(self.block.download_object_to_path, self._in_folder(path), str(tmp))
+                except Exception as exc:
+                    if _missing(exc):
+                        raise FileNotFoundError(f"Nothing at {self.url(path)} in the lake") from exc
+                    raise
+            else:
+                tmp.write_bytes(self.read(path))
+            yield tmp
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _in_folder(self, path: str) -> str:
+        """``path`` relative to an S3 bucket folder, for the block methods that always prefix the folder.
+
+        (``upload_from_path`` and ``download_object_to_path`` join the folder even when ``path``
+        already starts with it, ``read_path``/``write_path`` do not: this gives all the same key,
+        the one :meth:`s3_uri` names.)
+        """
+        folder = str(getattr(self.block, "bucket_folder", "") or "").strip("/")
+        if folder and path.startswith(folder + "/"):
+            return path[len(folder) + 1 :]
+        return path
 
     def read(self, path: str) -> bytes:
         """The bytes at ``path``.
@@ -215,12 +291,15 @@ def land_raw_page(lake: Any, athlete_id: int, run_key: str, page: int, activitie
 class StagingFileWriter:
     """Streams typed rows to a local Parquet file page by page, then uploads it once.
 
-    Memory holds one page at a time, whatever the number of activities. Rows come from
+    Memory holds at most one row group (:data:`~tasks.warehouse.schema.ROW_GROUP_ROWS` rows, in Arrow) and a page,
+    whatever the number of activities. Rows come from
     :func:`tasks.warehouse.schema.flatten_activity`, so every value already fits its column.
     """
 
     _tmp: Path = field(init=False)
     _writer: pq.ParquetWriter = field(init=False)
+    _pending: list[pa.Table] = field(init=False, default_factory=list)
+    _pending_rows: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         fd, name = tempfile.mkstemp(prefix="strava-elt-", suffix=".parquet")
@@ -229,15 +308,25 @@ class StagingFileWriter:
         self._writer = pq.ParquetWriter(self._tmp, schema.ARROW_SCHEMA, compression="zstd")
 
     def write_page(self, rows: list[dict[str, Any]]) -> None:
-        """Append one page's typed rows."""
+        """Append one page's typed rows (written out once a row group's worth is held)."""
         if rows:
-            self._writer.write_table(schema.to_arrow(rows))
+            self._pending.append(schema.to_arrow(rows))
+            self._pending_rows += len(rows)
+        if self._pending_rows >= schema.ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the held pages as row groups of :data:`~tasks.warehouse.schema.ROW_GROUP_ROWS` rows."""
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=schema.ROW_GROUP_ROWS)
+        self._pending, self._pending_rows = [], 0
 
     def upload(self, lake: Any, path: str) -> str:
-        """Close the file and write it to the lake; the local copy is removed."""
+        """Close the file and copy it to the lake (in chunks: :meth:`Lake.write_file`); the local copy is removed."""
         try:
+            self._flush()
             self._writer.close()
-            write_bytes(lake, path, self._tmp.read_bytes())
+            Lake.of(lake).write_file(path, self._tmp)
         finally:
             self.discard()
         return path

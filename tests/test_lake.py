@@ -6,14 +6,19 @@ The same on S3 (moto's server over HTTP) is in tests/test_s3.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from prefect.filesystems import LocalFileSystem
 from prefect_aws import S3Bucket
 
 from tasks import kudos
-from tasks.lake import Lake
+from tasks.lake import COPY_CHUNK, Lake, StagingFileWriter
+from tasks.warehouse import schema, staging_batches
 from tests.test_after_commit import file_size_limit
 
 
@@ -76,3 +81,51 @@ def test_a_corrupt_model_pointer_is_an_error_not_no_model_yet(lake: Lake) -> Non
         assert lake.url(pointer) in str(caught.value)
     lake.write(pointer, json.dumps({"model": "m.joblib"}).encode())
     assert kudos.latest_pointer(lake, 7) == {"model": "m.joblib"}
+
+
+def test_a_file_is_copied_in_atomically_and_read_in_place(lake: Lake, tmp_path: Path) -> None:
+    source = tmp_path / "local.bin"
+    source.write_bytes(b"x" * (3 * COPY_CHUNK + 5))  # several chunks
+    key = "staging/athlete_id=1/run=r/activities.parquet"
+    target = tmp_path / "lake" / key
+    assert lake.write_file(key, source) == str(target.resolve())
+    assert target.read_bytes() == source.read_bytes()
+    with lake.local_file(key) as local:
+        assert local == target.resolve()  # the lake's own file, no copy
+    assert target.exists()  # and left in place
+    source.write_bytes(b"y" * 5000)
+    with file_size_limit(1024), pytest.raises(OSError):
+        lake.write_file(key, source)  # fails half way
+    assert target.read_bytes() == b"x" * (3 * COPY_CHUNK + 5)  # the previous file, whole
+    assert sorted(p.name for p in target.parent.iterdir()) == ["activities.parquet"]
+    with pytest.raises(FileNotFoundError, match="Nothing at"):
+        with lake.local_file("staging/nothing.parquet"):
+            pass
+
+
+def test_the_staging_file_is_written_in_row_groups_and_read_back_batch_by_batch(lake: Lake) -> None:
+    extracted_at = datetime(2025, 6, 1, tzinfo=UTC)
+    rows = [
+        schema.flatten_activity({"id": i, "start_date": "2025-01-01T00:00:00Z", "distance": i / 3}, extracted_at)
+        for i in range(1, 2 * schema.ROW_GROUP_ROWS + 402)
+    ]
+    writer = StagingFileWriter()
+    for start in range(0, len(rows), 200):  # pages of 200
+        writer.write_page(rows[start : start + 200])
+    key = "staging/athlete_id=1/run=r/activities.parquet"
+    writer.upload(lake, key)
+    with lake.local_file(key) as local:
+        groups = [pq.ParquetFile(local).metadata.row_group(g).num_rows for g in range(3)]
+        assert pq.ParquetFile(local).metadata.num_row_groups == 3
+    assert groups == [schema.ROW_GROUP_ROWS, schema.ROW_GROUP_ROWS, 401]
+    with staging_batches(lake.block, key) as batches:
+        sizes = []
+        table = pa.Table.from_batches(list(_sized(batches, sizes)), schema.ARROW_SCHEMA)
+    assert max(sizes) <= schema.ROW_GROUP_ROWS
+    assert table.equals(schema.to_arrow(rows))  # every value back, doubles bit-exact
+
+
+def _sized(batches: pa.RecordBatchReader, sizes: list[int]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        sizes.append(batch.num_rows)
+        yield batch

@@ -233,3 +233,23 @@ def test_setup_refuses_wrong_urls_and_missing_values(capsys: pytest.CaptureFixtu
     assert "postgresql+psycopg" in err and "secret" not in err
     assert main(["setup", "aws", "--bucket", "b", "--iam-role-arn", "arn:aws:iam::123456789012:role/r"]) == 1
     assert "--redshift-url is required" in capsys.readouterr().err
+
+
+def test_files_go_to_and_come_from_s3_without_a_bytes_copy_under_the_same_keys(
+    s3: S3, s3_lake: tuple[str, str], tmp_path: Any
+) -> None:
+    bucket, lake_block = s3_lake
+    lake = lake_tasks.Lake.of(load_lake(lake_block))
+    source = tmp_path / "local.parquet"
+    source.write_bytes(b"PAR1" * 1000)
+    path = lake_tasks.staging_file_path(42, "20250101t000000_abcdef12")
+    for key in (path, f"{FOLDER}/{path}"):  # a key already under the folder is not prefixed twice
+        lake.write_file(key, source)
+        assert s3.keys(bucket) == [f"{FOLDER}/{path}"]
+        assert lake.s3_uri(key) == f"s3://{bucket}/{FOLDER}/{path}"
+        with lake.local_file(key) as local:
+            assert local.read_bytes() == b"PAR1" * 1000
+        assert not local.exists()  # the temporary download is removed
+    with pytest.raises(FileNotFoundError, match=f"s3://{bucket}/{FOLDER}/staging/nothing.parquet"):
+        with lake.local_file("staging/nothing.parquet"):
+            pass

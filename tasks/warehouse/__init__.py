@@ -23,7 +23,7 @@ from tasks.warehouse.dialects import (
     RedshiftDialect,
     SqlDialect,
     dialect_for,
-    read_staging_file,
+    staging_batches,
 )
 from tasks.warehouse.merge import (
     MergeResult,
@@ -93,10 +93,10 @@ __all__ = [
     "prepare_staging",
     "read_sql",
     "read_warehouse_id",
-    "read_staging_file",
     "render",
     "scalar",
     "schema",
+    "staging_batches",
     "staging_name",
     "validation_results_table",
     "validation_rows",

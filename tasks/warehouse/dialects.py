@@ -7,7 +7,8 @@ then share one session while each step keeps its own transaction, as on the othe
 
 from __future__ import annotations
 
-import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,13 +51,15 @@ class SqlDialect:
     def load_file(self, conn: sa.Connection, staging: str, lake: Any, path: str) -> int:
         """Load the run's staging file at ``path`` in ``lake``; return rows loaded.
 
-        The default reads the file back through the lake block and bulk-loads it from here;
-        Redshift overrides this to have the cluster COPY the object from S3 itself.
+        The default streams the file's record batches (:func:`staging_batches`) into the
+        staging table from here, so memory holds a batch, not the file; Redshift overrides
+        this to have the cluster COPY the object from S3 itself.
         """
-        return self.load_staging(conn, staging, read_staging_file(lake, path))
+        with staging_batches(lake, path) as batches:
+            return self.load_staging(conn, staging, batches)
 
-    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table) -> int:
-        """Bulk-load an Arrow table into the staging table; return rows loaded."""
+    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table | pa.RecordBatchReader) -> int:
+        """Bulk-load Arrow data (a table, or batches read once) into the staging table; return rows loaded."""
         raise NotImplementedError
 
     def staging_tables(self, conn: sa.Connection) -> list[str]:
@@ -72,19 +75,20 @@ class SqlDialect:
 
 
 class DuckDBDialect(SqlDialect):
-    """Embedded DuckDB: loads Arrow data in place, no round trip through rows."""
+    """Embedded DuckDB: scans Arrow data in place (batch by batch from a reader), no round trip through rows."""
 
-    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table) -> int:
+    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table | pa.RecordBatchReader) -> int:
         driver = conn.connection.driver_connection
         view = f"arrow_{staging}"
-        driver.register(view, data)  # type: ignore[union-attr]
+        counted = _Counted(data)
+        driver.register(view, counted.reader)  # type: ignore[union-attr]
         try:
             cols = column_list(self.preparer, schema.STAGED_COLUMNS)
             q = self.preparer.quote
             conn.exec_driver_sql(f"INSERT INTO {q(staging)} ({cols}) SELECT {cols} FROM {q(view)}")  # noqa: S608
         finally:
             driver.unregister(view)  # type: ignore[union-attr]
-        return data.num_rows
+        return counted.rows
 
 
 class PostgresDialect(SqlDialect):
@@ -96,7 +100,8 @@ class PostgresDialect(SqlDialect):
     timestamps carry ``Z`` for UTC; floats are written in their shortest exact form.
     """
 
-    batch_rows: ClassVar[int] = 50_000
+    batch_rows: ClassVar[int] = 10_000
+    """Rows per CSV chunk sent to COPY (a few MB): memory holds one chunk, whatever the file's size."""
     start_date_index: ClassVar[str] = "ix_strava_activity_data_start_date"
 
     def ensure_indexes(self, conn: sa.Connection) -> None:
@@ -110,20 +115,21 @@ class PostgresDialect(SqlDialect):
             f"CREATE INDEX IF NOT EXISTS {q(self.start_date_index)} ON {q(schema.ACTIVITY_TABLE)} (start_date)"
         )
 
-    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table) -> int:
+    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table | pa.RecordBatchReader) -> int:
         cols = column_list(self.preparer, schema.STAGED_COLUMNS)
         driver = conn.connection.driver_connection
         if not hasattr(driver, "pgconn"):
             raise TypeError("PostgreSQL warehouses need the psycopg 3 driver: use a postgresql+psycopg:// URL")
-        names = [c.name for c in schema.STAGED_COLUMNS]
         statement = f"COPY {self.preparer.quote(staging)} ({cols}) FROM STDIN (FORMAT csv)"
         options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+        rows = 0
         with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
-            for batch in data.select(names).to_batches(max_chunksize=self.batch_rows):
+            for batch in _rebatched(_reader(data), self.batch_rows):
                 sink = pa.BufferOutputStream()
                 pa_csv.write_csv(batch, sink, options)
                 copy.write(sink.getvalue())
-        return data.num_rows
+                rows += batch.num_rows
+        return rows
 
 
 class RedshiftCopyError(RuntimeError):
@@ -243,7 +249,59 @@ def dialect_for(engine: sa.Engine, *, iam_role_arn: str | None = None, region: s
     return cls(engine)
 
 
-def read_staging_file(lake: Any, path: str) -> pa.Table:
-    """Read the run's typed Parquet file back through the lake block."""
-    table = pq.read_table(io.BytesIO(lake_tasks.read_bytes(lake, path)))
-    return table.select([c.name for c in schema.STAGED_COLUMNS]).cast(schema.ARROW_SCHEMA)
+STAGING_BATCH_ROWS = schema.ROW_GROUP_ROWS
+"""Rows per record batch read from the staging file: a row group of it."""
+
+
+@contextmanager
+def staging_batches(lake: Any, path: str) -> Iterator[pa.RecordBatchReader]:
+    """The run's typed Parquet file in the lake, as record batches of the staged columns, read once.
+
+    Each batch is cast to :data:`~tasks.warehouse.schema.ARROW_SCHEMA` (the staged columns, in
+    order), so a loader sees exactly the types the file was written with, and memory holds a
+    batch at a time: the file is read from the local lake in place, or from a temporary
+    download (:meth:`tasks.lake.Lake.local_file`).
+    """
+    names = [c.name for c in schema.STAGED_COLUMNS]
+    with lake_tasks.Lake.of(lake).local_file(path) as local, pq.ParquetFile(local) as parquet:
+        batches = (
+            batch.select(names).cast(schema.ARROW_SCHEMA)
+            # One row group at a time (no read-ahead threads): memory holds a batch, not the file.
+            for batch in parquet.iter_batches(batch_size=STAGING_BATCH_ROWS, columns=names, use_threads=False)
+        )
+        yield pa.RecordBatchReader.from_batches(schema.ARROW_SCHEMA, batches)
+
+
+def _reader(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """The staged columns of ``data`` as a reader (a table is read in place, batch by batch)."""
+    if isinstance(data, pa.Table):
+        return data.select([c.name for c in schema.STAGED_COLUMNS]).to_reader()
+    return data
+
+
+def _rebatched(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.RecordBatch]:
+    """``reader``'s batches regrouped into batches of about ``rows`` rows (fewer, larger writes)."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in reader:
+        pending.append(batch)
+        held += batch.num_rows
+        if held >= rows:
+            yield from pa.Table.from_batches(pending, reader.schema).combine_chunks().to_batches()
+            pending, held = [], 0
+    if pending:
+        yield from pa.Table.from_batches(pending, reader.schema).combine_chunks().to_batches()
+
+
+class _Counted:
+    """A reader over ``data`` that counts the rows a consumer (DuckDB's scan) pulls through it."""
+
+    def __init__(self, data: pa.Table | pa.RecordBatchReader) -> None:
+        self.rows = 0
+        source = _reader(data)
+        self.reader = pa.RecordBatchReader.from_batches(source.schema, self._count(source))
+
+    def _count(self, source: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        for batch in source:
+            self.rows += batch.num_rows
+            yield batch

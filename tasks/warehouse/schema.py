@@ -214,6 +214,9 @@ KNOWN_FIELDS: frozenset[str] = frozenset(
 )
 
 ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in STAGED_COLUMNS])
+ROW_GROUP_ROWS = 5_000
+"""Rows per Parquet row group of the staging file: few row groups (small file metadata), and one
+row group's worth of Arrow data in memory while writing or reading it, whatever the run's size."""
 
 
 def activity_table(metadata: sa.MetaData, name: str = ACTIVITY_TABLE) -> sa.Table:
