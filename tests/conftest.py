@@ -1,4 +1,4 @@
-"""Shared fixtures: one Prefect test server per session, the emulator over real HTTP."""
+"""Shared fixtures: one Prefect test server per session (per xdist worker), the emulator over real HTTP."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def prefect_server() -> Iterator[None]:
     """A real (temporary, SQLite-backed) Prefect API for the whole session (~10 s to start)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 
