@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, TypeVar, cast
 
 from prefect.blocks.abstract import NotificationBlock
@@ -60,11 +61,18 @@ def load_block(block_type: type[B], name: str) -> B:
         raise MissingBlockError(f"No {kind} block named {name!r}. {_hint(kind)}") from None
 
 
-def _lake_or_none(slug: str, name: str) -> Any:
-    try:
-        return Block.load(f"{slug}/{name}")
-    except (ValueError, KeyError):
-        return None
+# The class of each lake type, imported only when a block of that type is loaded: resolving a
+# block through Prefect's registry imports every installed collection (prefect-aws and boto3:
+# about half a second) even for a local lake.
+_LAKE_CLASSES = {
+    "local-file-system": ("prefect.filesystems", "LocalFileSystem"),
+    "s3-bucket": ("prefect_aws", "S3Bucket"),
+}
+
+
+def _lake_class(slug: str) -> type[Block]:
+    module, attribute = _LAKE_CLASSES[slug]
+    return cast(type[Block], getattr(importlib.import_module(module), attribute))
 
 
 def load_lake(name: str) -> Any:
@@ -74,20 +82,21 @@ def load_lake(name: str) -> Any:
     silently once kept runs writing a local folder after the user had moved the lake to S3.
     """
     if "/" in name:
+        slug, _, bare = name.partition("/")
         try:
-            return Block.load(name)
-        except ValueError:
+            return load_block(_lake_class(slug), bare) if slug in _LAKE_CLASSES else Block.load(name)
+        except (MissingBlockError, ValueError):
             raise MissingBlockError(f"No lake block {name!r}. {_hint('Local File System or S3 Bucket')}") from None
-    found = {slug: lake for slug in LAKE_TYPES if (lake := _lake_or_none(slug, name)) is not None}
+    found = [slug for slug, _ in _documents_named(name) if slug in LAKE_TYPES]
     if len(found) > 1:
-        both = " and ".join(f"'{slug}/{name}'" for slug in found)
+        both = " and ".join(f"'{slug}/{name}'" for slug in sorted(found, key=LAKE_TYPES.index))
         raise AmbiguousLakeError(
             f"The lake name {name!r} matches {len(found)} blocks, {both}: name the one to use with its "
             f"type (lake_block {both.replace(' and ', ' or ')}), or delete the other with `prefect block "
             "delete TYPE/NAME` (`strava-elt setup aws` and `setup local` replace the other lake type themselves)."
         )
     if found:
-        return next(iter(found.values()))
+        return load_block(_lake_class(found[0]), name)
     raise MissingBlockError(
         f"No lake block named {name!r} (looked for types {', '.join(LAKE_TYPES)}). "
         f"{_hint('Local File System or S3 Bucket')}"

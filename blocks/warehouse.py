@@ -138,12 +138,17 @@ class Warehouse(Block):
         return sa.engine.make_url(self.url.get_secret_value()).get_backend_name()
 
     @contextmanager
-    def engine(self, **kwargs: object) -> Iterator[sa.Engine]:
+    def engine(self, reuse: sa.Engine | None = None, **kwargs: object) -> Iterator[sa.Engine]:
         """``with warehouse.engine() as engine:`` an engine pointed at the block's schema, disposed after.
 
         Every connection creates the schema if missing and sets it as the search path
-        (:func:`use_schema`); ``kwargs`` go to :meth:`get_engine`.
+        (:func:`use_schema`); ``kwargs`` go to :meth:`get_engine`. ``reuse``: an engine of this
+        block the caller already holds, handed back as is (and not disposed), so that steps
+        called alone open their own and steps of one run share one.
         """
+        if reuse is not None:
+            yield reuse
+            return
         engine = self.get_engine(**kwargs)
         try:
             use_schema(engine, self.schema_name)

@@ -1,4 +1,7 @@
-"""Extract subflow: Strava pages -> raw lake pages -> one typed staging file.
+"""Extract: Strava pages -> raw lake pages -> one typed staging file.
+
+The main flow calls :func:`extract` in its own run; :func:`extract_activities` is the same as a
+flow of its own (for running the extract alone).
 
 Pages come oldest first (only ``after`` is given), so a run that the daily rate limit cuts
 short has fetched a gap-free prefix: it ends ``partial: resumes next run``, the pipeline
@@ -11,6 +14,7 @@ page is one task (:func:`~tasks.strava.fetch_page`: fetch, check, land) and the 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
@@ -26,7 +30,7 @@ from tasks.state import budget
 from tasks.state import watermark as wm
 from tasks.state.summary import FUTURE_IDS_SHOWN, PARTIAL, ExtractResult
 
-__all__ = ["FUTURE_IDS_SHOWN", "PARTIAL", "ExtractResult", "extract_activities"]
+__all__ = ["FUTURE_IDS_SHOWN", "PARTIAL", "ExtractResult", "extract", "extract_activities"]
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -40,7 +44,7 @@ def extract_activities(
     full_refresh: bool = False,
     warehouse_block: str | None = None,
 ) -> ExtractResult:
-    """Read activities started after ``watermark - lookback`` into the lake, page by page.
+    """Read activities started after ``watermark - lookback`` into the lake, page by page: :func:`extract` as a flow.
 
     The watermark is the one of ``warehouse_block`` and the athlete, checked against what that
     warehouse holds (:func:`tasks.state.watermark.resolve_start`); without a warehouse block, or with
@@ -48,11 +52,38 @@ def extract_activities(
     the run keeps what it fetched, says ``partial: resumes next run`` (also in the flow run's
     Completed state) and ends cleanly.
     """
+    credentials = load_block(StravaCredentials, strava_block)
+    lake = load_lake(lake_block)
+    warehouse = None if warehouse_block is None else load_block(Warehouse, warehouse_block)
+    result = extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse)
+    if result.complete:
+        return result
+    state: State[ExtractResult] = Completed(message=result.partial_reason, data=result)
+    return state  # type: ignore[return-value]  # Prefect turns a returned state into the run's state
+
+
+def extract(
+    credentials: StravaCredentials,
+    lake: Any,
+    run_key: str,
+    lookback_days: int = 14,
+    full_refresh: bool = False,
+    warehouse: Warehouse | None = None,
+) -> ExtractResult:
+    """The extract's steps, in the calling flow's run (the main flow calls this, not the subflow).
+
+    Args:
+        credentials: The athlete's StravaCredentials block.
+        lake: The lake block (LocalFileSystem or S3Bucket).
+        run_key: This run's key (lake prefix, staging table).
+        lookback_days: Days re-read before the watermark.
+        full_refresh: Read the whole history.
+        warehouse: Whose watermark to start from; None reads the whole history.
+
+    """
     logger = get_run_logger()
     if lookback_days < 0:
         raise ValueError(f"lookback_days must be >= 0, got {lookback_days}")
-    credentials = load_block(StravaCredentials, strava_block)
-    lake = load_lake(lake_block)
     extracted_at = datetime.now(UTC).replace(microsecond=0)
 
     with strava_tasks.open_client(credentials, logger) as client:
@@ -60,11 +91,9 @@ def extract_activities(
         if athlete is None:
             reason = _partial_reason(client, "at /athlete, nothing to load")
             logger.warning("Nothing extracted; %s", reason)
-            return _finish(
-                ExtractResult(None, run_key, extracted_at, _EPOCH, requests=client.requests, partial_reason=reason)
-            )
+            return ExtractResult(None, run_key, extracted_at, _EPOCH, requests=client.requests, partial_reason=reason)
         athlete_id = int(athlete["id"])
-        start = _start(warehouse_block, athlete_id, full_refresh, extracted_at)
+        start = _start(warehouse, athlete_id, full_refresh, extracted_at)
         after = _EPOCH if start.watermark is None else start.watermark - timedelta(days=lookback_days)
         logger.info(
             "Athlete %s: watermark %s, reading activities started after %s%s",
@@ -102,16 +131,16 @@ def extract_activities(
             budget.record_budget(_client_id(credentials), client.governor.current())
         result = tally.result(base, requests=client.requests, staging_path=staging_path, partial_reason=partial_reason)
     strava_tasks.log_findings(result)
-    return _finish(result)
+    return result
 
 
-def _start(warehouse_block: str | None, athlete_id: int, full_refresh: bool, extracted_at: datetime) -> wm.Start:
+def _start(warehouse: Warehouse | None, athlete_id: int, full_refresh: bool, extracted_at: datetime) -> wm.Start:
     """Where to start reading: the whole history, or the warehouse's checked watermark for the athlete."""
     if full_refresh:
         return wm.Start(None, "full refresh")
-    if warehouse_block is None:
+    if warehouse is None:
         return wm.Start(None, "no warehouse given to take the watermark from")
-    with load_block(Warehouse, warehouse_block).engine() as engine:
+    with warehouse.engine() as engine:
         warehouse_id = wh.ensure_tables(engine)
         with engine.connect() as conn:
             held = wh.athlete_rows(conn, athlete_id)
@@ -128,11 +157,3 @@ def _partial_reason(client: strava_tasks.StravaClient, where: str) -> str:
     stop = client.daily_limit
     why = stop.message if stop is not None else "daily rate limit reached"
     return f"{PARTIAL} (daily budget spent {where}: {why})"
-
-
-def _finish(result: ExtractResult) -> ExtractResult:
-    """Return the result; a partial one as a Completed state whose message says so."""
-    if result.complete:
-        return result
-    state: State[ExtractResult] = Completed(message=result.partial_reason, data=result)
-    return state  # type: ignore[return-value]  # Prefect turns a returned state into the run's state

@@ -6,29 +6,34 @@ Called by the main flow as its last step, and by ``strava-elt dashboard`` for a 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from blocks.loading import load_block, load_lake
+import sqlalchemy as sa
+
+from blocks.loading import load_block
 from blocks.warehouse import Warehouse
 from tasks.insight import dashboard, report
 from tasks.state.summary import RunSummary
 
 
-def publish_insight(warehouse_block: str, lake_block: str, summary: RunSummary) -> RunSummary:
+def publish_insight(
+    warehouse: Warehouse, lake: Any, summary: RunSummary, engine: sa.Engine | None = None
+) -> RunSummary:
     """Render the dashboard and write it to the lake with a link artifact.
 
     Args:
-        warehouse_block: Name of the Warehouse block.
-        lake_block: Name of the lake block.
+        warehouse: The Warehouse block.
+        lake: The lake block.
         summary: The main flow's summary so far (its athlete, run key and checks).
+        engine: The run's engine on ``warehouse``, if it holds one.
 
     Returns:
         ``summary`` with ``dashboard`` (lake ``path``, ``url``, ``run_url`` and ``bytes``) and
         ``monthly_top`` (the newest rows of the monthly model, for the run report).
 
     """
-    lake = load_lake(lake_block)
     checks = None if summary.checks is None else [c.as_dict() for c in summary.checks]
-    with load_block(Warehouse, warehouse_block).engine() as engine:
+    with warehouse.engine(reuse=engine) as engine:
         page = dashboard.build_dashboard(engine, checks, summary.athlete_id)
         monthly = report.monthly_rows(engine, summary.athlete_id)
     published = dashboard.publish_dashboard(lake, page, summary.athlete_id or "unknown", summary.run_key)

@@ -1,9 +1,15 @@
-"""Load subflow: lake file -> per-run staging table -> gate -> merge into production."""
+"""Load: lake file -> per-run staging table -> gate -> merge into production.
+
+The main flow calls :func:`load` in its own run; :func:`load_activities` is the same as a flow of
+its own (the reaction flow and tests call it by block names).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+import sqlalchemy as sa
 from prefect import flow, get_run_logger
 
 from blocks.loading import load_block, load_lake
@@ -36,10 +42,25 @@ def load_activities(
     """
     if athlete_id is None:
         raise ValueError("load_activities needs the run's athlete_id: the merge touches only that athlete's rows")
-    logger = get_run_logger()
-    lake = load_lake(lake_block)
     warehouse = load_block(Warehouse, warehouse_block)
-    with warehouse.engine() as engine:
+    lake = load_lake(lake_block)
+    return load(warehouse, lake, staging_path, run_key, observed_at, deletion_window, expected_rows, athlete_id)
+
+
+def load(
+    warehouse: Warehouse,
+    lake: Any,
+    staging_path: str,
+    run_key: str,
+    observed_at: datetime,
+    deletion_window: tuple[datetime, datetime] | None,
+    expected_rows: int | None,
+    athlete_id: int,
+    engine: sa.Engine | None = None,
+) -> LoadResult:
+    """The load's steps, in the calling flow's run (see :func:`load_activities`); ``engine``: the run's, if any."""
+    logger = get_run_logger()
+    with warehouse.engine(reuse=engine) as engine:
         staging = wh.prepare_staging(engine, run_key)
         try:
             wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import Field
 
-from blocks.loading import load_block
+from blocks.loading import load_block, load_lake
+from blocks.strava import StravaCredentials
 from blocks.warehouse import Warehouse
 from flows import flow_retries, flow_timeout, run_names
-from flows.extract import extract_activities
+from flows.extract import extract as run_extract
 from flows.insight import publish_insight
-from flows.load import load_activities
-from flows.models import build_models
+from flows.load import load
+from flows.models import build_all
 from tasks import warehouse as wh
 from tasks.insight import notify
 from tasks.state import events, retry, rounds
@@ -30,9 +33,13 @@ RETRIES = flow_retries(0)  # deployments set STRAVA_ELT_FLOW_RETRIES=1 (prefect.
 RETRY_DELAY_SECONDS = 300
 
 
-def open_target(warehouse_block: str) -> str:
-    """Connect to the warehouse, create or migrate its tables and return its id (the engine is closed again)."""
-    with load_block(Warehouse, warehouse_block).engine() as engine:
+def open_target(warehouse: str | Warehouse) -> str:
+    """Connect to the warehouse (a block or its name), create or migrate its tables and return its id.
+
+    The engine is closed again.
+    """
+    block = load_block(Warehouse, warehouse) if isinstance(warehouse, str) else warehouse
+    with block.engine() as engine:
         return wh.open_warehouse(engine)
 
 
@@ -94,6 +101,17 @@ def strava_elt(
         notify.report_run(run.summary, slack)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where a run loads to: the warehouse and lake blocks, loaded once, their names (for events), the engine."""
+
+    warehouse_block: str
+    warehouse: Warehouse
+    lake_block: str
+    lake: Any
+    engine: sa.Engine
+
+
 class _Run:
     """One run's steps; ``summary`` (frozen, replaced as the run goes) is as far as it got."""
 
@@ -103,14 +121,22 @@ class _Run:
     def go(
         self, strava_block: str, lake_block: str, warehouse_block: str, lookback_days: int, full_refresh: bool
     ) -> None:
-        """Extract, load, move the watermark, build the models."""
+        """Extract, load, move the watermark, build the models.
+
+        The steps run in this flow's run, not as subflows: a subflow costs a flow run of its own
+        (server round trips, and up to a second when its heartbeat thread stops), and none
+        retries on its own. Each block is loaded once and handed down.
+        """
         logger = get_run_logger()
         run_key = self.summary.run_key
         # The warehouse first: a wrong URL or a DuckDB file another process holds fails the run
         # before it spends any of the Strava budget.
-        warehouse_id = open_target(warehouse_block)
+        warehouse = load_block(Warehouse, warehouse_block)
+        warehouse_id = open_target(warehouse)
         self.summary = self.summary.with_(warehouse_id=warehouse_id)
-        extract = extract_activities(strava_block, lake_block, run_key, lookback_days, full_refresh, warehouse_block)
+        lake = load_lake(lake_block)
+        credentials = load_block(StravaCredentials, strava_block)
+        extract = run_extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse)
         self.summary = self.summary.with_extract(extract)
         if extract.athlete_id is None:  # the daily budget was spent before /athlete answered
             logger.warning(
@@ -120,18 +146,23 @@ class _Run:
         if extract.staging_path is None:
             raise RuntimeError("extract produced no staging file")
         window = (extract.after, extract.extracted_at) if extract.complete else None
-        loaded = load_activities(
-            warehouse_block,
-            lake_block,
-            extract.staging_path,
-            run_key,
-            extract.extracted_at,
-            window,
-            extract.activities,
-            extract.athlete_id,
-        )
-        self.summary = self.summary.with_load(loaded)
-        self._after_commit(extract, extract.athlete_id, warehouse_id, warehouse_block, lake_block)
+        # One engine for the load and the steps after it (the extract, which may wait hours on
+        # the rate limit, holds none: a DuckDB file stays free for others meanwhile).
+        with warehouse.engine() as engine:
+            loaded = load(
+                warehouse,
+                lake,
+                extract.staging_path,
+                run_key,
+                extract.extracted_at,
+                window,
+                extract.activities,
+                extract.athlete_id,
+                engine,
+            )
+            self.summary = self.summary.with_load(loaded)
+            target = _Target(warehouse_block, warehouse, lake_block, lake, engine)
+            self._after_commit(extract, extract.athlete_id, warehouse_id, target)
         mark = self.summary.watermark
         logger.info(
             "Run %s: %s requests, %s pages, %s extracted, %s inserted, %s updated, %s deleted; watermark %s; %s",
@@ -146,9 +177,7 @@ class _Run:
             self.summary.status,
         )
 
-    def _after_commit(
-        self, extract: ExtractResult, athlete_id: int, warehouse_id: str, warehouse_block: str, lake_block: str
-    ) -> None:
+    def _after_commit(self, extract: ExtractResult, athlete_id: int, warehouse_id: str, target: _Target) -> None:
         """The merge has committed: move the watermark, emit the event, rebuild models and dashboard.
 
         Nothing here can undo the load. A step that fails is recorded and the steps that do not
@@ -192,15 +221,19 @@ class _Run:
         summary = self.summary
         step(
             "event",
-            lambda: events.emit_activities_loaded(summary, warehouse_block=warehouse_block, lake_block=lake_block),
+            lambda: events.emit_activities_loaded(
+                summary, warehouse_block=target.warehouse_block, lake_block=target.lake_block
+            ),
         )
-        models = step("models", lambda: build_models(warehouse_block))
+        models = step("models", lambda: build_all(target.warehouse, target.engine))
         # Something to look at: the dashboard in the lake (link artifact) and the run report.
         if "models" in failed:
             failed["dashboard"] = "not rebuilt (the models failed)"
         else:
             self.summary = self.summary.with_(models=models)
-            published = step("dashboard", lambda: publish_insight(warehouse_block, lake_block, self.summary))
+            published = step(
+                "dashboard", lambda: publish_insight(target.warehouse, target.lake, self.summary, target.engine)
+            )
             if published is not None:
                 self.summary = published
         if failed:

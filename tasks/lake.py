@@ -17,8 +17,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
 from tasks.warehouse import schema
@@ -336,7 +334,6 @@ class StagingFileWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-@task(cache_policy=NO_CACHE)
 def upload_staging_file(writer: StagingFileWriter, lake: Any, path: str) -> str:
     """Upload the run's typed Parquet file to the lake."""
     return writer.upload(lake, path)

@@ -502,11 +502,10 @@ def lake_url(lake: Any, path: str) -> str:
     return lake_io.Lake.of(lake).url(path)
 
 
-@task(cache_policy=NO_CACHE)
 def build_dashboard(
     engine: sa.Engine, checks: Sequence[Mapping[str, Any]] | None = None, athlete_id: int | None = None
 ) -> str:
-    """Render the dashboard's HTML from the warehouse."""
+    """Render the dashboard's HTML from the warehouse (in the caller's run: the publishing is the task)."""
     page = render_dashboard(engine, checks, athlete_id=athlete_id)
     get_run_logger().info("Rendered the dashboard: %s bytes", len(page.encode("utf-8")))
     return page

@@ -10,11 +10,12 @@ emits, and which failures end a run instead of being retried.
 - :mod:`~tasks.state.budget` an application's budget shared by its athletes' runs, the athlete slot
 - :mod:`~tasks.state.rounds` the round's memory and its children's outcomes
 - :mod:`~tasks.state.summary` the typed run results (``ExtractResult``, ``LoadResult``, ``RunSummary``)
+- :mod:`~tasks.state.variables` Prefect Variables read and written with a short wait on a busy server
 """
 
 from __future__ import annotations
 
-from tasks.state import budget, events, retry, rounds, runs, summary, watermark
+from tasks.state import budget, events, retry, rounds, runs, summary, variables, watermark
 
 __all__ = [
     "budget",
@@ -23,5 +24,6 @@ __all__ = [
     "rounds",
     "runs",
     "summary",
+    "variables",
     "watermark",
 ]

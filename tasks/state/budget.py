@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect.variables import Variable
-
 from blocks.strava_ratelimit import RateLimit, RateLimits
 from tasks.logs import run_logger
+from tasks.state.variables import read_variable, write_variable
 
 __all__ = [
     "INCREMENTAL_REQUESTS",
@@ -103,7 +102,7 @@ def _daily_usage(budget: Budget | None) -> int:
 
 def read_budget(client_id: str) -> Budget | None:
     """The application's budget as some run last saw it, or None."""
-    return Budget.from_json(Variable.get(variable_name(client_id), default=None))
+    return Budget.from_json(read_variable(variable_name(client_id)))
 
 
 def record_budget(client_id: str, limits: RateLimits | None, at: datetime | None = None) -> None:
@@ -119,7 +118,7 @@ def record_budget(client_id: str, limits: RateLimits | None, at: datetime | None
         same_day = known is not None and known.observed_at.astimezone(UTC).date() == seen.observed_at.date()
         if same_day and _daily_usage(known) > _daily_usage(seen):
             return
-        Variable.set(variable_name(client_id), seen.to_json(), overwrite=True)
+        write_variable(variable_name(client_id), seen.to_json())
     except Exception as exc:  # noqa: BLE001 - advice only: a failed write must not fail a load
         run_logger(__name__).warning("Budget of application %s not recorded: %s", client_id, exc)
 

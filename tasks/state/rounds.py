@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect.variables import Variable
-
 from tasks.logs import run_logger
+from tasks.state.variables import read_variable, write_variable
 
 __all__ = [
     "COMPLETE",
@@ -64,7 +63,7 @@ class AthleteMemory:
 
 def read_round_state(warehouse_id: str, application_block: str) -> dict[str, AthleteMemory]:
     """The round's memory, keyed by athlete id (or block name before the id is known)."""
-    value = Variable.get(variable_name(warehouse_id, application_block), default=None)
+    value = read_variable(variable_name(warehouse_id, application_block))
     memory: dict[str, AthleteMemory] = {}
     if not isinstance(value, dict):
         return memory
@@ -92,7 +91,7 @@ def write_round_state(warehouse_id: str, application_block: str, memory: Mapping
             len(value), MAX_CHARS,
         )  # fmt: skip
         return
-    Variable.set(variable_name(warehouse_id, application_block), value, overwrite=True)
+    write_variable(variable_name(warehouse_id, application_block), value)
 
 
 def _base36(number: int) -> str:

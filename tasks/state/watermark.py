@@ -15,8 +15,8 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.variables import Variable
 
+from tasks.state.variables import read_variable, write_variable
 from tasks.warehouse import AthleteRows
 
 PREFIX = "strava_watermark_"
@@ -59,7 +59,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _read(name: str) -> Watermark | None:
-    value = Variable.get(name, default=None)
+    value = read_variable(name)
     if value is None:
         return None
     iso = value.get("start_date") if isinstance(value, dict) else value
@@ -175,5 +175,5 @@ def advance_watermark(
         "updated_at": _iso(datetime.now(UTC)),
         "flow_run_id": flow_run_id,
     }
-    Variable.set(variable_name(warehouse_id, athlete_id), value, overwrite=True)
+    write_variable(variable_name(warehouse_id, athlete_id), value)
     return moved

@@ -16,10 +16,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
-from prefect.variables import Variable
 
 from blocks.strava_errors import NotFoundError
 from tasks import lake as lake_tasks
+from tasks.state.variables import read_variable, write_variable
 from tasks.strava.client import StravaClient
 from tasks.warehouse import schema
 
@@ -93,7 +93,7 @@ def read_mailbox(athlete_id: int, now: datetime | None = None) -> Mailbox:
     one event, so the run reads them all here.
     """
     now = now or datetime.now(UTC)
-    saved = Variable.get(cursor_name(athlete_id), default=None)
+    saved = read_variable(cursor_name(athlete_id))
     since = now - MAILBOX_HORIZON
     done: set[str] = set()
     if isinstance(saved, dict) and saved.get("since"):
@@ -130,7 +130,7 @@ def read_mailbox(athlete_id: int, now: datetime | None = None) -> Mailbox:
 def save_cursor(athlete_id: int, cursor: Mapping[str, Any] | None) -> None:
     """Remember that the mailbox's events up to ``cursor`` are handled (after they are)."""
     if cursor is not None:
-        Variable.set(cursor_name(athlete_id), dict(cursor), overwrite=True)
+        write_variable(cursor_name(athlete_id), dict(cursor))
 
 
 def latest_per_activity(hints: Iterable[Hint]) -> dict[int, Hint]:
