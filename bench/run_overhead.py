@@ -206,10 +206,10 @@ class StageMeter:
 
 STAGES = (
     ("flows.pipeline", "open_target", "open warehouse"),
-    ("flows.pipeline", "extract_activities", "extract: other"),
-    ("flows.extract", "fetch_page", "extract: pages"),
+    ("flows.pipeline", "run_extract", "extract: other"),
+    ("tasks.strava", "fetch_page", "extract: pages"),
     ("tasks.lake", "upload_staging_file", "extract: upload file"),
-    ("flows.pipeline", "load_activities", "load: other"),
+    ("flows.pipeline", "load", "load: other"),
     ("tasks.warehouse", "prepare_staging", "load: prepare"),
     ("tasks.warehouse", "load_staging", "load: staging load"),
     ("tasks.quality", "run_validation", "load: validation"),
@@ -217,7 +217,7 @@ STAGES = (
     ("tasks.warehouse", "drop_staging", "load: drop staging"),
     ("tasks.state.watermark", "advance_watermark", "watermark"),
     ("tasks.state.events", "emit_activities_loaded", "event"),
-    ("flows.pipeline", "build_models", "models"),
+    ("flows.pipeline", "build_all", "models"),
     ("flows.pipeline", "publish_insight", "dashboard"),
 )
 """(module, attribute, stage) the ``--stages`` meter wraps; each is looked up at call time by its caller."""

@@ -583,9 +583,10 @@ class StravaCredentials(Block):
         """Write only the new refresh token into the block's saved document: one request.
 
         A full ``save`` checks the block type and both schemas first (six requests, about a
-        third of a second); the document, its nested application reference and every other
-        field stay as they are. False when the block has no saved document (it was built in
-        memory) or the document is gone: then the caller saves the whole block.
+        third of a second); the document and every other field stay as they are, and nested
+        blocks (the application) stay referenced: the update names them again, as the server
+        drops a reference it does not repeat. False when the block has no saved document (it was
+        built in memory) or the document is gone: then the caller saves the whole block.
         """
         if self._block_document_id is None:
             return False
@@ -593,9 +594,14 @@ class StravaCredentials(Block):
         from prefect.client.schemas.actions import BlockDocumentUpdate
         from prefect.exceptions import ObjectNotFound
 
-        update = BlockDocumentUpdate(
-            data={"refresh_token": self.refresh_token.get_secret_value()}, merge_existing_data=True
-        )
+        data: dict[str, Any] = {"refresh_token": self.refresh_token.get_secret_value()}
+        for field_name in type(self).model_fields:
+            nested = getattr(self, field_name)
+            if isinstance(nested, Block):  # the server drops a reference the update does not repeat
+                if nested._block_document_id is None:
+                    return False
+                data[field_name] = {"$ref": {"block_document_id": str(nested._block_document_id)}}
+        update = BlockDocumentUpdate(data=data, merge_existing_data=True)
         try:
             with get_client(sync_client=True) as client:
                 client.update_block_document(self._block_document_id, update)

@@ -1,8 +1,8 @@
 """Models: rebuild the tables under sql/models/ after the merge.
 
-One unit of work for all models, in the calling flow's run (no task run per model: each costs
-Prefect server round trips and carries no retry); the log lists the rows per model.
-:func:`build_models` is the same as a flow of its own.
+One unit of work for all models, in the calling flow's run; the log lists the rows per model.
+Models that are current (same SQL, no change of production since their last complete build) are
+not rebuilt. :func:`build_models` is the same as a flow of its own.
 """
 
 from __future__ import annotations
@@ -17,17 +17,30 @@ from tasks import warehouse as wh
 
 
 @flow(name="build-models", flow_run_name=run_names.MODELS)
-def build_models(warehouse_block: str = "strava-warehouse") -> dict[str, int]:
-    """Rebuild every model, in file-name order; return rows per model."""
-    return build_all(load_block(Warehouse, warehouse_block))
+def build_models(warehouse_block: str = "strava-warehouse", force: bool = False) -> dict[str, int]:
+    """Rebuild every model, in file-name order, unless they are current (``force``: always); rows per model."""
+    return build_all(load_block(Warehouse, warehouse_block), force=force)
 
 
-def build_all(warehouse: Warehouse, engine: sa.Engine | None = None) -> dict[str, int]:
-    """Rebuild every model of ``warehouse``, in file-name order, in the calling flow's run; rows per model."""
+def build_all(warehouse: Warehouse, engine: sa.Engine | None = None, *, force: bool = False) -> dict[str, int]:
+    """Rebuild every model of ``warehouse`` in the calling flow's run, unless they are current; rows per model.
+
+    Current: built from the same SQL with no change of production since
+    (:meth:`~tasks.warehouse.ModelState.current_rows`); then the last build's row counts are
+    returned and nothing is rebuilt. ``force`` rebuilds all the same.
+    """
     logger = get_run_logger()
-    built: dict[str, int] = {}
+    paths = wh.model_files()
+    fingerprint = wh.models_fingerprint(paths)
     with warehouse.engine(reuse=engine) as engine:
-        for path in wh.model_files():
-            built[wh.model_name(path)] = wh.build_model(engine, path)
+        state = wh.read_model_state(engine)
+        names = [wh.model_name(path) for path in paths]
+        current = None if force else state.current_rows(fingerprint, wh.existing_models(engine, names))
+        if current is not None:
+            logger.info("Models current (no change of production since they were built): not rebuilt")
+            return current
+        built = {wh.model_name(path): wh.build_model(engine, path) for path in paths}
+        if state.inputs is not None:
+            wh.record_models_built(engine, state.inputs, fingerprint, built)
     logger.info("Built models: %s", ", ".join(f"{k} ({v} rows)" for k, v in built.items()))
     return built

@@ -34,7 +34,16 @@ from tasks.warehouse.merge import (
     prepare_staging,
     validation_rows,
 )
-from tasks.warehouse.models import build_model, model_files, model_name
+from tasks.warehouse.models import (
+    ModelState,
+    build_model,
+    existing_models,
+    model_files,
+    model_name,
+    models_fingerprint,
+    read_model_state,
+    record_models_built,
+)
 from tasks.warehouse.sql_files import (
     SQL_DIR,
     STAGING_PREFIX,
@@ -46,6 +55,7 @@ from tasks.warehouse.sql_files import (
     staging_name,
 )
 from tasks.warehouse.tables import (
+    MODEL_STATE_TABLE,
     VALIDATION_TABLE,
     WAREHOUSE_TABLE,
     AthleteRows,
@@ -56,12 +66,14 @@ from tasks.warehouse.tables import (
     ensure_tables,
     migrate_to_double,
     open_warehouse,
+    production_changed,
     read_warehouse_id,
     validation_results_table,
     warehouse_table,
 )
 
 __all__ = [
+    "MODEL_STATE_TABLE",
     "SQL_DIR",
     "STAGING_PREFIX",
     "VALIDATION_TABLE",
@@ -69,6 +81,7 @@ __all__ = [
     "AthleteRows",
     "DuckDBDialect",
     "MergeResult",
+    "ModelState",
     "PostgresDialect",
     "RedshiftCopyError",
     "RedshiftDialect",
@@ -82,17 +95,22 @@ __all__ = [
     "dialect_for",
     "drop_staging",
     "ensure_tables",
+    "existing_models",
     "load_staging",
     "mark_activity_deleted",
     "merge_staging",
     "migrate_to_double",
     "model_files",
     "model_name",
+    "models_fingerprint",
     "open_warehouse",
     "package_dir",
     "prepare_staging",
+    "production_changed",
+    "read_model_state",
     "read_sql",
     "read_warehouse_id",
+    "record_models_built",
     "render",
     "scalar",
     "schema",

@@ -15,7 +15,7 @@ from tasks.logs import run_logger
 from tasks.warehouse import schema
 from tasks.warehouse.dialects import dialect_for
 from tasks.warehouse.sql_files import scalar, staging_name
-from tasks.warehouse.tables import DETAIL_MAX_CHARS, TABLE_NAMES, athlete_rows, ensure_tables
+from tasks.warehouse.tables import DETAIL_MAX_CHARS, TABLE_NAMES, athlete_rows, ensure_tables, production_changed
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,8 @@ def merge_staging(
                 {"deleted_at": observed_at, "after": after, "until": until, **athlete},
             ).rowcount
         total = athlete_rows(conn, athlete_id).total
+        if inserted or updated or deleted or undeleted or history > 0:
+            production_changed(conn)  # the models are stale from this commit on
         if checks:
             rows = validation_rows(checks, athlete_id, str(run_key), datetime.now(UTC))
             conn.execute(dialect.sql("load/record_validation_results.sql", **ids), rows)
@@ -159,7 +161,10 @@ def mark_activity_deleted(engine: sa.Engine, athlete_id: int, activity_id: int, 
     dialect = dialect_for(engine)
     params = {"athlete_id": int(athlete_id), "activity_id": int(activity_id), "deleted_at": deleted_at}
     with engine.begin() as conn:
-        return max(conn.execute(dialect.sql("load/mark_activity_deleted.sql", **TABLE_NAMES), params).rowcount, 0)
+        marked = max(conn.execute(dialect.sql("load/mark_activity_deleted.sql", **TABLE_NAMES), params).rowcount, 0)
+        if marked:
+            production_changed(conn)
+        return marked
 
 
 def drop_staging(engine: sa.Engine, staging: str) -> None:

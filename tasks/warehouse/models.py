@@ -1,14 +1,25 @@
-"""SQL models under ``sql/models/``: each file's SELECT rebuilt as a table after the merge."""
+"""SQL models under ``sql/models/``: each file's SELECT rebuilt as a table after the merge.
+
+A build is skipped when the models are current: the same SQL (:func:`models_fingerprint`), no
+change of production since the last complete build (:class:`ModelState`), every table there. A
+run that changed nothing then costs two queries, not a rebuild of every model over every athlete.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from tasks.warehouse.dialects import dialect_for
 from tasks.warehouse.sql_files import SQL_DIR, scalar
+from tasks.warehouse.tables import TABLE_NAMES
 
 
 def model_files() -> list[Path]:
@@ -33,3 +44,71 @@ def build_model(engine: sa.Engine, path: Path) -> int:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q}")
         conn.execute(sa.text(f"CREATE TABLE {q} AS {select}"))
         return scalar(conn, sa.text(f"SELECT COUNT(*) FROM {q}"))  # noqa: S608 - quoted identifier
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What the warehouse says about its models: the inputs version now, and the last complete build."""
+
+    inputs: int | None
+    """Bumped by every change of production; None when the row is missing (then always rebuild)."""
+    built_from: int | None
+    """The inputs version the last complete build started from."""
+    fingerprint: str | None
+    """The models' SQL fingerprint at that build."""
+    rows: dict[str, int] | None
+    """Rows per model at that build."""
+
+    def current_rows(self, fingerprint: str, existing: set[str]) -> dict[str, int] | None:
+        """The last build's rows when it is still current (same SQL, nothing changed since, every table there)."""
+        if self.inputs is None or self.rows is None or self.built_from != self.inputs:
+            return None
+        if self.fingerprint != fingerprint or set(self.rows) != existing:
+            return None
+        return self.rows
+
+
+def models_fingerprint(paths: Sequence[Path] | None = None) -> str:
+    """A digest of the models' names and SQL: another release's or an edited model changes it."""
+    digest = hashlib.sha256()
+    for path in model_files() if paths is None else paths:
+        digest.update(model_name(path).encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def read_model_state(engine: sa.Engine) -> ModelState:
+    """The models' state as recorded (see :data:`~tasks.warehouse.tables.MODEL_STATE_TABLE`)."""
+    dialect = dialect_for(engine)
+    with engine.connect() as conn:
+        found = conn.execute(dialect.sql("model_state/read.sql", **TABLE_NAMES)).all()
+    inputs = [int(r.version) for r in found if r.kind == "inputs"]
+    built = [r for r in found if r.kind == "built"]
+    if len(built) != 1:  # none yet, or two builds raced to record: build again
+        return ModelState(max(inputs, default=None), None, None, None)
+    try:
+        rows = {str(k): int(v) for k, v in json.loads(built[0].model_rows or "").items()}
+    except (TypeError, ValueError, AttributeError):
+        rows = None
+    return ModelState(max(inputs, default=None), int(built[0].version), built[0].fingerprint, rows)
+
+
+def existing_models(engine: sa.Engine, names: Sequence[str]) -> set[str]:
+    """Which of the model tables ``names`` exist in the warehouse's schema."""
+    statement = dialect_for(engine).sql("model_state/model_tables.sql", **TABLE_NAMES)
+    statement = statement.bindparams(sa.bindparam("names", expanding=True))
+    with engine.connect() as conn:
+        return {str(r[0]) for r in conn.execute(statement, {"names": list(names)})}
+
+
+def record_models_built(engine: sa.Engine, inputs: int, fingerprint: str, rows: Mapping[str, int]) -> None:
+    """Record a complete build that started from inputs version ``inputs`` (replacing the last record)."""
+    dialect = dialect_for(engine)
+    values = {
+        "version": inputs,
+        "fingerprint": fingerprint,
+        "model_rows": json.dumps(dict(rows), separators=(",", ":")),
+        "recorded_at": datetime.now(UTC),
+    }
+    with engine.begin() as conn:
+        conn.execute(dialect.sql("model_state/built_delete.sql", **TABLE_NAMES))
+        conn.execute(dialect.sql("model_state/built_insert.sql", **TABLE_NAMES), values)

@@ -56,12 +56,37 @@ def validation_results_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+MODEL_STATE_TABLE = "strava_elt_model_state"
+"""Whether the models are current: an ``inputs`` row whose version every change of production
+bumps (in the changing transaction), and a ``built`` row recording the inputs version, the models'
+SQL fingerprint and row counts of the last complete build (:mod:`tasks.warehouse.models`)."""
+
+
+def model_state_table(metadata: sa.MetaData) -> sa.Table:
+    """Declare the models' state (no key: two first runs racing to create a row leave two, both read)."""
+    return sa.Table(
+        MODEL_STATE_TABLE,
+        metadata,
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("fingerprint", sa.String(64)),
+        sa.Column("model_rows", sa.String(4000)),
+        sa.Column("recorded_at", sa.TIMESTAMP(timezone=True)),
+    )
+
+
 TABLE_NAMES = {
     "target": schema.ACTIVITY_TABLE,
     "history": schema.STATS_HISTORY_TABLE,
     "identity": WAREHOUSE_TABLE,
     "results": VALIDATION_TABLE,
+    "state": MODEL_STATE_TABLE,
 }
+
+
+def production_changed(conn: sa.Connection) -> None:
+    """Mark the models stale: call in the transaction that changes production (merge, deletion, migration)."""
+    conn.execute(dialect_for(conn.engine).sql("model_state/inputs_bump.sql", **TABLE_NAMES))
 
 
 def ensure_tables(engine: sa.Engine) -> str:
@@ -74,11 +99,13 @@ def ensure_tables(engine: sa.Engine) -> str:
     schema.stats_history_table(metadata)
     warehouse_table(metadata)
     validation_results_table(metadata)
+    model_state_table(metadata)
     dialect = dialect_for(engine)
     with engine.begin() as conn:
         metadata.create_all(conn, checkfirst=True)
-        migrate_to_double(conn)
-        _migrate_history(conn, dialect)
+        conn.execute(dialect.sql("model_state/inputs_init.sql", **TABLE_NAMES))
+        if migrate_to_double(conn) or _migrate_history(conn, dialect):
+            production_changed(conn)
         dialect.ensure_indexes(conn)
         if conn.execute(dialect.sql("load/warehouse_id.sql", **TABLE_NAMES)).scalar() is None:
             new_id = {"warehouse_id": uuid.uuid4().hex, "created_at": datetime.now(UTC)}
@@ -99,16 +126,20 @@ def read_warehouse_id(engine: sa.Engine) -> str | None:
     return str(identity) if identity else None
 
 
-def _migrate_history(conn: sa.Connection, dialect: SqlDialect) -> None:
-    """Add ``athlete_id`` to a stats history table from before athlete scoping, filled from production."""
+def _migrate_history(conn: sa.Connection, dialect: SqlDialect) -> bool:
+    """Add ``athlete_id`` to a stats history table from before athlete scoping, filled from production.
+
+    Returns whether it did.
+    """
     where = {"table_name": schema.STATS_HISTORY_TABLE, "column_name": "athlete_id"}
     if scalar(conn, dialect.sql("load/column_exists.sql", **TABLE_NAMES), where):
-        return
+        return False
     conn.execute(dialect.sql("load/add_history_athlete_id.sql", **TABLE_NAMES))
     filled = conn.execute(dialect.sql("load/backfill_history_athlete_id.sql", **TABLE_NAMES)).rowcount
     run_logger(__name__).warning(
         "Migrated %s: added athlete_id, filled for %s earlier observations", schema.STATS_HISTORY_TABLE, filled
     )
+    return True
 
 
 class WarehouseLocked(RuntimeError):
