@@ -107,16 +107,24 @@ def client(emu: StravaEmulator) -> Iterator[httpx.Client]:
         yield plain
 
 
+APP_FORM = {"client_id": "12345", "client_secret": "emulator-secret"}  # the emulator's default application
+
+
+def token_request(client: httpx.Client, **form: str) -> httpx.Response:
+    """POST ``/oauth/token`` as the emulator's default application, with the grant in ``form``."""
+    return client.post("/oauth/token", data={**APP_FORM, **form})
+
+
+def grant(client: httpx.Client, refresh_token: str) -> httpx.Response:
+    return token_request(client, grant_type="refresh_token", refresh_token=refresh_token)
+
+
 def refresh(client: httpx.Client, emu: StravaEmulator, token: str | None = None) -> httpx.Response:
-    return client.post(
-        "/oauth/token",
-        data={
-            "client_id": "12345",
-            "client_secret": "emulator-secret",
-            "grant_type": "refresh_token",
-            "refresh_token": token if token is not None else emu.current_refresh_token,
-        },
-    )
+    return grant(client, token if token is not None else emu.current_refresh_token)
+
+
+def exchange_code(client: httpx.Client, code: str) -> httpx.Response:
+    return token_request(client, grant_type="authorization_code", code=code)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -174,12 +182,7 @@ def test_refresh_returns_strava_shaped_tokens_and_rotates(
 
 
 def test_wrong_client_credentials_and_grant_rejected(client: httpx.Client, emu: StravaEmulator) -> None:
-    base = {
-        "client_id": "12345",
-        "client_secret": "emulator-secret",
-        "grant_type": "refresh_token",
-        "refresh_token": emu.current_refresh_token,
-    }
+    base = {**APP_FORM, "grant_type": "refresh_token", "refresh_token": emu.current_refresh_token}
     for change, field in (
         ({"client_secret": "nope"}, "client_secret"),
         ({"client_id": "999"}, "client_id"),
@@ -194,12 +197,7 @@ def test_wrong_client_credentials_and_grant_rejected(client: httpx.Client, emu: 
 
 
 def test_token_parameters_accepted_in_query_string_and_json(client: httpx.Client, emu: StravaEmulator) -> None:
-    params = {
-        "client_id": "12345",
-        "client_secret": "emulator-secret",
-        "grant_type": "refresh_token",
-        "refresh_token": emu.current_refresh_token,
-    }
+    params = {**APP_FORM, "grant_type": "refresh_token", "refresh_token": emu.current_refresh_token}
     assert client.post("/oauth/token", params=params).status_code == 200
     params["refresh_token"] = emu.current_refresh_token
     assert client.post("/oauth/token", json=params).status_code == 200
@@ -211,12 +209,7 @@ def test_token_parameters_accepted_in_query_string_and_json(client: httpx.Client
 def test_token_endpoint_also_answers_under_api_v3(client: httpx.Client, emu: StravaEmulator) -> None:
     response = client.post(
         "/api/v3/oauth/token",
-        data={
-            "client_id": "12345",
-            "client_secret": "emulator-secret",
-            "grant_type": "refresh_token",
-            "refresh_token": emu.current_refresh_token,
-        },
+        data={**APP_FORM, "grant_type": "refresh_token", "refresh_token": emu.current_refresh_token},
     )
     assert response.status_code == 200
     assert "X-RateLimit-Usage" not in response.headers  # OAuth is not rate limited
@@ -225,14 +218,13 @@ def test_token_endpoint_also_answers_under_api_v3(client: httpx.Client, emu: Str
 
 def test_authorization_code_is_single_use(client: httpx.Client, emu: StravaEmulator) -> None:
     code = emu.authorization_code("abc123")
-    form = {"client_id": "12345", "client_secret": "emulator-secret", "grant_type": "authorization_code", "code": code}
-    first = client.post("/oauth/token", data=form)
+    first = exchange_code(client, code)
     assert first.status_code == 200
     body = first.json()
     assert body["athlete"]["id"] == emu.athlete["id"]
     assert body["athlete"]["resource_state"] == 2
     assert emu.current_refresh_token == body["refresh_token"]
-    again = client.post("/oauth/token", data=form)
+    again = exchange_code(client, code)
     assert again.status_code == 400
     assert again.json()["errors"][0]["field"] == "code"
     assert client.get("/api/v3/athlete", headers=bearer(body["access_token"])).status_code == 200
@@ -245,16 +237,7 @@ def test_revoked_access_needs_a_new_authorization(
     emu.revoke_refresh_token()
     assert client.get("/api/v3/athlete", headers=auth).status_code == 401
     assert refresh(client, emu, token).status_code == 400
-    code = emu.authorization_code()
-    response = client.post(
-        "/oauth/token",
-        data={
-            "client_id": "12345",
-            "client_secret": "emulator-secret",
-            "grant_type": "authorization_code",
-            "code": code,
-        },
-    )
+    response = exchange_code(client, emu.authorization_code())
     assert response.status_code == 200
     assert refresh(client, emu).status_code == 200
 
@@ -851,18 +834,6 @@ def trio(clock: FakeClock) -> Iterator[StravaEmulator]:
         yield emulator
 
 
-def grant(client: httpx.Client, refresh_token: str) -> httpx.Response:
-    return client.post(
-        "/oauth/token",
-        data={
-            "client_id": "12345",
-            "client_secret": "emulator-secret",
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-        },
-    )
-
-
 def test_athletes_have_distinct_data_and_the_first_is_the_single_athlete(
     trio: StravaEmulator, clock: FakeClock
 ) -> None:
@@ -958,15 +929,7 @@ def test_authorization_code_grants_its_athlete(trio: StravaEmulator) -> None:
     with pytest.raises(ValueError, match="already registered"):
         trio.for_athlete(ids[1]).authorization_code(code)
     with http(trio.base_url) as client:
-        response = client.post(
-            "/oauth/token",
-            data={
-                "client_id": "12345",
-                "client_secret": "emulator-secret",
-                "grant_type": "authorization_code",
-                "code": code,
-            },
-        )
+        response = exchange_code(client, code)
         assert response.status_code == 200
         body = response.json()
         assert body["athlete"]["id"] == ids[2] and body["athlete"]["resource_state"] == 2
