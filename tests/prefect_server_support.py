@@ -37,7 +37,7 @@ def free_port() -> int:
 def tail(path: Path, lines: int = 60) -> str:
     """The last ``lines`` lines of a log file, or a note that it was never written."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) or f"({path} is empty)"
     except FileNotFoundError:
         return f"({path} not written)"
 
@@ -119,7 +119,9 @@ def _wait_healthy(server: PrefectServer, proc: subprocess.Popen[bytes], seconds:
     with httpx.Client(base_url=server.api, timeout=2) as http:
         while True:
             if proc.poll() is not None:
-                raise AssertionError(f"prefect server exited {proc.returncode}; {server.log}:\n{tail(server.log)}")
+                raise AssertionError(
+                    f"prefect server exited {proc.returncode}; its log {server.log}:\n{tail(server.log)}"
+                )
             try:
                 if http.get("/health").status_code == 200:
                     return
@@ -127,8 +129,8 @@ def _wait_healthy(server: PrefectServer, proc: subprocess.Popen[bytes], seconds:
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"prefect server at {server.api} not healthy after {seconds:.0f} s; {server.log}:\n"
-                    f"{tail(server.log)}"
+                    f"prefect server at {server.api} not healthy after {seconds:.0f} s (on a busy machine, "
+                    f"raise startup_seconds); its log {server.log}:\n{tail(server.log)}"
                 )
             time.sleep(0.5)
 

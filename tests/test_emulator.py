@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -793,16 +794,24 @@ def test_default_end_is_a_day_before_the_clock() -> None:
         _ = emulator.base_url
 
 
-def test_command_line_serves_until_interrupted() -> None:
+@contextmanager
+def emulator_command(*args: str, banner_lines: int) -> Iterator[tuple[subprocess.Popen[str], list[str], str]]:
+    """``python -m emulator --port 0 ARGS``: the process, its banner lines, its base URL; killed if left running."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--port", "0", "--activities", "40", "--seed", "5"],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "emulator", "--port", "0", *args], stdout=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(6)]
-        base_url = banner[0].split(" at ")[1].split()[0]
+        banner = [process.stdout.readline() for _ in range(banner_lines)]
+        yield process, banner, banner[0].split(" at ")[1].split()[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_command_line_serves_until_interrupted() -> None:
+    with emulator_command("--activities", "40", "--seed", "5", banner_lines=6) as (process, banner, base_url):
         values = {line.split(":")[0].strip(): line.split(":", 1)[1].strip() for line in banner[3:]}
         assert values["client id"] == "12345"
         with http(base_url) as plain:
@@ -819,10 +828,6 @@ def test_command_line_serves_until_interrupted() -> None:
             assert len(activities.json()) == 40
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 # --- several athletes of one application ------------------------------------------------
@@ -970,15 +975,7 @@ def test_add_athlete_later(trio: StravaEmulator) -> None:
 
 
 def test_command_line_serves_several_athletes() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--port", "0", "--activities", "20", "--athletes", "3"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(8)]
-        base_url = banner[0].split(" at ")[1].split()[0]
+    with emulator_command("--activities", "20", "--athletes", "3", banner_lines=8) as (process, banner, base_url):
         athletes = [line.split() for line in banner[5:8]]  # "athlete <id>: refresh token <token>"
         assert [words[0] for words in athletes] == ["athlete"] * 3
         assert [words[-1] for words in athletes][1:] == ["emulator-refresh-token-1", "emulator-refresh-token-2"]
@@ -988,7 +985,3 @@ def test_command_line_serves_several_athletes() -> None:
                 assert plain.get("/api/v3/athlete", headers=bearer(token)).json()["id"] == int(words[1].rstrip(":"))
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
