@@ -1,7 +1,7 @@
 """End to end: prefect.yaml on a real Prefect server, a process work pool and workers.
 
-The module starts ``prefect server start`` on a free localhost port with its own
-PREFECT_HOME and SQLite database, and drives it the way a user does: the ``prefect`` and
+The module starts its own ``prefect server start`` (tests/prefect_server_support.py: a free
+localhost port, its own PREFECT_HOME and SQLite database) and drives it the way a user does: the ``prefect`` and
 ``strava-elt`` commands of this virtualenv, in subprocesses. The Strava API is the emulator,
 in this process; the warehouse a DuckDB file under the test's tmp folder. Nothing touches
 ``~/.prefect``. The project must be installed (``pip install -e .``): the worker's flow
@@ -10,10 +10,7 @@ runs, and ``prefect block register -m blocks``, import it like a user's would.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +27,7 @@ import duckdb
 import httpx
 import pytest
 from install_support import commented_variant, fresh_venv
+from prefect_server_support import BIN, REPO, private_prefect_server, register_blocks, run_command, stop, tail
 
 from emulator import StravaEmulator
 from flows.cli import DEFAULT_POOL, main
@@ -40,8 +38,6 @@ from tests.conftest import EMULATOR_END, EMULATOR_SEED
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # this virtualenv's console scripts: prefect, strava-elt
 ACTIVITIES = 300
 CONCURRENCY_REASON = "Deployment concurrency limit reached."
 
@@ -89,35 +85,6 @@ def test_deploy_local_with_the_emulator_gives_its_credentials(capsys: pytest.Cap
 # --------------------------------------------------------------------------- the stack
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"({path} not written)"
-
-
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    """Stop a process started in its own session: its whole group, by id; SIGKILL if it lingers."""
-    if proc is None or proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @dataclass
 class Stack:
     """A private Prefect server with the deployments of prefect.yaml, and the emulator they read."""
@@ -136,13 +103,7 @@ class Stack:
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run one of this virtualenv's commands (``prefect ...``) from the repository root."""
-        cmd = [str(BIN / args[0]), *args[1:]]
-        done = subprocess.run(
-            cmd, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-        return done
+        return run_command(self.env, *args, timeout=timeout, check=check)
 
     def start(
         self, name: str, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
@@ -160,6 +121,12 @@ class Stack:
             )
         self.procs.append(proc)
         return proc
+
+    def close(self) -> None:
+        """Stop the processes this stack started, newest first, and its HTTP client."""
+        for proc in reversed(self.procs):
+            stop(proc)
+        self.http.close()
 
     def worker_once(self, name: str) -> subprocess.Popen[bytes]:
         """``prefect worker start --run-once``: one poll, then it waits for the runs it took."""
@@ -222,69 +189,39 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Server, block types, blocks, process pool and ``prefect deploy --all``; all stopped at the end."""
     _check_installed()
     tmp = tmp_path_factory.mktemp("deployment")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {
-        "PREFECT_HOME": str(tmp / "prefect-home"),  # never ~/.prefect
-        "PREFECT_API_URL": api,
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_CLI_WRAP_LINES": "false",
-        "COLUMNS": "240",
-    }
     emu = StravaEmulator(
         activities=ACTIVITIES, athlete_id=int(uuid.uuid4().int % 10**9) + 10**9, seed=EMULATOR_SEED, end=EMULATOR_END
     )
-    emu.start()
-    stack = Stack(api=api, env=env, tmp=tmp, emu=emu, http=httpx.Client(base_url=api, timeout=30))
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        started = time.monotonic()
-        server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
-        server = stack.start(
-            "server", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui",
-            env=server_env,
-        )  # fmt: skip
-
-        def healthy() -> bool:
-            if server.poll() is not None:
-                raise AssertionError(f"prefect server exited {server.returncode}:\n{_tail(tmp / 'server.log')}")
-            try:
-                return stack.http.get("/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        stack.wait_for("the server's /api/health", healthy, timeout=240)
+    started = time.monotonic()
+    with emu, private_prefect_server(tmp / "prefect-home") as server:
+        env = server.env | {"PREFECT_CLI_WRAP_LINES": "false", "COLUMNS": "240"}
+        stack = Stack(api=server.api, env=env, tmp=tmp, emu=emu, http=httpx.Client(base_url=server.api, timeout=30))
         stack.timed("server start", started)
-
-        started = time.monotonic()
-        # A clean checkout's block types, then the blocks the deployments name (the defaults).
-        out = stack.run("prefect", "block", "register", "-m", "blocks").stdout
-        assert "Successfully registered 3 blocks" in out, out  # StravaApplication, StravaCredentials, Warehouse
-        stack.timed("block register", started)
-        started = time.monotonic()
-        stack.run(
-            "strava-elt", "setup", "local", "--home", str(tmp / "data"), "--strava-base-url", emu.base_url,
-            "--client-id", emu.client_id, "--client-secret", emu.client_secret,
-            "--refresh-token", emu.current_refresh_token,
-        )  # fmt: skip
-        stack.timed("setup local", started)
-        started = time.monotonic()
-        stack.run("prefect", "work-pool", "create", "--type", "process", DEFAULT_POOL)
-        stack.timed("work-pool create", started)
-        started = time.monotonic()
-        deployed = stack.run("prefect", "--no-prompt", "deploy", "--all").stdout
-        for name in ("strava-elt/weekly", "strava-elt/backfill", "retrain-kudos-model/retrain-kudos-model"):
-            assert f"Deployment '{name}' successfully created" in deployed, deployed
-        stack.timed("deploy --all", started)
-        yield stack
-    finally:
-        for proc in reversed(stack.procs):
-            _stop(proc)
-        stack.http.close()
-        emu.stop()
-        print(f"e2e timings (s): {stack.timings}")
+        try:
+            started = time.monotonic()
+            # A clean checkout's block types, then the blocks the deployments name (the defaults).
+            out = register_blocks(stack.env)
+            assert "Successfully registered 3 blocks" in out, out  # StravaApplication, StravaCredentials, Warehouse
+            stack.timed("block register", started)
+            started = time.monotonic()
+            stack.run(
+                "strava-elt", "setup", "local", "--home", str(tmp / "data"), "--strava-base-url", emu.base_url,
+                "--client-id", emu.client_id, "--client-secret", emu.client_secret,
+                "--refresh-token", emu.current_refresh_token,
+            )  # fmt: skip
+            stack.timed("setup local", started)
+            started = time.monotonic()
+            stack.run("prefect", "work-pool", "create", "--type", "process", DEFAULT_POOL)
+            stack.timed("work-pool create", started)
+            started = time.monotonic()
+            deployed = stack.run("prefect", "--no-prompt", "deploy", "--all").stdout
+            for name in ("strava-elt/weekly", "strava-elt/backfill", "retrain-kudos-model/retrain-kudos-model"):
+                assert f"Deployment '{name}' successfully created" in deployed, deployed
+            stack.timed("deploy --all", started)
+            yield stack
+        finally:
+            stack.close()
+            print(f"e2e timings (s): {stack.timings}")
 
 
 class Gate:
@@ -323,7 +260,7 @@ def weekly(stack: Stack) -> dict[str, Any]:
 
         def held() -> bool:
             if worker_a.poll() is not None:
-                raise AssertionError(f"worker A exited early:\n{_tail(stack.tmp / 'worker-a.log')}")
+                raise AssertionError(f"worker A exited early:\n{tail(stack.tmp / 'worker-a.log')}")
             return gate.reached.is_set()
 
         stack.wait_for("run A to reach Strava's activity list", held, timeout=300)
@@ -335,7 +272,7 @@ def weekly(stack: Stack) -> dict[str, Any]:
         started = time.monotonic()
         run_b = stack.deployment_run("strava-elt/weekly")
         worker_b = stack.worker_once("worker-b")
-        assert worker_b.wait(timeout=300) == 0, _tail(stack.tmp / "worker-b.log")
+        assert worker_b.wait(timeout=300) == 0, tail(stack.tmp / "worker-b.log")
         stack.wait_for("run B to end", lambda: stack.flow_run(run_b)["state_type"] != "SCHEDULED", timeout=60)
         assert stack.flow_run(run_a)["state_type"] == "RUNNING"
         after_b = stack.emu.request_count("/api/v3/athlete")
@@ -343,7 +280,7 @@ def weekly(stack: Stack) -> dict[str, Any]:
     finally:
         gate.open()
     started = time.monotonic()
-    assert worker_a.wait(timeout=600) == 0, _tail(stack.tmp / "worker-a.log")
+    assert worker_a.wait(timeout=600) == 0, tail(stack.tmp / "worker-a.log")
     stack.timed("run A to the end", started)
     return {"a": run_a, "b": run_b, "athlete_requests_before_b": before_b, "athlete_requests_after_b": after_b}
 
@@ -468,7 +405,7 @@ def test_the_event_triggers_the_kudos_model_and_a_missing_block_says_how_to_crea
     started = time.monotonic()
     missing = stack.deployment_run("strava-elt/backfill", "strava_block=no-such-strava")
     worker = stack.worker_once("worker-c")  # takes both: the retrain and the doomed backfill
-    assert worker.wait(timeout=600) == 0, _tail(stack.tmp / "worker-c.log")
+    assert worker.wait(timeout=600) == 0, tail(stack.tmp / "worker-c.log")
     stack.timed("kudos run and missing-block run", started)
 
     done = stack.flow_run(retrain["id"])
@@ -531,10 +468,10 @@ def test_a_git_clone_deployment_installs_the_clone_and_loads_where_the_block_say
         "worker-git", str(python), "-m", "prefect", "worker", "start", "--pool", DEFAULT_POOL, "--run-once",
         cwd=worker_home,
     )  # fmt: skip
-    assert worker.wait(timeout=600) == 0, _tail(stack.tmp / "worker-git.log")
+    assert worker.wait(timeout=600) == 0, tail(stack.tmp / "worker-git.log")
     stack.timed("git run", started)
     run = stack.flow_run(run_id)
-    assert run["state_type"] == "COMPLETED", (run["state"], _tail(stack.tmp / "worker-git.log"))
+    assert run["state_type"] == "COMPLETED", (run["state"], tail(stack.tmp / "worker-git.log"))
 
     # The run's own load event: its run key names its lake folder next to the block's DuckDB file.
     query = {"filter": {"event": {"name": [LOADED_EVENT]}, "related": {"id": [f"prefect.flow-run.{run_id}"]}}}

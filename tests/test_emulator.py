@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,16 +108,24 @@ def client(emu: StravaEmulator) -> Iterator[httpx.Client]:
         yield plain
 
 
+APP_FORM = {"client_id": "12345", "client_secret": "emulator-secret"}  # the emulator's default application
+
+
+def token_request(client: httpx.Client, **form: str) -> httpx.Response:
+    """POST ``/oauth/token`` as the emulator's default application, with the grant in ``form``."""
+    return client.post("/oauth/token", data={**APP_FORM, **form})
+
+
+def grant(client: httpx.Client, refresh_token: str) -> httpx.Response:
+    return token_request(client, grant_type="refresh_token", refresh_token=refresh_token)
+
+
 def refresh(client: httpx.Client, emu: StravaEmulator, token: str | None = None) -> httpx.Response:
-    return client.post(
-        "/oauth/token",
-        data={
-            "client_id": "12345",
-            "client_secret": "emulator-secret",
-            "grant_type": "refresh_token",
-            "refresh_token": token if token is not None else emu.current_refresh_token,
-        },
-    )
+    return grant(client, token if token is not None else emu.current_refresh_token)
+
+
+def exchange_code(client: httpx.Client, code: str) -> httpx.Response:
+    return token_request(client, grant_type="authorization_code", code=code)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -174,12 +183,7 @@ def test_refresh_returns_strava_shaped_tokens_and_rotates(
 
 
 def test_wrong_client_credentials_and_grant_rejected(client: httpx.Client, emu: StravaEmulator) -> None:
-    base = {
-        "client_id": "12345",
-        "client_secret": "emulator-secret",
-        "grant_type": "refresh_token",
-        "refresh_token": emu.current_refresh_token,
-    }
+    base = {**APP_FORM, "grant_type": "refresh_token", "refresh_token": emu.current_refresh_token}
     for change, field in (
         ({"client_secret": "nope"}, "client_secret"),
         ({"client_id": "999"}, "client_id"),
@@ -194,12 +198,7 @@ def test_wrong_client_credentials_and_grant_rejected(client: httpx.Client, emu: 
 
 
 def test_token_parameters_accepted_in_query_string_and_json(client: httpx.Client, emu: StravaEmulator) -> None:
-    params = {
-        "client_id": "12345",
-        "client_secret": "emulator-secret",
-        "grant_type": "refresh_token",
-        "refresh_token": emu.current_refresh_token,
-    }
+    params = {**APP_FORM, "grant_type": "refresh_token", "refresh_token": emu.current_refresh_token}
     assert client.post("/oauth/token", params=params).status_code == 200
     params["refresh_token"] = emu.current_refresh_token
     assert client.post("/oauth/token", json=params).status_code == 200
@@ -211,12 +210,7 @@ def test_token_parameters_accepted_in_query_string_and_json(client: httpx.Client
 def test_token_endpoint_also_answers_under_api_v3(client: httpx.Client, emu: StravaEmulator) -> None:
     response = client.post(
         "/api/v3/oauth/token",
-        data={
-            "client_id": "12345",
-            "client_secret": "emulator-secret",
-            "grant_type": "refresh_token",
-            "refresh_token": emu.current_refresh_token,
-        },
+        data={**APP_FORM, "grant_type": "refresh_token", "refresh_token": emu.current_refresh_token},
     )
     assert response.status_code == 200
     assert "X-RateLimit-Usage" not in response.headers  # OAuth is not rate limited
@@ -225,14 +219,13 @@ def test_token_endpoint_also_answers_under_api_v3(client: httpx.Client, emu: Str
 
 def test_authorization_code_is_single_use(client: httpx.Client, emu: StravaEmulator) -> None:
     code = emu.authorization_code("abc123")
-    form = {"client_id": "12345", "client_secret": "emulator-secret", "grant_type": "authorization_code", "code": code}
-    first = client.post("/oauth/token", data=form)
+    first = exchange_code(client, code)
     assert first.status_code == 200
     body = first.json()
     assert body["athlete"]["id"] == emu.athlete["id"]
     assert body["athlete"]["resource_state"] == 2
     assert emu.current_refresh_token == body["refresh_token"]
-    again = client.post("/oauth/token", data=form)
+    again = exchange_code(client, code)
     assert again.status_code == 400
     assert again.json()["errors"][0]["field"] == "code"
     assert client.get("/api/v3/athlete", headers=bearer(body["access_token"])).status_code == 200
@@ -245,16 +238,7 @@ def test_revoked_access_needs_a_new_authorization(
     emu.revoke_refresh_token()
     assert client.get("/api/v3/athlete", headers=auth).status_code == 401
     assert refresh(client, emu, token).status_code == 400
-    code = emu.authorization_code()
-    response = client.post(
-        "/oauth/token",
-        data={
-            "client_id": "12345",
-            "client_secret": "emulator-secret",
-            "grant_type": "authorization_code",
-            "code": code,
-        },
-    )
+    response = exchange_code(client, emu.authorization_code())
     assert response.status_code == 200
     assert refresh(client, emu).status_code == 200
 
@@ -810,16 +794,24 @@ def test_default_end_is_a_day_before_the_clock() -> None:
         _ = emulator.base_url
 
 
-def test_command_line_serves_until_interrupted() -> None:
+@contextmanager
+def emulator_command(*args: str, banner_lines: int) -> Iterator[tuple[subprocess.Popen[str], list[str], str]]:
+    """``python -m emulator --port 0 ARGS``: the process, its banner lines, its base URL; killed if left running."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--port", "0", "--activities", "40", "--seed", "5"],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "emulator", "--port", "0", *args], stdout=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(6)]
-        base_url = banner[0].split(" at ")[1].split()[0]
+        banner = [process.stdout.readline() for _ in range(banner_lines)]
+        yield process, banner, banner[0].split(" at ")[1].split()[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_command_line_serves_until_interrupted() -> None:
+    with emulator_command("--activities", "40", "--seed", "5", banner_lines=6) as (process, banner, base_url):
         values = {line.split(":")[0].strip(): line.split(":", 1)[1].strip() for line in banner[3:]}
         assert values["client id"] == "12345"
         with http(base_url) as plain:
@@ -836,10 +828,6 @@ def test_command_line_serves_until_interrupted() -> None:
             assert len(activities.json()) == 40
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 # --- several athletes of one application ------------------------------------------------
@@ -849,18 +837,6 @@ def test_command_line_serves_until_interrupted() -> None:
 def trio(clock: FakeClock) -> Iterator[StravaEmulator]:
     with StravaEmulator(activities=[120, 80, 60], seed=7, clock=clock, end=END) as emulator:
         yield emulator
-
-
-def grant(client: httpx.Client, refresh_token: str) -> httpx.Response:
-    return client.post(
-        "/oauth/token",
-        data={
-            "client_id": "12345",
-            "client_secret": "emulator-secret",
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-        },
-    )
 
 
 def test_athletes_have_distinct_data_and_the_first_is_the_single_athlete(
@@ -958,15 +934,7 @@ def test_authorization_code_grants_its_athlete(trio: StravaEmulator) -> None:
     with pytest.raises(ValueError, match="already registered"):
         trio.for_athlete(ids[1]).authorization_code(code)
     with http(trio.base_url) as client:
-        response = client.post(
-            "/oauth/token",
-            data={
-                "client_id": "12345",
-                "client_secret": "emulator-secret",
-                "grant_type": "authorization_code",
-                "code": code,
-            },
-        )
+        response = exchange_code(client, code)
         assert response.status_code == 200
         body = response.json()
         assert body["athlete"]["id"] == ids[2] and body["athlete"]["resource_state"] == 2
@@ -1007,15 +975,7 @@ def test_add_athlete_later(trio: StravaEmulator) -> None:
 
 
 def test_command_line_serves_several_athletes() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--port", "0", "--activities", "20", "--athletes", "3"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(8)]
-        base_url = banner[0].split(" at ")[1].split()[0]
+    with emulator_command("--activities", "20", "--athletes", "3", banner_lines=8) as (process, banner, base_url):
         athletes = [line.split() for line in banner[5:8]]  # "athlete <id>: refresh token <token>"
         assert [words[0] for words in athletes] == ["athlete"] * 3
         assert [words[-1] for words in athletes][1:] == ["emulator-refresh-token-1", "emulator-refresh-token-2"]
@@ -1025,7 +985,3 @@ def test_command_line_serves_several_athletes() -> None:
                 assert plain.get("/api/v3/athlete", headers=bearer(token)).json()["id"] == int(words[1].rstrip(":"))
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

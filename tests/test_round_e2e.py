@@ -10,7 +10,6 @@ is refused.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -21,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import EMULATOR_END, EMULATOR_SEED, split_pg_url
-from test_deployment import REPO, Stack, _check_installed, _free_port, _stop, _tail
+from prefect_server_support import REPO, private_prefect_server, register_blocks, tail
+from test_deployment import Stack, _check_installed
 
 from emulator import StravaEmulator
 from flows.cli import DEFAULT_POOL
@@ -41,15 +41,6 @@ def prefect_server() -> Iterator[None]:
 def stack(tmp_path: Path, pg_url: str) -> Iterator[tuple[Stack, str]]:
     """Server, blocks (application, five athletes, lake, PostgreSQL warehouse), pool, deployments."""
     _check_installed()
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": api,
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
     emu = StravaEmulator(
         activities=[40, 50, 60, 45, 55],
         athletes=5,
@@ -58,48 +49,35 @@ def stack(tmp_path: Path, pg_url: str) -> Iterator[tuple[Stack, str]]:
         client_id=str(2 * 10**6 + int(uuid.uuid4().int % 10**6)),
         read_limits=(100, DAILY_READS),
     )
-    emu.start()
-    stack = Stack(api=api, env=env, tmp=tmp_path, emu=emu, http=httpx.Client(base_url=api, timeout=30))
-    try:
-        server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
-        server = stack.start("server", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
-                             "--no-ui", env=server_env)  # fmt: skip
-
-        def healthy() -> bool:
-            if server.poll() is not None:
-                raise AssertionError(f"prefect server exited:\n{_tail(tmp_path / 'server.log')}")
-            try:
-                return stack.http.get("/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        stack.wait_for("the server", healthy, timeout=240)
-        stack.run("prefect", "block", "register", "-m", "blocks")
-        url, schema = split_pg_url(pg_url)
-        tokens = {a: emu.for_athlete(a).current_refresh_token for a in emu.athlete_ids}
-        code = (
-            "import json, sys; from pathlib import Path\n"
-            "from flows.cli import setup_local_blocks, setup_postgres_blocks\n"
-            "from flows.cli_round import setup_application_blocks\n"
-            "a = json.loads(sys.argv[1])\n"
-            "setup_local_blocks(Path(a['home']), names=('unused', 'strava-lake', 'strava-warehouse'))\n"
-            "setup_postgres_blocks(a['url'], a['schema'])\n"
-            "setup_application_blocks('strava-application', a['id'], a['secret'], a['base'],"
-            " {int(k): v for k, v in a['tokens'].items()})\n"
+    with emu, private_prefect_server(tmp_path / "prefect-home") as server:
+        env = server.env
+        stack = Stack(
+            api=server.api, env=env, tmp=tmp_path, emu=emu, http=httpx.Client(base_url=server.api, timeout=30)
         )
-        args = {"home": str(tmp_path / "data"), "url": url, "schema": schema, "id": emu.client_id,
-                "secret": emu.client_secret, "base": emu.base_url, "tokens": tokens}  # fmt: skip
-        subprocess.run([sys.executable, "-c", code, json.dumps(args)], env=env, cwd=REPO, check=True, timeout=300)
-        stack.run("prefect", "work-pool", "create", "--type", "process", DEFAULT_POOL)
-        stack.run("prefect", "--no-prompt", "deploy", "--all")
-        for number in range(3):
-            stack.start(f"worker-{number}", "prefect", "worker", "start", "--pool", DEFAULT_POOL, "--limit", "1")
-        yield stack, pg_url
-    finally:
-        for proc in reversed(stack.procs):
-            _stop(proc)
-        stack.http.close()
-        emu.stop()
+        try:
+            register_blocks(env)
+            url, schema = split_pg_url(pg_url)
+            tokens = {a: emu.for_athlete(a).current_refresh_token for a in emu.athlete_ids}
+            code = (
+                "import json, sys; from pathlib import Path\n"
+                "from flows.cli import setup_local_blocks, setup_postgres_blocks\n"
+                "from flows.cli_round import setup_application_blocks\n"
+                "a = json.loads(sys.argv[1])\n"
+                "setup_local_blocks(Path(a['home']), names=('unused', 'strava-lake', 'strava-warehouse'))\n"
+                "setup_postgres_blocks(a['url'], a['schema'])\n"
+                "setup_application_blocks('strava-application', a['id'], a['secret'], a['base'],"
+                " {int(k): v for k, v in a['tokens'].items()})\n"
+            )
+            args = {"home": str(tmp_path / "data"), "url": url, "schema": schema, "id": emu.client_id,
+                    "secret": emu.client_secret, "base": emu.base_url, "tokens": tokens}  # fmt: skip
+            subprocess.run([sys.executable, "-c", code, json.dumps(args)], env=env, cwd=REPO, check=True, timeout=300)
+            stack.run("prefect", "work-pool", "create", "--type", "process", DEFAULT_POOL)
+            stack.run("prefect", "--no-prompt", "deploy", "--all")
+            for number in range(3):
+                stack.start(f"worker-{number}", "prefect", "worker", "start", "--pool", DEFAULT_POOL, "--limit", "1")
+            yield stack, pg_url
+        finally:
+            stack.close()
 
 
 def test_two_workers_take_the_children_in_parallel_within_one_budget(stack: tuple[Stack, str]) -> None:
@@ -113,7 +91,7 @@ def test_two_workers_take_the_children_in_parallel_within_one_budget(stack: tupl
     try:
         run = s.wait_for("the round to end", ended, timeout=900, every=2)
     except AssertionError:
-        raise AssertionError("\n".join(_tail(s.tmp / f"worker-{n}.log") for n in range(3))) from None
+        raise AssertionError("\n".join(tail(s.tmp / f"worker-{n}.log") for n in range(3))) from None
     assert run["state"]["type"] == "COMPLETED", run["state"]
     assert run["state"]["message"] == "5 athletes: 4 complete, 1 partial, 0 failed, 0 revoked"
     children = s.post("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [round_id]}}})

@@ -8,7 +8,6 @@ event to the committed row.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 import uuid
@@ -19,11 +18,12 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+from prefect_server_support import free_port, private_prefect_server, register_blocks, tail
 
 from emulator import StravaEmulator
 from flows.cli import DEFAULT_POOL
 from tests.conftest import EMULATOR_END, EMULATOR_SEED
-from tests.test_deployment import Stack, _check_installed, _free_port, _stop, _tail
+from tests.test_deployment import Stack, _check_installed
 
 pytestmark = pytest.mark.e2e
 
@@ -54,70 +54,46 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str
     """Server, blocks, the react deployment, a worker, the receiver and the push subscription."""
     _check_installed()
     tmp = tmp_path_factory.mktemp("webhooks")
-    port, receiver_port = _free_port(), _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {
-        "PREFECT_HOME": str(tmp / "prefect-home"),
-        "PREFECT_API_URL": api,
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
-        "COLUMNS": "240",
-        "STRAVA_ELT_WEBHOOK_VERIFY_TOKEN": TOKEN,  # the receiver's and `webhook subscribe`'s
-    }
+    receiver_port = free_port()
     emu = StravaEmulator(activities=[60, 30], athletes=2, seed=EMULATOR_SEED, end=EMULATOR_END)
     emu.push_timeout_seconds = 2.0  # Strava's deadline for the callback's answer
-    emu.start()
-    stack = Stack(api=api, env=env, tmp=tmp, emu=emu, http=httpx.Client(base_url=api, timeout=30))
-    try:
-        server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
-        server = stack.start(
-            "server", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui",
-            env=server_env,
-        )  # fmt: skip
+    with emu, private_prefect_server(tmp / "prefect-home") as server:
+        env = server.env | {
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "COLUMNS": "240",
+            "STRAVA_ELT_WEBHOOK_VERIFY_TOKEN": TOKEN,  # the receiver's and `webhook subscribe`'s
+        }
+        stack = Stack(api=server.api, env=env, tmp=tmp, emu=emu, http=httpx.Client(base_url=server.api, timeout=30))
+        try:
+            register_blocks(stack.env)
+            stack.run("strava-elt", "setup", "local", "--home", str(tmp / "data"))
+            codes = [emu.for_athlete(a).authorization_code() for a in emu.athlete_ids]
+            stack.run("python", "-c", SAVE_BLOCKS, emu.base_url, emu.client_id, emu.client_secret, *codes)
+            stack.run("prefect", "work-pool", "create", "--type", "process", DEFAULT_POOL)
+            deployed = stack.run("prefect", "--no-prompt", "deploy", "--name", "react").stdout
+            assert "Deployment 'strava-elt-react/react' successfully created" in deployed, deployed
+            stack.start("worker", "prefect", "worker", "start", "--pool", DEFAULT_POOL)
+            stack.start(
+                "receiver", "strava-elt", "webhook", "serve", "--application", APP, "--port", str(receiver_port),
+            )  # fmt: skip
+            callback = f"http://127.0.0.1:{receiver_port}/strava/webhook"
 
-        def healthy() -> bool:
-            if server.poll() is not None:
-                raise AssertionError(f"prefect server exited {server.returncode}:\n{_tail(tmp / 'server.log')}")
-            try:
-                return stack.http.get("/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
+            def answers() -> bool:
+                try:
+                    params = {"hub.mode": "subscribe", "hub.challenge": "ping", "hub.verify_token": TOKEN}
+                    return httpx.get(callback, params=params, timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    return False
 
-        stack.wait_for("the server's /api/health", healthy, timeout=240)
-        stack.run("prefect", "block", "register", "-m", "blocks")
-        stack.run("strava-elt", "setup", "local", "--home", str(tmp / "data"))
-        codes = [emu.for_athlete(a).authorization_code() for a in emu.athlete_ids]
-        stack.run("python", "-c", SAVE_BLOCKS, emu.base_url, emu.client_id, emu.client_secret, *codes)
-        stack.run("prefect", "work-pool", "create", "--type", "process", DEFAULT_POOL)
-        deployed = stack.run("prefect", "--no-prompt", "deploy", "--name", "react").stdout
-        assert "Deployment 'strava-elt-react/react' successfully created" in deployed, deployed
-        stack.start("worker", "prefect", "worker", "start", "--pool", DEFAULT_POOL)
-        stack.start(
-            "receiver", "strava-elt", "webhook", "serve", "--application", APP, "--port", str(receiver_port),
-        )  # fmt: skip
-        callback = f"http://127.0.0.1:{receiver_port}/strava/webhook"
-
-        def answers() -> bool:
-            try:
-                params = {"hub.mode": "subscribe", "hub.challenge": "ping", "hub.verify_token": TOKEN}
-                return httpx.get(callback, params=params, timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        stack.wait_for("the receiver", answers, timeout=120)
-        stack.run("strava-elt", "webhook", "subscribe", "--application", APP, "--callback-url", callback)
-        listed = stack.run("strava-elt", "webhook", "list", "--application", APP).stdout
-        assert str(emu.subscription_id) in listed and callback in listed
-        yield stack, callback
-    finally:
-        for proc in reversed(stack.procs):
-            _stop(proc)
-        stack.http.close()
-        emu.stop()
-        for name in ("receiver", "worker"):
-            print(f"--- {name} log (tail)\n{_tail(tmp / f'{name}.log', 30)}")
+            stack.wait_for("the receiver", answers, timeout=120)
+            stack.run("strava-elt", "webhook", "subscribe", "--application", APP, "--callback-url", callback)
+            listed = stack.run("strava-elt", "webhook", "list", "--application", APP).stdout
+            assert str(emu.subscription_id) in listed and callback in listed
+            yield stack, callback
+        finally:
+            stack.close()
+            for name in ("receiver", "worker"):
+                print(f"--- {name} log (tail)\n{tail(tmp / f'{name}.log', 30)}")
 
 
 def rows(stack: Stack, athlete_id: int) -> dict[int, dict[str, Any]]:
