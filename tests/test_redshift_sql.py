@@ -386,6 +386,7 @@ def test_load_subflow_sends_this_sequence_on_one_session(
             schema.stats_history_table(sa.MetaData()),
             wh.warehouse_table(sa.MetaData()),
             wh.validation_results_table(sa.MetaData()),
+            wh.model_state_table(sa.MetaData()),
         )
     ]
     s = STAGING
@@ -398,6 +399,9 @@ def test_load_subflow_sends_this_sequence_on_one_session(
         # athlete_id migration is not needed: the column is there), then this run's TEMP staging table.
         re.compile(r"SELECT pg_catalog\.pg_class\.relname FROM pg_catalog\.pg_class .*"),  # has_table
         *ddl,
+        # The models' inputs version starts at 0, once (tasks/warehouse/models.py).
+        "INSERT INTO strava_elt_model_state (kind, version) SELECT 'inputs', 0 "
+        "WHERE NOT EXISTS (SELECT 1 FROM strava_elt_model_state WHERE kind = 'inputs')",
         "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() "
         "AND table_name = %s AND column_name = %s",
         "SELECT MIN(warehouse_id) FROM strava_elt_warehouse", "COMMIT", "ROLLBACK",
