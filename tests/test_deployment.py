@@ -225,16 +225,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 class Gate:
-    """Holds the emulator's activity-list requests until opened: a run that stays running."""
+    """Holds the emulator's activity-list requests until opened: a run that stays running.
 
-    def __init__(self, emu: StravaEmulator, path: str = "/api/v3/athlete/activities") -> None:
+    ``meet``: open by itself once that many requests wait at once (runs proven to overlap).
+    """
+
+    def __init__(self, emu: StravaEmulator, path: str = "/api/v3/athlete/activities", meet: int | None = None) -> None:
         self.reached = threading.Event()
         self.opened = threading.Event()
+        self.waiting = 0
+        self.met = False
+        lock = threading.Lock()
         original = emu._handle
 
         def handle(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
             if urlsplit(target).path == path and not self.opened.is_set():
                 self.reached.set()
+                with lock:
+                    self.waiting += 1
+                    if meet is not None and self.waiting >= meet:
+                        self.met = True
+                        self.opened.set()
                 self.opened.wait(timeout=150)  # never hangs a failed test for long
             return original(method, target, headers, body)
 
@@ -478,7 +489,8 @@ def test_a_git_clone_deployment_installs_the_clone_and_loads_where_the_block_say
 
     # The run's own load event: its run key names its lake folder next to the block's DuckDB file.
     query = {"filter": {"event": {"name": [LOADED_EVENT]}, "related": {"id": [f"prefect.flow-run.{run_id}"]}}}
-    [event] = stack.post("/events/filter", query)["events"]
+    # The server stores events a moment after the run ends (its event persister batches them).
+    [event] = stack.wait_for("the git run's load event", lambda: stack.post("/events/filter", query)["events"])
     lake = stack.duckdb_path.parent / "lake" / "raw" / f"athlete_id={stack.emu.athlete['id']}"
     assert (lake / f"run={event['payload']['run_key']}").is_dir()
     with duckdb.connect(str(stack.duckdb_path), read_only=True) as conn:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from conftest import EMULATOR_END, EMULATOR_SEED, split_pg_url
 from prefect_server_support import REPO, private_prefect_server, register_blocks, tail
-from test_deployment import Stack, _check_installed
+from test_deployment import Gate, Stack, _check_installed
 
 from emulator import StravaEmulator
 from flows.cli import DEFAULT_POOL
@@ -82,6 +82,9 @@ def stack(tmp_path: Path, pg_url: str) -> Iterator[tuple[Stack, str]]:
 
 def test_two_workers_take_the_children_in_parallel_within_one_budget(stack: tuple[Stack, str]) -> None:
     s, _ = stack
+    # A child's run takes about two seconds now: hold the activity list until two children wait
+    # at it at once (the gate opens itself then), so that the overlap is shown, not hoped for.
+    gate = Gate(s.emu, meet=2)
     round_id = s.deployment_run("strava-elt-round/weekly-all", "parallel=2")
 
     def ended() -> dict[str, Any] | None:
@@ -98,6 +101,7 @@ def test_two_workers_take_the_children_in_parallel_within_one_budget(stack: tupl
     pipeline = [c for c in children if any(t.startswith("strava-athlete:") for t in c["tags"])]
     assert len(pipeline) == 4
     # Two children ran at the same time on different workers' processes.
+    assert gate.met, "two children never waited at Strava's activity list at the same time"
     spans = sorted((c["start_time"], c["end_time"]) for c in pipeline)
     assert any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1)), spans
     # Never past the day's budget: the emulator answers 429 only past the limit, and usage stops at it.
