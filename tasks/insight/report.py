@@ -17,7 +17,15 @@ from tasks import quality
 from tasks.insight import dashboard
 from tasks.state.summary import FUTURE_IDS_SHOWN, ExtractResult, RunSummary
 
-__all__ = ["ARTIFACT_KEY", "REJECTED_SHOWN", "monthly_rows", "rejected_lines", "run_report_markdown", "unfit_counts"]
+__all__ = [
+    "ARTIFACT_KEY",
+    "REJECTED_SHOWN",
+    "UNFIT_TITLE",
+    "monthly_rows",
+    "rejected_lines",
+    "run_report_markdown",
+    "unfit_counts",
+]
 
 ARTIFACT_KEY = "strava-run-report"
 MONTHLY_MODEL = "activity_summary_monthly"
