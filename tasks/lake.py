@@ -6,6 +6,7 @@ import gzip
 import inspect
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -274,15 +275,73 @@ def staging_file_path(athlete_id: int, run_key: str) -> str:
     return f"staging/athlete_id={athlete_id}/run={run_key}/activities.parquet"
 
 
-def land_raw_page(lake: Any, athlete_id: int, run_key: str, page: int, activities: list[dict[str, Any]]) -> str:
-    """Write one page exactly as the API returned it (all fields, unknown ones too), gzipped."""
+def land_raw_page(
+    lake: Any,
+    athlete_id: int,
+    run_key: str,
+    page: int,
+    activities: list[dict[str, Any]],
+    body: bytes | None = None,
+) -> str:
+    r"""Write one page as the API returned it (all fields, unknown ones too), as strict JSON, gzipped.
+
+    ``body`` is the response body as received: kept byte for byte when it is JSON in UTF-8, as
+    Strava sends it (``1e999`` and a ``"\ud800"`` escape are JSON text and stay as sent).
+    Without it (a webhook's single activities) ``activities`` is encoded. Either way what only
+    Python's parser accepts is rewritten (:func:`strict_json`), so a strict JSON reader can
+    read every page and no page can fail a later run.
+    """
     path = raw_page_path(athlete_id, run_key, page)
-    try:
-        body = json.dumps(activities, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800") has no UTF-8: keep it as the escape Strava sent
-        body = json.dumps(activities, separators=(",", ":")).encode("ascii")
-    write_bytes(lake, path, gzip.compress(body, mtime=0))
+    if body is None:
+        try:
+            body = json.dumps(activities, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") has no UTF-8: keep it as the escape Strava sent
+            body = json.dumps(activities, separators=(",", ":")).encode("ascii")
+    write_bytes(lake, path, gzip.compress(strict_json(body), mtime=0))
     return path
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _is_strict_json(body: bytes) -> bool:
+    """Whether ``body`` is JSON as RFC 8259 has it: UTF-8, no NaN/Infinity, no byte order mark."""
+    try:
+        json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return False
+    return True
+
+
+_STRING_OR_CONSTANT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?Infinity|NaN', re.DOTALL)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def strict_json(body: bytes) -> bytes:
+    r"""``body`` as strict JSON in UTF-8: unchanged when it already is, else minimally rewritten.
+
+    Python's parser (and so ``response.json()``) also takes what JSON does not have; each is
+    rewritten to the nearest JSON, everything else left byte for byte:
+
+    - the constants ``NaN``, ``Infinity`` and ``-Infinity`` become the strings ``"NaN"``,
+      ``"Infinity"``, ``"-Infinity"`` (the text that was sent; no JSON number holds them);
+    - UTF-16 or UTF-32 becomes UTF-8, a byte order mark is dropped;
+    - a surrogate encoded in the bytes (invalid UTF-8) becomes its ``\uXXXX`` escape.
+
+    Raises:
+        ValueError: ``body`` is not JSON even to Python's parser.
+
+    """
+    if _is_strict_json(body):
+        return body
+    text = body.decode(json.detect_encoding(body), "surrogatepass").removeprefix("\ufeff")
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+    text = _STRING_OR_CONSTANT.sub(lambda m: m[0] if m[0].startswith('"') else f'"{m[0]}"', text)
+    fixed = text.encode("utf-8")
+    if not _is_strict_json(fixed):
+        raise ValueError("A raw page is not JSON, so it was not written to the lake; report it with the page.")
+    return fixed
 
 
 @dataclass

@@ -1,11 +1,13 @@
-"""The Lake over a local filesystem block: atomic writes, missing vs unreadable, URLs, S3 URIs.
+"""The Lake over a local filesystem block: atomic writes, missing vs unreadable, URLs, S3 URIs, raw pages.
 
 The same on S3 (moto's server over HTTP) is in tests/test_s3.py.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +19,7 @@ from prefect.filesystems import LocalFileSystem
 from prefect_aws import S3Bucket
 
 from tasks import kudos
-from tasks.lake import COPY_CHUNK, Lake, StagingFileWriter
+from tasks.lake import COPY_CHUNK, Lake, StagingFileWriter, land_raw_page, raw_page_path
 from tasks.warehouse import schema, staging_batches
 from tests.test_after_commit import file_size_limit
 
@@ -129,3 +131,73 @@ def _sized(batches: pa.RecordBatchReader, sizes: list[int]) -> Iterator[pa.Recor
     for batch in batches:
         sizes.append(batch.num_rows)
         yield batch
+
+
+# --------------------------------------------------------------------------- raw pages
+
+
+def _refuse(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+def strict_loads(data: bytes) -> object:
+    """JSON as RFC 8259 has it: UTF-8 and no NaN/Infinity (what DuckDB, jq and Redshift expect)."""
+    return json.loads(data.decode("utf-8"), parse_constant=_refuse)
+
+
+def _landed(lake: Lake, page: int, activities: list[dict[str, object]], body: bytes | None = None) -> bytes:
+    path = land_raw_page(lake.block, 7, "r", page, activities, body=body)
+    assert path == raw_page_path(7, "r", page)
+    return gzip.decompress(lake.read(path))
+
+
+def test_a_raw_page_in_json_is_kept_byte_for_byte(lake: Lake) -> None:
+    # JSON numbers no double holds, a lone surrogate escape, odd spacing: all JSON, all as sent.
+    sent = (
+        b'[ {"id": 1180591620717411303424, "distance": 1e999, "max_speed": -1E+999, "elev_high": 1.50,\n'
+        b' "name": "NaN \\" Infinity \\ud83c\\udfc3 \xc3\xa9", "external_id": "\\ud800"} ]'
+    )
+    parsed = json.loads(sent)
+    assert parsed[0]["distance"] == math.inf and parsed[0]["external_id"] == "\ud800"
+    assert _landed(lake, 1, parsed, body=sent) == sent
+    assert strict_loads(sent)[0]["name"] == 'NaN " Infinity \U0001f3c3 \u00e9'  # type: ignore[index]
+
+
+def test_what_only_python_parses_is_rewritten_to_the_nearest_json(lake: Lake) -> None:
+    sent = b'[{"average_speed":NaN,"max_speed":Infinity,"min":-Infinity,"name":"NaN, -Infinity","n":[NaN]}]'
+    page = _landed(lake, 1, json.loads(sent), body=sent)
+    assert page == (
+        b'[{"average_speed":"NaN","max_speed":"Infinity","min":"-Infinity","name":"NaN, -Infinity","n":["NaN"]}]'
+    )
+    strict_loads(page)
+    # UTF-16 (with its byte order mark), a UTF-8 one, a surrogate encoded in the bytes: UTF-8 and escapes.
+    for sent, kept in (
+        ('[{"name":"é🏃","x":1e999}]'.encode("utf-16"), '[{"name":"é🏃","x":1e999}]'.encode()),
+        (b'\xef\xbb\xbf[{"x":1}]', b'[{"x":1}]'),
+        (b'[{"name":"\xed\xa0\x80"}]', b'[{"name":"\\ud800"}]'),
+    ):
+        page = _landed(lake, 2, json.loads(sent), body=sent)
+        assert page == kept, sent
+        assert strict_loads(page) == json.loads(sent)  # the same values
+
+
+def test_a_raw_page_without_its_body_is_encoded_as_strict_json(lake: Lake) -> None:
+    """A webhook's activities come parsed: non-finite numbers become strings, a lone surrogate stays an escape."""
+    activities: list[dict[str, object]] = [
+        {"id": 1, "distance": math.inf, "max_speed": -math.inf, "average_speed": math.nan, "name": "é \ud800"},
+        {"id": 2, "distance": 10.5, "name": "plain"},
+    ]
+    page = _landed(lake, 1, activities)
+    assert strict_loads(page) == [
+        {"id": 1, "distance": "Infinity", "max_speed": "-Infinity", "average_speed": "NaN", "name": "é \ud800"},
+        activities[1],
+    ]
+    assert b'"name":"\\u00e9 \\ud800"' in page  # the lone surrogate kept as the escape Strava sent
+    page = _landed(lake, 2, [activities[1]])
+    assert page == b'[{"id":2,"distance":10.5,"name":"plain"}]'
+
+
+def test_a_body_that_is_not_json_is_refused_before_anything_is_written(lake: Lake, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not JSON, so it was not written"):
+        land_raw_page(lake.block, 7, "r", 1, [], body=b'[{"id": 1,')
+    assert lake.read_if_present(raw_page_path(7, "r", 1)) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 from conftest import Env
@@ -16,7 +17,8 @@ from test_validation import SlackServer
 from blocks import Warehouse
 from blocks.loading import AmbiguousBlockError, MissingBlockError
 from flows.cli import main
-from tasks.insight.notify import load_slack, send_slack
+from tasks.insight.notify import SUMMARY_ARTIFACT_KEY, load_slack, send_slack
+from tasks.insight.report import REJECTED_SHOWN
 
 
 @pytest.fixture
@@ -92,3 +94,55 @@ def test_a_missing_or_wrong_block_names_the_expected_types_and_how_to_create_one
     with pytest.raises(MissingBlockError, match=f"'{name}' is a Strava Warehouse block, which cannot send messages"):
         load_slack(name)
     assert load_slack(None) is None
+
+
+def test_the_message_and_the_report_name_unfit_columns_and_rejected_activities_escaped(
+    env: Env, server: SlackServer
+) -> None:
+    from prefect.artifacts import Artifact
+
+    name = _name()
+    SlackWebhook(url=SecretStr(server.url)).save(name)
+    env.run()
+    newest = max(datetime.fromisoformat(a["start_date"].replace("Z", "+00:00")) for a in env.emu.activities)
+    added = env.emu.add_activities(REJECTED_SHOWN + 3, start_date=newest + timedelta(hours=1))
+    unfit, big, *rejected = added
+    env.emu.set_raw_fields(unfit["id"], distance="1e999", max_speed="NaN")
+    env.emu.modify_activity(big["id"], distance=1e20)
+    hostile = '"<!channel> <http://x.test|go> *b* [l](http://x.test) &|`"'  # short: a reason quotes 60 characters
+    env.emu.set_raw_fields(rejected[0]["id"], start_date=hostile)
+    for activity in rejected[1:]:
+        env.emu.set_raw_fields(activity["id"], start_date='"yesterday"')
+
+    summary = env.run(slack_block=name)
+    assert summary["unfit_values"] == {"distance": 2, "max_speed": 1, "start_date": len(rejected)}
+    assert {r["id"] for r in summary["rejected"]} == {a["id"] for a in rejected}
+    shown = [r["id"] for r in summary["rejected"][:REJECTED_SHOWN]]
+
+    [text] = server.texts
+    lines = text.splitlines()
+    assert "Values loaded as NULL (they do not fit their column): distance 2, max_speed 1, start_date 6" in lines
+    assert f"Activities not loaded: {len(rejected)} (kept in the raw lake pages)" in lines
+    listed = [line for line in lines if line.startswith("• ")]
+    assert [line.split()[2] for line in listed[:-1]] == [str(i) for i in shown]  # "• id <id> (page ...)"
+    assert listed[-1] == f"• and {len(rejected) - REJECTED_SHOWN} more (all in the run's log)"
+    # Strava's text cannot mention the channel, link or break the message: &, < and > are escaped.
+    assert "<!channel>" not in text and "<http" not in text
+    assert (
+        f"• id {rejected[0]['id']} (page 1, position {summary['rejected'][0]['position']}): start_date "
+        '"&lt;!channel&gt; &lt;http://x.test|go&gt; *b* [l](http://x.test) &amp;|`" does not fit its column'
+    ) in lines
+
+    report = Artifact.get(SUMMARY_ARTIFACT_KEY)
+    assert report is not None and summary["run_key"] in str(report.data)
+    markdown = str(report.data)
+    assert (
+        "**Values loaded as NULL (they do not fit their column):** distance 2, max\\_speed 1, start\\_date 6"
+        in markdown
+    )
+    assert f"**Activities not loaded:** {len(rejected)} (kept in the raw lake pages)" in markdown
+    for activity_id in shown:
+        assert f"- id {activity_id} (page 1, position " in markdown
+    assert f"- and {len(rejected) - REJECTED_SHOWN} more (all in the run's log)" in markdown
+    assert "<!channel>" not in markdown and "](http" not in markdown  # every punctuation backslash-escaped
+    assert "\\<\\!channel\\> \\<http\\:\\/\\/x\\.test\\|go\\> \\*b\\* \\[l\\]\\(http" in markdown

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
@@ -442,6 +443,47 @@ def test_odd_values_load_as_null_are_counted_and_never_fail_a_later_run(env: Env
     assert len(again["rejected"]) == 4 and again["unfit_values"]["id"] == 2
     assert {a["id"] for a in later} <= set(env.production())
     assert set(again["models"]) == set(summary["models"])
+
+
+def _refuse(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+def test_a_raw_page_of_hostile_values_holds_what_strava_sent_as_strict_json(env: Env) -> None:
+    env.run()
+    newest = max(datetime.fromisoformat(a["start_date"].replace("Z", "+00:00")) for a in env.emu.activities)
+    huge, inf, nan, odd = env.emu.add_activities(4, start_date=newest + timedelta(hours=1))
+    env.emu.set_raw_fields(huge["id"], id=str(2**70))
+    env.emu.set_raw_fields(inf["id"], distance="1e999", max_speed="-1e999", elev_high="1.50")
+    env.emu.set_raw_fields(nan["id"], average_speed="NaN", max_speed="Infinity", elev_low="-Infinity")
+    env.emu.set_raw_fields(odd["id"], external_id='"\\ud800"', name='"NaN, Infinity \\" <b>"')
+    env.emu.reset_counts()
+
+    summary = env.run()
+    assert summary["status"] == "complete" and summary["inserted"] == 3
+    [request] = [r for r in env.emu.requests if r.path == "/api/v3/athlete/activities"]
+    bearer = {"Authorization": f"Bearer {env.emu.issue_access_token()}"}
+    sent = httpx.get(env.emu.base_url + request.path, params=request.query, headers=bearer).content
+    assert b'"distance":1e999' in sent and b'"average_speed":NaN' in sent  # what the run was sent
+    [path] = (env.lake_dir / "raw").rglob(f"run={summary['run_key']}/page-00001.json.gz")
+    raw = gzip.decompress(path.read_bytes())
+
+    # Byte for byte what Strava sent, but for the three constants JSON does not have.
+    rewritten = sent
+    for name, constant in (("average_speed", b"NaN"), ("max_speed", b"Infinity"), ("elev_low", b"-Infinity")):
+        field_ = f'"{name}":'.encode()
+        assert rewritten.count(field_ + constant) == 1
+        rewritten = rewritten.replace(field_ + constant, field_ + b'"' + constant + b'"')
+    assert raw == rewritten
+    items = {item["name"]: item for item in json.loads(raw.decode("utf-8"), parse_constant=_refuse)}
+    assert items[huge["name"]]["id"] == 2**70
+    assert items[inf["name"]]["distance"] == math.inf and items[inf["name"]]["max_speed"] == -math.inf
+    assert [items[nan["name"]][k] for k in ("average_speed", "max_speed", "elev_low")] == [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+    ]
+    assert items['NaN, Infinity " <b>']["external_id"] == "\ud800"
 
 
 def test_an_item_that_is_not_an_object_fails_the_run_before_its_page_is_written(env: Env) -> None:

@@ -93,9 +93,30 @@ def _tally(checks: Sequence[CheckResult]) -> str:
     return f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped"
 
 
+def _slack_text(value: str) -> str:
+    """``value`` as literal Slack mrkdwn: ``&``, ``<`` and ``>`` escaped (no mention or link), whitespace flattened."""
+    return " ".join(value.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _value_findings(summary: RunSummary) -> list[str]:
+    """Values loaded as NULL, counted per column, and the activities not loaded (capped): none when all fit."""
+    extract = summary.extract
+    if extract is None:
+        return []
+    lines = []
+    counts = report.unfit_counts(extract, _slack_text)
+    if counts:
+        lines.append(f"{report.UNFIT_TITLE}: {counts}")
+    if extract.rejected:
+        lines.append(f"Activities not loaded: {len(extract.rejected):,} (kept in the raw lake pages)")
+        lines += [f"• {line}" for line in report.rejected_lines(extract, _slack_text)]
+    return lines
+
+
 def format_slack(summary: RunSummary) -> str:
-    """The run's Slack message: outcome, numbers, then one line per check."""
+    """The run's Slack message: outcome, numbers, values not loaded, then one line per check."""
     lines = [_headline(summary), ", ".join(f"{k} {v}" for k, v in _numbers(summary).items())]
+    lines += _value_findings(summary)
     checks = summary.checks or ()
     if checks:
         lines.append(f"Checks: {_tally(checks)}")

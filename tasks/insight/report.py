@@ -1,4 +1,4 @@
-"""The run report's markdown: the numbers, validation outcomes, models and newest months.
+"""The run report's markdown: the numbers, values not loaded, validation outcomes, models and newest months.
 
 Published once per run, successful or not, by :func:`tasks.insight.notify.report_run` under
 :data:`ARTIFACT_KEY`.
@@ -6,7 +6,8 @@ Published once per run, successful or not, by :func:`tasks.insight.notify.report
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -14,12 +15,23 @@ import sqlalchemy as sa
 
 from tasks import quality
 from tasks.insight import dashboard
-from tasks.state.summary import FUTURE_IDS_SHOWN, RunSummary
+from tasks.state.summary import FUTURE_IDS_SHOWN, ExtractResult, RunSummary
 
-__all__ = ["ARTIFACT_KEY", "monthly_rows", "run_report_markdown"]
+__all__ = [
+    "ARTIFACT_KEY",
+    "REJECTED_SHOWN",
+    "UNFIT_TITLE",
+    "monthly_rows",
+    "rejected_lines",
+    "run_report_markdown",
+    "unfit_counts",
+]
 
 ARTIFACT_KEY = "strava-run-report"
 MONTHLY_MODEL = "activity_summary_monthly"
+REJECTED_SHOWN = 5
+"""How many activities not loaded the run report and the Slack message name (the run's log names all)."""
+UNFIT_TITLE = "Values loaded as NULL (they do not fit their column)"
 
 
 def monthly_rows(engine: sa.Engine, athlete_id: int | None, limit: int = 6) -> list[dict[str, Any]]:
@@ -43,6 +55,51 @@ def _cell(value: Any) -> str:
         value = f"{value:,}"
     text = str(value).replace("\\", "\\\\").replace("|", "\\|")
     return " ".join(text.split()) or "–"
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def _markdown_text(value: Any) -> str:
+    """``value`` as literal markdown text: every ASCII punctuation backslash-escaped, whitespace flattened.
+
+    For text Strava chose (a rejected value, say): no link, emphasis, HTML or table pipe survives.
+    """
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def unfit_counts(extract: ExtractResult, escape: Callable[[str], str]) -> str | None:
+    """``column count, ...`` of the values loaded as NULL (None: none), each name through ``escape``."""
+    counts = extract.unfit_values
+    return ", ".join(f"{escape(column)} {n:,}" for column, n in counts.items()) if counts else None
+
+
+def rejected_lines(extract: ExtractResult, escape: Callable[[str], str]) -> list[str]:
+    """One line per activity not loaded, the first :data:`REJECTED_SHOWN`, then how many more.
+
+    A line names the activity's id (or its place in the raw page when it has no usable id) and
+    the reason, through ``escape``: the reason quotes the value Strava sent.
+    """
+    lines = []
+    for r in extract.rejected[:REJECTED_SHOWN]:
+        where = f"page {r.page}, position {r.position}"
+        lines.append(f"id {r.id} ({where}): {escape(r.reason)}" if r.id is not None else f"{where}: {escape(r.reason)}")
+    more = len(extract.rejected) - REJECTED_SHOWN
+    if more > 0:
+        lines.append(f"and {more:,} more (all in the run's log)")
+    return lines
+
+
+def _value_findings(x: ExtractResult) -> list[str]:
+    """The report's paragraphs on values loaded as NULL and activities not loaded (none when all fit)."""
+    lines: list[str] = []
+    counts = unfit_counts(x, _markdown_text)
+    if counts:
+        lines += ["", f"**{UNFIT_TITLE}:** {counts}"]
+    if x.rejected:
+        lines += ["", f"**Activities not loaded:** {len(x.rejected):,} (kept in the raw lake pages)", ""]
+        lines += [f"- {line}" for line in rejected_lines(x, _markdown_text)]
+    return lines
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -101,6 +158,7 @@ def run_report_markdown(summary: RunSummary, headline: str | None = None) -> str
                 f"**Future-dated activities:** {_cell(len(x.future_dated))} start after this run read them "
                 f"(loaded; the watermark stops at the run's time), e.g. ids {shown}",
             ]
+        lines += _value_findings(x)
 
     lines += ["", "## Validation", ""]
     checks = summary.checks

@@ -72,6 +72,7 @@ class ActivityPages(Iterator[list[dict[str, Any]]]):
     multiple of 200. A request the daily budget stops raises
     :class:`~blocks.strava_errors.DailyLimitReached` and leaves the position unchanged.
     :meth:`fresh` is the loop detection: the activities not seen on an earlier page.
+    ``body`` holds the page last read as the API sent it (the bytes the lake keeps).
     """
 
     def __init__(self, client: StravaClient, after: int, per_page: int = PER_PAGE) -> None:
@@ -81,6 +82,8 @@ class ActivityPages(Iterator[list[dict[str, Any]]]):
         self.has_more = True
         self.read = 0
         """The number of the page last read (0: none yet)."""
+        self.body = b""
+        """The response body of the page last read, byte for byte (b"": none yet)."""
 
     @property
     def number(self) -> int:
@@ -94,7 +97,9 @@ class ActivityPages(Iterator[list[dict[str, Any]]]):
         if not self.has_more:
             raise StopIteration
         paginator = self._paginator
-        items = self._client.activities_page(after=self.after, page=paginator.page, per_page=paginator.per_page)
+        items, self.body = self._client.activities_page_and_body(
+            after=self.after, page=paginator.page, per_page=paginator.per_page
+        )
         self.read = paginator.page
         if paginator.has_more(items):
             paginator.get_next()
@@ -165,6 +170,10 @@ class StravaClient:
             RetriableError: The retries are used up.
 
         """
+        return self.get_json_and_body(path, params)[0]
+
+    def get_json_and_body(self, path: str, params: dict[str, Any] | None = None) -> tuple[Any, bytes]:
+        """:meth:`get_json`, with the response body as received (decompressed, otherwise untouched)."""
 
         def send() -> httpx.Response:
             if self._shared_limit:
@@ -184,7 +193,7 @@ class StravaClient:
             self.daily_limit = exc
             raise
         try:
-            return response.json()
+            return response.json(), response.content
         except ValueError:
             raise BadRequestError(f"Strava answered {path} with a body that is not JSON; check the base URL.") from None
 
@@ -194,12 +203,20 @@ class StravaClient:
 
     def activities_page(self, *, after: int, page: int, per_page: int = PER_PAGE) -> list[dict[str, Any]]:
         """One page of SummaryActivity, oldest first (only ``after`` is given)."""
-        body = self.get_json("/athlete/activities", {"after": after, "page": page, "per_page": per_page})
-        if not isinstance(body, list):
+        return self.activities_page_and_body(after=after, page=page, per_page=per_page)[0]
+
+    def activities_page_and_body(
+        self, *, after: int, page: int, per_page: int = PER_PAGE
+    ) -> tuple[list[dict[str, Any]], bytes]:
+        """:meth:`activities_page`, with the response body as received (what the lake keeps)."""
+        items, body = self.get_json_and_body(
+            "/athlete/activities", {"after": after, "page": page, "per_page": per_page}
+        )
+        if not isinstance(items, list):
             raise BadRequestError(
-                f"Strava returned {type(body).__name__} instead of a list for page {page} of /athlete/activities"
+                f"Strava returned {type(items).__name__} instead of a list for page {page} of /athlete/activities"
             )
-        return body
+        return items, body
 
     def iter_activity_pages(self, after: int, *, per_page: int = PER_PAGE) -> ActivityPages:
         """The pages of activities started after ``after`` (epoch seconds), one request each."""

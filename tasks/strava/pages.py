@@ -98,7 +98,7 @@ def fetch_page(
         return None
     page = PageRows.read(pages, items, extracted_at, athlete_id)
     if items:
-        lake_tasks.land_raw_page(lake, athlete_id, run_key, number, items)
+        lake_tasks.land_raw_page(lake, athlete_id, run_key, number, items, body=pages.body)
     return page
 
 
