@@ -271,3 +271,15 @@ def test_unfit_values_and_rejection_match_the_reference(activities: list[dict[st
 def test_coerce_gives_the_reference_value_for_every_hostile_value(column: schema.Column) -> None:
     for value in [None, *HOSTILE]:
         assert _key(schema.coerce(column, value)) == _key(_reference_value(column, value)), (column.name, value)
+
+
+@pytest.mark.parametrize(
+    ("arrow_type", "low", "high"),
+    [(pa.float64(), None, None), (pa.float64(), 0.0, math.inf), (pa.int32(), 0, None), (pa.bool_(), 0, 1)],
+)
+def test_a_column_declared_with_the_wrong_bounds_is_refused_naming_it(
+    arrow_type: pa.DataType, low: Any, high: Any
+) -> None:
+    column = schema.Column("speed", None, arrow_type, lambda a: a.get("speed"), low, high)
+    with pytest.raises(ValueError, match=r"Column 'speed' .* declares low=.*Fix its declaration"):
+        schema.coerce(column, 1)
