@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
@@ -63,19 +64,34 @@ class Column:
     low: Any = None
     high: Any = None
 
+    @cached_property
+    def coercer(self) -> Callable[[Any], Any]:
+        """The column's rule for a value that is not None, chosen once from its type (see :func:`coerce`)."""
+        return _coercer(self)
+
 
 def _pipeline(_: Mapping[str, Any]) -> Any:
     return None  # set by the pipeline, not read from the API
 
 
+@dataclass(frozen=True)
+class _Field:
+    """The API's top-level field ``key`` (:func:`flatten_activity` reads it with ``dict.get`` directly)."""
+
+    key: str
+
+    def __call__(self, activity: Mapping[str, Any]) -> Any:
+        return activity.get(self.key)
+
+
 def _field(key: str) -> Callable[[Mapping[str, Any]], Any]:
-    return lambda a: a.get(key)
+    return _Field(key)
 
 
 def _nested(key: str, sub: str) -> Callable[[Mapping[str, Any]], Any]:
     def get(a: Mapping[str, Any]) -> Any:
         inner = a.get(key)
-        return inner.get(sub) if isinstance(inner, Mapping) else None
+        return inner.get(sub) if isinstance(inner, dict | Mapping) else None  # dict: skips the slower ABC check
 
     return get
 
@@ -262,57 +278,119 @@ def _parse_ts(value: Any, *, aware: bool) -> datetime | None:
     return parsed.replace(tzinfo=None)
 
 
-def _number(value: Any) -> int | float | None:
-    """A JSON number as sent (bool and text are not numbers); None otherwise."""
-    return None if isinstance(value, bool) or not isinstance(value, int | float) else value
+Coercer = Callable[[Any], Any]
+"""One column's rule for one value (not None): the value as the column stores it, or None if it does not fit."""
+
+_UNFIT = (TypeError, ValueError, OverflowError)
+"""What converting a value of the right JSON type can still raise: the value does not fit (None)."""
 
 
-def _text_value(value: Any, max_bytes: int) -> str | None:
-    """Text every warehouse stores byte-exact: valid UTF-8, no NUL (PostgreSQL refuses it), not too long."""
-    if not isinstance(value, str) or "\x00" in value:
-        return None
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate, e.g. JSON "\ud800"
-        return None
-    return value if size <= max_bytes else None
+def _text_rule(max_bytes: int) -> Coercer:
+    def text(value: Any) -> str | None:
+        """Text every warehouse stores byte-exact: valid UTF-8, no NUL (PostgreSQL refuses it), not too long."""
+        if not isinstance(value, str) or "\x00" in value:
+            return None
+        if value.isascii():  # one byte a character: no need to encode
+            return value if len(value) <= max_bytes else None
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate, e.g. JSON "\ud800"
+            return None
+        return value if size <= max_bytes else None
+
+    return text
 
 
-def _typed(column: Column, value: Any) -> Any:
-    """``value`` as the column's Python type, unchecked against the range; None if it has another type."""
-    t = column.arrow_type
-    if pa.types.is_timestamp(t):
-        return _parse_ts(value, aware=t.tz is not None)
-    if pa.types.is_boolean(t):
-        return value if isinstance(value, bool) else None
-    number = _number(value)
-    if number is None:
-        return None
-    if pa.types.is_integer(t):
-        return int(number) if float(number).is_integer() else None
-    number = float(number)
-    return number if math.isfinite(number) else None
+def _boolean(value: Any) -> bool | None:
+    """A JSON true or false (a number or text is not a boolean)."""
+    return value if isinstance(value, bool) else None
+
+
+def _integer_rule(low: int, high: int) -> Coercer:
+    def integer(value: Any) -> int | None:
+        """A JSON number with an integral value (5.0 is 5) in [low, high]; a bool or text is not a number."""
+        if type(value) is int:  # most values: nothing to convert
+            return value if low <= value <= high else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        try:
+            number = int(value) if float(value).is_integer() else None  # NaN and infinities are not integral
+        except _UNFIT:  # an int past float's range, e.g. 2**1024
+            return None
+        return number if number is not None and low <= number <= high else None
+
+    return integer
+
+
+def _floating_rule(low: float, high: float) -> Coercer:
+    def floating(value: Any) -> float | None:
+        """A JSON number as a finite float in [low, high]; a bool or text is not a number."""
+        if type(value) is float:  # most values: nothing to convert (NaN and infinities are out of range)
+            return value if low <= value <= high else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        try:
+            number = float(value)
+        except _UNFIT:  # an int past float's range, e.g. 10**400
+            return None
+        return number if math.isfinite(number) and low <= number <= high else None
+
+    return floating
+
+
+def _timestamp_rule(low: datetime | None, high: datetime | None, *, aware: bool) -> Coercer:
+    def timestamp(value: Any) -> datetime | None:
+        """An ISO 8601 text (or a datetime) as a UTC-aware or naive datetime, in [low, high] if bounded."""
+        try:
+            moment = _parse_ts(value, aware=aware)
+        except _UNFIT:  # garbage text, or past the calendar once moved to UTC
+            return None
+        if moment is None or low is None or high is None:
+            return moment
+        return moment if low <= moment <= high else None
+
+    return timestamp
+
+
+def _coercer(column: Column) -> Coercer:
+    """Choose the column's rule once, from its Arrow type: one rule per kind of column, with its range."""
+    t, low, high = column.arrow_type, column.low, column.high
+    bounded = low is not None and high is not None
+    if pa.types.is_string(t):  # the range of text is its length in UTF-8 bytes
+        return _text_rule(high if high is not None else TEXT_MAX_BYTES)
+    if pa.types.is_timestamp(t) and (bounded or low is high is None):
+        return _timestamp_rule(low, high, aware=t.tz is not None)
+    if pa.types.is_boolean(t) and low is high is None:
+        return _boolean
+    if pa.types.is_integer(t) and bounded:
+        return _integer_rule(low, high)
+    if pa.types.is_floating(t) and bounded and math.isfinite(low) and math.isfinite(high):
+        return _floating_rule(low, high)
+    raise ValueError(
+        f"Column {column.name!r} ({t}) declares low={low!r}, high={high!r}: a number needs both bounds "
+        "(finite), a timestamp both or none, a boolean none. Fix its declaration in tasks/warehouse/schema.py."
+    )
 
 
 def coerce(column: Column, value: Any) -> Any:
     """Coerce one value to the column's type; a value of another type, non-finite or out of range is None."""
-    if value is None:
-        return None
-    if pa.types.is_string(column.arrow_type):
-        return _text_value(value, column.high if column.high is not None else TEXT_MAX_BYTES)
-    try:
-        typed = _typed(column, value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if typed is None or column.low is None:
-        return typed
-    return typed if column.low <= typed <= column.high else None
+    return None if value is None else column.coercer(value)
+
+
+_FLATTENED: tuple[tuple[str, str | None, Callable[[Mapping[str, Any]], Any], Coercer], ...] = tuple(
+    (c.name, c.source.key if isinstance(c.source, _Field) else None, c.source, c.coercer) for c in API_COLUMNS
+)
+"""Each API column's name, top-level field (None: read by its source), source and rule, looked up once."""
 
 
 def flatten_activity(activity: Mapping[str, Any], extracted_at: datetime) -> dict[str, Any]:
     """Turn one SummaryActivity into a production row (values typed, unknown fields dropped)."""
-    row = {c.name: coerce(c, c.source(activity)) for c in API_COLUMNS}
-    row["row_hash"] = row_hash(row)
+    get = activity.get
+    row: dict[str, Any] = {}
+    for name, key, source, coerce_value in _FLATTENED:
+        value = get(key) if key is not None else source(activity)
+        row[name] = None if value is None else coerce_value(value)
+    row["row_hash"] = _hash_values(list(row.values()))  # row_hash(row): the row holds the API columns, in order
     row["extracted_at"] = extracted_at
     return row
 
@@ -354,9 +432,18 @@ def rejection(activity: Mapping[str, Any], row: Mapping[str, Any]) -> tuple[str,
     return None
 
 
+_API_NAMES: tuple[str, ...] = tuple(c.name for c in API_COLUMNS)
+_HASH_JSON = json.JSONEncoder(default=str, ensure_ascii=False)  # json.dumps(..., default=str, ensure_ascii=False)
+
+
 def row_hash(row: Mapping[str, Any]) -> str:
     """Fingerprint the API columns of a row, stable across runs."""
-    payload = json.dumps([row.get(c.name) for c in API_COLUMNS], default=str, ensure_ascii=False)
+    return _hash_values([row.get(name) for name in _API_NAMES])
+
+
+def _hash_values(values: list[Any]) -> str:
+    """The fingerprint of the API columns' values, in the table's order."""
+    payload = _HASH_JSON.encode(values)
     return hashlib.md5(payload.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
@@ -387,7 +474,12 @@ def unknown_sport_types(activities: Iterable[Mapping[str, Any]]) -> set[str]:
 
 def unfit_values(activity: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
     """The columns whose value Strava sent does not fit (type, range, finiteness): loaded as NULL."""
-    return [c.name for c in API_COLUMNS if row[c.name] is None and c.source(activity) is not None]
+    get = activity.get
+    return [
+        name
+        for name, key, source, _ in _FLATTENED
+        if row[name] is None and (get(key) if key is not None else source(activity)) is not None
+    ]
 
 
 def to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
