@@ -45,7 +45,7 @@ def open_target(warehouse: str | Warehouse) -> str:
 
 def new_run_key() -> str:
     """Sortable, unique, identifier-safe key for this run's lake prefix and staging table."""
-    return datetime.now(UTC).strftime("%Y%m%dt%H%M%S") + "_" + uuid.uuid4().hex[:8]
+    return datetime.now(UTC).strftime(wh.RUN_KEY_TIME_FORMAT) + "_" + uuid.uuid4().hex[:8]
 
 
 # A run reads at most the daily budget: 1,000 requests at 100 per 15 minutes is 150 minutes

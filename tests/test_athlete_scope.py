@@ -444,3 +444,22 @@ def test_a_history_table_from_before_athlete_scope_is_migrated(
         assert [tuple(r) for r in rows] == [(11, 5), (12, 6), (13, None)]  # 13: no such activity
     finally:
         engine.dispose()
+
+
+def test_a_concurrent_runs_staging_table_is_left_alone_a_crashed_ones_swept(env: Env) -> None:
+    """Another athlete's run loading now has a young staging table: only a day-old one is a leftover."""
+    from blocks.loading import load_block
+    from blocks.warehouse import Warehouse
+
+    now = datetime.now(UTC)
+    crashed = wh.staging_name((now - timedelta(days=2)).strftime(wh.RUN_KEY_TIME_FORMAT) + "_deadbeef")
+    loading = wh.staging_name((now - timedelta(minutes=5)).strftime(wh.RUN_KEY_TIME_FORMAT) + "_0badcafe")
+    with load_block(Warehouse, env.warehouse_block).engine() as engine:
+        wh.ensure_tables(engine)
+        with engine.begin() as conn:
+            for name in (crashed, loading):
+                conn.execute(sa.text(f"CREATE TABLE {name} (id BIGINT)"))  # noqa: S608 - test names
+    env.run()
+    tables = {r[0] for r in env.query("SELECT table_name FROM information_schema.tables")}
+    assert loading in tables  # a run loading at the same time keeps its table
+    assert crashed not in tables

@@ -95,7 +95,8 @@ def test_two_workers_take_the_children_in_parallel_within_one_budget(stack: tupl
         run = s.wait_for("the round to end", ended, timeout=900, every=2)
     except AssertionError:
         raise AssertionError("\n".join(tail(s.tmp / f"worker-{n}.log") for n in range(3))) from None
-    assert run["state"]["type"] == "COMPLETED", run["state"]
+    workers = "\n".join(tail(s.tmp / f"worker-{n}.log") for n in range(3))
+    assert run["state"]["type"] == "COMPLETED", (run["state"]["message"], workers)
     assert run["state"]["message"] == "5 athletes: 4 complete, 1 partial, 0 failed, 0 revoked"
     children = s.post("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [round_id]}}})
     pipeline = [c for c in children if any(t.startswith("strava-athlete:") for t in c["tags"])]

@@ -45,12 +45,14 @@ from tasks.warehouse.models import (
     record_models_built,
 )
 from tasks.warehouse.sql_files import (
+    RUN_KEY_TIME_FORMAT,
     SQL_DIR,
     STAGING_PREFIX,
     column_list,
     package_dir,
     read_sql,
     render,
+    run_key_started,
     scalar,
     staging_name,
 )
@@ -75,6 +77,7 @@ from tasks.warehouse.tables import (
 
 __all__ = [
     "MODEL_STATE_TABLE",
+    "RUN_KEY_TIME_FORMAT",
     "SQL_DIR",
     "STAGING_PREFIX",
     "VALIDATION_TABLE",
@@ -114,6 +117,7 @@ __all__ = [
     "read_warehouse_id",
     "record_models_built",
     "render",
+    "run_key_started",
     "scalar",
     "schema",
     "staging_batches",

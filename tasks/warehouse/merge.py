@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.logs import run_logger
 from tasks.warehouse import schema
 from tasks.warehouse.dialects import dialect_for
-from tasks.warehouse.sql_files import scalar, staging_name
+from tasks.warehouse.sql_files import STAGING_PREFIX, run_key_started, scalar, staging_name
 from tasks.warehouse.tables import DETAIL_MAX_CHARS, TABLE_NAMES, athlete_rows, ensure_tables, production_changed
 
 
@@ -36,15 +36,25 @@ class MergeResult:
         return dict(self.__dict__)
 
 
+LEFTOVER_AFTER = timedelta(days=1)
+"""A staging table whose run started longer ago than this was left by a run that crashed (a run
+ends within its flow timeout, 4 hours by default); a younger one may be another athlete's run
+loading right now, and is left alone."""
+
+
 def prepare_staging(engine: sa.Engine, run_key: str) -> str:
-    """Create production tables if needed, sweep leftover staging tables, create this run's."""
+    """Create production tables if needed, sweep staging tables crashed runs left, create this run's."""
     logger = run_logger(__name__)
     ensure_tables(engine)
     dialect = dialect_for(engine)
     staging = staging_name(run_key)
     q = dialect.preparer.quote
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         for leftover in dialect.staging_tables(conn):
+            started = run_key_started(leftover.removeprefix(STAGING_PREFIX))
+            if started is None or now - started < LEFTOVER_AFTER:
+                continue  # maybe a concurrent run's (the next day's runs sweep it if it stays)
             logger.warning("Dropping staging table %s left by an earlier run that crashed", leftover)
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q(leftover)}")
         dialect.create_staging(conn, staging, schema.ACTIVITY_TABLE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,18 @@ def render(
 def column_list(preparer: sa.sql.compiler.IdentifierPreparer, columns: tuple[schema.Column, ...]) -> str:
     """Comma-separated quoted column names."""
     return ", ".join(preparer.quote(c.name) for c in columns)
+
+
+RUN_KEY_TIME_FORMAT = "%Y%m%dt%H%M%S"
+"""A run key starts with the run's UTC start in this format (then ``_`` and 8 hex digits)."""
+
+
+def run_key_started(run_key: str) -> datetime | None:
+    """When the run of ``run_key`` started (UTC), read from the key; None for a key of another form."""
+    try:
+        return datetime.strptime(run_key[:15], RUN_KEY_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def staging_name(run_key: str) -> str:
