@@ -526,3 +526,41 @@ def test_dashboard_and_kudos_queries_run_on_every_backend(built: Any) -> None:
     assert dashboard.read_validation_results(engine) == []  # the table exists (ensure_tables), no run merged yet
     assert len(kudos.read_activities(engine, 42)) == len(alive)
     assert kudos.read_activities(engine, 43) == []
+
+
+@pytest.mark.postgres
+def test_two_runs_rebuilding_a_model_at_once_both_succeed(request: pytest.FixtureRequest) -> None:
+    """Two athletes' runs finish together: their rebuilds of one model take turns, not DROP/CREATE races.
+
+    Without the lock the second build's DROP misses the first's uncommitted table and its CREATE
+    fails with DuplicateTable once the first commits (seen in the round's e2e on PostgreSQL).
+    """
+    import threading
+
+    engine = sa.create_engine(request.getfixturevalue("pg_url"))
+    try:
+        wh.ensure_tables(engine)
+        path = wh.model_files()[0]
+        name = wh.model_name(path)
+        errors: list[BaseException] = []
+
+        def build() -> None:
+            try:
+                wh.build_model(engine, path)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        other = threading.Thread(target=build)
+        with engine.begin() as conn:  # the first run's build, holding its transaction open
+            wh.dialect_for(engine).lock_models(conn, state=wh.MODEL_STATE_TABLE)
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+            conn.exec_driver_sql(f"CREATE TABLE {name} AS SELECT 1 AS athlete_id")
+            other.start()
+            other.join(timeout=1.0)  # it waits for this transaction (it never finishes first)
+            assert other.is_alive()
+        other.join(timeout=60)
+        assert not errors, errors
+        with engine.connect() as conn:
+            assert "month" in conn.execute(sa.text(f"SELECT * FROM {name} LIMIT 0")).keys()
+    finally:
+        engine.dispose()

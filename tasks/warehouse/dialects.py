@@ -48,6 +48,15 @@ class SqlDialect:
     def ensure_indexes(self, conn: sa.Connection) -> None:
         """Create the indexes the merge needs beyond the primary key (idempotent); none by default."""
 
+    models_lock: ClassVar[str | None] = None
+    """SQL file (under ``sql/``) that serializes model builds until the transaction ends; None:
+    the warehouse has one writer at a time anyway (DuckDB: one writing process per file)."""
+
+    def lock_models(self, conn: sa.Connection, **identifiers: str) -> None:
+        """Wait until no other run rebuilds a model, for the rest of ``conn``'s transaction."""
+        if self.models_lock is not None:
+            conn.execute(self.sql(self.models_lock, **identifiers))
+
     def load_file(self, conn: sa.Connection, staging: str, lake: Any, path: str) -> int:
         """Load the run's staging file at ``path`` in ``lake``; return rows loaded.
 
@@ -100,6 +109,8 @@ class PostgresDialect(SqlDialect):
     timestamps carry ``Z`` for UTC; floats are written in their shortest exact form.
     """
 
+    models_lock: ClassVar[str | None] = "model_state/lock_postgresql.sql"
+
     batch_rows: ClassVar[int] = 10_000
     """Rows per CSV chunk sent to COPY (a few MB): memory holds one chunk, whatever the file's size."""
     start_date_index: ClassVar[str] = "ix_strava_activity_data_start_date"
@@ -146,6 +157,8 @@ class RedshiftDialect(SqlDialect):
     cluster's region, which :meth:`load_file` checks against ``region`` instead.
     ``FILLRECORD`` lets the file omit the table's last column, ``deleted_at``.
     """
+
+    models_lock: ClassVar[str | None] = "model_state/lock_redshift.sql"
 
     iam_role_arn: str | None = None
     region: str | None = None

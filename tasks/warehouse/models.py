@@ -41,6 +41,7 @@ def build_model(engine: sa.Engine, path: Path) -> int:
         raise ValueError(f"model file {path} is empty")
     q = dialect.preparer.quote(name)
     with engine.begin() as conn:
+        dialect.lock_models(conn, **TABLE_NAMES)  # another run's build of it finishes first
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q}")
         conn.execute(sa.text(f"CREATE TABLE {q} AS {select}"))
         return scalar(conn, sa.text(f"SELECT COUNT(*) FROM {q}"))  # noqa: S608 - quoted identifier
