@@ -381,7 +381,8 @@ def test_the_weekly_run_loads_the_warehouse_through_the_worker(stack: Stack, wee
     assert {notify.SUMMARY_ARTIFACT_KEY, report.ARTIFACT_KEY, dashboard.ARTIFACT_KEY, quality.ARTIFACT_KEY} <= keys
 
     query = {"filter": {"event": {"name": [LOADED_EVENT]}, "order": "ASC"}, "limit": 50}
-    [event] = stack.post("/events/filter", query)["events"]
+    # The server stores events a moment after the run ends (its event persister batches them).
+    [event] = stack.wait_for("the run's load event", lambda: stack.post("/events/filter", query)["events"])
     athlete_id = stack.emu.athlete["id"]
     assert event["resource"]["prefect.resource.id"] == f"strava.athlete.{athlete_id}"
     assert event["payload"]["inserted"] == ACTIVITIES
