@@ -69,6 +69,7 @@ def extract(
     lookback_days: int = 14,
     full_refresh: bool = False,
     warehouse: Warehouse | None = None,
+    warehouse_id: str | None = None,
 ) -> ExtractResult:
     """The extract's steps, in the calling flow's run (the main flow calls this, not the subflow).
 
@@ -79,6 +80,8 @@ def extract(
         lookback_days: Days re-read before the watermark.
         full_refresh: Read the whole history.
         warehouse: Whose watermark to start from; None reads the whole history.
+        warehouse_id: Its id, when the caller has opened it already (its tables are there);
+            None: the extract creates or checks the tables and reads the id itself.
 
     """
     logger = get_run_logger()
@@ -93,7 +96,7 @@ def extract(
             logger.warning("Nothing extracted; %s", reason)
             return ExtractResult(None, run_key, extracted_at, _EPOCH, requests=client.requests, partial_reason=reason)
         athlete_id = int(athlete["id"])
-        start = _start(warehouse, athlete_id, full_refresh, extracted_at)
+        start = _start(warehouse, warehouse_id, athlete_id, full_refresh, extracted_at)
         after = _EPOCH if start.watermark is None else start.watermark - timedelta(days=lookback_days)
         logger.info(
             "Athlete %s: watermark %s, reading activities started after %s%s",
@@ -134,14 +137,17 @@ def extract(
     return result
 
 
-def _start(warehouse: Warehouse | None, athlete_id: int, full_refresh: bool, extracted_at: datetime) -> wm.Start:
+def _start(
+    warehouse: Warehouse | None, warehouse_id: str | None, athlete_id: int, full_refresh: bool, extracted_at: datetime
+) -> wm.Start:
     """Where to start reading: the whole history, or the warehouse's checked watermark for the athlete."""
     if full_refresh:
         return wm.Start(None, "full refresh")
     if warehouse is None:
         return wm.Start(None, "no warehouse given to take the watermark from")
     with warehouse.engine() as engine:
-        warehouse_id = wh.ensure_tables(engine)
+        if warehouse_id is None:
+            warehouse_id = wh.ensure_tables(engine)
         with engine.connect() as conn:
             held = wh.athlete_rows(conn, athlete_id)
     return wm.resolve_start(warehouse_id, athlete_id, held, extracted_at)

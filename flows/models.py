@@ -32,14 +32,14 @@ def build_all(warehouse: Warehouse, engine: sa.Engine | None = None, *, force: b
     logger = get_run_logger()
     paths = wh.model_files()
     fingerprint = wh.models_fingerprint(paths)
+    names = [wh.model_name(path) for path in paths]
     with warehouse.engine(reuse=engine) as engine:
         state = wh.read_model_state(engine)
-        names = [wh.model_name(path) for path in paths]
         current = None if force else state.current_rows(fingerprint, wh.existing_models(engine, names))
         if current is not None:
             logger.info("Models current (no change of production since they were built): not rebuilt")
             return current
-        built = {wh.model_name(path): wh.build_model(engine, path) for path in paths}
+        built = {name: wh.build_model(engine, path) for name, path in zip(names, paths, strict=True)}
         if state.inputs is not None:
             wh.record_models_built(engine, state.inputs, fingerprint, built)
     logger.info("Built models: %s", ", ".join(f"{k} ({v} rows)" for k, v in built.items()))

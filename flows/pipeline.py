@@ -136,7 +136,7 @@ class _Run:
         self.summary = self.summary.with_(warehouse_id=warehouse_id)
         lake = load_lake(lake_block)
         credentials = load_block(StravaCredentials, strava_block)
-        extract = run_extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse)
+        extract = run_extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse, warehouse_id)
         self.summary = self.summary.with_extract(extract)
         if extract.athlete_id is None:  # the daily budget was spent before /athlete answered
             logger.warning(
