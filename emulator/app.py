@@ -93,6 +93,8 @@ class EmulatorApp:
         self._access_tokens: dict[str, tuple[AthleteState, int]] = {}
         self._token_athletes: dict[str, int] = {}
         self._codes: dict[str, AthleteState] = {}
+        self._code_scopes: dict[str, str] = {}
+        self._token_scopes: dict[str, str] = {}
         self._token_counter = 0
         # athletes
         self._athletes: list[AthleteState] = []
@@ -109,6 +111,7 @@ class EmulatorApp:
         # failures and records
         self._failures: list[Failure] = []
         self._requests: list[RecordedRequest] = []
+        self._request_routes: list[str | None] = []
         self._request_athletes: list[int | None] = []
         # push subscriptions
         self._subscription: Subscription | None = None
@@ -155,19 +158,34 @@ class EmulatorApp:
         with self._lock:
             self._failures.append(Failure(urlsplit(path).path, kind, int(times), page))
 
-    def request_count(self, path: str | None = None, athlete_id: int | None = None) -> int:
+    def request_count(self, path: str | None = None, athlete_id: int | None = None, route: str | None = None) -> int:
         """How many requests arrived (any method, query ignored).
 
         Only to ``path`` if given; only with a Bearer token of ``athlete_id`` if given (token
-        requests and requests without a known token belong to no athlete).
+        requests and requests without a known token belong to no athlete); only to the route
+        named ``route`` if given (see :meth:`route_counts`).
         """
         with self._lock:
             wanted = None if path is None else urlsplit(path).path
             return sum(
                 1
-                for r, owner in zip(self._requests, self._request_athletes, strict=True)
-                if (wanted is None or r.path == wanted) and (athlete_id is None or owner == athlete_id)
+                for r, owner, name in zip(self._requests, self._request_athletes, self._request_routes, strict=True)
+                if (wanted is None or r.path == wanted)
+                and (athlete_id is None or owner == athlete_id)
+                and (route is None or name == route)
             )
+
+    def route_counts(self) -> dict[str, int]:
+        """Requests per route name.
+
+        Names: ``token``, ``push``, ``athlete``, ``activities``, ``activity``, ``streams``,
+        ``gear``, ``stats``, ``zones``; ``"None"`` for paths no route serves.
+        """
+        with self._lock:
+            counts: dict[str, int] = {}
+            for name in self._request_routes:
+                counts[str(name)] = counts.get(str(name), 0) + 1
+            return counts
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -179,6 +197,7 @@ class EmulatorApp:
         """Forget the recorded requests."""
         with self._lock:
             self._requests.clear()
+            self._request_routes.clear()
             self._request_athletes.clear()
 
     # --- rate limits ----------------------------------------------------------------
@@ -269,8 +288,9 @@ class EmulatorApp:
         material = f"strava-emulator:{self.seed}:{kind}:{self._token_counter}"
         return hashlib.sha1(material.encode(), usedforsecurity=False).hexdigest()
 
-    def _new_access_token(self, st: AthleteState) -> str:
+    def _new_access_token(self, st: AthleteState, scope: str | None = None) -> str:
         token = self._new_token("access")
+        self._token_scopes[token] = st.scope if scope is None else scope
         self._access_tokens[token] = (st, self._now() + TOKEN_LIFETIME)
         self._token_athletes[token] = st.athlete_id
         return token
@@ -308,7 +328,9 @@ class EmulatorApp:
             ok = ok and usage[0] <= limits[0] and usage[1] <= limits[1]
         return ok
 
-    def _record(self, method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> None:
+    def _record(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], route: str | None = None
+    ) -> None:
         redacted = {k: ("***" if k in _SECRET_PARAMS else v) for k, v in query.items()}
         shown = dict(headers)
         for name in shown:
@@ -316,6 +338,7 @@ class EmulatorApp:
                 scheme = shown[name].split(" ", 1)[0] if shown[name] else ""
                 shown[name] = f"{scheme} ***".strip()
         self._requests.append(RecordedRequest(method, path, redacted, shown))
+        self._request_routes.append(route)
         token = bearer_token(headers)
         self._request_athletes.append(self._token_athletes.get(token) if token else None)
 
@@ -337,3 +360,7 @@ class EmulatorApp:
         if grant is None or self._now() >= grant[1]:
             return None
         return grant[0]
+
+    def _scope(self, headers: Mapping[str, str]) -> str:
+        """The scope of the Bearer token (granted when it was issued)."""
+        return self._token_scopes.get(bearer_token(headers), "")

@@ -9,7 +9,8 @@ from typing import Any
 
 from emulator.app import EmulatorApp
 from emulator.athlete import start_epoch
-from emulator.state import AthleteState
+from emulator.record import STREAM_KEYS, activity_streams, detailed_activity
+from emulator.state import DEFAULT_SCOPE, AthleteState
 from emulator.wire import aware, copy_activity
 
 __all__ = ["AthleteKnobs", "AthleteView", "event_updates"]
@@ -161,6 +162,73 @@ class AthleteKnobs:
         with self._app._lock:
             self._st.raw_items.clear()
 
+    # --- the whole record -----------------------------------------------------------
+
+    def activity_detail(self, activity_id: int, include_all_efforts: bool = True) -> dict[str, Any]:
+        """The DetailedActivity ``GET /activities/{id}`` answers now (KeyError if unknown or deleted)."""
+        with self._app._lock:
+            st = self._st
+            if activity_id in st.deleted:
+                raise KeyError(activity_id)
+            summary = st.store[activity_id]
+            gear_id = summary.get("gear_id")
+            gear = st.gear_summary(str(gear_id)) if gear_id else None
+            overrides = st.detail_overrides.get(activity_id)
+            return detailed_activity(st.seed, summary, gear, overrides, include_all_efforts)
+
+    def activity_streams(self, activity_id: int) -> dict[str, list[Any]]:
+        """Every generated channel of an activity at full resolution (knobs from :meth:`set_stream` not applied)."""
+        with self._app._lock:
+            st = self._st
+            if activity_id in st.deleted:
+                raise KeyError(activity_id)
+            summary = copy_activity(st.store[activity_id])
+        return activity_streams(st.seed, summary)
+
+    def modify_detail(self, activity_id: int, **fields: Any) -> dict[str, Any]:
+        """Set fields only the detail has (``description``, ``calories``, ``device_name``...; any key).
+
+        The summary and the listing are unchanged, and no event is sent (Strava sends none for
+        a description). Returns the detail as ``GET /activities/{id}`` now answers it.
+        """
+        with self._app._lock:
+            st = self._st
+            if activity_id not in st.store:
+                raise KeyError(activity_id)
+            if "id" in fields:
+                raise ValueError("an activity's id cannot change")
+            st.detail_overrides.setdefault(activity_id, {}).update(fields)
+        return self.activity_detail(activity_id)
+
+    def set_stream(self, activity_id: int, key: str, data: list[Any] | None) -> None:
+        """Send stream ``key`` of an activity as ``data``, verbatim, at any resolution (None: leave it out).
+
+        For hostile values: ``set_stream(i, "heartrate", [1e20] * n)``, a channel shorter than the
+        others, ``set_stream(i, "latlng", [[51.5], "x"])``. :meth:`clear_streams` ends them.
+        """
+        if key not in STREAM_KEYS:
+            raise ValueError(f"unknown stream type {key!r}; use one of {list(STREAM_KEYS)}")
+        if data is not None:
+            json.dumps(data, allow_nan=True)  # JSON values only
+        with self._app._lock:
+            st = self._st
+            if activity_id not in st.store:
+                raise KeyError(activity_id)
+            st.stream_overrides.setdefault(activity_id, {})[key] = None if data is None else list(data)
+
+    def clear_streams(self, activity_id: int) -> None:
+        """Forget what :meth:`set_stream` set for an activity."""
+        with self._app._lock:
+            self._st.stream_overrides.pop(activity_id, None)
+
+    def gear_detail(self, gear_id: str) -> dict[str, Any]:
+        """The DetailedGear ``GET /gear/{id}`` answers now (KeyError for gear not the athlete's)."""
+        with self._app._lock:
+            detail = self._st.gear_detail(gear_id)
+        if detail is None:
+            raise KeyError(gear_id)
+        return detail
+
     # --- auth -----------------------------------------------------------------------
 
     @property
@@ -187,10 +255,14 @@ class AthleteKnobs:
             st.refresh_token = None
             app._drop_access_tokens(st)
 
-    def authorization_code(self, code: str | None = None) -> str:
+    def authorization_code(self, code: str | None = None, scope: str = DEFAULT_SCOPE) -> str:
         """Register a one-time code granting this athlete (``authorization_code`` grant); return it.
 
         The default code is ``emulator-code`` for the first athlete, ``emulator-code-<k>`` for athlete k.
+        ``scope`` is what the athlete grants with it (comma-separated, as Strava's redirect
+        reports it); tokens from this grant and later refreshes carry it. Without
+        ``activity:read_all`` private activities are hidden; without ``activity:read`` or
+        ``activity:read_all`` the activity routes answer 401.
         """
         with self._app._lock:
             st = self._st
@@ -199,12 +271,17 @@ class AthleteKnobs:
             if owner is not None and owner is not st:
                 raise ValueError(f"code {code!r} is already registered for athlete {owner.athlete_id}; pick another")
             self._app._codes[code] = st
+            self._app._code_scopes[code] = scope
         return code
 
-    def issue_access_token(self) -> str:
-        """Issue a valid access token for this athlete directly, bypassing OAuth (for tests)."""
+    def issue_access_token(self, scope: str | None = None) -> str:
+        """Issue a valid access token for this athlete directly, bypassing OAuth (for tests).
+
+        ``scope``: the token's scope (default: what the athlete granted, ``read,activity:read_all``
+        unless an authorization code said otherwise).
+        """
         with self._app._lock:
-            return self._app._new_access_token(self._st)
+            return self._app._new_access_token(self._st, scope)
 
 
 def event_updates(activity: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, str]:

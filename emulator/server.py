@@ -106,7 +106,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from emulator.app import FAILURE_KINDS, EmulatorApp, RecordedRequest
 from emulator.knobs import AthleteKnobs, AthleteView
-from emulator.routes import route_api
+from emulator.routes import route_api, route_name
 from emulator.routes.oauth import TOKEN_PATHS, token
 from emulator.routes.push import PUSH_ITEM_PATH, PUSH_PATH, push
 from emulator.wire import Response, html_response, json_response, not_found, strava_error
@@ -290,7 +290,7 @@ class StravaEmulator(EmulatorApp, AthleteKnobs):
         path = parts.path
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         with self._lock:
-            self._record(method, path, query, headers)
+            self._record(method, path, query, headers, route_name(method, path))
             failure = self._take_failure(path, query)
             if failure == "expire_tokens":
                 self._access_tokens.clear()
@@ -338,7 +338,7 @@ class StravaEmulator(EmulatorApp, AthleteKnobs):
         st = self._authorized(headers)
         if st is None:
             return json_response(401, strava_error("Authorization Error", "Athlete", "access_token", "invalid"))
-        return route_api(self, st, method, path, query)
+        return route_api(self, st, self._scope(headers), method, path, query)
 
 
 def serve_forever(

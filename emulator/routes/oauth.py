@@ -35,6 +35,7 @@ def token(app: EmulatorApp, query: dict[str, str], headers: Mapping[str, str], b
         st = app._codes.pop(code, None) if code else None
         if st is None:
             return json_response(400, strava_error("Bad Request", "AuthorizationCode", "code", "invalid"))
+        st.scope = app._code_scopes.pop(str(code), st.scope)
         tokens = issue_tokens(app, st)
         tokens["athlete"] = st.summary()
         return json_response(200, tokens)
