@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from emulator.athlete import decode_polyline
-from emulator.track import METRES_PER_DEGREE, path_lengths, point_at
+from emulator.track import METRES_PER_DEGREE, path_lengths
 
 __all__ = [
     "BEST_EFFORTS",
@@ -130,14 +130,17 @@ def activity_streams(seed: int, activity: Mapping[str, Any]) -> dict[str, list[A
     low, high = activity.get("elev_low"), activity.get("elev_high")
     terrain = [(rng.uniform(0.3, 1.0) / j, j, rng.uniform(0, 2 * math.pi)) for j in range(1, 5)]
     span = sum(a for a, _, _ in terrain)
-
-    def shape(f: float) -> float:
-        return (sum(a * math.sin(2 * math.pi * j * f + p) for a, j, p in terrain) + span) / (2 * span)
-
-    def slope(f: float) -> float:  # d shape / d f
-        return sum(a * 2 * math.pi * j * math.cos(2 * math.pi * j * f + p) for a, j, p in terrain) / (2 * span)
-
+    steps = 1024  # shape and slope tabulated over the fraction of distance covered
+    shape = [
+        (sum(a * math.sin(2 * math.pi * j * k / steps + p) for a, j, p in terrain) + span) / (2 * span)
+        for k in range(steps + 1)
+    ]
+    slope = [
+        sum(a * 2 * math.pi * j * math.cos(2 * math.pi * j * k / steps + p) for a, j, p in terrain) / (2 * span)
+        for k in range(steps + 1)
+    ]
     relief = float(high) - float(low) if low is not None and high is not None else 0.0
+    to_grade = relief / metres * 100 if metres > 0 else 0.0
     # speed per second: slower uphill, AR(1) noise; scaled so the distance is exact
     sport = str(activity.get("sport_type") or activity.get("type") or "")
     v0 = metres / moving_time
@@ -146,12 +149,12 @@ def activity_streams(seed: int, activity: Mapping[str, Any]) -> dict[str, list[A
     noise = 0.0
     done = 0
     grades = [0.0] * n
+    random_ = rng.random
     for i in range(1, n):
-        f = done / moving_time
-        grade = relief * slope(f) / metres * 100 if metres > 0 else 0.0
+        grade = to_grade * slope[done * steps // moving_time]
         grades[i] = grade
         if moving[i]:
-            noise = 0.92 * noise + rng.gauss(0, 0.025)
+            noise = 0.92 * noise + (random_() - 0.5) * 0.0866  # uniform, sd 0.025
             raw[i] = max(0.3, min(1.6, 1 - climb_cost * grade + noise))
             done += 1
     total = sum(raw)
@@ -169,26 +172,21 @@ def activity_streams(seed: int, activity: Mapping[str, Any]) -> dict[str, list[A
     for i in range(n):
         acc += speed[i] - (speed[i - window] if i >= window else 0.0)
         smooth[i] = round(acc / min(window, i + 1), 3) if moving[i] else 0.0
-    fractions = [d / metres if metres > 0 else 0.0 for d in distance]
+    fractions = [min(1.0, d / metres) if metres > 0 else 0.0 for d in distance]
     polyline = str((activity.get("map") or {}).get("summary_polyline") or "")
     if polyline:
-        points = decode_polyline(polyline)
-        lengths = path_lengths(points)
-        jitter = 1.5 / METRES_PER_DEGREE
-        latlng = []
-        for f in fractions:
-            lat, lng = point_at(points, lengths, f)
-            latlng.append([round(lat + rng.gauss(0, jitter), 6), round(lng + rng.gauss(0, jitter), 6)])
-        out["latlng"] = latlng
+        out["latlng"] = _along(decode_polyline(polyline), fractions, rng)
     if low is not None and high is not None:
-        out["altitude"] = [round(float(low) + relief * shape(f), 1) for f in fractions]
+        cells = [round(f * steps) for f in fractions]
+        out["altitude"] = [round(float(low) + relief * shape[c], 1) for c in cells]
+        grade_smooth = [round(to_grade * slope[c], 1) for c in cells]
     out["velocity_smooth"] = smooth
     effort = [(speed[i] / v0 if v0 > 0 else 1.0) + 0.02 * grades[i] if moving[i] else 0.0 for i in range(n)]
     if activity.get("has_heartrate") and activity.get("average_heartrate"):
         out["heartrate"] = _heartrate(rng, effort, moving, float(activity["average_heartrate"]), activity)
     if activity.get("average_cadence"):
         base = float(activity["average_cadence"])
-        out["cadence"] = [max(0, round(base + rng.gauss(0, 2.5))) if moving[i] else 0 for i in range(n)]
+        out["cadence"] = [max(0, round(base + (random_() - 0.5) * 8.7)) if moving[i] else 0 for i in range(n)]
     if activity.get("device_watts") and activity.get("average_watts"):
         out["watts"] = _watts(rng, effort, moving, grades, activity)
     if activity.get("average_temp") is not None:
@@ -196,8 +194,32 @@ def activity_streams(seed: int, activity: Mapping[str, Any]) -> dict[str, list[A
         out["temp"] = [round(temp + 1.5 * math.sin(math.pi * i / n)) for i in range(n)]
     out["moving"] = moving
     if low is not None and high is not None:
-        out["grade_smooth"] = [round(g, 1) for g in grades]
+        out["grade_smooth"] = grade_smooth
     return {key: out[key] for key in STREAM_KEYS if key in out}
+
+
+def _along(points: Sequence[tuple[float, float]], fractions: Sequence[float], rng: random.Random) -> list[list[float]]:
+    """Positions at ``fractions`` (ascending) of the path, with a metre or two of GPS noise."""
+    lengths = path_lengths(points)
+    total = lengths[-1]
+    jitter = 5.2 / METRES_PER_DEGREE  # uniform, sd 1.5 m
+    out = []
+    k = 0
+    last = len(points) - 2
+    for f in fractions:
+        target = f * total
+        while k < last and lengths[k + 1] < target:
+            k += 1
+        span = lengths[k + 1] - lengths[k] if last >= 0 else 0.0
+        t = 0.0 if span <= 0 else min(1.0, max(0.0, (target - lengths[k]) / span))
+        (lat0, lng0), (lat1, lng1) = points[k], points[min(k + 1, len(points) - 1)]
+        out.append(
+            [
+                round(lat0 + (lat1 - lat0) * t + (rng.random() - 0.5) * jitter, 6),
+                round(lng0 + (lng1 - lng0) * t + (rng.random() - 0.5) * jitter, 6),
+            ]
+        )
+    return out
 
 
 def _heartrate(
@@ -209,7 +231,7 @@ def _heartrate(
     values = []
     for e, on in zip(effort, moving, strict=True):
         target = average + 28 * (e - 1) if on else average - 25
-        hr += (target - hr) / 20 + rng.gauss(0, 0.4)
+        hr += (target - hr) / 20 + (rng.random() - 0.5) * 1.4
         values.append(hr)
     shift = average - sum(values) / len(values)
     return [int(max(45, min(ceiling, round(v + shift)))) for v in values]
@@ -222,7 +244,7 @@ def _watts(
     average = float(activity["average_watts"])
     cap = float(activity.get("max_watts") or average * 3)
     raw = [
-        max(0.0, (0.55 + 0.45 * e + 0.06 * g) * (1 + rng.gauss(0, 0.12))) if on else 0.0
+        max(0.0, (0.55 + 0.45 * e + 0.06 * g) * (1 + (rng.random() - 0.5) * 0.42)) if on else 0.0
         for e, on, g in zip(effort, moving, grades, strict=True)
     ]
     moving_raw = [r for r, on in zip(raw, moving, strict=True) if on]

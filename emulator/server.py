@@ -3,7 +3,9 @@
 Speaks the parts of the protocol the pipeline uses, as Strava does: ``POST /oauth/token``
 (refresh-token rotation, one-time authorization codes), ``GET /api/v3/athlete``,
 ``GET /api/v3/athlete/activities`` (``before``/``after``/``page``/``per_page``; oldest first
-when only ``after`` is given) and ``GET /api/v3/activities/{id}``; Bearer tokens that expire
+when only ``after`` is given), ``GET /api/v3/activities/{id}`` (DetailedActivity with laps,
+splits, best and segment efforts), ``/activities/{id}/streams`` (StreamSet, 1 s),
+``/gear/{id}``, ``/athletes/{id}/stats`` and ``/athlete/zones``; Bearer tokens that expire
 after six hours by an injectable clock; the four rate-limit headers with 15-minute windows
 reset at the quarter hour and daily ones at midnight UTC; Strava's error JSON; the Webhook
 Events API (``/api/v3/push_subscriptions`` and event delivery to the callback). One
@@ -47,6 +49,18 @@ Choices where Strava is vague or the emulator simplifies:
   Revoking (:meth:`StravaEmulator.revoke_refresh_token`) ends all that athlete's tokens; only
   an authorization code gets access back.
 - Tokens are 40 hex digits derived from the seed and a counter: deterministic, not secret.
+
+The whole record (:mod:`emulator.record`):
+
+- Detail and streams are derived from the summary on each request, nothing is stored; a
+  manual activity has no streams (404 ``Activity``/``streams``). Streams without ``keys``
+  send every channel the activity has (Strava requires ``keys``; the emulator is lenient).
+- Tokens carry the scope granted (``read,activity:read_all`` unless a knob says otherwise):
+  without ``activity:read_all`` private activities are left out of the listing and their
+  detail and streams are 404s; without ``activity:read`` the activity routes are 401
+  (``AccessToken``/``activity:read_permission``/``missing``).
+- Another athlete's stats are a 403 ``Forbidden`` (``Athlete``/``id``/``forbidden``); gear that
+  is not the athlete's a 404 (``Gear``/``id``); stats count activities visible to everyone.
 
 Several athletes:
 

@@ -1,6 +1,7 @@
 """GPS tracks that follow roads: straight blocks on a street grid with turns, stdlib only.
 
-A route is a path on a grid rotated by a random angle: blocks of 120 to 700 metres, a turn
+A route is a path on a grid rotated by a random angle: blocks of 120 to 700 metres (longer on
+long routes), a turn
 left or right (or straight on) at each corner, never back the way it came, and a walk home
 along the grid when the distance left is what it takes to get back. The summary polyline
 encodes the corners (with a vertex at least every 250 m); the latlng stream interpolates along
@@ -29,6 +30,7 @@ def grid_route(rng: random.Random, lat: float, lng: float, metres: float) -> lis
     corners = [(0.0, 0.0)]
     left = metres
     heading = rng.randrange(4)
+    longer = max(1.0, math.sqrt(metres / 15_000))  # long rides meet longer straights
 
     def home(px: float, py: float) -> float:
         # grid (Manhattan) distance back to the start, in the rotated frame
@@ -39,7 +41,7 @@ def grid_route(rng: random.Random, lat: float, lng: float, metres: float) -> lis
     while left - home(x, y) > 150.0:
         choices = [heading, (heading + 1) % 4, (heading + 3) % 4]
         rng.shuffle(choices)
-        block = rng.uniform(120.0, 700.0)
+        block = rng.uniform(120.0, 700.0) * longer
         for direction in choices:
             dx, dy = axes[direction]
             step = min(block, (left - home(x, y)) / 2)
