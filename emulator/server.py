@@ -120,9 +120,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from emulator.app import FAILURE_KINDS, EmulatorApp, RecordedRequest
 from emulator.knobs import AthleteKnobs, AthleteView
-from emulator.routes import route_api, route_name
 from emulator.routes.oauth import TOKEN_PATHS, token
 from emulator.routes.push import PUSH_ITEM_PATH, PUSH_PATH, push
+from emulator.routes.table import route_api, route_name
 from emulator.wire import Response, html_response, json_response, not_found, strava_error
 
 __all__ = ["FAILURE_KINDS", "AthleteView", "RecordedRequest", "StravaEmulator", "serve_forever"]
