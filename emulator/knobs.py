@@ -183,7 +183,7 @@ class AthleteKnobs:
             if activity_id in st.deleted:
                 raise KeyError(activity_id)
             summary = copy_activity(st.store[activity_id])
-        return activity_streams(st.seed, summary)
+        return {key: list(data) for key, data in activity_streams(st.seed, summary).items()}
 
     def modify_detail(self, activity_id: int, **fields: Any) -> dict[str, Any]:
         """Set fields only the detail has (``description``, ``calories``, ``device_name``...; any key).

@@ -11,8 +11,11 @@ last ``distance`` sample is the activity's distance and ``time`` runs from 0 to 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,13 +103,52 @@ def has_streams(activity: Mapping[str, Any]) -> bool:
     return not activity.get("manual") and int(activity.get("elapsed_time") or 0) > 0
 
 
+_INPUTS = (
+    "id",
+    "elapsed_time",
+    "moving_time",
+    "distance",
+    "sport_type",
+    "type",
+    "elev_low",
+    "elev_high",
+    "map",
+    "has_heartrate",
+    "average_heartrate",
+    "max_heartrate",
+    "average_cadence",
+    "device_watts",
+    "average_watts",
+    "max_watts",
+    "average_temp",
+)
+_RECENT = 2  # the streams of the last activities generated: a detail and then its streams cost one generation
+_recent: OrderedDict[str, dict[str, list[Any]]] = OrderedDict()
+_recent_lock = threading.Lock()
+
+
 def activity_streams(seed: int, activity: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """Every channel the activity has, one sample a second, keyed by stream type.
+    """Every channel the activity has, one sample a second, keyed by stream type (callers must not change them).
 
     ``latlng`` only with a polyline, ``altitude``/``grade_smooth`` only with an elevation,
     ``heartrate`` only with ``has_heartrate``, ``watts`` only with ``device_watts``,
-    ``cadence`` with ``average_cadence``, ``temp`` with ``average_temp``.
+    ``cadence`` with ``average_cadence``, ``temp`` with ``average_temp``. The streams of the
+    last two activities are kept (keyed by every summary value they derive from), no more.
     """
+    key = json.dumps([seed, *(activity.get(name) for name in _INPUTS)], sort_keys=True, default=str)
+    with _recent_lock:
+        if key in _recent:
+            _recent.move_to_end(key)
+            return _recent[key]
+    streams = _generate(seed, activity)
+    with _recent_lock:
+        _recent[key] = streams
+        while len(_recent) > _RECENT:
+            _recent.popitem(last=False)
+    return streams
+
+
+def _generate(seed: int, activity: Mapping[str, Any]) -> dict[str, list[Any]]:
     activity_id = int(activity["id"])
     rng = _rng(seed, activity_id, "streams")
     elapsed = max(1, int(activity["elapsed_time"]))

@@ -342,3 +342,20 @@ def test_zones(client: httpx.Client, auth: dict[str, str]) -> None:
     assert len(heart) == 5 and heart[0]["min"] == 0 and heart[-1]["max"] == -1
     assert all(a["max"] == b["min"] for a, b in zip(heart, heart[1:], strict=False))
     assert len(zones["power"]["zones"]) == 7
+
+
+def test_the_record_is_confined_to_its_athlete(clock: FakeClock) -> None:
+    with StravaEmulator(activities=30, seed=7, clock=clock, end=END, athletes=2) as emu:
+        first_id, second_id = emu.athlete_ids
+        second = emu.for_athlete(second_id)
+        theirs = first(emu, outdoor_run)
+        headers = {"Authorization": f"Bearer {second.issue_access_token()}"}
+        with httpx.Client(base_url=emu.base_url, timeout=10) as client:
+            for path in (f"/api/v3/activities/{theirs['id']}", f"/api/v3/activities/{theirs['id']}/streams"):
+                assert client.get(path, headers=headers).status_code == 404
+            assert client.get(f"/api/v3/gear/{theirs['gear_id']}", headers=headers).status_code == 404
+            assert client.get(f"/api/v3/athletes/{first_id}/stats", headers=headers).status_code == 403
+            own = next(a for a in second.activities if a["gear_id"])
+            assert client.get(f"/api/v3/gear/{own['gear_id']}", headers=headers).status_code == 200
+            assert client.get(f"/api/v3/activities/{own['id']}", headers=headers).json()["athlete"]["id"] == second_id
+        assert emu.request_count(athlete_id=second_id, route="activity") == 2
