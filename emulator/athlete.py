@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cached_property, lru_cache
 from typing import Any
 
+from emulator.track import grid_route
+
 __all__ = [
     "NASTY_NAMES",
     "AthleteGenerator",
@@ -313,24 +315,6 @@ def decode_polyline(encoded: str) -> list[tuple[float, float]]:
     return points
 
 
-def _loop(rng: random.Random, lat: float, lng: float, metres: float) -> list[tuple[float, float]]:
-    """A wobbly loop of about ``metres`` that starts and ends near (lat, lng)."""
-    radius = max(metres, 400.0) / (2 * math.pi * 1.15)
-    count = 14 + int(min(metres, 90_000) / 3_000)
-    heading = rng.uniform(0, 2 * math.pi)
-    m_lat = 1 / 111_320
-    m_lng = 1 / (111_320 * math.cos(math.radians(lat)))
-    c_lat = lat + radius * math.sin(heading) * m_lat
-    c_lng = lng + radius * math.cos(heading) * m_lng
-    direction = rng.choice((-1, 1))
-    points = []
-    for k in range(count + 1):
-        angle = heading + math.pi + direction * 2 * math.pi * k / count
-        r = radius * (1 + rng.uniform(-0.18, 0.18)) if 0 < k < count else radius
-        points.append((c_lat + r * math.sin(angle) * m_lat, c_lng + r * math.cos(angle) * m_lng))
-    return points
-
-
 @lru_cache(maxsize=8192)
 def _route(
     seed: int, place: _Place, family: str, metres: int, variant: int
@@ -343,7 +327,7 @@ def _route(
     rng = random.Random(f"strava-emulator:route:{seed}:{place.city}:{family}:{metres}:{variant}")
     lat = place.lat + rng.uniform(-0.01, 0.01)
     lng = place.lng + rng.uniform(-0.015, 0.015)
-    points = _loop(rng, lat, lng, float(metres))
+    points = grid_route(rng, lat, lng, float(metres))
     return (
         encode_polyline(points),
         (round(points[0][0], 6), round(points[0][1], 6)),
@@ -483,6 +467,11 @@ class AthleteGenerator:
             out.append(activity)
             epoch += _rint(rng, shortest, longest)
         return out
+
+    @property
+    def max_heartrate(self) -> int:
+        """The athlete's maximum heart rate, for the heart-rate zones (its own draw: no other value moves)."""
+        return random.Random(f"strava-emulator:max-heartrate:{self.seed}").randint(178, 198)
 
     def gear(self) -> list[_Gear]:
         """The athlete's shoes and bikes."""
