@@ -585,7 +585,9 @@ def deploy_local_steps(*, port: int = 4200, home: Path = DEFAULT_HOME, emulator:
         ),
         ("The process work pool", f"prefect work-pool create --type process {DEFAULT_POOL}"),
         (
-            "The deployments in prefect.yaml: weekly (Sunday 00:00 UTC), backfill, retrain-kudos-model",
+            "The six deployments in prefect.yaml: weekly (Sunday 00:00 UTC), backfill (by hand), "
+            "retrain-kudos-model and react (on events), athlete and weekly-all (several athletes: "
+            "weekly-all's schedule is off until you switch it, docs/deploy.md)",
             f"cd {root} && prefect --no-prompt deploy --all",
         ),
         (

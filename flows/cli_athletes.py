@@ -51,6 +51,11 @@ def cmd_setup_application(args: argparse.Namespace) -> int:
     )
     _print_created(created)
     print(f"Add athletes with `strava-elt auth --application {args.name}` (each athlete authorises once).")
+    print(
+        "To load every athlete on Sunday: in prefect.yaml set `active: false` under definitions.weekly_schedule "
+        "and `active: true` under definitions.round_schedule, then `prefect --no-prompt deploy --all` "
+        "(the round weekly-all replaces weekly; docs/deploy.md, Deployments)."
+    )
     return 0
 
 
