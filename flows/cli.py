@@ -495,9 +495,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Render the self-contained dashboard from the warehouse into one HTML file."""
-    from flows.insight import write_dashboard_file
+    """Render the self-contained dashboard from the warehouse into one HTML file (``--serve``: serve the lake)."""
+    from flows.insight import serve_lake_pages, write_dashboard_file
 
+    if getattr(args, "serve", False):
+        return serve_lake_pages(args.lake_block, args.port, say=print)
     path, size = write_dashboard_file(args.warehouse_block, Path(args.out), args.athlete_id)
     print(f"dashboard written to {path} ({size:,} bytes); open it in any browser, it needs no network")
     return 0
@@ -761,6 +763,13 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument(
         "--athlete-id", type=int, help="whose dashboard (required when the warehouse holds several athletes)"
     )
+    dash.add_argument(
+        "--serve",
+        action="store_true",
+        help="instead: serve the local lake's dashboards and index page read-only on 127.0.0.1 until Ctrl-C; "
+        "the Prefect UI's dashboard links open there",
+    )
+    dash.add_argument("--port", type=int, default=0, help="with --serve: the port (default: a free one)")
     dash.set_defaults(func=cmd_dashboard)
 
     kudos = sub.add_parser("predict-kudos", help="predict an activity's kudos with the latest kudos model")

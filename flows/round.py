@@ -327,6 +327,6 @@ def _report(result: RoundResult, slack: Any, lake_block: str, warehouse_block: s
         page = index.publish_index(
             load_lake(lake_block), index.index_entries(application_block, warehouse_block), datetime.now(UTC)
         )
-        logger.info("Index page of the athletes: %s", page["url"])
+        logger.info("Index page of the athletes: %s", page["link"] or page["url"])
     except Exception as exc:  # noqa: BLE001 - the index is a view; the loads stand without it
         logger.warning("Index page not published: %s", notify.short_error(exc))
