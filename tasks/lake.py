@@ -264,8 +264,24 @@ class Lake:
         params: dict[str, str] = {"Bucket": bucket, "Key": key}
         if key.endswith(".html"):
             params["ResponseContentType"] = "text/html; charset=utf-8"
-        client = self.block.credentials.get_s3_client()
-        return str(client.generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires_in)))
+        return str(
+            self._signing_client().generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires_in))
+        )
+
+    def _signing_client(self) -> Any:
+        """An S3 client of the block's credentials and client parameters that signs with SigV4.
+
+        (boto3 may presign with SigV2, which newer regions refuse; the block's own ``config``,
+        an endpoint URL included, is kept.)
+        """
+        from botocore.config import Config
+
+        credentials = self.block.credentials
+        params = dict(credentials.aws_client_parameters.get_params_override())
+        config = params.pop("config", None)
+        sigv4 = Config(signature_version="s3v4")
+        config = config.merge(sigv4) if config is not None else sigv4
+        return credentials.get_boto3_session().client("s3", config=config, **params)
 
     def s3_uri(self, path: str) -> str:
         """``s3://bucket/<bucket_folder>/<path>``: the object Redshift's COPY reads.
