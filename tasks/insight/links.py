@@ -88,9 +88,13 @@ def page_link(
         return PageLink(location, lake.http_url(path, base), f"served at {base}")
     if lake.is_s3:
         until = (now or datetime.now(UTC)) + timedelta(seconds=presign_seconds)
+        try:
+            url = lake.presigned_url(path, presign_seconds)
+        except Exception as exc:  # noqa: BLE001 - a link is a convenience: it never fails the run
+            return PageLink(location, None, f"no presigned link: {type(exc).__name__}")
         return PageLink(
             location,
-            lake.presigned_url(path, presign_seconds),
+            url,
             f"presigned link, valid until {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({presign_seconds // 3600} h)",
         )
     name = lake_block_name(lake) or "LAKE-BLOCK"
