@@ -312,3 +312,17 @@ def test_the_index_names_each_athlete_once() -> None:
     page = render_index(entries, NOW)
     assert "athlete 29642528</a>" in page and "(29642528)" not in page
     assert "Ann Runner</a> <small>(7)</small>" in page
+
+
+def test_a_round_run_is_named_like_the_athletes_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from flows import run_names
+
+    params: dict[str, Any] = {"application_block": "club", "warehouse_block": "wh", "lookback_days": 30}
+    monkeypatch.setattr(run_names, "flow_run", SimpleNamespace(parameters=params))
+    assert run_names.round_() == "round club to wh, lookback 30d"
+    params |= {"mode": "deployment", "parallel": 3}
+    assert run_names.round_() == "round club to wh, lookback 30d, 3 at a time"
+    params["mode"] = "inline"  # inline runs one athlete at a time, whatever parallel says
+    assert run_names.round_() == "round club to wh, lookback 30d"
