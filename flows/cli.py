@@ -495,9 +495,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Render the self-contained dashboard from the warehouse into one HTML file."""
-    from flows.insight import write_dashboard_file
+    """Render the self-contained dashboard from the warehouse into one HTML file (``--serve``: serve the lake)."""
+    from flows.insight import serve_lake_pages, write_dashboard_file
 
+    if getattr(args, "serve", False):
+        return serve_lake_pages(args.lake_block, args.port, say=print)
     path, size = write_dashboard_file(args.warehouse_block, Path(args.out), args.athlete_id)
     print(f"dashboard written to {path} ({size:,} bytes); open it in any browser, it needs no network")
     return 0
@@ -585,7 +587,9 @@ def deploy_local_steps(*, port: int = 4200, home: Path = DEFAULT_HOME, emulator:
         ),
         ("The process work pool", f"prefect work-pool create --type process {DEFAULT_POOL}"),
         (
-            "The deployments in prefect.yaml: weekly (Sunday 00:00 UTC), backfill, retrain-kudos-model",
+            "The six deployments in prefect.yaml: weekly (Sunday 00:00 UTC), backfill (by hand), "
+            "retrain-kudos-model and react (on events), athlete and weekly-all (several athletes: "
+            "weekly-all's schedule is off until you switch it, docs/deploy.md)",
             f"cd {root} && prefect --no-prompt deploy --all",
         ),
         (
@@ -759,6 +763,13 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument(
         "--athlete-id", type=int, help="whose dashboard (required when the warehouse holds several athletes)"
     )
+    dash.add_argument(
+        "--serve",
+        action="store_true",
+        help="instead: serve the local lake's dashboards and index page read-only on 127.0.0.1 until Ctrl-C; "
+        "the Prefect UI's dashboard links open there",
+    )
+    dash.add_argument("--port", type=int, default=0, help="with --serve: the port (default: a free one)")
     dash.set_defaults(func=cmd_dashboard)
 
     kudos = sub.add_parser("predict-kudos", help="predict an activity's kudos with the latest kudos model")

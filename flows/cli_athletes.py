@@ -51,6 +51,11 @@ def cmd_setup_application(args: argparse.Namespace) -> int:
     )
     _print_created(created)
     print(f"Add athletes with `strava-elt auth --application {args.name}` (each athlete authorises once).")
+    print(
+        "To load every athlete on Sunday: in prefect.yaml set `active: false` under definitions.weekly_schedule "
+        "and `active: true` under definitions.round_schedule, then `prefect --no-prompt deploy --all` "
+        "(the round weekly-all replaces weekly; docs/deploy.md, Deployments)."
+    )
     return 0
 
 
@@ -161,7 +166,7 @@ def cmd_athletes(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- index page
 
 
-def publish_index_page(application_block: str, lake_block: str, warehouse_block: str | None) -> dict[str, str]:
+def publish_index_page(application_block: str, lake_block: str, warehouse_block: str | None) -> dict[str, str | None]:
     """Write the application's index page to the lake's root; return where."""
     from datetime import UTC, datetime
 
@@ -178,7 +183,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     if not args.application:
         raise CliError("--index needs --application NAME (the Strava Application block whose athletes to list)")
     published = publish_index_page(args.application, args.lake_block, args.warehouse_block)
-    print(f"index page written to {published['url']} ({int(published['bytes']):,} bytes)")
+    print(f"index page written to {published['link'] or published['url']} ({int(published['bytes'] or 0):,} bytes)")
     return 0
 
 
@@ -227,5 +232,7 @@ def register(sub: Any) -> None:
         help="instead: write the index page of --application's athletes (freshness, links) to the lake's root",
     )
     dashboard.add_argument("--application", help="with --index: the Strava Application block")
-    dashboard.add_argument("--lake-block", default="strava-lake", help="with --index: lake block (default strava-lake)")
+    dashboard.add_argument(
+        "--lake-block", default="strava-lake", help="with --index or --serve: lake block (default strava-lake)"
+    )
     dashboard.set_defaults(func=_dashboard)

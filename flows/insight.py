@@ -1,19 +1,26 @@
-"""After the models: the dashboard in the lake with its link artifact, and the report's newest months.
+"""After the models: the dashboard in the lake with its artifact, and the report's newest months.
 
-Called by the main flow as its last step, and by ``strava-elt dashboard`` for a file on disk.
+Called by the main flow as its last step, by ``strava-elt dashboard`` for a file on disk, and by
+``strava-elt dashboard --serve`` to serve a local lake's pages over http on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from prefect.filesystems import LocalFileSystem
 
-from blocks.loading import load_block
+from blocks.loading import load_block, load_lake
 from blocks.warehouse import Warehouse
-from tasks.insight import dashboard, report
+from tasks.insight import dashboard, links, report, serve
+from tasks.insight.index import INDEX_PATH
+from tasks.lake import local_path
 from tasks.state.summary import RunSummary
+from tasks.state.variables import read_variable, write_variable
 
 
 def publish_insight(
@@ -36,8 +43,24 @@ def publish_insight(
     with warehouse.engine(reuse=engine) as engine:
         page = dashboard.build_dashboard(engine, checks, summary.athlete_id)
         monthly = report.monthly_rows(engine, summary.athlete_id)
-    published = dashboard.publish_dashboard(lake, page, summary.athlete_id or "unknown", summary.run_key)
+    published = dashboard.publish_dashboard(
+        lake, page, summary.athlete_id or "unknown", summary.run_key, figures=key_figures(summary)
+    )
     return summary.with_(dashboard=published, monthly_top=tuple(monthly))
+
+
+def key_figures(summary: RunSummary) -> str | None:
+    """The run's key numbers in one line, for the dashboard artifact: read, merged, watermark."""
+    parts: list[str] = []
+    if summary.extract is not None:
+        x = summary.extract
+        parts.append(f"{x.activities:,} activities read in {x.requests:,} API requests")
+    if summary.merge is not None:
+        m = summary.merge
+        parts.append(f"{m.inserted:,} inserted, {m.updated:,} updated, {m.deleted:,} marked deleted")
+    if summary.watermark is not None and summary.watermark.after is not None:
+        parts.append(f"watermark {summary.watermark.after.isoformat()}")
+    return "; ".join(parts) or None
 
 
 def write_dashboard_file(warehouse_block: str, out: Path, athlete_id: int | None = None) -> tuple[Path, int]:
@@ -60,3 +83,46 @@ def write_dashboard_file(warehouse_block: str, out: Path, athlete_id: int | None
     body = page.encode("utf-8")
     out.write_bytes(body)
     return out.resolve(), len(body)
+
+
+def serve_lake_pages(
+    lake_block: str, port: int = 0, *, say: Callable[[str], None], stop: threading.Event | None = None
+) -> int:
+    """Serve a local lake's dashboards and index page on 127.0.0.1 until interrupted (or ``stop`` is set).
+
+    While it serves, the Variable ``strava_lake_base_url_<lake block>`` holds its URL, so the
+    dashboard artifacts of runs published meanwhile link it; it is removed on exit (unless
+    something else has set it since).
+
+    Raises:
+        ValueError: The lake is not a local folder (an S3 lake is linked by presigned URLs).
+
+    """
+    lake = load_lake(lake_block)
+    variable = links.base_url_variable(links.lake_block_name(lake) or lake_block)
+    if not isinstance(lake, LocalFileSystem) or "://" in str(lake.basepath or ""):
+        raise ValueError(
+            f"Lake block {lake_block!r} is not a local folder: an S3 lake's dashboards are linked by presigned "
+            f"URLs, or by the base URL in the Variable {variable}"
+        )
+    root = local_path(lake, "")
+    with serve.serving(root, port=port) as server:
+        base = server.base_url
+        write_variable(variable, base)
+        try:
+            pages = [INDEX_PATH] if (root / INDEX_PATH).is_file() else []
+            pages += sorted(p.relative_to(root).as_posix() for p in root.glob("dashboards/*/dashboard.html"))
+            say(f"Serving lake {lake_block} ({root}) read-only at {base}/ ; Ctrl-C stops.")
+            say(f"Dashboard artifacts published meanwhile link here (Variable {variable}).")
+            for page in pages:
+                say(f"  {base}/{page}")
+            try:
+                (stop or threading.Event()).wait()
+            except KeyboardInterrupt:
+                pass
+        finally:
+            if read_variable(variable) == base:
+                from prefect.variables import Variable
+
+                Variable.unset(variable)
+    return 0

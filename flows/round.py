@@ -28,7 +28,7 @@ from pydantic import Field
 
 from blocks.loading import load_block, load_lake
 from blocks.strava import StravaApplication
-from flows import flow_timeout
+from flows import flow_timeout, run_names
 from flows.pipeline import MAX_LOOKBACK_DAYS, open_target, strava_elt
 from tasks.insight import index, notify
 from tasks.state import budget, rounds
@@ -132,7 +132,7 @@ def _deployment_child(entry: RosterEntry, params: dict[str, Any], timeout: float
     return _result(entry, run.state, str(run.id))
 
 
-@flow(name="strava-elt-round", timeout_seconds=flow_timeout(ROUND_TIMEOUT_SECONDS))
+@flow(name="strava-elt-round", flow_run_name=run_names.round_, timeout_seconds=flow_timeout(ROUND_TIMEOUT_SECONDS))
 def strava_round(
     application_block: str = "strava-application",
     lake_block: str = "strava-lake",
@@ -223,7 +223,6 @@ def _fan_out(
             ledger.settle(_key(entry), line.requests)
             if line.outcome == rounds.PARTIAL:
                 spent = True  # the child met the daily limit: nothing is left for the others
-            logger.info("Athlete %s: %s, %s requests", line.athlete, line.outcome, line.requests)
 
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="strava-round") as pool:
         for entry in entries:
@@ -277,7 +276,19 @@ def _finish(
     # In the order the round took them; the athletes it skipped as revoked last.
     position = {key: i for i, key in enumerate(taken)}
     lines.sort(key=lambda line: position.get(line.athlete, len(position)))
+    logger = get_run_logger()
+    for line in lines:  # after the revoked ones are known: the log says what the table says
+        logger.info("Athlete %s: %s", line.athlete, outcome_text(line))
     return RoundResult(application_block, client_id, mode, lines)
+
+
+def outcome_text(line: AthleteResult) -> str:
+    """``complete, 12 requests, 340 rows, watermark ...`` (``-`` for what is unknown), then the detail."""
+    text = (
+        f"{line.outcome}, {line.requests if line.requests is not None else '-'} requests, "
+        f"{line.rows if line.rows is not None else '-'} rows, watermark {line.watermark or '-'}"
+    )
+    return text + (f" ({line.detail})" if line.detail and line.outcome != rounds.COMPLETE else "")
 
 
 def _report(result: RoundResult, slack: Any, lake_block: str, warehouse_block: str, application_block: str) -> None:
@@ -297,12 +308,7 @@ def _report(result: RoundResult, slack: Any, lake_block: str, warehouse_block: s
     create_table_artifact(table=table, key=ARTIFACT_KEY, description=f"Round {application_block}: {result.headline()}")
     if slack is not None:
         lines = [f"strava-elt round {application_block}: {result.headline()}"]
-        lines += [
-            f"{a.athlete}: {a.outcome}, {a.requests if a.requests is not None else '-'} requests, "
-            f"{a.rows if a.rows is not None else '-'} rows, watermark {a.watermark or '-'}"
-            + (f" ({a.detail})" if a.detail and a.outcome != rounds.COMPLETE else "")
-            for a in result.athletes
-        ]
+        lines += [f"{a.athlete}: {outcome_text(a)}" for a in result.athletes]
         notify.send_slack(slack, "\n".join(lines))
     emit_event(
         event=ROUND_EVENT,
@@ -321,6 +327,6 @@ def _report(result: RoundResult, slack: Any, lake_block: str, warehouse_block: s
         page = index.publish_index(
             load_lake(lake_block), index.index_entries(application_block, warehouse_block), datetime.now(UTC)
         )
-        logger.info("Index page of the athletes: %s", page["url"])
+        logger.info("Index page of the athletes: %s", page["link"] or page["url"])
     except Exception as exc:  # noqa: BLE001 - the index is a view; the loads stand without it
         logger.warning("Index page not published: %s", notify.short_error(exc))

@@ -16,6 +16,23 @@ def pipeline() -> str:
     return f"{params.get('strava_block', 'strava')} to {params.get('warehouse_block', 'strava-warehouse')}, {reach}"
 
 
+def round_() -> str:
+    """``round strava-application to strava-warehouse, lookback 14d`` (``, 2 at a time`` in parallel).
+
+    Like :func:`pipeline`: whose athletes (the application block), where, how far back; a
+    deployment-mode round that runs several children at once says how many.
+    """
+    params = flow_run.parameters
+    name = (
+        f"round {params.get('application_block', 'strava-application')} to "
+        f"{params.get('warehouse_block', 'strava-warehouse')}, lookback {params.get('lookback_days', 14)}d"
+    )
+    parallel = params.get("parallel", 1)
+    if params.get("mode") == "deployment" and isinstance(parallel, int) and parallel > 1:
+        name += f", {parallel} at a time"
+    return name
+
+
 def retrain() -> str:
     """``kudos-athlete-123-strava-warehouse``, or ``kudos-newest-...`` when no athlete is named."""
     params = flow_run.parameters

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -233,6 +234,54 @@ class Lake:
         if basepath:
             return f"{str(basepath).rstrip('/')}/{path}"
         return path
+
+    def http_url(self, path: str, base_url: str) -> str:
+        """``path`` under ``base_url``, the lake's root served over http(s) (a CDN, a static site, ``--serve``).
+
+        ``base_url`` maps to the lake's root (an S3 bucket folder, a local basepath); each
+        segment of ``path`` is percent-encoded (``athlete_id=1`` keeps its ``=``).
+
+        Raises:
+            ValueError: ``base_url`` is not an http(s) URL.
+
+        """
+        if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
+            raise ValueError(f"The lake's base URL must be an http(s) URL, not {base_url!r}")
+        return f"{base_url.rstrip('/')}/{quote(path.lstrip('/'), safe='/=')}"
+
+    def presigned_url(self, path: str, expires_in: int) -> str:
+        """An https URL that reads ``path`` from an S3 lake for ``expires_in`` seconds, no credentials needed.
+
+        Signed with the block's own credentials (SigV4, so at most 7 days, and no longer than
+        temporary credentials themselves last); the object is served as ``text/html`` when its
+        key ends in ``.html``.
+
+        Raises:
+            TypeError: The lake is not an S3 bucket.
+
+        """
+        bucket, _, key = self.s3_uri(path).removeprefix("s3://").partition("/")
+        params: dict[str, str] = {"Bucket": bucket, "Key": key}
+        if key.endswith(".html"):
+            params["ResponseContentType"] = "text/html; charset=utf-8"
+        return str(
+            self._signing_client().generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires_in))
+        )
+
+    def _signing_client(self) -> Any:
+        """An S3 client of the block's credentials and client parameters that signs with SigV4.
+
+        (boto3 may presign with SigV2, which newer regions refuse; the block's own ``config``,
+        an endpoint URL included, is kept.)
+        """
+        from botocore.config import Config
+
+        credentials = self.block.credentials
+        params = dict(credentials.aws_client_parameters.get_params_override())
+        config = params.pop("config", None)
+        sigv4 = Config(signature_version="s3v4")
+        config = config.merge(sigv4) if config is not None else sigv4
+        return credentials.get_boto3_session().client("s3", config=config, **params)
 
     def s3_uri(self, path: str) -> str:
         """``s3://bucket/<bucket_folder>/<path>``: the object Redshift's COPY reads.

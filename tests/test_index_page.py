@@ -49,6 +49,11 @@ class _Page(HTMLParser):
         if self._row is not None and data.strip():
             self.rows[self._row].append(data.strip())
 
+    def cells(self, athlete: int) -> list[str]:
+        """A row's texts after the athlete's name (and after the id, shown only beside a real name)."""
+        row = self.rows[athlete]
+        return row[2:] if len(row) > 1 and row[1] == f"({athlete})" else row[1:]
+
 
 def _entries() -> list[IndexEntry]:
     return [
@@ -96,11 +101,13 @@ def test_rows_link_each_dashboard_relatively_with_freshness() -> None:
     page = _Page(render_index(_entries(), NOW))
     assert list(page.rows) == [1, 2, 3, 4]  # sorted by athlete id
     assert page.links == [f"dashboards/athlete_id={i}/dashboard.html" for i in (1, 2, 3, 4)]
-    assert page.rows[3][2:5] == ["fresh", "2026-11-03T07:00:00Z", "(5 h ago)"]
-    assert page.rows[1][2:6] == ["stale", "2026-10-25T12:00:00Z", "(9 days ago)", "2026-10-04T12:00:00Z"]
-    assert page.rows[1][6] == "Failed 2026-11-01T12:00:00Z"
-    assert page.rows[2][2] == "revoked" and "revoked: 2026-11-02T06:30:00+00:00" in page.rows[2][-1]
-    assert page.rows[4][2:] == ["never", "never", "(never)", "none", "none", "active"]
+    assert page.cells(3)[0:3] == ["fresh", "2026-11-03T07:00:00Z", "(5 h ago)"]
+    assert page.cells(1)[0:4] == ["stale", "2026-10-25T12:00:00Z", "(9 days ago)", "2026-10-04T12:00:00Z"]
+    assert page.cells(1)[4] == "Failed 2026-11-01T12:00:00Z"
+    assert page.cells(2)[0] == "revoked" and "revoked: 2026-11-02T06:30:00+00:00" in page.cells(2)[-1]
+    assert page.cells(4) == ["never", "never", "(never)", "none", "none", "active"]
+    assert page.rows[4][0] == "athlete 4" and "(4)" not in page.rows[4]  # no name: the id once, not "athlete 4 (4)"
+    assert page.rows[2][:2] == ["Bo", "(2)"]  # a name, and the id beside it
 
 
 def test_no_athletes_says_how_to_add_one() -> None:
@@ -127,8 +134,8 @@ def test_the_index_in_the_lake_links_the_dashboards_the_runs_published(
     page = _Page(html)
     link = f"dashboards/athlete_id={loaded}/dashboard.html"
     assert link in page.links and (lake_dir / link).is_file()  # the link resolves in the lake
-    assert page.rows[loaded][2] == "fresh" and "Completed" in page.rows[loaded][-2]
-    assert page.rows[idle][2] == "never"
+    assert page.cells(loaded)[0] == "fresh" and "Completed" in page.cells(loaded)[-2]
+    assert page.cells(idle)[0] == "never"
 
     # publish_index (what the round calls) with a revoked athlete.
     roster.mark_revoked(app.athlete_blocks[idle], "deauthorised", NOW)
@@ -138,6 +145,6 @@ def test_the_index_in_the_lake_links_the_dashboards_the_runs_published(
     ]
     published = publish_index(LocalFileSystem.load(app.lake_block), entries, NOW)
     assert published["path"] == "index.html" and published["url"].endswith("index.html")
-    assert _Page((lake_dir / "index.html").read_text(encoding="utf-8")).rows[idle][2] == "revoked"
+    assert _Page((lake_dir / "index.html").read_text(encoding="utf-8")).cells(idle)[0] == "revoked"
     assert main(["dashboard", "--index"]) == 1  # --application is required with --index
     assert "--index needs --application" in capsys.readouterr().err

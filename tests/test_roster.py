@@ -245,6 +245,9 @@ def test_setup_application_and_auth_add_and_reactivate_athletes(
         out = capsys.readouterr().out
         assert f"{emu.base_url}/oauth/authorize?client_id={emu.client_id}&response_type=code" in out
         assert f"(id {second}) to application {name!r}: block '{name}-athlete-{second}'" in out
+        # How to schedule the round instead of weekly: the switch prefect.yaml has (tests/test_deploy_variants.py).
+        assert "`active: false` under definitions.weekly_schedule" in out
+        assert "`active: true` under definitions.round_schedule" in out
         assert emu.client_secret not in out and emu.for_athlete(first).current_refresh_token not in out
         assert [e.athlete_id for e in roster.list_roster(name)] == sorted((first, second))
         assert load_block(StravaCredentials, f"{name}-athlete-{first}").client_secret is None

@@ -123,12 +123,33 @@ def test_three_athletes_are_loaded_exactly_once_then_incrementally(app: App) -> 
     app.assert_each_activity_once()
 
 
-def test_a_revoked_athlete_is_marked_and_skipped_while_the_others_load(app: App) -> None:
+def round_run_names(application_block: str) -> list[str]:
+    """The names of the rounds over ``application_block`` on the session's server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["strava-elt-round"])))
+    return [r.name for r in found if r.parameters.get("application_block") == application_block]
+
+
+def test_a_revoked_athlete_is_marked_and_skipped_while_the_others_load(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
     revoked = app.emu.athlete_ids[1]
     app.emu.for_athlete(revoked).revoke_refresh_token()
+    caplog.set_level("INFO", logger="prefect.flow_runs")
     first = app.round()
     ids = [str(i) for i in app.emu.athlete_ids]
     assert outcomes(first) == {ids[0]: "complete", ids[1]: "revoked", ids[2]: "complete"}, format_round(first)
+    # The round's log says what its table says: revoked (not "failed, None requests").
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"Athlete {ids[1]}:")]
+    assert lines and all(line.startswith(f"Athlete {ids[1]}: revoked, - requests") for line in lines), lines
+    assert not any("None requests" in r.getMessage() or ": failed" in r.getMessage() for r in caplog.records)
+    # A descriptive run name, like the athletes' runs.
+    assert round_run_names(app.application_block) == [
+        f"round {app.application_block} to {app.warehouse_block}, lookback 14d"
+    ]
     # A revocation is the athlete's choice, not the round's failure.
     assert first["state"].startswith("Completed")
     held = app.ids_per_athlete()

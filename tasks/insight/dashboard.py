@@ -7,7 +7,8 @@ from a laptop, an S3 download or an e-mail attachment.
 
 :func:`collect_data` reads the warehouse (models, activities and the recorded validation
 results), :func:`render_html` fills the Jinja2 template ``tasks/insight/assets/dashboard.html.j2``
-(autoescaped) with it, :func:`publish_dashboard` writes it to the lake with a Prefect link artifact.
+(autoescaped) with it, :func:`publish_dashboard` writes it to the lake with a Prefect artifact that links
+it over http(s) (:mod:`tasks.insight.links`) or, without such a link, names the file.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import jinja2
 import sqlalchemy as sa
 from markupsafe import Markup
 from prefect import get_run_logger, task
-from prefect.artifacts import create_link_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import lake as lake_io
 from tasks import quality
 from tasks import warehouse as wh
+from tasks.insight import links
 
 __all__ = [
     "VALIDATION_TABLE",
@@ -512,8 +514,22 @@ def build_dashboard(
 
 
 @task(cache_policy=NO_CACHE)
-def publish_dashboard(lake: Any, page: str, athlete_id: int | str, run_key: str | None = None) -> dict[str, str]:
-    """Write the page to the lake (current and run-scoped) and link it from a Prefect artifact."""
+def publish_dashboard(
+    lake: Any, page: str, athlete_id: int | str, run_key: str | None = None, figures: str | None = None
+) -> dict[str, str | None]:
+    """Write the page to the lake (current and run-scoped) and publish the dashboard artifact.
+
+    The artifact links the page over http(s) (:func:`tasks.insight.links.page_link`: the lake's
+    base URL, or a presigned S3 URL whose expiry it states); with no such link it is a markdown
+    artifact naming the file, never a ``file://`` or ``s3://`` link a browser refuses. ``figures``
+    (the run's key numbers, one line) go into it, so the UI shows them without opening the page.
+
+    Returns:
+        ``path`` (lake key), ``url`` (``file://`` or ``s3://``), ``run_url`` (the run's copy),
+        ``link`` (http(s) or None), ``link_note`` (what the link is, or why there is none),
+        ``location`` (the file's path, or its ``s3://`` URI) and ``bytes``.
+
+    """
     body = page.encode("utf-8")
     paths = dashboard_paths(athlete_id, run_key)
     lake = lake_io.Lake.of(lake)
@@ -521,11 +537,32 @@ def publish_dashboard(lake: Any, page: str, athlete_id: int | str, run_key: str 
         lake.write(path, body)
     url = lake.url(paths[0])
     run_url = lake.url(paths[-1])
-    create_link_artifact(
-        key=ARTIFACT_KEY,
-        link=url,
-        link_text=f"Strava dashboard, athlete {athlete_id}",
-        description=f"Self-contained HTML ({len(body):,} bytes); this run's copy: {run_url}",
-    )
-    get_run_logger().info("Dashboard written to %s", url)
-    return {"path": paths[0], "url": url, "run_url": run_url, "bytes": str(len(body))}
+    link = links.page_link(lake, paths[0])
+    run_link = links.page_link(lake, paths[-1])
+    title = f"Strava dashboard, athlete {athlete_id}"
+    about = f"Self-contained HTML ({len(body):,} bytes)" + (f". This run: {figures}" if figures else "")
+    if link.url:
+        create_link_artifact(
+            key=ARTIFACT_KEY,
+            link=link.url,
+            link_text=title,
+            description=f"{about}. {link.how}. This run's copy: {run_link.markdown('dashboard.html')}",
+        )
+        get_run_logger().info("Dashboard written to %s, linked at %s", url, link.url)
+    else:
+        create_markdown_artifact(
+            key=ARTIFACT_KEY,
+            markdown=f"# {title}\n\n{about}.\n\nWritten to {link.markdown(title)}.\n\n"
+            f"This run's copy: `{run_link.location}`\n",
+            description=f"{title}: {link.location}",
+        )
+        get_run_logger().info("Dashboard written to %s (no http link: %s)", url, link.how)
+    return {
+        "path": paths[0],
+        "url": url,
+        "run_url": run_url,
+        "link": link.url,
+        "link_note": link.how,
+        "location": link.location,
+        "bytes": str(len(body)),
+    }

@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from tasks.insight.dashboard import ASSETS_DIR, dashboard_paths
+from tasks.insight.links import page_link
 from tasks.lake import Lake
 
 __all__ = ["INDEX_PATH", "IndexEntry", "index_entries", "publish_index", "render_index"]
@@ -146,6 +147,7 @@ def render_index(entries: Sequence[IndexEntry], now: datetime, title: str = "Str
         {
             "id": entry.athlete_id,
             "name": entry.name or f"athlete {entry.athlete_id}",
+            "named": bool(entry.name),  # the id in brackets only beside a real name: never "athlete 7 (7)"
             "href": dashboard_paths(entry.athlete_id)[0],
             "freshness": _freshness(entry, now),
             "status": entry.status,
@@ -160,9 +162,20 @@ def render_index(entries: Sequence[IndexEntry], now: datetime, title: str = "Str
     return _template().render(title=title, rows=rows, generated=_iso(now))
 
 
-def publish_index(lake: Any, entries: Sequence[IndexEntry], now: datetime) -> dict[str, str]:
-    """Write ``index.html`` at the lake's root; return its lake ``path``, ``url`` and size in ``bytes``."""
+def publish_index(lake: Any, entries: Sequence[IndexEntry], now: datetime) -> dict[str, str | None]:
+    """Write ``index.html`` at the lake's root.
+
+    Returns:
+        Its lake ``path``, ``url`` (``file://`` or ``s3://``), ``link`` (an http(s) URL, or None:
+        :func:`tasks.insight.links.page_link`) and size in ``bytes``.
+
+    """
     lake = Lake.of(lake)
     body = render_index(entries, now).encode("utf-8")
     lake.write(INDEX_PATH, body)
-    return {"path": INDEX_PATH, "url": lake.url(INDEX_PATH), "bytes": str(len(body))}
+    return {
+        "path": INDEX_PATH,
+        "url": lake.url(INDEX_PATH),
+        "link": page_link(lake, INDEX_PATH, now=now).url,
+        "bytes": str(len(body)),
+    }

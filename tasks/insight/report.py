@@ -102,9 +102,21 @@ def _value_findings(x: ExtractResult) -> list[str]:
     return lines
 
 
+def _is_id(column: str) -> bool:
+    """Whether a column holds ids (``id``, ``athlete_id``...): printed as they are, never ``140,837,370``."""
+    return column == "id" or column.endswith("_id")
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """A markdown table; id columns keep their digits plain (:func:`_is_id`)."""
+    ids = [_is_id(str(h)) for h in header]
     lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    lines += [
+        "| "
+        + " | ".join(_cell(str(v) if is_id and v is not None else v) for v, is_id in zip(row, ids, strict=True))
+        + " |"
+        for row in rows
+    ]
     return lines
 
 
@@ -114,7 +126,7 @@ def _numbers(summary: RunSummary) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [("Status", summary.status)]
     if x is not None:
         rows += [
-            ("Athlete", x.athlete_id),
+            ("Athlete", str(x.athlete_id)),  # an id, not a quantity: no thousands separators
             ("API requests", x.requests),
             ("Pages read", x.pages),
             ("Activities extracted", x.activities),
@@ -142,10 +154,15 @@ def run_report_markdown(summary: RunSummary, headline: str | None = None) -> str
     """The report's markdown: numbers, validation outcomes, models, newest months (``summary.monthly_top``)."""
     lines = [f"# {headline}" if headline else f"# strava-elt run `{summary.run_key}`", ""]
     rows = _numbers(summary)
-    url = (summary.dashboard or {}).get("url")
-    if url:
-        rows.append(("Dashboard", f"[dashboard.html]({url})"))
-    lines += _table(("", ""), rows)
+    published = summary.dashboard or {}
+    if published.get("link"):  # http(s): opens from the Prefect UI
+        rows.append(("Dashboard", f"[dashboard.html]({published['link']}) ({published.get('link_note') or ''})"))
+    elif published.get("url"):  # no http(s) link: where the file is, as text (a file:// link opens nothing)
+        where = published.get("location") or published["url"]
+        rows.append(
+            ("Dashboard", f"`{where}`" + (f" ({published['link_note']})" if published.get("link_note") else ""))
+        )
+    lines += _table(("Figure", "Value"), rows)
     x = summary.extract
     if x is not None:
         for label, values in (("New API fields", x.new_fields), ("New sport types", x.new_sport_types)):
