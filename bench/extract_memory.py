@@ -24,7 +24,7 @@ def main(sizes: list[int]) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from emulator import StravaEmulator
-    from flows.cli import setup_emulator_blocks
+    from tasks.setup import setup_emulator_blocks
     from flows.extract import extract_activities
 
     print("strava-elt extract memory: emulator over HTTP -> local lake; tracemalloc peak during extract")
