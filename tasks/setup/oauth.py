@@ -8,6 +8,7 @@ address bar shows after "Authorize" (the code, or the whole redirect URL), and h
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,12 +90,13 @@ def retry_hint(application_block: str) -> str:
     )
 
 
+_SINGLE_BLOCK_FIX = re.compile(r"(?:run|Run) `strava-elt auth[^`]*`[^.]*\.?")
+
+
 def _rehinted(exc: Exception, application_block: str) -> str:
-    """The error's text with its hint replaced by the one that fits ``auth --application``."""
-    text, hint = str(exc), getattr(exc, "hint", "") or ""
-    if hint and text.endswith(hint):
-        text = text[: -len(hint)].rstrip()
-    return f"{text} {retry_hint(application_block)}"
+    """The error's text with the single-block fix (``auth --client-id``) replaced by the one that fits."""
+    text, found = _SINGLE_BLOCK_FIX.subn(retry_hint(application_block), str(exc))
+    return text if found else f"{text.rstrip()} {retry_hint(application_block)}"
 
 
 def add_athlete(application_block: str, pasted: str) -> AthleteAuthorized:
