@@ -203,8 +203,10 @@ def progress(stream: TextIO | None = None) -> Iterator[Progress | None]:
     run's INFO lines give way to the progress line (warnings and errors
     still print); elsewhere (a pipe, a file, CI) nothing changes and nothing is attached.
     """
+    from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
 
+    ensure_logging_setup()  # Prefect configures its handlers on `import prefect`'s first flow import
     if not _state["debug"]:
         quiet_tracebacks()
     stream = stream or sys.stderr
