@@ -57,8 +57,7 @@ def main() -> int:
     with prefect_server() as api_url, tempfile.TemporaryDirectory(prefix="strava-elt-bench-athletes-") as tmp:
         os.environ["PREFECT_API_URL"] = api_url
         from emulator import StravaEmulator
-        from tasks.setup import setup_local_blocks
-        from tasks.setup import setup_emulator_application
+        from tasks.setup import setup_emulator_application, setup_local_blocks
 
         with StravaEmulator(
             activities=args.activities,
