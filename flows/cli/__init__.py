@@ -7,7 +7,9 @@ One module per command group, each with a ``register(subparsers)``:
 :mod:`~flows.cli.auth`     ``auth`` (Strava OAuth; over :mod:`tasks.setup`)
 :mod:`~flows.cli.run`      ``run`` and ``run --all`` (the round: :mod:`~flows.cli.round`)
 :mod:`~flows.cli.demo`     ``demo`` and ``emulator``
-:mod:`~flows.cli.insight`  ``validate``, ``dashboard``, ``predict-kudos``
+:mod:`~flows.cli.validate` ``validate``
+:mod:`~flows.cli.dashboard` ``dashboard`` and ``dashboard --index``
+:mod:`~flows.cli.kudos`    ``predict-kudos``
 :mod:`~flows.cli.deploy`   ``deploy-local``
 :mod:`~flows.cli.athletes` ``athletes``
 :mod:`~flows.cli.webhook`  ``webhook subscribe|list|delete|serve``

@@ -11,13 +11,13 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from flows.cli import athletes, auth, console, demo, deploy, insight, run, setup, webhook
+from flows.cli import athletes, auth, console, dashboard, demo, deploy, kudos, run, setup, validate, webhook
 from flows.cli.common import CliError, Handler
 
 __all__ = ["build_parser", "main", "version"]
 
 # The order of the commands in ``strava-elt --help``.
-GROUPS = (setup, auth, run, demo, insight, deploy, athletes, webhook)
+GROUPS = (setup, auth, run, demo, validate, dashboard, kudos, deploy, athletes, webhook)
 
 
 def version() -> str:
