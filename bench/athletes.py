@@ -33,7 +33,7 @@ LIMITS = (100_000, 1_000_000)
 
 
 def _round(app: str, lake: str, warehouse: str, emu: Any) -> dict[str, Any]:
-    from flows.cli_round import run_round
+    from flows.cli.round import run_round
 
     before = emu.request_count(path="/api/v3/athlete") + emu.request_count(path="/api/v3/athlete/activities")
     started = time.perf_counter()
@@ -57,8 +57,7 @@ def main() -> int:
     with prefect_server() as api_url, tempfile.TemporaryDirectory(prefix="strava-elt-bench-athletes-") as tmp:
         os.environ["PREFECT_API_URL"] = api_url
         from emulator import StravaEmulator
-        from flows.cli import setup_local_blocks
-        from flows.cli_round import setup_emulator_application
+        from tasks.setup import setup_emulator_application, setup_local_blocks
 
         with StravaEmulator(
             activities=args.activities,

@@ -24,8 +24,8 @@ def main(sizes: list[int]) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from emulator import StravaEmulator
-    from flows.cli import setup_emulator_blocks
     from flows.extract import extract_activities
+    from tasks.setup import setup_emulator_blocks
 
     print("strava-elt extract memory: emulator over HTTP -> local lake; tracemalloc peak during extract")
     with prefect_test_harness(server_startup_timeout=120):

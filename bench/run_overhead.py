@@ -2,7 +2,7 @@
 
 Starts a local Prefect server (``prefect server start`` on a free port, SQLite, a temporary
 PREFECT_HOME; or uses ``PREFECT_API_URL`` when set) and the emulator over HTTP, creates the
-blocks with :func:`flows.cli.setup_emulator_blocks`, then for each size runs the main flow in a
+blocks with :func:`tasks.setup.setup_emulator_blocks`, then for each size runs the main flow in a
 child process (as a deployment's worker would; the child's ``VmHWM``, its resident high-water
 mark, is the flow's peak RSS): a first load, then an incremental run with nothing new. The floor is a bare httpx loop
 fetching the same pages from the same emulator with the same token flow. Prints a table;
@@ -262,7 +262,7 @@ def main(sizes: list[int], stages: bool = False, with_floor: bool = True) -> Non
     with prefect_server() as api_url:
         os.environ["PREFECT_API_URL"] = api_url
         from emulator import StravaEmulator
-        from flows.cli import setup_emulator_blocks
+        from tasks.setup import setup_emulator_blocks
 
         with tempfile.TemporaryDirectory(prefix="strava-elt-bench-") as tmp:
             for index, n in enumerate([200, *sizes]):  # the first is a warm-up (server caches), not printed

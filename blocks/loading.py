@@ -31,9 +31,19 @@ class AmbiguousLakeError(AmbiguousBlockError):
     """A bare lake name is held by blocks of more than one lake type."""
 
 
+# The command that creates each kind of block, where it is not one of `setup local|postgres|aws`.
+_CREATED_BY = {
+    "Strava Application": "`strava-elt setup application --name NAME --client-id ID` (then "
+    "`strava-elt auth --application NAME` for each athlete)",
+    "Strava Credentials": "`strava-elt auth --client-id ID` (or `strava-elt setup local` with "
+    "--client-id/--client-secret/--refresh-token)",
+}
+
+
 def _hint(kind: str) -> str:
+    command = _CREATED_BY.get(kind, "`strava-elt setup local` (embedded default) or `strava-elt setup postgres|aws`")
     return (
-        f"Create it with `strava-elt setup local` (embedded default) or `strava-elt setup postgres|aws`, "
+        f"Create it with {command}, "
         f"or in the Prefect UI under Blocks > + > {kind} (after `prefect block register -m blocks`); "
         "`prefect block ls` lists what exists."
     )

@@ -242,10 +242,24 @@ class _Run:
 
 
 if __name__ == "__main__":
-    # `python flows/pipeline.py [--lookback-days N] [--full-refresh] ...`: one run in this
-    # process with the default blocks, exactly like `strava-elt run`.
-    import sys
+    # `python flows/pipeline.py [--lookback-days N] [--full-refresh] ...`: one run in this process,
+    # options made from the flow's own parameters; the summary printed as JSON. The CLI is not
+    # imported (it imports this module: no circle); `strava-elt run` does the same, and more.
+    import argparse
+    import json
 
-    from flows.cli import main
-
-    sys.exit(main(["run", *sys.argv[1:]]))
+    parser = argparse.ArgumentParser(
+        prog="python flows/pipeline.py",
+        description="Run the main flow strava_elt once, in this process, and print its summary as JSON "
+        "(the same as `strava-elt run --json`).",
+        epilog="example: python flows/pipeline.py --full-refresh --warehouse-block my-postgres",
+    )
+    for name, spec in strava_elt.parameters.properties.items():
+        default, text = spec.get("default"), " ".join(str(spec.get("description", "")).split())
+        flag = "--" + name.replace("_", "-")
+        if spec.get("type") == "boolean":
+            parser.add_argument(flag, dest=name, action="store_true", help=text)
+        else:
+            kind = int if spec.get("type") == "integer" else str
+            parser.add_argument(flag, dest=name, type=kind, default=default, help=f"{text} (default {default})")
+    print(json.dumps(strava_elt(**vars(parser.parse_args())), indent=2, default=str))

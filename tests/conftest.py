@@ -123,7 +123,7 @@ class Env:
 
 def make_env(tmp_path: Path, pg_url: str | None = None, **emulator_kwargs: Any) -> Iterator[Env]:
     """Emulator plus local blocks; with ``pg_url`` the Warehouse block points at that PostgreSQL schema."""
-    from flows.cli import setup_emulator_blocks, setup_postgres_blocks
+    from tasks.setup import setup_emulator_blocks, setup_postgres_blocks
 
     suffix = uuid.uuid4().hex[:10]
     emulator_kwargs.setdefault("activities", 450)

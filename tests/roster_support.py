@@ -57,7 +57,7 @@ def save_application(emu: StravaEmulator, name: str) -> StravaApplication:
 
 def make_roster(tmp_path: Path, athletes: int = 3, activities: int = 60, **emulator_kwargs: Any) -> Iterator[Roster]:
     """An application of ``athletes`` athletes, each authorised through its authorization code."""
-    from flows.cli import setup_local_blocks
+    from tasks.setup import setup_local_blocks
 
     suffix = uuid.uuid4().hex[:10]
     emulator_kwargs.setdefault("seed", EMULATOR_SEED)

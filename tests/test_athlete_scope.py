@@ -72,7 +72,7 @@ def assert_exact(env: Env) -> None:
 
 def second_athlete(env: Env, tmp_path: Path, **emulator: Any) -> Iterator[Env]:
     """Another athlete, with its own emulator and StravaCredentials block, in ``env``'s warehouse and lake."""
-    from flows.cli import setup_emulator_blocks
+    from tasks.setup import setup_emulator_blocks
 
     emu = StravaEmulator(**emulator)
     emu.start()

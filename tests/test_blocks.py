@@ -12,7 +12,7 @@ from pydantic import SecretStr, ValidationError
 
 from blocks import StravaCredentials, Warehouse
 from blocks.loading import AmbiguousLakeError, InvalidBlockError, load_block, load_lake
-from flows.cli import setup_aws_blocks, setup_local_blocks
+from tasks.setup import setup_aws_blocks, setup_local_blocks
 
 REDSHIFT = "redshift+redshift_connector://loader:pw@example.eu-west-1.redshift.amazonaws.com:5439/dev"
 

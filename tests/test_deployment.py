@@ -30,7 +30,8 @@ from install_support import commented_variant, fresh_venv
 from prefect_server_support import BIN, REPO, private_prefect_server, register_blocks, run_command, stop, tail
 
 from emulator import StravaEmulator
-from flows.cli import DEFAULT_POOL, main
+from flows.cli import main
+from flows.cli.deploy import DEFAULT_POOL
 from tasks import quality
 from tasks.insight import dashboard, notify, report
 from tasks.state.events import LOADED_EVENT
@@ -56,8 +57,8 @@ def test_deploy_local_prints_the_commands_and_starts_nothing(capsys: pytest.Capt
     out = capsys.readouterr().out
     assert "nothing has been started" in out
     commands = [
+        "export PREFECT_API_URL=http://127.0.0.1:4321/api",  # first: the server tells its UI this address
         "prefect server start --host 127.0.0.1 --port 4321",
-        "export PREFECT_API_URL=http://127.0.0.1:4321/api",
         "prefect block register -m blocks",
         "strava-elt setup local --home /tmp/strava-elt-home --client-id ID",
         f"prefect work-pool create --type process {DEFAULT_POOL}",

@@ -47,7 +47,7 @@ def test_nothing_in_blocks_imports_tasks_or_flows() -> None:
 
 
 TASKS_DIR = Path(tasks.__file__).parent
-SUBPACKAGES = ("strava", "warehouse", "quality", "insight", "kudos", "state", "webhooks")
+SUBPACKAGES = ("strava", "warehouse", "quality", "insight", "kudos", "state", "webhooks", "setup")
 
 
 def test_nothing_in_tasks_imports_flows() -> None:
@@ -72,6 +72,133 @@ def test_each_tasks_subpackage_has_a_small_public_surface(name: str) -> None:
     assert missing == [], f"tasks.{name}.__all__ names what it does not hold: {missing}"
     assert not [n for n in exported if n.startswith("_")], "private names are not exported"
     assert sorted(p.name for p in TASKS_DIR.iterdir() if (p / "__init__.py").is_file()) == sorted(SUBPACKAGES)
+
+
+# --------------------------------------------------------------------------- no import circle
+
+REPO = BLOCKS_DIR.parent
+GRAPH_PACKAGES = ("flows", "tasks", "blocks", "emulator")
+
+
+def module_name(path: Path) -> str:
+    """``flows/cli/app.py`` -> ``flows.cli.app``; a package's ``__init__.py`` is the package."""
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_targets(path: Path, modules: set[str]) -> Iterator[tuple[int, str]]:
+    """(line, module of ours) for every import in a file, those inside functions included.
+
+    ``from a.b import c`` names the module ``a.b.c`` when that is a module, else ``a.b``;
+    relative imports are resolved against the file's package.
+    """
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in modules:
+                    yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:
+                if f"{base}.{alias.name}" in modules:
+                    yield node.lineno, f"{base}.{alias.name}"
+                elif base in modules:
+                    yield node.lineno, base
+
+
+def import_graph() -> dict[str, dict[str, int]]:
+    """{module: {imported module of ours: line}} over flows/, tasks/, blocks/ and emulator/."""
+    files = {module_name(path): path for name in GRAPH_PACKAGES for path in sorted((REPO / name).rglob("*.py"))}
+    graph: dict[str, dict[str, int]] = {}
+    for module, path in files.items():
+        edges = graph.setdefault(module, {})
+        for line, target in import_targets(path, set(files)):
+            if target != module:
+                edges.setdefault(target, line)
+    return graph
+
+
+def import_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Every strongly connected set of two or more modules (Tarjan), each as one cycle through it."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, {}):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return [_one_cycle(graph, set(component)) for component in components]
+
+
+def _one_cycle(graph: dict[str, dict[str, int]], members: set[str]) -> list[str]:
+    """A shortest path from the component's first module back to itself, inside the component."""
+    start = min(members)
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for target in sorted(graph[node]):
+            if target == start:
+                return [*paths[node], start]
+            if target in members and target not in paths:
+                paths[target] = [*paths[node], target]
+                queue.append(target)
+    raise AssertionError(f"no cycle through {start}")  # pragma: no cover - a component always has one
+
+
+def describe_cycle(graph: dict[str, dict[str, int]], cycle: list[str]) -> str:
+    """``a (line 3) -> b (line 9) -> a``: each module with the line that imports the next."""
+    steps = [f"{a} (line {graph[a][b]})" for a, b in zip(cycle, cycle[1:], strict=False)]
+    return " -> ".join([*steps, cycle[-1]])
+
+
+def test_the_cycle_finder_names_a_planted_cycle() -> None:
+    graph = {"a": {"b": 1}, "b": {"c": 2}, "c": {"a": 3, "d": 4}, "d": {}, "e": {"e": 5}}
+    cycles = import_cycles(graph)
+    assert cycles == [["a", "b", "c", "a"]]
+    assert describe_cycle(graph, cycles[0]) == "a (line 1) -> b (line 2) -> c (line 3) -> a"
+
+
+def test_import_targets_name_the_submodule_a_from_import_brings() -> None:
+    app = import_graph()["flows.cli.app"]
+    # `from flows.cli import run` imports the module flows.cli.run, not (only) the package.
+    assert {"flows.cli.run", "flows.cli.setup", "flows.cli.common"} <= set(app) and "flows.cli" not in app
+
+
+def test_no_module_imports_itself_in_a_circle() -> None:
+    """No import cycle between modules of flows/, tasks/, blocks/, emulator/ (function-level imports count)."""
+    graph = import_graph()
+    assert {"flows.cli", "flows.cli.app", "flows.pipeline", "tasks.setup"} <= set(graph)
+    assert "flows.pipeline" in graph["flows.cli.run"]  # the function-level imports are in the graph
+    cycles = [describe_cycle(graph, cycle) for cycle in import_cycles(graph)]
+    assert cycles == [], "import cycles (module (line of the import) -> ...):\n" + "\n".join(cycles)
 
 
 def test_the_single_session_backends_are_the_dialects_that_need_one() -> None:

@@ -15,8 +15,8 @@ from conftest import EMULATOR_END, EMULATOR_SEED
 from prefect.variables import Variable
 
 from emulator import StravaEmulator
-from flows.cli import setup_local_blocks
-from flows.cli_round import format_round, run_round, setup_emulator_application
+from flows.cli.round import format_round, run_round
+from tasks.setup import setup_emulator_application, setup_local_blocks
 from tasks.state import budget, rounds, runs
 
 

@@ -24,7 +24,7 @@ from prefect_server_support import REPO, private_prefect_server, register_blocks
 from test_deployment import Gate, Stack, _check_installed
 
 from emulator import StravaEmulator
-from flows.cli import DEFAULT_POOL
+from flows.cli.deploy import DEFAULT_POOL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -60,8 +60,7 @@ def stack(tmp_path: Path, pg_url: str) -> Iterator[tuple[Stack, str]]:
             tokens = {a: emu.for_athlete(a).current_refresh_token for a in emu.athlete_ids}
             code = (
                 "import json, sys; from pathlib import Path\n"
-                "from flows.cli import setup_local_blocks, setup_postgres_blocks\n"
-                "from flows.cli_round import setup_application_blocks\n"
+                "from tasks.setup import setup_application_blocks, setup_local_blocks, setup_postgres_blocks\n"
                 "a = json.loads(sys.argv[1])\n"
                 "setup_local_blocks(Path(a['home']), names=('unused', 'strava-lake', 'strava-warehouse'))\n"
                 "setup_postgres_blocks(a['url'], a['schema'])\n"

@@ -21,7 +21,7 @@ import pytest
 from prefect_server_support import free_port, private_prefect_server, register_blocks, tail
 
 from emulator import StravaEmulator
-from flows.cli import DEFAULT_POOL
+from flows.cli.deploy import DEFAULT_POOL
 from tests.conftest import EMULATOR_END, EMULATOR_SEED
 from tests.test_deployment import Stack, _check_installed
 

@@ -12,6 +12,10 @@ import argparse
 import os
 from typing import Any
 
+from flows.cli.common import CliError, add_command, print_json
+
+__all__ = ["DEFAULT_VERIFY_TOKEN_BLOCK", "VERIFY_TOKEN_ENV", "register"]
+
 VERIFY_TOKEN_ENV = "STRAVA_ELT_WEBHOOK_VERIFY_TOKEN"
 DEFAULT_VERIFY_TOKEN_BLOCK = "strava-webhook-verify-token"
 
@@ -42,8 +46,8 @@ def _verify_token(block: str) -> Any:
     try:
         return SecretStr(str(load_block(Secret, block).get()))
     except MissingBlockError:
-        raise SystemExit(
-            f"strava-elt webhook: no verify token: set {VERIFY_TOKEN_ENV}, or save a Secret block named {block!r} "
+        raise CliError(
+            f"no verify token: set {VERIFY_TOKEN_ENV}, or save a Secret block named {block!r} "
             "(Prefect UI > Blocks > Secret). Pick a long random string; Strava sends it back when it validates "
             "the callback."
         ) from None
@@ -65,6 +69,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     from tasks.strava.subscriptions import list_subscriptions
 
     found = list_subscriptions(_application(args.application))
+    if args.json:
+        print_json([{"id": s.id, "callback_url": s.callback_url, "created_at": s.created_at} for s in found])
+        return 0
     if not found:
         print("No push subscription for this application.")
     for s in found:
@@ -105,15 +112,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``webhook subscribe|list|delete|serve`` to the ``strava-elt`` parser."""
-    webhook = subparsers.add_parser("webhook", help="Strava push subscription and the webhook receiver")
+    webhook = add_command(
+        subparsers,
+        "webhook",
+        help="Strava push subscription and the webhook receiver",
+        description="Manage the application's one push subscription (subscribe, list, delete) and run the "
+        f"receiver (serve) that turns Strava's events into Prefect events. The verify token comes from "
+        f"{VERIFY_TOKEN_ENV} or a Prefect Secret block, never from the command line.",
+        examples=["strava-elt webhook list --application strava-club", "strava-elt webhook serve --help"],
+    )
     sub = webhook.add_subparsers(dest="webhook_command", required=True, metavar="ACTION")
 
-    def action(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+    def action(name: str, help_text: str, func: Any, example: str) -> argparse.ArgumentParser:
+        parser = add_command(
+            sub,
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
+            examples=[example],
+            func=func,
+        )
         parser.add_argument(
             "--application", default="strava", help="the application's block (StravaApplication) name (default strava)"
         )
-        parser.set_defaults(func=func)
         return parser
 
     def token_option(parser: argparse.ArgumentParser) -> None:
@@ -124,14 +145,33 @@ def register(subparsers: Any) -> None:
         )
 
     subscribe = action(
-        "subscribe", "create the application's push subscription (Strava validates the callback)", cmd_subscribe
+        "subscribe",
+        "create the application's push subscription (Strava validates the callback)",
+        cmd_subscribe,
+        "strava-elt webhook subscribe --application strava-club --callback-url https://hooks.example.org/strava",
     )
     subscribe.add_argument("--callback-url", required=True, help="the receiver's public https URL")
     token_option(subscribe)
-    action("list", "show the application's push subscription", cmd_list)
-    delete = action("delete", "delete the push subscription (default: the one listed)", cmd_delete)
+    listing = action(
+        "list",
+        "show the application's push subscription (--json: a list of objects with id, callback_url, created_at)",
+        cmd_list,
+        "strava-elt webhook list --application strava-club --json",
+    )
+    listing.add_argument("--json", action="store_true", help="print the subscriptions as JSON")
+    delete = action(
+        "delete",
+        "delete the push subscription (default: the one listed)",
+        cmd_delete,
+        "strava-elt webhook delete --application strava-club",
+    )
     delete.add_argument("--id", type=int, default=None, help="the subscription id (default: the one listed)")
-    serve = action("serve", "run the webhook receiver (put it behind TLS at the callback URL)", cmd_serve)
+    serve = action(
+        "serve",
+        "run the webhook receiver (put it behind TLS at the callback URL)",
+        cmd_serve,
+        "STRAVA_ELT_WEBHOOK_VERIFY_TOKEN=... strava-elt webhook serve --application strava-club --port 8766",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8766, help="port (default 8766)")
     serve.add_argument(
