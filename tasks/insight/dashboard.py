@@ -98,7 +98,7 @@ class InsightSettings:
             ValueError: A value of the wrong shape; the message names the Variable and what it takes.
 
         """
-        radius = heatmap.PRIVACY_RADIUS_M
+        radius: float | None = heatmap.PRIVACY_RADIUS_M
         if privacy_radius is not None:
             radius = _number(privacy_radius)
             if radius is None or not 0 <= radius <= MAX_PRIVACY_RADIUS_M:
@@ -116,7 +116,7 @@ class InsightSettings:
                     value = None
             if not isinstance(value, dict):
                 raise ValueError(
-                    f'Prefect Variable {GEAR_THRESHOLDS_VARIABLE} must be a JSON object of gear id to km, e.g. '
+                    f"Prefect Variable {GEAR_THRESHOLDS_VARIABLE} must be a JSON object of gear id to km, e.g. "
                     f'{{"b1234567": 5000, "g7654321": 800}}; it is not an object: set it again or delete it'
                 )
             for gear_id, km in value.items():
@@ -127,7 +127,7 @@ class InsightSettings:
                         f"must be a positive number of km, it is {str(km)[:40]!r}: correct it"
                     )
                 thresholds[str(gear_id)] = number
-        return cls(radius, thresholds)
+        return cls(heatmap.PRIVACY_RADIUS_M if radius is None else radius, thresholds)
 
 
 def _number(value: Any) -> float | None:
@@ -477,9 +477,11 @@ def _eddington(current: list[dict[str, Any]], yearly: list[dict[str, Any]]) -> d
         entry: dict[str, Any] = {"group": group}
         for unit in ("km", "mi"):
             row = units.get(unit)
-            entry[unit] = None if row is None else {k: int(row[k]) for k in _EDDINGTON_FIELDS} | {
-                "longest": _num(row["longest_day"])
-            }
+            entry[unit] = (
+                None
+                if row is None
+                else {k: int(row[k]) for k in _EDDINGTON_FIELDS} | {"longest": _num(row["longest_day"])}
+            )
         groups.append(entry)
     years = sorted({int(r["activity_year"]) for r in yearly})
     series = []

@@ -130,15 +130,17 @@ def frequent_endpoints(tracks: Sequence[Sequence[Point]], radius_m: float, min_v
     """Every start or end point that at least ``min_visits`` activities start or end within ``radius_m`` of.
 
     Endpoints are grouped around leaders (the first endpoint not within the radius of an
-    earlier leader); every endpoint of a group that reaches ``min_visits`` is returned, so the
-    hidden area covers all of them, not only the leader.
+    earlier leader); every endpoint of a group that ``min_visits`` different activities reach
+    is returned (one loop's start and end count once), so the hidden area covers all of them,
+    not only the leader.
     """
-    endpoints = [p for t in tracks if t for p in (t[0], t[-1])]
+    endpoints = [(n, p) for n, t in enumerate(tracks) if t for p in (t[0], t[-1])]
     leaders: list[Point] = []
     members: list[list[Point]] = []
+    visitors: list[set[int]] = []
     index: dict[tuple[int, int], list[int]] = {}
     cell = radius_m / _M_PER_DEG  # degrees; a degree of longitude is cos(lat) as long, hence the wider search
-    for p in endpoints:
+    for n, p in endpoints:
         ky, kx = math.floor(p[0] / cell), math.floor(p[1] / cell)
         wide = math.ceil(1 / max(math.cos(math.radians(abs(p[0]) + cell)), 0.01))
         found = None
@@ -151,9 +153,11 @@ def frequent_endpoints(tracks: Sequence[Sequence[Point]], radius_m: float, min_v
             index.setdefault((ky, kx), []).append(len(leaders))
             leaders.append(p)
             members.append([p])
+            visitors.append({n})
         else:
             members[found].append(p)
-    return [p for group in members if len(group) >= min_visits for p in group]
+            visitors[found].add(n)
+    return [p for group, who in zip(members, visitors, strict=True) if len(who) >= min_visits for p in group]
 
 
 def apply_privacy(tracks: Sequence[Sequence[Point]], radius_m: float) -> tuple[list[list[Point]], int]:
@@ -302,7 +306,9 @@ def render_heatmap(
     for cell in sorted(counts):
         flat += [cell - previous, counts[cell]]
         previous = cell
-    return Heatmap(width, height, bounds, flat, max(counts.values(), default=0), drawn, elsewhere, unreadable, removed, radius_m)
+    return Heatmap(
+        width, height, bounds, flat, max(counts.values(), default=0), drawn, elsewhere, unreadable, removed, radius_m
+    )
 
 
 def _private_pieces(track: Sequence[Point], hidden: _Hidden, radius_m: float) -> tuple[list[list[Point]], int]:
