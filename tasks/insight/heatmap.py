@@ -30,6 +30,8 @@ PRIVACY_RADIUS_M = 200.0
 """Default privacy radius in metres (Prefect Variable ``strava_privacy_radius_m`` overrides; 0 = off)."""
 MIN_VISITS = 2
 """A start or end point is frequent when this many activities start or end within the radius of it."""
+COARSE = 0.01
+"""Degrees: a step shorter than this with both ends away from every hidden area is kept without sampling."""
 GRID_WIDTH = 480
 GRID_HEIGHT = 300
 _EARTH_M = 6_371_008.8
@@ -114,6 +116,12 @@ class _Hidden:
                     centre = ((iy + 0.5) * self.dlat, (ix + 0.5) * self.dlat / band)
                     if _metres(c, centre) <= reach:
                         self.cells.add((iy, ix))
+        self.coarse: set[tuple[int, int]] = set()
+        """Cells of ``COARSE`` degrees within two cells of a hidden cell's centre: elsewhere a short step is safe."""
+        for iy, ix in self.cells:
+            band = self.band_cos(iy)
+            cy, cx = math.floor((iy + 0.5) * self.dlat / COARSE), math.floor((ix + 0.5) * self.dlat / band / COARSE)
+            self.coarse.update((cy + dy, cx + dx) for dy in range(-2, 3) for dx in range(-2, 3))
 
     def band_cos(self, iy: int) -> float:
         found = self._cos.get(iy)
@@ -324,21 +332,37 @@ def _private_pieces(track: Sequence[Point], hidden: _Hidden, radius_m: float) ->
     own_reach2 = own_reach * own_reach
     scale = math.cos(math.radians(track[0][0])) ** 2
     cells = hidden.cells
-    key = hidden.key
     pieces: list[list[Point]] = []
     current: list[Point] = []
     removed = 0
+    coarse = hidden.coarse
+    own_far = (own_reach + 1.5 * COARSE) ** 2  # a short step is under 1.42 COARSE long
     samples: list[Point] = [track[0]]
     for a, b in zip(track, track[1:], strict=False):
+        if (
+            abs(b[0] - a[0]) < COARSE
+            and abs(b[1] - a[1]) < COARSE
+            and (math.floor(a[0] / COARSE), math.floor(a[1] / COARSE)) not in coarse
+            and (math.floor(b[0] / COARSE), math.floor(b[1] / COARSE)) not in coarse
+            and min(
+                (a[0] - lat_a) ** 2 + (a[1] - lng_a) ** 2 * scale, (a[0] - lat_b) ** 2 + (a[1] - lng_b) ** 2 * scale
+            )
+            > own_far
+        ):
+            samples.append(b)  # a short step far from every hidden area and from the route's own ends
+            continue
         steps = max(1, math.ceil(_metres(a, b) / hidden.size))
         dy, dx = (b[0] - a[0]) / steps, (b[1] - a[1]) / steps
         samples.extend((a[0] + dy * k, a[1] + dx * k) for k in range(1, steps + 1))
+    band_cos = hidden.band_cos
+    dlat = hidden.dlat
     for p in samples:
         lat, lng = p
+        iy = math.floor(lat / dlat)
         if (
             (lat - lat_a) ** 2 + (lng - lng_a) ** 2 * scale <= own_reach2
             or (lat - lat_b) ** 2 + (lng - lng_b) ** 2 * scale <= own_reach2
-            or key(p) in cells
+            or (iy, math.floor(lng * band_cos(iy) / dlat)) in cells
         ):
             removed += 1
             if len(current) >= 2:
