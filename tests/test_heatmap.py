@@ -206,3 +206,15 @@ def test_settings_come_from_prefect_variables(variables: None) -> None:
     write_variable(dashboard.PRIVACY_RADIUS_VARIABLE, "off")
     with pytest.raises(ValueError, match="strava_privacy_radius_m"):
         dashboard.read_settings()
+
+
+@pytest.mark.parametrize("radius", [0, 200])
+def test_jumps_are_not_drawn(radius: float) -> None:
+    """A step of more than 20 km (a GPS jump, a flight) is cut out, not sampled metre by metre."""
+    far = (-33.86882, 151.20929)
+    jumpy = [*loop_from(offset(0, 0)), far, offset(100, 100)] * 500  # 1,000 jumps across the globe
+    pieces, _ = heatmap.apply_privacy([jumpy, loop_from(offset(30, 30))], radius)
+    steps = [metres(a, b) for piece in pieces for a, b in zip(piece, piece[1:], strict=False)]
+    assert steps and max(steps) <= heatmap.MAX_STEP_M
+    shown = heatmap.render_heatmap([encode_polyline(jumpy)], radius).as_dict()
+    assert shown["tracks"] == 1 and shown["cells"]

@@ -30,6 +30,8 @@ PRIVACY_RADIUS_M = 200.0
 """Default privacy radius in metres (Prefect Variable ``strava_privacy_radius_m`` overrides; 0 = off)."""
 MIN_VISITS = 2
 """A start or end point is frequent when this many activities start or end within the radius of it."""
+MAX_STEP_M = 20_000.0
+"""A step between two points longer than this (a GPS jump, a ferry) is not drawn, nor sampled."""
 COARSE = 0.01
 """Degrees: a step shorter than this with both ends away from every hidden area is kept without sampling."""
 GRID_WIDTH = 480
@@ -177,7 +179,7 @@ def apply_privacy(tracks: Sequence[Sequence[Point]], radius_m: float) -> tuple[l
     ``radius_m`` 0 (or less) returns the tracks as they are.
     """
     if radius_m <= 0:
-        return [list(t) for t in tracks if len(t) >= 2], 0
+        return [piece for t in tracks if len(t) >= 2 for piece in _split_jumps(t)], 0
     frequent = _Hidden(frequent_endpoints(tracks, radius_m), radius_m)
     pieces: list[list[Point]] = []
     removed = 0
@@ -319,6 +321,21 @@ def render_heatmap(
     )
 
 
+def _split_jumps(track: Sequence[Point]) -> list[list[Point]]:
+    """The track in pieces, cut at every step longer than ``MAX_STEP_M``."""
+    pieces: list[list[Point]] = []
+    current: list[Point] = [track[0]]
+    for a, b in zip(track, track[1:], strict=False):
+        if _metres(a, b) > MAX_STEP_M:
+            if len(current) >= 2:
+                pieces.append(current)
+            current = []
+        current.append(b)
+    if len(current) >= 2:
+        pieces.append(current)
+    return pieces
+
+
 def _private_pieces(track: Sequence[Point], hidden: _Hidden, radius_m: float) -> tuple[list[list[Point]], int]:
     """One track's kept pieces: every step of it (at most ``radius_m / 4`` long) outside the hidden cells.
 
@@ -326,7 +343,7 @@ def _private_pieces(track: Sequence[Point], hidden: _Hidden, radius_m: float) ->
     here too (a step within ``radius_m`` plus one step of them is dropped).
     """
     if radius_m <= 0:
-        return [list(track)], 0
+        return _split_jumps(track), 0
     (lat_a, lng_a), (lat_b, lng_b) = track[0], track[-1]
     own_reach = (radius_m + hidden.size) / _M_PER_DEG
     own_reach2 = own_reach * own_reach
@@ -337,7 +354,7 @@ def _private_pieces(track: Sequence[Point], hidden: _Hidden, radius_m: float) ->
     removed = 0
     coarse = hidden.coarse
     own_far = (own_reach + 1.5 * COARSE) ** 2  # a short step is under 1.42 COARSE long
-    samples: list[Point] = [track[0]]
+    samples: list[Point | None] = [track[0]]
     for a, b in zip(track, track[1:], strict=False):
         if (
             abs(b[0] - a[0]) < COARSE
@@ -351,12 +368,21 @@ def _private_pieces(track: Sequence[Point], hidden: _Hidden, radius_m: float) ->
         ):
             samples.append(b)  # a short step far from every hidden area and from the route's own ends
             continue
-        steps = max(1, math.ceil(_metres(a, b) / hidden.size))
+        length = _metres(a, b)
+        if length > MAX_STEP_M:
+            samples += [None, b]  # a jump: not drawn
+            continue
+        steps = max(1, math.ceil(length / hidden.size))
         dy, dx = (b[0] - a[0]) / steps, (b[1] - a[1]) / steps
         samples.extend((a[0] + dy * k, a[1] + dx * k) for k in range(1, steps + 1))
     band_cos = hidden.band_cos
     dlat = hidden.dlat
     for p in samples:
+        if p is None:
+            if len(current) >= 2:
+                pieces.append(current)
+            current = []
+            continue
         lat, lng = p
         iy = math.floor(lat / dlat)
         if (

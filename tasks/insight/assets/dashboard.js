@@ -322,7 +322,8 @@
       return { id: c.canvas.id, type: c.config.type, points: c.data.datasets.reduce(function (n, d) { return n + d.data.length; }, 0) };
     }),
     expected: EXPECTED,
-    heatmap: heat
+    heatmap: heat,
+    drawnMs: Math.round(performance.now())
   };
   document.body.setAttribute("data-charts-rendered", String(charts.length));
 })();
