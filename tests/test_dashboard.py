@@ -59,6 +59,7 @@ CHARTS = (
     "chart-start-points",
     "chart-load",
     "chart-weekday-hour",
+    "chart-eddington",
 )
 
 
@@ -338,6 +339,13 @@ PAINTED = """Array.from(document.querySelectorAll('canvas')).map(function (c) {
 })"""
 
 
+ROUTE_PIXELS = """(function () {
+  var c = document.getElementById('heatmap'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, n = 0;
+  for (var i = 0; i < d.length; i += 4) { if (d[i] > 150) { n++; } }
+  return n;
+})()"""
+
+
 def test_dashboard_renders_in_headless_chromium(page: str, tmp_path: Path) -> None:
     binary = _chromium()
     html_file = tmp_path / "dashboard.html"
@@ -346,6 +354,10 @@ def test_dashboard_renders_in_headless_chromium(page: str, tmp_path: Path) -> No
         browser.open(html_file.as_uri())
         state = browser.wait_for("window.stravaDashboard", timeout=30)
         painted = browser.evaluate(PAINTED)
+        routes = browser.evaluate(ROUTE_PIXELS)
+        year_sections = browser.evaluate(
+            "Array.from(document.querySelectorAll('.review')).map(function (e) { return +e.dataset.year; })"
+        )
         pwned = browser.evaluate("window.pwned === 1")
         screenshot = browser.screenshot(tmp_path / "dashboard.png")
         browser.pump(0.2)
@@ -363,9 +375,12 @@ def test_dashboard_renders_in_headless_chromium(page: str, tmp_path: Path) -> No
     assert state["expected"] == len(CHARTS)
     assert sorted(c["id"] for c in state["charts"]) == sorted(CHARTS)
     assert all(c["points"] > 0 for c in state["charts"]), state["charts"]
-    assert len(painted) == len(CHARTS)
+    assert len(painted) == len(CHARTS) + 1  # and the heatmap
     for canvas in painted:
         assert canvas["painted"] > 0.02 * canvas["area"], canvas  # drawn, not a blank canvas
+    assert state["heatmap"]["tracks"] > 100 and state["heatmap"]["cells"] > 1000
+    assert routes > 1000, "the heatmap draws routes on its background"
+    assert year_sections == sorted(year_sections, reverse=True) and len(year_sections) >= 3
     assert screenshot.stat().st_size > 50_000
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -459,3 +474,51 @@ def test_cli_dashboard_shows_the_validation_table(tmp_path: Path, capsys: pytest
     assert main(["dashboard", "--warehouse-block", name, "--out", str(out)]) == 0
     page = out.read_text(encoding="utf-8")
     assert 'id="validation-table"' in page and "all rows staged" in page and "staged_rows" in page
+
+
+# --------------------------------------------------------------------------- Eddington, heatmap, gear, year in review
+
+
+def test_new_sections_have_their_data(page: str, warehouse: tuple[sa.Engine, Any]) -> None:
+    engine, emu = warehouse
+    data = embedded(page)
+    groups = {g["group"]: g for g in data["eddington"]["groups"]}
+    assert set(groups) == {"ride", "run"}
+    for g in groups.values():
+        assert g["km"]["eddington_number"] >= g["mi"]["eddington_number"] > 0
+        assert g["km"]["days_needed_for_next"] >= 1
+    assert data["eddington"]["years"] == sorted(data["eddington"]["years"])
+    years = [y["activity_year"] for y in data["yearReview"]]
+    assert years == sorted(years, reverse=True) and len(years) == len(data["years"])
+    assert all(y["longest_streak_days"] >= 1 for y in data["yearReview"])
+    gear_ids = {a["gear_id"] for a in emu.activities[15:] if a.get("gear_id")}
+    assert {g["gear_id"] for g in data["gear"]["rows"]} == gear_ids
+    assert data["gear"]["due"] == []  # no thresholds set
+    h = data["heatmap"]
+    assert h["radiusM"] == 200 and h["tracks"] > 100 and h["removedPoints"] > 0 and h["cells"]
+    assert 'id="eddington-table"' in page and 'id="gear-table"' in page and 'id="heatmap"' in page
+    # The page holds no coordinate of a route: only the grid's counts and its bounds.
+    block = json.dumps(data["heatmap"])
+    assert not re.search(r"\d+\.\d{4,}", block.replace(json.dumps(h["bounds"]), ""))
+
+
+def test_gear_threshold_passed_warns_in_the_dashboard(warehouse: tuple[sa.Engine, Any]) -> None:
+    engine, emu = warehouse
+    gear = sorted({a["gear_id"] for a in emu.activities if a.get("gear_id")})
+    settings = dashboard.InsightSettings(gear_thresholds_km={gear[0]: 1, gear[1]: 10_000_000})
+    page = dashboard.render_dashboard(engine, athlete_id=emu.athlete["id"], settings=settings)
+    data = embedded(page)
+    assert data["gear"]["due"] == [gear[0]]
+    assert 'id="gear-warning-header"' in page and f"Due for maintenance: {gear[0]}" in page
+    without = dashboard.render_dashboard(engine, athlete_id=emu.athlete["id"], settings=dashboard.InsightSettings())
+    assert "gear-warning" not in without
+
+
+def test_privacy_radius_is_configurable(warehouse: tuple[sa.Engine, Any]) -> None:
+    engine, emu = warehouse
+    off = dashboard.collect_data(engine, athlete_id=emu.athlete["id"], settings=dashboard.InsightSettings(0))
+    wide = dashboard.collect_data(engine, athlete_id=emu.athlete["id"], settings=dashboard.InsightSettings(1000))
+    assert off["heatmap"]["removedPoints"] == 0 and off["heatmap"]["radiusM"] == 0
+    assert wide["heatmap"]["removedPoints"] > 0
+    assert "privacy radius off" in dashboard.render_html(off)
+    assert "privacy radius 1,000 m" in dashboard.render_html(wide)

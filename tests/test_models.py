@@ -78,6 +78,8 @@ def make_rows(
                 "total_photo_count": rng.choice((0, 0, 0, 2)),
                 "achievement_count": rng.randint(0, 4),
                 "athlete_count": 1,
+                "pr_count": i % 3,
+                "gear_id": (None, "b1", "g1", "")[i % 4],
                 "deleted_at": datetime(2025, 1, 1, tzinfo=UTC) if i % 13 == 5 else None,
             }
         )
@@ -230,6 +232,10 @@ def test_my_models_are_numbered_after_the_spine() -> None:
         "kudos_by_place",
         "kudos_history_daily",
         "activity_calendar_daily",
+        "eddington",
+        "eddington_yearly",
+        "year_in_review",
+        "gear_usage",
     ]
 
 
@@ -453,6 +459,7 @@ def test_deleted_activities_are_excluded_everywhere(built: Any) -> None:
         "weekly_training_load": "activity_count",
         "kudos_by_weekday_hour": "activity_count",
         "activity_calendar_daily": "activity_count",
+        "year_in_review": "activity_count",
     }
     for table, column in count_columns.items():
         assert sum(r[column] for r in fetch(engine, table)) == len(live_rows), table
@@ -564,3 +571,189 @@ def test_two_runs_rebuilding_a_model_at_once_both_succeed(request: pytest.Fixtur
             assert "month" in conn.execute(sa.text(f"SELECT * FROM {name} LIMIT 0")).keys()
     finally:
         engine.dispose()
+
+
+# --------------------------------------------------------------------------- Eddington, year in review, gear (by hand)
+
+
+def _known_rows() -> list[dict[str, Any]]:
+    """A small history of athlete 7 whose figures are worked out by hand in the tests below."""
+    spec = [
+        # local start, sport, km, kudos, prs, gear, deleted
+        ("2023-05-01 07:00", "Ride", 3.0, 2, 1, "b1", False),
+        ("2023-05-02 07:00", "Ride", 2.0, 5, 0, "b1", False),
+        ("2023-05-02 19:00", "VirtualRide", 1.5, None, 0, "b1", False),  # same day: 3.5 km of riding
+        ("2023-05-03 07:00", "EBikeRide", 50.0, 5, 2, "b2", False),  # motor assisted: no Eddington
+        ("2023-06-01 07:00", "Ride", 3.0, 1, 0, "b1", False),
+        ("2024-01-10 07:00", "GravelRide", 5.0, 3, 0, "b1", False),
+        ("2024-01-11 07:00", "Ride", 4.0, 4, 0, "b1", False),
+        ("2024-02-01 07:00", "Ride", 2.9, 99, 9, "b1", True),  # deleted: counts nowhere
+        ("2024-03-01 07:00", "Ride", 3.0, 0, 0, "b1", False),
+        ("2024-07-01 06:00", "Run", 10.0, 6, 1, "g1", False),
+        ("2024-07-01 23:30", "TrailRun", 2.0, 6, 0, "g1", False),  # UTC: the next day; local: 12 km on 07-01
+        ("2024-07-02 07:00", "Run", 1.0, 2, 0, "g1", False),
+        ("2025-12-30 07:00", "Yoga", 0.0, None, 0, "", False),
+        ("2025-12-31 07:00", "Yoga", 0.0, None, 0, None, False),
+    ]
+    rows = []
+    for i, (start, sport, km, kudos, prs, gear, deleted) in enumerate(spec):
+        local = datetime.fromisoformat(start)
+        rows.append(
+            {
+                "id": 7_000 + i,
+                "athlete_id": 7,
+                "name": f"{sport} {i} </b>",
+                "sport_type": sport,
+                "distance": km * 1000,
+                "moving_time": 600,
+                "total_elevation_gain": 10.0,
+                "start_date": (local + timedelta(hours=7)).replace(tzinfo=UTC),
+                "start_date_local": local,
+                "kudos_count": kudos,
+                "pr_count": prs,
+                "gear_id": gear,
+                "deleted_at": datetime(2025, 1, 1, tzinfo=UTC) if deleted else None,
+            }
+        )
+    return rows
+
+
+@pytest.fixture
+def known(engine: sa.Engine) -> sa.Engine:
+    insert(engine, _known_rows(), [])
+    other, _ = make_rows(count=80, athlete_id=8, first_id=9_200_000_000)  # another athlete, never mixed in
+    insert(engine, other, [])
+    build_all(engine)
+    return engine
+
+
+def _mine(engine: sa.Engine, table: str, *key: str) -> dict[Any, dict[str, Any]]:
+    return {tuple(r[k] for k in key): r for r in fetch(engine, table) if r["athlete_id"] == 7}
+
+
+def test_eddington_numbers_by_hand(known: sa.Engine) -> None:
+    """Ride days (km): 5.0, 4.0, 3.5, 3.0, 3.0, 3.0 -> E 3 (a 4th day of 4 km would make 4).
+
+    In miles: 3.11, 2.49, 2.17, 1.86 x 3 -> E 2; days of 3 mi or more: one. Run days (local):
+    12.0 and 1.0 km -> E 1, one day of 2 km or more.
+    """
+    got = _mine(known, "eddington", "sport_group", "unit")
+    columns = ("eddington_number", "next_number", "days_at_next", "days_needed_for_next", "days_total")
+    expected = {
+        ("ride", "km"): (3, 4, 2, 2, 6, 5.0),
+        ("ride", "mi"): (2, 3, 1, 2, 6, 3.1),
+        ("run", "km"): (1, 2, 1, 1, 2, 12.0),
+        ("run", "mi"): (1, 2, 1, 1, 2, 7.5),
+    }
+    assert set(got) == set(expected)
+    for key, values in expected.items():
+        assert tuple(got[key][c] for c in columns) == values[:5], key
+        assert close(got[key]["longest_day"], values[5], 1), key
+
+
+def test_eddington_history_by_year_by_hand(known: sa.Engine) -> None:
+    """2023's rides: 3.5, 3.0, 3.0 km -> E 3 exactly (a day of exactly E counts), in miles E 1.
+
+    2025 has no ride (only yoga) but is a year of the athlete: the number carries over.
+    """
+    got = _mine(known, "eddington_yearly", "sport_group", "unit", "activity_year")
+    columns = ("eddington_number", "gained", "days_at_next", "days_needed_for_next", "days_total")
+    expected = {
+        ("ride", "km", 2023): (3, 3, 0, 4, 3),
+        ("ride", "km", 2024): (3, 0, 2, 2, 6),
+        ("ride", "km", 2025): (3, 0, 2, 2, 6),
+        ("ride", "mi", 2023): (1, 1, 1, 1, 3),
+        ("ride", "mi", 2024): (2, 1, 1, 2, 6),
+        ("ride", "mi", 2025): (2, 0, 1, 2, 6),
+        ("run", "km", 2024): (1, 1, 1, 1, 2),
+        ("run", "km", 2025): (1, 0, 1, 1, 2),
+        ("run", "mi", 2024): (1, 1, 1, 1, 2),
+        ("run", "mi", 2025): (1, 0, 1, 1, 2),
+    }
+    assert set(got) == set(expected)
+    for key, values in expected.items():
+        assert tuple(got[key][c] for c in columns) == values, key
+
+
+def test_eddington_matches_a_brute_force_count(built: Any) -> None:
+    """On the random fixture: E is the largest n with n days of at least n units (checked by counting)."""
+    engine, rows, _, _ = built
+    groups = {"Ride": "ride", "VirtualRide": "ride", "Run": "run", "TrailRun": "run"}
+    days: dict[tuple[str, date], float] = defaultdict(float)
+    for r in live(rows):
+        if r["sport_type"] in groups and r["distance"] > 0:
+            days[(groups[r["sport_type"]], r["start_date_local"].date())] += r["distance"]
+    got = _mine_of(engine, 42)
+    for (group, unit), row in got.items():
+        metres = 1000.0 if unit == "km" else 1609.344
+        dist = [d for (g, _), d in days.items() if g == group]
+        e = max(n for n in range(len(dist) + 1) if sum(1 for d in dist if d >= n * metres) >= n)
+        assert row["eddington_number"] == e, (group, unit)
+        assert row["days_needed_for_next"] == e + 1 - sum(1 for d in dist if d >= (e + 1) * metres)
+    assert set(got) == {("ride", "km"), ("ride", "mi"), ("run", "km"), ("run", "mi")}
+
+
+def _mine_of(engine: sa.Engine, athlete: int) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["sport_group"], r["unit"]): r for r in fetch(engine, "eddington") if r["athlete_id"] == athlete}
+
+
+def test_year_in_review_by_hand(known: sa.Engine) -> None:
+    got = _mine(known, "year_in_review", "activity_year")
+    assert set(got) == {(2023,), (2024,), (2025,)}
+    y23, y24, y25 = got[(2023,)], got[(2024,)], got[(2025,)]
+    assert (y23["activity_count"], y23["active_days"], y23["pr_count"], y23["total_kudos"]) == (5, 4, 3, 13)
+    assert close(y23["total_km"], 59.5, 1) and close(y23["total_moving_hours"], 3000 / 3600, 1)
+    assert close(y23["total_elevation_m"], 50, 0)
+    assert (y23["longest_streak_days"], as_date(y23["streak_start"]), as_date(y23["streak_end"])) == (
+        3,
+        date(2023, 5, 1),
+        date(2023, 5, 3),
+    )
+    assert as_date(y23["biggest_day"]) == date(2023, 5, 3) and close(y23["biggest_day_km"], 50.0, 1)
+    # 5 kudos twice: the earlier activity wins.
+    assert (y23["most_kudos"], y23["most_kudos_activity_id"], as_date(y23["most_kudos_date"])) == (
+        5,
+        7_001,
+        date(2023, 5, 2),
+    )
+    assert y23["most_kudos_name"] == "Ride 1 </b>"
+    # 2024: the deleted ride (99 kudos, 9 PRs) counts nowhere; two 2-day streaks, the earlier wins.
+    assert (y24["activity_count"], y24["active_days"], y24["pr_count"], y24["most_kudos"]) == (6, 5, 1, 6)
+    assert y24["most_kudos_activity_id"] == 7_009
+    assert (y24["longest_streak_days"], as_date(y24["streak_start"])) == (2, date(2024, 1, 10))
+    assert as_date(y24["biggest_day"]) == date(2024, 7, 1) and y24["biggest_day_activities"] == 2
+    assert close(y24["biggest_day_km"], 12.0, 1)
+    # 2025: yoga on 30 and 31 December, no distance and no kudos count.
+    assert (y25["longest_streak_days"], as_date(y25["streak_end"])) == (2, date(2025, 12, 31))
+    assert as_date(y25["biggest_day"]) == date(2025, 12, 30) and close(y25["biggest_day_km"], 0.0, 1)
+    assert y25["most_kudos"] is None and y25["most_kudos_name"] is None and y25["pr_count"] == 0
+
+
+def test_gear_usage_by_hand(known: sa.Engine) -> None:
+    got = _mine(known, "gear_usage", "gear_id")
+    assert set(got) == {("b1",), ("b2",), ("g1",)}  # no gear, or an empty id: left out
+    b1, b2, g1 = got[("b1",)], got[("b2",)], got[("g1",)]
+    assert (b1["activity_count"], b1["main_sport_type"]) == (7, "Ride")
+    assert close(b1["total_km"], 21.5, 1) and close(b1["total_moving_hours"], 7 * 600 / 3600, 1)
+    assert (as_date(b1["first_used_on"]), as_date(b1["last_used_on"])) == (date(2023, 5, 1), date(2024, 3, 1))
+    assert (b2["activity_count"], b2["main_sport_type"]) == (1, "EBikeRide") and close(b2["total_km"], 50.0, 1)
+    assert (g1["activity_count"], g1["main_sport_type"]) == (3, "Run") and close(g1["total_km"], 13.0, 1)
+
+
+def test_gear_thresholds_flag_the_gear_due(known: sa.Engine) -> None:
+    from tasks.insight import dashboard
+
+    settings = dashboard.InsightSettings(gear_thresholds_km={"b1": 20, "g1": 100, "elsewhere": 1})
+    data = dashboard.collect_data(known, athlete_id=7, settings=settings)
+    rows = {g["gear_id"]: g for g in data["gear"]["rows"]}
+    assert [g["gear_id"] for g in data["gear"]["rows"]] == ["b2", "b1", "g1"]  # most km first
+    assert rows["b1"]["due"] and rows["b1"]["pct"] == 107.5
+    assert not rows["g1"]["due"] and rows["g1"]["pct"] == 13.0
+    assert rows["b2"]["threshold_km"] is None and not rows["b2"]["due"]
+    assert data["gear"]["due"] == ["b1"]
+    page = dashboard.render_html(data)
+    assert 'id="gear-warning"' in page and "Due for maintenance: b1" in page
+    assert [g["group"] for g in data["eddington"]["groups"]] == ["ride", "run"]
+    assert data["eddington"]["years"] == [2023, 2024, 2025]
+    assert [y["activity_year"] for y in data["yearReview"]] == [2025, 2024, 2023]
+    assert "Ride 1 &lt;/b&gt;" in page and "Ride 1 </b>" not in page

@@ -11,9 +11,7 @@ from flows.cli.common import CliError, add_command
 __all__ = ["publish_index_page", "register"]
 
 
-def publish_index_page(
-    application_block: str, lake_block: str, warehouse_block: str | None
-) -> dict[str, str | None]:
+def publish_index_page(application_block: str, lake_block: str, warehouse_block: str | None) -> dict[str, str | None]:
     """Write the application's index page to the lake's root; return where."""
     from datetime import UTC, datetime
 

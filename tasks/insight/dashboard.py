@@ -19,6 +19,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -33,15 +34,20 @@ from prefect.cache_policies import NO_CACHE
 from tasks import lake as lake_io
 from tasks import quality
 from tasks import warehouse as wh
-from tasks.insight import links
+from tasks.insight import heatmap, links
+from tasks.state.variables import read_variable
 
 __all__ = [
+    "GEAR_THRESHOLDS_VARIABLE",
+    "PRIVACY_RADIUS_VARIABLE",
     "VALIDATION_TABLE",
+    "InsightSettings",
     "collect_data",
     "dashboard_paths",
     "lake_url",
     "publish_dashboard",
     "read_table",
+    "read_settings",
     "read_validation_results",
     "render_dashboard",
     "render_html",
@@ -63,9 +69,87 @@ CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "img-src data:; connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'"
 )
+GEAR_THRESHOLDS_VARIABLE = "strava_gear_thresholds"
+"""Prefect Variable: a JSON object of gear id -> the gear's total km at which it is due for maintenance."""
+PRIVACY_RADIUS_VARIABLE = "strava_privacy_radius_m"
+"""Prefect Variable: the heatmap's privacy radius in metres (default 200; 0 turns it off)."""
+MAX_PRIVACY_RADIUS_M = 5000.0
 _WORKOUTS = ("default", "long run", "workout", "race")
 _CHECK_FIELDS = ("name", "severity", "operator", "value_1", "value_2", "outcome", "detail")
 _SOURCE_MAP = re.compile(r"^//# sourceMappingURL=.*$", re.MULTILINE)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class InsightSettings:
+    """What a user sets for the dashboard (Prefect Variables, see :func:`read_settings`)."""
+
+    privacy_radius_m: float = heatmap.PRIVACY_RADIUS_M
+    """Points of a route within this many metres of a frequent start or end are never drawn; 0 = off."""
+    gear_thresholds_km: Mapping[str, float] = field(default_factory=dict)
+    """Gear id -> total km at which the gear is due for maintenance."""
+
+    @classmethod
+    def parse(cls, privacy_radius: Any = None, gear_thresholds: Any = None) -> InsightSettings:
+        """Settings from the Variables' values (None: the default).
+
+        Raises:
+            ValueError: A value of the wrong shape; the message names the Variable and what it takes.
+
+        """
+        radius: float | None = heatmap.PRIVACY_RADIUS_M
+        if privacy_radius is not None:
+            radius = _number(privacy_radius)
+            if radius is None or not 0 <= radius <= MAX_PRIVACY_RADIUS_M:
+                raise ValueError(
+                    f"Prefect Variable {PRIVACY_RADIUS_VARIABLE} must be a number of metres from 0 (off) to "
+                    f"{MAX_PRIVACY_RADIUS_M:g}, e.g. 200; it is {privacy_radius!r}: set it again or delete it"
+                )
+        thresholds: dict[str, float] = {}
+        if gear_thresholds is not None:
+            value = gear_thresholds
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    value = None
+            if not isinstance(value, dict):
+                raise ValueError(
+                    f"Prefect Variable {GEAR_THRESHOLDS_VARIABLE} must be a JSON object of gear id to km, e.g. "
+                    f'{{"b1234567": 5000, "g7654321": 800}}; it is not an object: set it again or delete it'
+                )
+            for gear_id, km in value.items():
+                number = _number(km)
+                if number is None or number <= 0:
+                    raise ValueError(
+                        f"Prefect Variable {GEAR_THRESHOLDS_VARIABLE}: the threshold of gear {str(gear_id)[:40]!r} "
+                        f"must be a positive number of km, it is {str(km)[:40]!r}: correct it"
+                    )
+                thresholds[str(gear_id)] = number
+        return cls(heatmap.PRIVACY_RADIUS_M if radius is None else radius, thresholds)
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a number or a numeric string; None otherwise (booleans are not numbers)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def read_settings() -> InsightSettings:
+    """The settings from the Prefect Variables ``strava_privacy_radius_m`` and ``strava_gear_thresholds``.
+
+    Raises:
+        ValueError: A Variable holds a value of the wrong shape (the message says which and how to fix it).
+
+    """
+    return InsightSettings.parse(read_variable(PRIVACY_RADIUS_VARIABLE), read_variable(GEAR_THRESHOLDS_VARIABLE))
 
 
 # --------------------------------------------------------------------------- reading
@@ -159,17 +243,21 @@ def collect_data(
     *,
     athlete_id: int | None = None,
     generated_at: datetime | None = None,
+    settings: InsightSettings | None = None,
 ) -> dict[str, Any]:
     """Read one athlete's models and activities into the dashboard's data (plain, JSON-ready).
 
     ``athlete_id`` None: the warehouse's only athlete (no data when it holds none).
     ``checks``: this run's check results; None: the newest recorded in the warehouse. The
     athlete's recent runs' tallies come from the warehouse either way.
+    ``settings``: the privacy radius and gear thresholds; None: :func:`read_settings`.
 
     Raises:
-        ValueError: No athlete given and the warehouse holds several; the message lists them.
+        ValueError: No athlete given and the warehouse holds several (the message lists them),
+            or a setting's Variable holds a value of the wrong shape.
 
     """
+    settings = read_settings() if settings is None else settings
     athlete_id = wh.choose_athlete(engine, athlete_id)
     names = (
         "monthly_distance_by_sport",
@@ -180,15 +268,22 @@ def collect_data(
         "kudos_by_place",
         "activity_summary_yearly",
         "activity_summary_by_sport",
+        "eddington",
+        "eddington_yearly",
+        "year_in_review",
+        "gear_usage",
     )
     models: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     points: list[dict[str, Any]] = []
+    polylines: list[str] = []
     runs: list[dict[str, Any]] = []
     if athlete_id is not None:
         with engine.connect() as conn:
             models = {name: read_table(conn, name, athlete_id) for name in names}
             result = conn.execute(sa.text(wh.read_sql("dashboard/activity_points.sql")), {"athlete_id": athlete_id})
             points = [dict(r) for r in result.mappings().fetchmany(MAX_POINTS)]
+            found = conn.execute(sa.text(wh.read_sql("dashboard/activity_polylines.sql")), {"athlete_id": athlete_id})
+            polylines = [str(r[0]) for r in found]
             if _table_exists(conn, VALIDATION_TABLE):
                 runs = _validation_runs(conn, athlete_id, VALIDATION_RUNS)
     if checks is None and runs:
@@ -228,6 +323,10 @@ def collect_data(
             {k: _plain(v) for k, v in r.items()}
             for r in sorted(models["activity_summary_yearly"], key=lambda r: r["activity_year"], reverse=True)
         ],
+        "eddington": _eddington(models["eddington"], models["eddington_yearly"]),
+        "yearReview": _year_review(models["year_in_review"]),
+        "gear": _gear(models["gear_usage"], settings.gear_thresholds_km),
+        "heatmap": heatmap.render_heatmap(polylines, settings.privacy_radius_m).as_dict(),
         "checks": None if checks is None else [{k: _plain(c.get(k)) for k in _CHECK_FIELDS} for c in checks],
         "validationRuns": [{k: _plain(v) for k, v in run.items() if k != "checks"} for run in runs],
     }
@@ -365,6 +464,90 @@ def _activities(points: list[dict[str, Any]]) -> dict[str, Any]:
     return {"sports": sports, "rows": compact, "limit": MAX_POINTS}
 
 
+_GROUPS = ("ride", "run")
+_EDDINGTON_FIELDS = ("eddington_number", "next_number", "days_at_next", "days_needed_for_next", "days_total")
+
+
+def _eddington(current: list[dict[str, Any]], yearly: list[dict[str, Any]]) -> dict[str, Any]:
+    """Current numbers per sport group and unit, and the km numbers at each year's end."""
+    groups = []
+    for group in _GROUPS:
+        units = {r["unit"]: r for r in current if r["sport_group"] == group}
+        if not units:
+            continue
+        entry: dict[str, Any] = {"group": group}
+        for unit in ("km", "mi"):
+            row = units.get(unit)
+            entry[unit] = (
+                None
+                if row is None
+                else {k: int(row[k]) for k in _EDDINGTON_FIELDS} | {"longest": _num(row["longest_day"])}
+            )
+        groups.append(entry)
+    years = sorted({int(r["activity_year"]) for r in yearly})
+    series = []
+    for group in _GROUPS:
+        for unit in ("km", "mi"):
+            by_year = {
+                int(r["activity_year"]): int(r["eddington_number"])
+                for r in yearly
+                if r["sport_group"] == group and r["unit"] == unit
+            }
+            if by_year:
+                series.append({"group": group, "unit": unit, "data": [by_year.get(y) for y in years]})
+    return {"groups": groups, "years": years, "series": series}
+
+
+_REVIEW_FIELDS = (
+    "activity_year",
+    "activity_count",
+    "active_days",
+    "total_km",
+    "total_elevation_m",
+    "total_moving_hours",
+    "total_kudos",
+    "pr_count",
+    "longest_streak_days",
+    "streak_start",
+    "streak_end",
+    "biggest_day",
+    "biggest_day_km",
+    "biggest_day_activities",
+    "most_kudos_name",
+    "most_kudos_date",
+    "most_kudos",
+)
+
+
+def _year_review(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per year, newest first."""
+    ordered = sorted(rows, key=lambda r: r["activity_year"], reverse=True)
+    return [{k: _plain(r[k]) for k in _REVIEW_FIELDS} for r in ordered]
+
+
+def _gear(rows: list[dict[str, Any]], thresholds: Mapping[str, float]) -> dict[str, Any]:
+    """Distance and time per gear, most km first, with its threshold and whether it is passed."""
+    gear = []
+    for r in sorted(rows, key=lambda r: (-float(r["total_km"] or 0), r["gear_id"])):
+        km = float(r["total_km"] or 0)
+        threshold = thresholds.get(r["gear_id"])
+        gear.append(
+            {
+                "gear_id": r["gear_id"],
+                "sport": r["main_sport_type"],
+                "activities": int(r["activity_count"]),
+                "km": km,
+                "hours": _num(r["total_moving_hours"]),
+                "first": _plain(r["first_used_on"]),
+                "last": _plain(r["last_used_on"]),
+                "threshold_km": threshold,
+                "pct": None if threshold is None else round(100 * km / threshold, 1),
+                "due": threshold is not None and km >= threshold,
+            }
+        )
+    return {"rows": gear, "due": [g["gear_id"] for g in gear if g["due"]]}
+
+
 def _start_points(activities: dict[str, Any]) -> dict[str, Any]:
     """Start points around the busiest area (0.5° cell), bounds padded to a map-like aspect.
 
@@ -485,9 +668,10 @@ def render_dashboard(
     checks: Sequence[Mapping[str, Any]] | None = None,
     *,
     athlete_id: int | None = None,
+    settings: InsightSettings | None = None,
 ) -> str:
-    """Collect and render in one call: the page's HTML."""
-    return render_html(collect_data(engine, checks, athlete_id=athlete_id))
+    """Collect and render in one call: the page's HTML (``settings`` None: :func:`read_settings`)."""
+    return render_html(collect_data(engine, checks, athlete_id=athlete_id, settings=settings))
 
 
 def dashboard_paths(athlete_id: int | str, run_key: str | None = None) -> list[str]:

@@ -261,11 +261,69 @@
     };
   });
 
+  /* 8. Eddington number at each year's end, per sport group (km solid, miles dashed). */
+  draw("chart-eddington", function () {
+    var e = DATA.eddington;
+    if (!e.years.length || !e.series.length) { return null; }
+    var colours = { ride: "#2b6cb0", run: "#fc4c02" };
+    return {
+      type: "line",
+      data: {
+        labels: e.years.map(String),
+        datasets: e.series.map(function (s) {
+          return {
+            label: s.group + " (" + s.unit + ")", data: s.data, borderColor: colours[s.group] || "#718096",
+            backgroundColor: colours[s.group] || "#718096", borderDash: s.unit === "mi" ? [5, 4] : [],
+            pointRadius: 3, spanGaps: true, stepped: false
+          };
+        })
+      },
+      options: {
+        interaction: { mode: "index", intersect: false },
+        scales: { x: { grid: { display: false } }, y: { beginAtZero: true, title: { display: true, text: "E" } } }
+      }
+    };
+  });
+
+  /* 9. Heatmap of routes: a grid counted in Python (privacy radius already applied), no tiles. */
+  var heat = null;
+  (function () {
+    var canvas = document.getElementById("heatmap");
+    if (!canvas) { return; }
+    var h = DATA.heatmap;
+    try {
+      if (!h.cells.length) {
+        canvas.parentNode.outerHTML = '<p class="empty">No routes to draw</p>';
+        return;
+      }
+      var k = 2, ctx = canvas.getContext("2d"), max = Math.max(2, h.max), drawn = 0, cell = 0;
+      canvas.width = h.width * k;
+      canvas.height = h.height * k;
+      ctx.fillStyle = "#0b1622";
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      for (var i = 0; i < h.cells.length; i += 2) {
+        cell += h.cells[i];
+        var t = Math.log(h.cells[i + 1] + 1) / Math.log(max + 1);
+        ctx.fillStyle = t < 0.5
+          ? "rgba(252,76,2," + (0.45 + t).toFixed(3) + ")"
+          : "rgb(255," + Math.round(76 + 340 * (t - 0.5)) + "," + Math.round(2 + 300 * (t - 0.5)) + ")";
+        ctx.fillRect((cell % h.width) * k, Math.floor(cell / h.width) * k, k, k);
+        drawn++;
+      }
+      heat = { cells: drawn, tracks: h.tracks };
+    } catch (err) {
+      console.error("heatmap failed: " + err);
+      canvas.parentNode.innerHTML = '<p class="empty">The heatmap could not be drawn.</p>';
+    }
+  })();
+
   window.stravaDashboard = {
     charts: charts.map(function (c) {
       return { id: c.canvas.id, type: c.config.type, points: c.data.datasets.reduce(function (n, d) { return n + d.data.length; }, 0) };
     }),
-    expected: EXPECTED
+    expected: EXPECTED,
+    heatmap: heat,
+    drawnMs: Math.round(performance.now())
   };
   document.body.setAttribute("data-charts-rendered", String(charts.length));
 })();

@@ -1,0 +1,401 @@
+"""The heatmap of routes: summary polylines decoded, the privacy radius applied, rasterised.
+
+Everything happens here, in Python, when the dashboard is rendered: the page receives a grid
+of how many activities crossed each cell, never a coordinate of a track. Points within the
+privacy radius of a frequent start or end point (and of the activity's own start and end) are
+removed before anything is rasterised, after every segment has been cut into steps of at most
+a quarter of the radius, so no drawn line crosses a hidden disc.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "GRID_HEIGHT",
+    "GRID_WIDTH",
+    "PRIVACY_RADIUS_M",
+    "Heatmap",
+    "PolylineError",
+    "apply_privacy",
+    "decode_polyline",
+    "frequent_endpoints",
+    "render_heatmap",
+]
+
+PRIVACY_RADIUS_M = 200.0
+"""Default privacy radius in metres (Prefect Variable ``strava_privacy_radius_m`` overrides; 0 = off)."""
+MIN_VISITS = 2
+"""A start or end point is frequent when this many activities start or end within the radius of it."""
+MAX_STEP_M = 20_000.0
+"""A step between two points longer than this (a GPS jump, a ferry) is not drawn, nor sampled."""
+COARSE = 0.01
+"""Degrees: a step shorter than this with both ends away from every hidden area is kept without sampling."""
+GRID_WIDTH = 480
+GRID_HEIGHT = 300
+_EARTH_M = 6_371_008.8
+_M_PER_DEG = math.pi * _EARTH_M / 180
+
+Point = tuple[float, float]
+
+
+class PolylineError(ValueError):
+    """A summary polyline that is not a whole Google-encoded polyline."""
+
+
+def decode_polyline(encoded: str, precision: int = 5) -> list[Point]:
+    """Decode a Google encoded polyline into (lat, lng) pairs.
+
+    Raises:
+        PolylineError: The text ends inside a value, holds a character outside the alphabet,
+            or decodes to a latitude/longitude out of range.
+
+    """
+    factor = 10.0**precision
+    points: list[Point] = []
+    index, lat, lng, length = 0, 0, 0, len(encoded)
+    while index < length:
+        deltas = [0, 0]
+        for k in range(2):
+            shift = result = 0
+            while True:
+                if index >= length:
+                    raise PolylineError(f"polyline ends inside a value at character {index}")
+                byte = ord(encoded[index]) - 63
+                index += 1
+                if not 0 <= byte < 64:
+                    raise PolylineError(f"polyline holds {encoded[index - 1]!r} at character {index - 1}")
+                result |= (byte & 0x1F) << shift
+                shift += 5
+                if byte < 0x20:
+                    break
+            deltas[k] = ~(result >> 1) if result & 1 else result >> 1
+        lat += deltas[0]
+        lng += deltas[1]
+        point = (lat / factor, lng / factor)
+        if abs(point[0]) > 90 or abs(point[1]) > 180:
+            raise PolylineError(f"polyline point {len(points)} is off the globe: {point}")
+        points.append(point)
+    return points
+
+
+def _metres(a: Point, b: Point) -> float:
+    """Distance in metres, equirectangular (exact enough over a few kilometres)."""
+    x = (b[1] - a[1]) * math.cos(math.radians((a[0] + b[0]) / 2))
+    return math.hypot(b[0] - a[0], x) * _M_PER_DEG
+
+
+class _Hidden:
+    """The cells of a fine grid (squares of ``radius_m / 4``) that lie near a private point.
+
+    A cell is hidden when its centre is within ``radius_m`` plus 2.5 cell sizes of a private
+    point. A point in a cell that is not hidden is then more than the radius plus 1.79 cells
+    from every private point, so a step of at most one cell between two kept points never
+    enters a disc. Private points sharing a cell are marked once (the margin covers them).
+    """
+
+    def __init__(self, centres: Iterable[Point], radius_m: float) -> None:
+        self.size = radius_m / 4
+        self.dlat = self.size / _M_PER_DEG
+        self.cells: set[tuple[int, int]] = set()
+        self._cos: dict[int, float] = {}
+        reach = radius_m + 2.5 * self.size
+        span = math.ceil(reach / self.size) + 1
+        done: set[tuple[int, int]] = set()
+        for c in centres:
+            key = self.key(c)
+            if key in done:
+                continue
+            done.add(key)
+            for iy in range(key[0] - span, key[0] + span + 1):
+                band = self.band_cos(iy)
+                ix0 = math.floor(c[1] * band / self.dlat)
+                wide = math.ceil(span * max(1.0, self.band_cos(key[0]) / band)) + 1
+                for ix in range(ix0 - wide, ix0 + wide + 1):
+                    centre = ((iy + 0.5) * self.dlat, (ix + 0.5) * self.dlat / band)
+                    if _metres(c, centre) <= reach:
+                        self.cells.add((iy, ix))
+        self.coarse: set[tuple[int, int]] = set()
+        """Cells of ``COARSE`` degrees within two cells of a hidden cell's centre: elsewhere a short step is safe."""
+        for iy, ix in self.cells:
+            band = self.band_cos(iy)
+            cy, cx = math.floor((iy + 0.5) * self.dlat / COARSE), math.floor((ix + 0.5) * self.dlat / band / COARSE)
+            self.coarse.update((cy + dy, cx + dx) for dy in range(-2, 3) for dx in range(-2, 3))
+
+    def band_cos(self, iy: int) -> float:
+        found = self._cos.get(iy)
+        if found is None:
+            found = self._cos[iy] = max(math.cos(math.radians((iy + 0.5) * self.dlat)), 0.01)
+        return found
+
+    def key(self, p: Point) -> tuple[int, int]:
+        iy = math.floor(p[0] / self.dlat)
+        return iy, math.floor(p[1] * self.band_cos(iy) / self.dlat)
+
+
+def frequent_endpoints(tracks: Sequence[Sequence[Point]], radius_m: float, min_visits: int = MIN_VISITS) -> list[Point]:
+    """Every start or end point that at least ``min_visits`` activities start or end within ``radius_m`` of.
+
+    Endpoints are grouped around leaders (the first endpoint not within the radius of an
+    earlier leader); every endpoint of a group that ``min_visits`` different activities reach
+    is returned (one loop's start and end count once), so the hidden area covers all of them,
+    not only the leader.
+    """
+    endpoints = [(n, p) for n, t in enumerate(tracks) if t for p in (t[0], t[-1])]
+    leaders: list[Point] = []
+    members: list[list[Point]] = []
+    visitors: list[set[int]] = []
+    index: dict[tuple[int, int], list[int]] = {}
+    cell = radius_m / _M_PER_DEG  # degrees; a degree of longitude is cos(lat) as long, hence the wider search
+    for n, p in endpoints:
+        ky, kx = math.floor(p[0] / cell), math.floor(p[1] / cell)
+        wide = math.ceil(1 / max(math.cos(math.radians(abs(p[0]) + cell)), 0.01))
+        found = None
+        for dy in (-1, 0, 1):
+            for dx in range(-wide, wide + 1):
+                for i in index.get((ky + dy, kx + dx), ()):
+                    if found is None and _metres(p, leaders[i]) <= radius_m:
+                        found = i
+        if found is None:
+            index.setdefault((ky, kx), []).append(len(leaders))
+            leaders.append(p)
+            members.append([p])
+            visitors.append({n})
+        else:
+            members[found].append(p)
+            visitors[found].add(n)
+    return [p for group, who in zip(members, visitors, strict=True) if len(who) >= min_visits for p in group]
+
+
+def apply_privacy(tracks: Sequence[Sequence[Point]], radius_m: float) -> tuple[list[list[Point]], int]:
+    """Tracks with every point near a private point removed; pieces split where points went.
+
+    Private points: the frequent start and end points (:func:`frequent_endpoints`) and each
+    track's own start and end. Segments are first cut into steps of at most ``radius_m / 4``.
+    Returns the kept pieces (each of two points or more) and how many points were removed.
+    ``radius_m`` 0 (or less) returns the tracks as they are.
+    """
+    if radius_m <= 0:
+        return [piece for t in tracks if len(t) >= 2 for piece in _split_jumps(t)], 0
+    frequent = _Hidden(frequent_endpoints(tracks, radius_m), radius_m)
+    pieces: list[list[Point]] = []
+    removed = 0
+    for track in tracks:
+        if len(track) >= 2:
+            kept, gone = _private_pieces(track, frequent, radius_m)
+            pieces += kept
+            removed += gone
+    return pieces, removed
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """A grid of cells, each counting the activities whose kept route crosses it."""
+
+    width: int
+    height: int
+    bounds: tuple[float, float, float, float]
+    """West, south, east, north of the grid, in degrees."""
+    cells: list[int]
+    """Flat pairs: the cell index's step from the previous cell (row-major), its count."""
+    max_count: int
+    tracks: int
+    """Activities drawn (with a route in the frame)."""
+    elsewhere: int
+    """Activities with a route outside the frame."""
+    unreadable: int
+    """Polylines that could not be decoded (left out)."""
+    removed_points: int
+    """Points removed by the privacy radius (after densifying)."""
+    radius_m: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "width": self.width,
+            "height": self.height,
+            "bounds": [round(b, 5) for b in self.bounds],
+            "cells": self.cells,
+            "max": self.max_count,
+            "tracks": self.tracks,
+            "elsewhere": self.elsewhere,
+            "unreadable": self.unreadable,
+            "removedPoints": self.removed_points,
+            "radiusM": self.radius_m,
+        }
+
+
+def _frame(pieces: Sequence[Sequence[Point]], width: int, height: int) -> tuple[float, float, float, float]:
+    """The busiest 0.5° cell's routes, padded to the grid's aspect (in metres, not degrees)."""
+    starts = Counter((math.floor(p[0][0] * 2), math.floor(p[0][1] * 2)) for p in pieces)
+    (cell_lat, cell_lng), _ = starts.most_common(1)[0]
+    centre = ((cell_lat + 0.5) / 2, (cell_lng + 0.5) / 2)
+    near = [q for p in pieces for q in p if abs(q[0] - centre[0]) <= 0.5 and abs(q[1] - centre[1]) <= 0.75]
+    lats, lngs = [q[0] for q in near], [q[1] for q in near]
+    mid_lat, mid_lng = (min(lats) + max(lats)) / 2, (min(lngs) + max(lngs)) / 2
+    scale = math.cos(math.radians(mid_lat)) or 1.0
+    half_h = max((max(lats) - min(lats)) / 2, 0.002) * 1.05
+    half_w = max((max(lngs) - min(lngs)) / 2 * scale, 0.002) * 1.05
+    aspect = width / height
+    half_w, half_h = max(half_w, half_h * aspect), max(half_h, half_w / aspect)
+    return (mid_lng - half_w / scale, mid_lat - half_h, mid_lng + half_w / scale, mid_lat + half_h)
+
+
+def _cells_of(piece: Sequence[Point], bounds: tuple[float, float, float, float], width: int, height: int) -> set[int]:
+    """The grid cells a piece passes through (each segment stepped at under a cell)."""
+    west, south, east, north = bounds
+    fx, fy = width / (east - west), height / (north - south)
+    cells: set[int] = set()
+    px = [((lng - west) * fx, (north - lat) * fy) for lat, lng in piece]
+    x0, y0 = px[0]
+    if 0 <= x0 < width and 0 <= y0 < height:
+        cells.add(int(y0) * width + int(x0))
+    for x1, y1 in px[1:]:
+        steps = math.ceil(max(abs(x1 - x0), abs(y1 - y0)) * 2)
+        if steps <= 1:
+            if 0 <= x1 < width and 0 <= y1 < height:
+                cells.add(int(y1) * width + int(x1))
+        else:
+            sx, sy = (x1 - x0) / steps, (y1 - y0) / steps
+            for k in range(1, steps + 1):
+                x, y = x0 + sx * k, y0 + sy * k
+                if 0 <= x < width and 0 <= y < height:
+                    cells.add(int(y) * width + int(x))
+        x0, y0 = x1, y1
+    return cells
+
+
+def render_heatmap(
+    polylines: Iterable[str | None],
+    radius_m: float = PRIVACY_RADIUS_M,
+    width: int = GRID_WIDTH,
+    height: int = GRID_HEIGHT,
+) -> Heatmap:
+    """Decode, hide the private points, and count activities per cell over the busiest area."""
+    tracks: list[list[Point]] = []
+    unreadable = 0
+    for encoded in polylines:
+        if not encoded:
+            continue
+        try:
+            track = decode_polyline(encoded)
+        except PolylineError:
+            unreadable += 1
+            continue
+        if len(track) >= 2:
+            tracks.append(track)
+    empty_bounds = (0.0, 0.0, 1.0, 1.0)
+    if not tracks:
+        return Heatmap(width, height, empty_bounds, [], 0, 0, 0, unreadable, 0, radius_m)
+    kept: list[list[list[Point]]] = []
+    removed = 0
+    frequent = _Hidden(frequent_endpoints(tracks, radius_m) if radius_m > 0 else (), max(radius_m, 1.0))
+    for track in tracks:  # per activity, so a cell counts an activity once however its pieces run
+        pieces, gone = _private_pieces(track, frequent, radius_m)
+        removed += gone
+        kept.append(pieces)
+    all_pieces = [p for pieces in kept for p in pieces]
+    if not all_pieces:
+        return Heatmap(width, height, empty_bounds, [], 0, 0, 0, unreadable, removed, radius_m)
+    bounds = _frame(all_pieces, width, height)
+    counts: Counter[int] = Counter()
+    drawn = elsewhere = 0
+    for pieces in kept:
+        cells: set[int] = set()
+        for piece in pieces:
+            cells |= _cells_of(piece, bounds, width, height)
+        if cells:
+            drawn += 1
+            counts.update(cells)
+        elif pieces:
+            elsewhere += 1
+    flat: list[int] = []
+    previous = 0
+    for cell in sorted(counts):
+        flat += [cell - previous, counts[cell]]
+        previous = cell
+    return Heatmap(
+        width, height, bounds, flat, max(counts.values(), default=0), drawn, elsewhere, unreadable, removed, radius_m
+    )
+
+
+def _split_jumps(track: Sequence[Point]) -> list[list[Point]]:
+    """The track in pieces, cut at every step longer than ``MAX_STEP_M``."""
+    pieces: list[list[Point]] = []
+    current: list[Point] = [track[0]]
+    for a, b in zip(track, track[1:], strict=False):
+        if _metres(a, b) > MAX_STEP_M:
+            if len(current) >= 2:
+                pieces.append(current)
+            current = []
+        current.append(b)
+    if len(current) >= 2:
+        pieces.append(current)
+    return pieces
+
+
+def _private_pieces(track: Sequence[Point], hidden: _Hidden, radius_m: float) -> tuple[list[list[Point]], int]:
+    """One track's kept pieces: every step of it (at most ``radius_m / 4`` long) outside the hidden cells.
+
+    ``hidden`` holds the frequent endpoints' cells; the track's own start and end are hidden
+    here too (a step within ``radius_m`` plus one step of them is dropped).
+    """
+    if radius_m <= 0:
+        return _split_jumps(track), 0
+    (lat_a, lng_a), (lat_b, lng_b) = track[0], track[-1]
+    own_reach = (radius_m + hidden.size) / _M_PER_DEG
+    own_reach2 = own_reach * own_reach
+    scale = math.cos(math.radians(track[0][0])) ** 2
+    cells = hidden.cells
+    pieces: list[list[Point]] = []
+    current: list[Point] = []
+    removed = 0
+    coarse = hidden.coarse
+    own_far = (own_reach + 1.5 * COARSE) ** 2  # a short step is under 1.42 COARSE long
+    samples: list[Point | None] = [track[0]]
+    for a, b in zip(track, track[1:], strict=False):
+        if (
+            abs(b[0] - a[0]) < COARSE
+            and abs(b[1] - a[1]) < COARSE
+            and (math.floor(a[0] / COARSE), math.floor(a[1] / COARSE)) not in coarse
+            and (math.floor(b[0] / COARSE), math.floor(b[1] / COARSE)) not in coarse
+            and min(
+                (a[0] - lat_a) ** 2 + (a[1] - lng_a) ** 2 * scale, (a[0] - lat_b) ** 2 + (a[1] - lng_b) ** 2 * scale
+            )
+            > own_far
+        ):
+            samples.append(b)  # a short step far from every hidden area and from the route's own ends
+            continue
+        length = _metres(a, b)
+        if length > MAX_STEP_M:
+            samples += [None, b]  # a jump: not drawn
+            continue
+        steps = max(1, math.ceil(length / hidden.size))
+        dy, dx = (b[0] - a[0]) / steps, (b[1] - a[1]) / steps
+        samples.extend((a[0] + dy * k, a[1] + dx * k) for k in range(1, steps + 1))
+    band_cos = hidden.band_cos
+    dlat = hidden.dlat
+    for p in samples:
+        if p is None:
+            if len(current) >= 2:
+                pieces.append(current)
+            current = []
+            continue
+        lat, lng = p
+        iy = math.floor(lat / dlat)
+        if (
+            (lat - lat_a) ** 2 + (lng - lng_a) ** 2 * scale <= own_reach2
+            or (lat - lat_b) ** 2 + (lng - lng_b) ** 2 * scale <= own_reach2
+            or (iy, math.floor(lng * band_cos(iy) / dlat)) in cells
+        ):
+            removed += 1
+            if len(current) >= 2:
+                pieces.append(current)
+            current = []
+        else:
+            current.append(p)
+    if len(current) >= 2:
+        pieces.append(current)
+    return pieces, removed
