@@ -6,7 +6,7 @@ against the staging table before the merge; warn or halt.
 
 from __future__ import annotations
 
-from tasks.quality.checks import (
+from tasks.quality.runner import (
     ARTIFACT_KEY,
     FAILED,
     MANIFEST,
