@@ -85,7 +85,8 @@ def _query(
     text, preparer = _read_sql(path), conn.dialect.identifier_preparer
     # No staging table (ad-hoc checks): a {staging} placeholder is then an error of that check.
     sql = wh.render(text, preparer, staging=staging) if staging else wh.render(text, preparer)
-    check_read_only(sql, path.name)  # again here: the file may have changed since the manifest was read
+    # Again here, now for this warehouse: the file may have changed since the manifest was read.
+    check_read_only(sql, path.name, conn.dialect.name)
     rows = conn.execute(sa.text(sql), dict(params)).fetchall()
     if len(rows) != 1:
         raise ValueError(f"{path.name} returned {len(rows)} rows; a check's SQL must return exactly one")
