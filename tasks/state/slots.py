@@ -155,11 +155,11 @@ def _slot(key: str, timeout_seconds: float) -> Iterator[None]:
     _ensure_limit(name)
     holder, who = _this_run()
     try:
-        # Prefect waits at least its retry interval between tries: with no wait, one try only.
+        # No wait: one try (a 423 Locked answer ends it); else tries until the timeout.
         with concurrency(
             name,
             occupy=1,
-            timeout_seconds=max(timeout_seconds, 0.001),
+            timeout_seconds=timeout_seconds if timeout_seconds > 0 else None,
             max_retries=0 if timeout_seconds <= 0 else None,
             lease_duration=LEASE_SECONDS,
             strict=True,
