@@ -237,6 +237,10 @@ def cmd_setup_postgres(args: argparse.Namespace) -> int:
     url = _need(args.url or _env("STRAVA_ELT_POSTGRES_URL"), "--url", "STRAVA_ELT_POSTGRES_URL")
     created = setup_postgres_blocks(url, args.schema or _env("STRAVA_ELT_SCHEMA"), warehouse_name=args.warehouse_block)
     _print_created(created)
+    if args.checks_role:  # checks role: tasks/quality/roles.py, docs/validation.md
+        from tasks.quality.roles import create_checks_role
+
+        print(create_checks_role(args.warehouse_block, args.checks_role))
     print("The lake stays as it is: a local folder from `strava-elt setup local`, or S3 from `setup aws`.")
     return 0
 
@@ -659,6 +663,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     postgres.add_argument("--schema", help="schema for the tables, created if missing (env STRAVA_ELT_SCHEMA)")
     postgres.add_argument("--warehouse-block", default="strava-warehouse", help="block name (default strava-warehouse)")
+    postgres.add_argument(  # checks role: tasks/quality/roles.py
+        "--checks-role",
+        metavar="NAME",
+        help="also create role NAME that can only SELECT the project's tables; the checks run as it",
+    )
     postgres.set_defaults(func=cmd_setup_postgres)
 
     aws = setup_sub.add_parser(

@@ -66,7 +66,9 @@ def load(
         staging = wh.prepare_staging(engine, run_key)
         try:
             wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)
-            checks = quality.run_validation(engine, staging, expected_rows, observed_at, athlete_id)
+            checks = quality.run_validation(
+                engine, staging, expected_rows, observed_at, athlete_id, checks_role=warehouse.checks_role
+            )
             quality.enforce_gate(checks)
             recorded = [c.as_dict() for c in checks]
             result = wh.merge_staging(engine, staging, observed_at, deletion_window, athlete_id, run_key, recorded)

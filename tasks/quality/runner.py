@@ -36,6 +36,7 @@ from tasks.quality.manifest import (
     refuse_unsafe_file,
 )
 from tasks.quality.presentation import describe, results_table
+from tasks.quality.roles import grant_checks_role, project_tables, set_role_sql
 
 __all__ = [
     "ARTIFACT_KEY",
@@ -107,17 +108,22 @@ def _error_message(exc: Exception) -> str:
 
 
 @contextmanager
-def read_only_connection(engine: sa.Engine) -> Iterator[sa.Connection]:
+def read_only_connection(engine: sa.Engine, role: str | None = None) -> Iterator[sa.Connection]:
     """A connection whose transaction is read-only on the server, rolled back at the end.
 
     PostgreSQL: ``SET TRANSACTION READ ONLY`` as the transaction's first statement. Redshift:
     the transaction opens with ``BEGIN READ ONLY`` (the driver's own BEGIN is held back).
     DuckDB (2.0+): the plain BEGIN its driver sends is replaced by ``BEGIN TRANSACTION READ
     ONLY``. Any write, a data-modifying CTE included, then fails with the server's error.
+    With ``role`` (PostgreSQL, Redshift: the Warehouse block's ``checks_role``) the rest of the
+    transaction runs as that role, which can only SELECT the project's tables
+    (:mod:`tasks.quality.roles`).
     """
     with engine.connect() as conn:
         try:
             _begin_read_only(conn)
+            if role:
+                conn.execute(set_role_sql(conn, role))
             yield conn
         finally:
             conn.rollback()
@@ -147,6 +153,7 @@ def run_check(
     *,
     staging: str | None = None,
     params: Mapping[str, Any] | None = None,
+    role: str | None = None,
 ) -> CheckResult:
     """Run one check in its own read-only transaction (rolled back) and compare its two values.
 
@@ -162,7 +169,7 @@ def run_check(
     try:
         # One connection and transaction per check: an error (which aborts a PostgreSQL
         # transaction) cannot poison the next check. Sequential, so a one-connection pool works.
-        with read_only_connection(engine) as conn:
+        with read_only_connection(engine, role) as conn:
             value_1, detail = _query(conn, check.sql, staging, bind)
             details.append(detail)
             if check.compare_sql is not None:
@@ -193,9 +200,10 @@ def run_checks(
     *,
     staging: str | None = None,
     params: Mapping[str, Any] | None = None,
+    role: str | None = None,
 ) -> list[CheckResult]:
-    """Run every check, one after another; no check stops the others."""
-    return [run_check(engine, check, staging=staging, params=params) for check in checks]
+    """Run every check, one after another (as ``role``, if given); no check stops the others."""
+    return [run_check(engine, check, staging=staging, params=params, role=role) for check in checks]
 
 
 def enforce_gate(results: Sequence[CheckResult]) -> None:
@@ -219,16 +227,25 @@ def run_validation(
     expected_rows: int | None = None,
     run_started_at: datetime | None = None,
     athlete_id: int | None = None,
+    checks_role: str | None = None,
 ) -> list[CheckResult]:
-    """Run the manifest's checks against the staging table of ``athlete_id``'s run; publish a table artifact."""
+    """Run the manifest's checks against the staging table of ``athlete_id``'s run; publish a table artifact.
+
+    With ``checks_role`` the checks run as that role, granted SELECT on the project's tables
+    and this run's staging table first (only what it lacks).
+    """
     logger = get_run_logger()
     checks = load_checks()
+    if checks_role:
+        with engine.begin() as conn:
+            granted = grant_checks_role(conn, checks_role, [*project_tables(conn), staging])
+        logger.info("Checks run as role %s (granted SELECT on %s)", checks_role, ", ".join(granted) or "nothing new")
     params = {
         "expected_rows": expected_rows,
         "run_started_at": run_started_at or datetime.now(UTC),
         "athlete_id": athlete_id,
     }
-    results = run_checks(engine, checks, staging=staging, params=params)
+    results = run_checks(engine, checks, staging=staging, params=params, role=checks_role)
     for result in results:
         if result.failed:
             logger.warning("Check %s (%s) FAILED: %s", result.name, result.severity, describe(result))
@@ -291,4 +308,4 @@ def run_adhoc(
     warehouse = load_block(Warehouse, warehouse_block)
     with warehouse.engine() as engine:
         params = {"expected_rows": None, "run_started_at": datetime.now(UTC), "athlete_id": athlete_id}
-        return run_check(engine, check, params=params)
+        return run_check(engine, check, params=params, role=getattr(warehouse, "checks_role", None))
