@@ -97,7 +97,7 @@ def strava_elt_react(
         reactions.save_cursor(athlete_id, mailbox.cursor)
         return summary
     # slot: one run per athlete, whichever way it starts (tasks/state/slots.py, docs/athletes.md).
-    with slots.athlete_slot(credentials, strava_block, timeout_seconds=slots.wait_seconds(REACT_TIMEOUT_SECONDS)):
+    with slots.athlete_slot(credentials, strava_block, timeout_seconds=slots.wait_seconds(REACT_TIMEOUT_SECONDS / 2)):
         _react(summary, mailbox.hints, credentials, strava_block, lake_block, warehouse_block, lookback_days)
     reactions.save_cursor(athlete_id, mailbox.cursor)
     logger.info("Reaction for athlete %s: %s", athlete_id, summary)
