@@ -94,6 +94,15 @@ class Warehouse(Block):
             "bucket in the cluster's region; the load checks the lake's region against it."
         ),
     )
+    checks_role: str | None = Field(
+        default=None,
+        title="Checks role",
+        description=(
+            "PostgreSQL and Redshift: the role the validation checks run as, inside their read-only "
+            "transaction: one that can only SELECT the project's tables (`strava-elt setup postgres "
+            "--checks-role NAME` creates it; docs/validation.md). Empty: checks run as the loader."
+        ),
+    )
     connect_timeout_seconds: int = Field(
         default=10,
         ge=2,

@@ -26,7 +26,7 @@ from flows import run_names
 from tasks import lake as lake_tasks
 from tasks import strava as strava_tasks
 from tasks import warehouse as wh
-from tasks.state import budget
+from tasks.state import budget, slots
 from tasks.state import watermark as wm
 from tasks.state.summary import FUTURE_IDS_SHOWN, PARTIAL, ExtractResult
 
@@ -55,7 +55,8 @@ def extract_activities(
     credentials = load_block(StravaCredentials, strava_block)
     lake = load_lake(lake_block)
     warehouse = None if warehouse_block is None else load_block(Warehouse, warehouse_block)
-    result = extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse)
+    with slots.athlete_slot(credentials, strava_block):  # slot: one run per athlete (tasks/state/slots.py)
+        result = extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse)
     if result.complete:
         return result
     state: State[ExtractResult] = Completed(message=result.partial_reason, data=result)

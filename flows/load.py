@@ -17,6 +17,7 @@ from blocks.warehouse import Warehouse
 from flows import run_names
 from tasks import quality
 from tasks import warehouse as wh
+from tasks.state import slots
 from tasks.state.summary import LoadResult
 
 
@@ -44,7 +45,8 @@ def load_activities(
         raise ValueError("load_activities needs the run's athlete_id: the merge touches only that athlete's rows")
     warehouse = load_block(Warehouse, warehouse_block)
     lake = load_lake(lake_block)
-    return load(warehouse, lake, staging_path, run_key, observed_at, deletion_window, expected_rows, athlete_id)
+    with slots.athlete_slot(athlete_id=athlete_id):  # slot: one run per athlete (tasks/state/slots.py)
+        return load(warehouse, lake, staging_path, run_key, observed_at, deletion_window, expected_rows, athlete_id)
 
 
 def load(
@@ -64,7 +66,9 @@ def load(
         staging = wh.prepare_staging(engine, run_key)
         try:
             wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)
-            checks = quality.run_validation(engine, staging, expected_rows, observed_at, athlete_id)
+            checks = quality.run_validation(
+                engine, staging, expected_rows, observed_at, athlete_id, checks_role=warehouse.checks_role
+            )
             quality.enforce_gate(checks)
             recorded = [c.as_dict() for c in checks]
             result = wh.merge_staging(engine, staging, observed_at, deletion_window, athlete_id, run_key, recorded)

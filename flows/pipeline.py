@@ -24,7 +24,7 @@ from flows.load import load
 from flows.models import build_all
 from tasks import warehouse as wh
 from tasks.insight import notify
-from tasks.state import events, retry, rounds
+from tasks.state import events, retry, rounds, slots
 from tasks.state import watermark as wm
 from tasks.state.summary import ExtractResult, RunSummary, WatermarkMove
 
@@ -86,7 +86,9 @@ def strava_elt(
     """
     run = _Run(RunSummary(new_run_key()))
     slack = notify.load_slack(slack_block)
+    slot = None  # slot: one run per athlete, before the warehouse or a request (tasks/state/slots.py)
     try:
+        slot = slots.hold_slot(block_name=strava_block)  # slot
         run.go(strava_block, lake_block, warehouse_block, lookback_days, full_refresh)
         # Completed, and the state's message says what the run did (cut short by the daily rate
         # limit: "partial: resumes next run ..."); a round reads it back (tasks/state/rounds.py).
@@ -97,6 +99,8 @@ def strava_elt(
         retry.final_unless_transient(exc)
         raise
     finally:
+        if slot is not None:  # slot
+            slot.release()  # slot
         run.summary = run.summary.finished()
         notify.report_run(run.summary, slack)
 

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, tags
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from blocks.loading import load_block, load_lake
@@ -32,6 +31,7 @@ from flows.models import build_models
 from flows.pipeline import new_run_key, open_target, strava_elt
 from tasks import strava as strava_tasks
 from tasks import warehouse as wh
+from tasks.state import slots
 from tasks.state import watermark as wm
 from tasks.webhooks import reactions
 
@@ -96,8 +96,8 @@ def strava_elt_react(
         summary["status"] = "revoked"
         reactions.save_cursor(athlete_id, mailbox.cursor)
         return summary
-    # One run at a time per athlete, with the round's runs (docs/athletes.md); no limit: no wait.
-    with concurrency(athlete_slot(athlete_id), occupy=1, strict=False, timeout_seconds=REACT_TIMEOUT_SECONDS):
+    # slot: one run per athlete, whichever way it starts (tasks/state/slots.py, docs/athletes.md).
+    with slots.athlete_slot(credentials, strava_block, timeout_seconds=slots.wait_seconds(REACT_TIMEOUT_SECONDS / 2)):
         _react(summary, mailbox.hints, credentials, strava_block, lake_block, warehouse_block, lookback_days)
     reactions.save_cursor(athlete_id, mailbox.cursor)
     logger.info("Reaction for athlete %s: %s", athlete_id, summary)

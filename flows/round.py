@@ -110,7 +110,8 @@ def _result(entry: RosterEntry, state: State[Any] | None, flow_run_id: str | Non
 
 def _inline_child(entry: RosterEntry, params: dict[str, Any]) -> AthleteResult:
     """Run the athlete's pipeline as a subflow of the round, in this process."""
-    with budget.athlete_slot(entry.athlete_id), tags(f"strava-athlete:{_key(entry)}"):
+    # The child holds the athlete's slot itself (tasks/state/slots.py), as every run of the athlete does.
+    with tags(f"strava-athlete:{_key(entry)}"):
         state = strava_elt(strava_block=entry.block_name, **params, return_state=True)
     return _result(entry, state, str(state.state_details.flow_run_id or ""))
 
@@ -120,15 +121,15 @@ def _deployment_child(entry: RosterEntry, params: dict[str, Any], timeout: float
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
-    with budget.athlete_slot(entry.athlete_id, timeout_seconds=timeout):
-        run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync here
-            ATHLETE_DEPLOYMENT,
-            parameters={"strava_block": entry.block_name, **params},
-            tags=[f"strava-athlete:{_key(entry)}"],
-            timeout=timeout,
-            poll_interval=1,
-            as_subflow=True,
-        )
+    # The child run holds the athlete's slot itself (tasks/state/slots.py): held here, it would wait on us.
+    run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync here
+        ATHLETE_DEPLOYMENT,
+        parameters={"strava_block": entry.block_name, **params},
+        tags=[f"strava-athlete:{_key(entry)}"],
+        timeout=timeout,
+        poll_interval=1,
+        as_subflow=True,
+    )
     return _result(entry, run.state, str(run.id))
 
 

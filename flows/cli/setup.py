@@ -49,6 +49,10 @@ def cmd_setup_postgres(args: argparse.Namespace) -> int:
     print_created(
         setup_postgres_blocks(url, args.schema or env("STRAVA_ELT_SCHEMA"), warehouse_name=args.warehouse_block)
     )
+    if args.checks_role:  # the checks role: tasks/quality/roles.py, docs/validation.md
+        from tasks.quality.roles import create_checks_role
+
+        print(create_checks_role(args.warehouse_block, args.checks_role))
     print("The lake stays as it is: a local folder from `strava-elt setup local`, or S3 from `setup aws`.")
     return 0
 
@@ -143,7 +147,10 @@ def register(sub: Any) -> None:
         "postgres",
         help="PostgreSQL warehouse: a Warehouse block for a postgresql+psycopg:// URL",
         description="Save the Warehouse block for PostgreSQL; the lake stays as it is.",
-        examples=["strava-elt setup postgres --url postgresql+psycopg://me:pw@localhost:5432/strava --schema strava"],
+        examples=[
+            "strava-elt setup postgres --url postgresql+psycopg://me:pw@localhost:5432/strava --schema strava",
+            "strava-elt setup postgres --url postgresql+psycopg://me@localhost:5432/strava --checks-role strava_checks",
+        ],
         func=cmd_setup_postgres,
     )
     postgres.add_argument(
@@ -152,6 +159,11 @@ def register(sub: Any) -> None:
     )
     postgres.add_argument("--schema", help="schema for the tables, created if missing (env STRAVA_ELT_SCHEMA)")
     postgres.add_argument("--warehouse-block", default="strava-warehouse", help="block name (default strava-warehouse)")
+    postgres.add_argument(
+        "--checks-role",
+        metavar="NAME",
+        help="also create role NAME that can only SELECT the project's tables; the checks run as it",
+    )
 
     aws = add_command(
         targets,

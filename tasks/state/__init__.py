@@ -7,7 +7,8 @@ emits, and which failures end a run instead of being retried.
 - :mod:`~tasks.state.events` the ``strava.activities.loaded`` event
 - :mod:`~tasks.state.retry` the flow-retry policy
 - :mod:`~tasks.state.runs` an athlete's runs: their tag and the last one
-- :mod:`~tasks.state.budget` an application's budget shared by its athletes' runs, the athlete slot
+- :mod:`~tasks.state.budget` an application's budget shared by its athletes' runs
+- :mod:`~tasks.state.slots` one run per athlete, whichever way it starts: the athlete's slot
 - :mod:`~tasks.state.rounds` the round's memory and its children's outcomes
 - :mod:`~tasks.state.summary` the typed run results (``ExtractResult``, ``LoadResult``, ``RunSummary``)
 - :mod:`~tasks.state.variables` Prefect Variables read and written with a short wait on a busy server
@@ -15,7 +16,7 @@ emits, and which failures end a run instead of being retried.
 
 from __future__ import annotations
 
-from tasks.state import budget, events, retry, rounds, runs, summary, variables, watermark
+from tasks.state import budget, events, retry, rounds, runs, slots, summary, variables, watermark
 
 __all__ = [
     "budget",
@@ -23,6 +24,7 @@ __all__ = [
     "retry",
     "rounds",
     "runs",
+    "slots",
     "summary",
     "variables",
     "watermark",

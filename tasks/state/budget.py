@@ -11,8 +11,6 @@ requests. Pacing within a run stays the governor's (:mod:`blocks.strava_ratelimi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +23,6 @@ __all__ = [
     "INCREMENTAL_REQUESTS",
     "Budget",
     "Ledger",
-    "athlete_slot",
-    "athlete_slot_name",
     "read_budget",
     "record_budget",
     "requests_needed",
@@ -163,36 +159,3 @@ class Ledger:
         """A child run ended having sent ``requests`` (None: unknown, its reservation counts)."""
         need = self.held.pop(key, 0)
         self.spent += need if requests is None else requests
-
-
-def athlete_slot_name(athlete_id: int | str) -> str:
-    """The global concurrency limit that keeps one run per athlete: ``strava-athlete-<id>``."""
-    return f"strava-athlete-{athlete_id}"
-
-
-@contextmanager
-def athlete_slot(athlete_id: int | str | None, timeout_seconds: float = 3600) -> Iterator[None]:
-    """Hold the athlete's slot (limit 1, created when missing) around one run of their pipeline.
-
-    Every starter of an athlete's run (the round, a webhook reaction) takes it, so two runs of
-    one athlete never overlap. Without an athlete id there is nothing to key on: no slot.
-    """
-    if athlete_id is None:
-        yield
-        return
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.concurrency.sync import concurrency
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    name = athlete_slot_name(athlete_id)
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            try:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            except ObjectAlreadyExists:
-                pass
-    with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, strict=True):
-        yield

@@ -16,6 +16,7 @@ from prefect.context import FlowRunContext
 from blocks.loading import AmbiguousBlockError, InvalidBlockError, MissingBlockError
 from blocks.strava_errors import FatalError
 from tasks.quality import ValidationConfigError, ValidationHalted
+from tasks.state.slots import AthleteBusy
 from tasks.state.summary import PostCommitError
 
 __all__ = ["PERMANENT", "final_unless_transient"]
@@ -28,6 +29,7 @@ PERMANENT: tuple[type[BaseException], ...] = (
     ValidationConfigError,
     FatalError,
     PostCommitError,  # the load committed: the next scheduled run rebuilds the rest
+    AthleteBusy,  # another run of the athlete is doing the work
 )
 """Failures a retry cannot mend (or need not: the committed load is not redone)."""
 

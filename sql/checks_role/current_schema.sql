@@ -1,0 +1,2 @@
+-- The schema the connection's unqualified names resolve to.
+SELECT current_schema()

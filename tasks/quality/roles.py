@@ -1,0 +1,116 @@
+"""The checks role: PostgreSQL and Redshift run the gate as a role that can only SELECT the project's tables.
+
+The Warehouse block's ``checks_role`` names it. Each check's read-only transaction then
+switches to it (``SET LOCAL ROLE`` on PostgreSQL; ``SET LOCAL SESSION AUTHORIZATION`` on
+Redshift, which needs a superuser loader), so a check that got past the guard still cannot read
+a table outside the project, call a function the role may not execute, or write. The role
+holds SELECT on the project's tables and on each run's staging table (granted by the run, which
+owns it), and USAGE on the schema: nothing else. :func:`create_checks_role` makes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from tasks import warehouse as wh
+from tasks.warehouse.schema import ACTIVITY_TABLE, STAGED_COLUMNS, STATS_HISTORY_TABLE
+from tasks.warehouse.tables import MODEL_STATE_TABLE, VALIDATION_TABLE, WAREHOUSE_TABLE
+
+__all__ = [
+    "DEFAULT_CHECKS_ROLE",
+    "ROLE_DIALECTS",
+    "create_checks_role",
+    "grant_checks_role",
+    "project_tables",
+    "set_role_sql",
+]
+
+DEFAULT_CHECKS_ROLE = "strava_elt_checks"
+ROLE_DIALECTS = ("postgresql", "redshift")
+_CORE_TABLES = (ACTIVITY_TABLE, STATS_HISTORY_TABLE, VALIDATION_TABLE, WAREHOUSE_TABLE, MODEL_STATE_TABLE)
+
+
+def _dialect(conn: sa.Connection | sa.Engine) -> str:
+    name = conn.dialect.name
+    if name not in ROLE_DIALECTS:
+        raise ValueError(
+            f"a checks role is for PostgreSQL and Redshift; this warehouse is {name}: leave the Warehouse "
+            "block's checks_role empty (DuckDB checks rely on the guard and the read-only transaction)"
+        )
+    return name
+
+
+def _text(conn: sa.Connection | sa.Engine, relative: str, **identifiers: str) -> sa.TextClause:
+    text, preparer = wh.read_sql(f"checks_role/{relative}"), conn.dialect.identifier_preparer
+    return sa.text(wh.render(text, preparer, columns=STAGED_COLUMNS, **identifiers))
+
+
+def set_role_sql(conn: sa.Connection | sa.Engine, role: str) -> sa.TextClause:
+    """The statement that makes the rest of the transaction run as ``role`` on this warehouse."""
+    return _text(conn, f"set_{_dialect(conn)}.sql", role=role)
+
+
+def project_tables(conn: sa.Connection) -> list[str]:
+    """The project's tables that exist in the connection's schema: production, history, results, models."""
+    from tasks.warehouse.models import model_files, model_name
+
+    names = [*_CORE_TABLES, *(model_name(p) for p in model_files())]
+    schema = _schema(conn)
+    inspector = sa.inspect(conn)
+    return [name for name in names if inspector.has_table(name, schema=schema)]
+
+
+def _schema(conn: sa.Connection) -> str:
+    return str(conn.execute(_text(conn, "current_schema.sql")).scalar())
+
+
+def grant_checks_role(conn: sa.Connection, role: str, tables: Iterable[str]) -> list[str]:
+    """Grant ``role`` SELECT on ``tables`` of the connection's schema where it lacks it; return those granted.
+
+    Only what is missing is granted, so concurrent runs seldom grant on one table at once.
+    """
+    _dialect(conn)
+    schema = _schema(conn)
+    preparer = conn.dialect.identifier_preparer
+    granted = []
+    for table in tables:
+        qualified = f"{preparer.quote(schema)}.{preparer.quote(table)}"
+        if conn.execute(_text(conn, "can_select.sql"), {"role": role, "table": qualified}).scalar():
+            continue
+        conn.execute(_text(conn, "grant_select.sql", schema=schema, table=table, role=role))
+        granted.append(table)
+    return granted
+
+
+def create_checks_role(warehouse_block: str, role: str = DEFAULT_CHECKS_ROLE) -> str:
+    """Create ``role`` (if missing) with SELECT on the project's tables only; name it in the block.
+
+    PostgreSQL: ``CREATE ROLE ... NOLOGIN`` and membership for the connecting user (so it may
+    ``SET ROLE``). Redshift: ``CREATE USER ... PASSWORD DISABLE``. Then USAGE on the schema,
+    SELECT on the project's tables that exist (a run grants the rest, and its staging table, as
+    it creates them), and the Warehouse block's ``checks_role`` set and saved. Needs a
+    connecting user that may create roles. Returns what was done, for people.
+    """
+    from blocks.loading import load_block
+    from blocks.warehouse import Warehouse
+
+    warehouse = load_block(Warehouse, warehouse_block)
+    with warehouse.engine() as engine, engine.begin() as conn:
+        dialect = _dialect(conn)
+        exists = conn.execute(_text(conn, f"exists_{dialect}.sql"), {"role": role}).scalar()
+        if not exists:
+            conn.execute(_text(conn, f"create_{dialect}.sql", role=role))
+        if dialect == "postgresql":
+            conn.execute(_text(conn, "member_postgresql.sql", role=role))
+        schema = _schema(conn)
+        conn.execute(_text(conn, "grant_usage.sql", schema=schema, role=role))
+        granted = grant_checks_role(conn, role, project_tables(conn))
+    warehouse.checks_role = role
+    warehouse.save(warehouse_block, overwrite=True)
+    return (
+        f"Checks role {role!r} {'existed' if exists else 'created'} in schema {schema!r}: SELECT on "
+        f"{', '.join(granted) or 'no new tables (the first run grants them)'}; block {warehouse_block!r} "
+        "runs its checks as it."
+    )
