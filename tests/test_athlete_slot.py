@@ -141,7 +141,7 @@ def test_two_cli_runs_of_one_athlete_make_one_sequence_of_requests(env: Env) -> 
     root = Path(__file__).resolve().parents[1]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code, "run", *args],
+            [sys.executable, "-c", code, "run", "--json", *args],
             env=child_env,
             cwd=root,
             stdin=subprocess.DEVNULL,
@@ -154,7 +154,7 @@ def test_two_cli_runs_of_one_athlete_make_one_sequence_of_requests(env: Env) -> 
     outputs = [p.communicate(timeout=600) for p in procs]
     for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err[-3000:]
-    summaries = [json.loads(out[out.index("{") :]) for out, _ in outputs]
+    summaries = [json.loads(out) for out, _ in outputs]
     # One of them loaded the whole history; the other waited for it, then found nothing new.
     assert sorted(s["inserted"] for s in summaries) == [0, len(env.emu.activities)]
     afters = _list_afters(env)

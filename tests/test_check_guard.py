@@ -170,11 +170,10 @@ def test_the_validate_command_refuses_them_before_connecting(
 # --------------------------------------------------------------------------- the checks role (PostgreSQL)
 
 
+@pytest.mark.parametrize("warehouse", [pytest.param("postgres", marks=pytest.mark.postgres)])  # DuckDB: next test
 def test_the_checks_role_reads_only_the_projects_tables(env: Env, tmp_path: Path) -> None:
     from flows.cli import main
 
-    if env.warehouse != "postgres":
-        pytest.skip("a checks role is for PostgreSQL and Redshift (DuckDB: see the next test)")
     env.run()
     role = f"strava_elt_checks_{uuid.uuid4().hex[:8]}"
     block = load_block(Warehouse, env.warehouse_block)
@@ -226,9 +225,8 @@ def _schema(env: Env) -> str:
     return split_pg_url(env.pg_url)[1]
 
 
+@pytest.mark.parametrize("warehouse", ["duckdb"])
 def test_duckdb_refuses_a_checks_role(env: Env) -> None:
-    if env.warehouse != "duckdb":
-        pytest.skip("DuckDB only")
     with load_block(Warehouse, env.warehouse_block).engine() as engine:
         with pytest.raises(ValueError, match="a checks role is for PostgreSQL and Redshift"):
             with v.read_only_connection(engine, "strava_elt_checks"):
