@@ -206,10 +206,10 @@ class StageMeter:
 
 STAGES = (
     ("flows.pipeline", "open_target", "open warehouse"),
-    ("flows.pipeline", "run_extract", "extract: other"),
+    ("flows.extract", "extract", "extract: other"),
     ("tasks.strava", "fetch_page", "extract: pages"),
     ("tasks.lake", "upload_staging_file", "extract: upload file"),
-    ("flows.pipeline", "load", "load: other"),
+    ("flows.load", "load", "load: other"),
     ("tasks.warehouse", "prepare_staging", "load: prepare"),
     ("tasks.warehouse", "load_staging", "load: staging load"),
     ("tasks.quality", "run_validation", "load: validation"),
@@ -217,7 +217,7 @@ STAGES = (
     ("tasks.warehouse", "drop_staging", "load: drop staging"),
     ("tasks.state.watermark", "advance_watermark", "watermark"),
     ("tasks.state.events", "emit_activities_loaded", "event"),
-    ("flows.pipeline", "build_all", "models"),
+    ("flows.models", "build_all", "models"),
     ("flows.pipeline", "publish_insight", "dashboard"),
 )
 """(module, attribute, stage) the ``--stages`` meter wraps; each is looked up at call time by its caller."""
@@ -278,7 +278,10 @@ def main(sizes: list[int], stages: bool = False, with_floor: bool = True) -> Non
                     after = task_runs(api_url)
                 if index:
                     rows.append((n, serve, first, middle - before, again, after - middle))
-    print(f"strava-elt run overhead: Prefect server {api_url}, emulator over HTTP, DuckDB, local lake")
+    print(
+        f"strava-elt run overhead: Prefect server {api_url}, emulator over HTTP, DuckDB, local lake; "
+        f"load average {os.getloadavg()[0]:.1f} (1 min) at the end"
+    )
     print(
         f"{'activities':>10} {'floor':>7} {'first load':>10} {'x floor':>7} {'tasks':>5} "
         f"{'incremental':>11} {'tasks':>5} {'peak RSS first/incr':>20} {'child wall first/incr':>22}"
