@@ -370,8 +370,14 @@ def test_the_weekly_run_loads_the_warehouse_through_the_worker(stack: Stack, wee
     # The run graph the UI draws (the server's graph-v2): the main run holds the extract, load and
     # models subflow runs, each a node of kind flow-run; each subflow's own graph holds its tasks.
     graph = stack.get(f"/flow_runs/{weekly['a']}/graph-v2")
-    subflows = {n["label"].split("-")[0]: n for _, n in graph["nodes"] if n["kind"] == "flow-run"}
-    assert sorted(subflows) == ["extract", "load", "models"], graph["nodes"]
+    # A subflow's label is "<flow name> / <flow run name>", its id the subflow run's.
+    found = {n["label"].split(" / ")[0]: n for _, n in graph["nodes"] if n["kind"] == "flow-run"}
+    assert sorted(found) == ["build-models", "extract-activities", "load-activities"], graph["nodes"]
+    subflows = {
+        "extract": found["extract-activities"],
+        "load": found["load-activities"],
+        "models": found["build-models"],
+    }
     own = {n["label"] for _, n in graph["nodes"] if n["kind"] == "task-run"}
     assert {"open_warehouse", "publish_dashboard"} <= {label.rsplit("-", 1)[0] for label in own}, own
     children = stack.post("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [weekly["a"]]}}})
