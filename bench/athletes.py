@@ -73,7 +73,10 @@ def main() -> int:
             for athlete_id in emu.athlete_ids[::2]:
                 emu.for_athlete(athlete_id).add_activities(1)
             incremental = _round("bench-app", "bench-lake", "bench-warehouse", emu)
-    print(f"bench/athletes.py: {args.athletes} athletes x {args.activities} activities, round inline, {api_url}")
+    print(
+        f"bench/athletes.py: {args.athletes} athletes x {args.activities} activities, round inline, {api_url}; "
+        f"load average {os.getloadavg()[0]:.1f} (1 min) at the end"
+    )
     print(f"{'round':<12} {'requests':>9} {'wall s':>9} {'s/athlete':>10}  outcomes")
     for name, figures in (("first", first), ("incremental", incremental)):
         per = figures["wall"] / max(1, figures["n"])

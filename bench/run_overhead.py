@@ -8,7 +8,7 @@ mark, is the flow's peak RSS): a first load, then an incremental run with nothin
 fetching the same pages from the same emulator with the same token flow. Prints a table;
 asserts nothing.
 
-Usage: ``python bench/run_overhead.py [--quick] [--sizes N ...] [--stages]`` (default 1234 20000;
+Usage: ``python bench/run_overhead.py [--quick] [--sizes N ...] [--stages] [--repeat N]`` (default 1234 20000;
 ``--quick``: 200 and 1234, for a smoke test). ``--stages`` adds, per run, the peak RSS of each
 stage of the run (sampled every 10 ms in the child; the bench wraps the stages, the product logs
 nothing of it); ``--no-floor`` skips the bare httpx loop.
@@ -206,10 +206,10 @@ class StageMeter:
 
 STAGES = (
     ("flows.pipeline", "open_target", "open warehouse"),
-    ("flows.pipeline", "run_extract", "extract: other"),
+    ("flows.extract", "extract", "extract: other"),
     ("tasks.strava", "fetch_page", "extract: pages"),
     ("tasks.lake", "upload_staging_file", "extract: upload file"),
-    ("flows.pipeline", "load", "load: other"),
+    ("flows.load", "load", "load: other"),
     ("tasks.warehouse", "prepare_staging", "load: prepare"),
     ("tasks.warehouse", "load_staging", "load: staging load"),
     ("tasks.quality", "run_validation", "load: validation"),
@@ -217,7 +217,7 @@ STAGES = (
     ("tasks.warehouse", "drop_staging", "load: drop staging"),
     ("tasks.state.watermark", "advance_watermark", "watermark"),
     ("tasks.state.events", "emit_activities_loaded", "event"),
-    ("flows.pipeline", "build_all", "models"),
+    ("flows.models", "build_all", "models"),
     ("flows.pipeline", "publish_insight", "dashboard"),
 )
 """(module, attribute, stage) the ``--stages`` meter wraps; each is looked up at call time by its caller."""
@@ -234,11 +234,17 @@ def child(names: list[str], full_refresh: bool, stages: bool) -> None:
         for module, name, stage in STAGES:
             meter.wrap(importlib.import_module(module), name, stage)
     strava, lake, warehouse = names
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     summary = strava_elt(strava, lake, warehouse, full_refresh=full_refresh)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     rss_mb = _peak_rss_mb()
-    out = {"seconds": seconds, "rss_mb": rss_mb, "pages": summary["pages"], "extracted": summary["extracted"]}
+    out = {
+        "seconds": seconds,
+        "cpu": cpu,
+        "rss_mb": rss_mb,
+        "pages": summary["pages"],
+        "extracted": summary["extracted"],
+    }
     if meter:
         out["stages"] = meter.stop()
         out["peak_stage"] = meter.peak_stage
@@ -254,7 +260,19 @@ def task_runs(api_url: str) -> int:
     return int(response.json())
 
 
-def main(sizes: list[int], stages: bool = False, with_floor: bool = True) -> None:
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median flow time, its wall and CPU time replaced by their medians."""
+    import statistics
+
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    middle = dict(ordered[len(ordered) // 2])
+    middle["wall"] = statistics.median(r["wall"] for r in runs)
+    middle["cpu"] = statistics.median(r["cpu"] for r in runs)
+    middle["all"] = [round(r["seconds"], 2) for r in runs]
+    return middle
+
+
+def main(sizes: list[int], stages: bool = False, with_floor: bool = True, repeat: int = 1) -> None:
     """Measure each size; print the table."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -276,19 +294,27 @@ def main(sizes: list[int], stages: bool = False, with_floor: bool = True) -> Non
                     middle = task_runs(api_url)
                     again = run_child(api_url, names, full_refresh=False, stages=stages)
                     after = task_runs(api_url)
+                    again = _median_run([again] + [run_child(api_url, names, False, stages) for _ in range(repeat - 1)])
                 if index:
                     rows.append((n, serve, first, middle - before, again, after - middle))
-    print(f"strava-elt run overhead: Prefect server {api_url}, emulator over HTTP, DuckDB, local lake")
+    print(
+        f"strava-elt run overhead: Prefect server {api_url}, emulator over HTTP, DuckDB, local lake; "
+        f"load average {os.getloadavg()[0]:.1f} (1 min) at the end"
+    )
     print(
         f"{'activities':>10} {'floor':>7} {'first load':>10} {'x floor':>7} {'tasks':>5} "
-        f"{'incremental':>11} {'tasks':>5} {'peak RSS first/incr':>20} {'child wall first/incr':>22}"
+        f"{'incremental':>11} {'tasks':>5} {'peak RSS first/incr':>20} {'child wall first/incr':>22} "
+        f"{'flow CPU first/incr':>20}"
     )
     for n, serve, first, first_tasks, again, again_tasks in rows:
         print(
             f"{n:>10,} {serve:>6.2f}s {first['seconds']:>9.2f}s {first['seconds'] / serve:>6.1f}x {first_tasks:>5} "
             f"{again['seconds']:>10.2f}s {again_tasks:>5} "
-            f"{first['rss_mb']:>8.0f} / {again['rss_mb']:>4.0f} MB {first['wall']:>10.1f} / {again['wall']:>5.1f} s"
+            f"{first['rss_mb']:>8.0f} / {again['rss_mb']:>4.0f} MB {first['wall']:>10.1f} / {again['wall']:>5.1f} s "
+            f"{first['cpu']:>10.2f} / {again['cpu']:>5.2f} s"
         )
+        if repeat > 1:
+            print(f"{'':>10} incremental runs (median of {repeat}): {again['all']} s")
     if stages:
         print("peak RSS (MB) by stage, first load / incremental run:")
         for n, _, first, _, again, _ in rows:
@@ -303,10 +329,11 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", type=int, nargs="+", help="activities per athlete (default 1234 20000)")
     parser.add_argument("--stages", action="store_true", help="also print the peak RSS of each stage")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare httpx loop")
+    parser.add_argument("--repeat", type=int, default=1, help="incremental runs per size (the median is shown)")
     parser.add_argument("--child", nargs=3, metavar="BLOCK", help=argparse.SUPPRESS)
     parser.add_argument("--full-refresh", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.full_refresh, args.stages)
     else:
-        main(args.sizes or ([200, 1234] if args.quick else [1234, 20000]), args.stages, not args.no_floor)
+        main(args.sizes or ([200, 1234] if args.quick else [1234, 20000]), args.stages, not args.no_floor, args.repeat)

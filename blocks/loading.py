@@ -9,6 +9,8 @@ from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 from pydantic import ValidationError
 
+from blocks.prefect_compat import call_sync
+
 B = TypeVar("B", bound=Block)
 
 # Block types the pipeline accepts as a lake, tried in order when a bare name is given.
@@ -53,7 +55,7 @@ def load_block(block_type: type[B], name: str) -> B:
     """Load a block of ``block_type`` named ``name`` or raise :class:`MissingBlockError`."""
     try:
         # _sync: this function is synchronous, also when an async flow or handler calls it.
-        return cast(B, block_type.load(name, _sync=True))  # type: ignore[call-arg]
+        return cast(B, call_sync(block_type.load, name))
     except RuntimeError as exc:
         if not isinstance(exc.__cause__, ValidationError):
             raise

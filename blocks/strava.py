@@ -17,6 +17,7 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from blocks.prefect_compat import block_document_id, call_sync, check_before_saving
 from blocks.strava_errors import AthleteRevoked, ForbiddenError, RefreshTokenRejected, RetryPolicy, send_with_retries
 
 STRAVA_BASE_URL = "https://www.strava.com"
@@ -357,6 +358,16 @@ def athlete_block_name(application_block: str, athlete_id: int) -> str:
     return f"{application_block}-athlete-{int(athlete_id)}"
 
 
+def _application_saved_first(block: StravaCredentials) -> None:
+    """Refuse to save an athlete's block whose application is unsaved (it would be stored inline, secret and all)."""
+    if block.application is not None and block_document_id(block.application) is None:
+        raise ValueError(
+            "Save the StravaApplication block first (application.save(name)): an athlete's block "
+            "references the saved application and never holds a copy of its client secret."
+        )
+
+
+@check_before_saving(_application_saved_first)
 class StravaCredentials(Block):
     """OAuth credentials of a Strava API application and the athlete who authorised it.
 
@@ -588,7 +599,8 @@ class StravaCredentials(Block):
         drops a reference it does not repeat. False when the block has no saved document (it was
         built in memory) or the document is gone: then the caller saves the whole block.
         """
-        if self._block_document_id is None:
+        document_id = block_document_id(self)
+        if document_id is None:
             return False
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import BlockDocumentUpdate
@@ -598,29 +610,20 @@ class StravaCredentials(Block):
         for field_name in type(self).model_fields:
             nested = getattr(self, field_name)
             if isinstance(nested, Block):  # the server drops a reference the update does not repeat
-                if nested._block_document_id is None:
+                if block_document_id(nested) is None:
                     return False
-                data[field_name] = {"$ref": {"block_document_id": str(nested._block_document_id)}}
+                data[field_name] = {"$ref": {"block_document_id": str(block_document_id(nested))}}
         update = BlockDocumentUpdate(data=data, merge_existing_data=True)
         try:
             with get_client(sync_client=True) as client:
-                client.update_block_document(self._block_document_id, update)
+                client.update_block_document(document_id, update)
         except ObjectNotFound:
             return False
         return True
 
     def _save_now(self, name: str) -> None:
         """Save synchronously, also when called under an event loop (an async flow, a webhook handler)."""
-        self.save(name, overwrite=True, _sync=True)  # type: ignore[call-arg]
-
-    def _to_block_document(self, *args: Any, **kwargs: Any) -> Any:
-        # An unsaved application would be stored inline, its secret copied into this block.
-        if self.application is not None and self.application._block_document_id is None:
-            raise ValueError(
-                "Save the StravaApplication block first (application.save(name)): an athlete's block "
-                "references the saved application and never holds a copy of its client secret."
-            )
-        return super()._to_block_document(*args, **kwargs)
+        call_sync(self.save, name, overwrite=True)
 
     @classmethod
     def from_authorization_code(

@@ -1,7 +1,7 @@
 """Extract: Strava pages -> raw lake pages -> one typed staging file.
 
-The main flow calls :func:`extract` in its own run; :func:`extract_activities` is the same as a
-flow of its own (for running the extract alone).
+:func:`extract_activities` is the main flow's extract subflow (and runs alone too); its body
+is :func:`extract`, which takes loaded blocks.
 
 Pages come oldest first (only ``after`` is given), so a run that the daily rate limit cuts
 short has fetched a gap-free prefix: it ends ``partial: resumes next run``, the pipeline
@@ -19,10 +19,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
-from blocks.loading import load_block, load_lake
+from blocks.prefect_compat import install_prompt_heartbeat_stop
 from blocks.strava import StravaCredentials
 from blocks.warehouse import Warehouse
-from flows import run_names
+from flows import handoff, run_names
 from tasks import lake as lake_tasks
 from tasks import strava as strava_tasks
 from tasks import warehouse as wh
@@ -33,6 +33,8 @@ from tasks.state.summary import FUTURE_IDS_SHOWN, PARTIAL, ExtractResult
 __all__ = ["FUTURE_IDS_SHOWN", "PARTIAL", "ExtractResult", "extract", "extract_activities"]
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
+
+install_prompt_heartbeat_stop()  # a subflow's end does not wait for its heartbeat thread
 
 
 @flow(name="extract-activities", flow_run_name=run_names.EXTRACT)
@@ -50,13 +52,15 @@ def extract_activities(
     warehouse holds (:func:`tasks.state.watermark.resolve_start`); without a warehouse block, or with
     ``full_refresh``, the whole history is read. When the daily rate limit stops a request,
     the run keeps what it fetched, says ``partial: resumes next run`` (also in the flow run's
-    Completed state) and ends cleanly.
+    Completed state) and ends cleanly. Called by the main flow, it uses the blocks the main flow
+    loaded (:mod:`flows.handoff`) and the warehouse id it opened.
     """
-    credentials = load_block(StravaCredentials, strava_block)
-    lake = load_lake(lake_block)
-    warehouse = None if warehouse_block is None else load_block(Warehouse, warehouse_block)
+    credentials = handoff.credentials(strava_block)
+    lake = handoff.lake(lake_block)
+    warehouse = None if warehouse_block is None else handoff.warehouse(warehouse_block)
+    warehouse_id = None if warehouse_block is None else handoff.warehouse_id(warehouse_block)
     with slots.athlete_slot(credentials, strava_block):  # slot: one run per athlete (tasks/state/slots.py)
-        result = extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse)
+        result = extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse, warehouse_id)
     if result.complete:
         return result
     state: State[ExtractResult] = Completed(message=result.partial_reason, data=result)
@@ -72,7 +76,7 @@ def extract(
     warehouse: Warehouse | None = None,
     warehouse_id: str | None = None,
 ) -> ExtractResult:
-    """The extract's steps, in the calling flow's run (the main flow calls this, not the subflow).
+    """The extract's steps, in the calling flow's run (the body of :func:`extract_activities`).
 
     Args:
         credentials: The athlete's StravaCredentials block.

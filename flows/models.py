@@ -1,8 +1,8 @@
 """Models: rebuild the tables under sql/models/ after the merge.
 
-One unit of work for all models, in the calling flow's run; the log lists the rows per model.
-Models that are current (same SQL, no change of production since their last complete build) are
-not rebuilt. :func:`build_models` is the same as a flow of its own.
+:func:`build_models` is the main flow's models subflow (and runs alone too); its body is
+:func:`build_all`: one unit of work for all models, the log lists the rows per model. Models that
+are current (same SQL, no change of production since their last complete build) are not rebuilt.
 """
 
 from __future__ import annotations
@@ -10,16 +10,21 @@ from __future__ import annotations
 import sqlalchemy as sa
 from prefect import flow, get_run_logger
 
-from blocks.loading import load_block
+from blocks.prefect_compat import install_prompt_heartbeat_stop
 from blocks.warehouse import Warehouse
-from flows import run_names
+from flows import handoff, run_names
 from tasks import warehouse as wh
+
+install_prompt_heartbeat_stop()  # a subflow's end does not wait for its heartbeat thread
 
 
 @flow(name="build-models", flow_run_name=run_names.MODELS)
 def build_models(warehouse_block: str = "strava-warehouse", force: bool = False) -> dict[str, int]:
-    """Rebuild every model, in file-name order, unless they are current (``force``: always); rows per model."""
-    return build_all(load_block(Warehouse, warehouse_block), force=force)
+    """Rebuild every model, in file-name order, unless they are current (``force``: always); rows per model.
+
+    Called by the main flow, it uses the main flow's Warehouse block and engine (:mod:`flows.handoff`).
+    """
+    return build_all(handoff.warehouse(warehouse_block), handoff.engine(warehouse_block), force=force)
 
 
 def build_all(warehouse: Warehouse, engine: sa.Engine | None = None, *, force: bool = False) -> dict[str, int]:

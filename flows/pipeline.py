@@ -1,4 +1,4 @@
-"""The main flow: extract, load, move the watermark, build the models."""
+"""The main flow: its subflows extract, load (and move the watermark) and build the models; then the dashboard."""
 
 from __future__ import annotations
 
@@ -15,22 +15,24 @@ from prefect.states import Completed
 from pydantic import Field
 
 from blocks.loading import load_block, load_lake
+from blocks.prefect_compat import install_prompt_heartbeat_stop
 from blocks.strava import StravaCredentials
 from blocks.warehouse import Warehouse
-from flows import flow_retries, flow_timeout, run_names
-from flows.extract import extract as run_extract
+from flows import flow_retries, flow_timeout, handoff, run_names
+from flows.extract import extract_activities
 from flows.insight import publish_insight
-from flows.load import load
-from flows.models import build_all
+from flows.load import WatermarkNotMoved, WatermarkPlan, load_activities
+from flows.models import build_models
 from tasks import warehouse as wh
 from tasks.insight import notify
 from tasks.state import events, retry, rounds, slots
-from tasks.state import watermark as wm
-from tasks.state.summary import ExtractResult, RunSummary, WatermarkMove
+from tasks.state.summary import ExtractResult, LoadResult, RunSummary, WatermarkMove
 
 MAX_LOOKBACK_DAYS = 365
 RETRIES = flow_retries(0)  # deployments set STRAVA_ELT_FLOW_RETRIES=1 (prefect.yaml)
 RETRY_DELAY_SECONDS = 300
+
+install_prompt_heartbeat_stop()  # each flow run's end does not wait for its heartbeat thread
 
 
 def open_target(warehouse: str | Warehouse) -> str:
@@ -125,11 +127,11 @@ class _Run:
     def go(
         self, strava_block: str, lake_block: str, warehouse_block: str, lookback_days: int, full_refresh: bool
     ) -> None:
-        """Extract, load, move the watermark, build the models.
+        """Extract, load and move the watermark, build the models: three subflows, then the dashboard.
 
-        The steps run in this flow's run, not as subflows: a subflow costs a flow run of its own
-        (server round trips, and up to a second when its heartbeat thread stops), and none
-        retries on its own. Each block is loaded once and handed down.
+        Each block is loaded once here and handed down to the subflows (:mod:`flows.handoff`),
+        with the warehouse's id and, after the extract, this run's one engine. None of the
+        subflows retries on its own: the main flow's run does.
         """
         logger = get_run_logger()
         run_key = self.summary.run_key
@@ -140,7 +142,19 @@ class _Run:
         self.summary = self.summary.with_(warehouse_id=warehouse_id)
         lake = load_lake(lake_block)
         credentials = load_block(StravaCredentials, strava_block)
-        extract = run_extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse, warehouse_id)
+        handed = {
+            "strava_block": strava_block,
+            "credentials": credentials,
+            "lake_block": lake_block,
+            "lake": lake,
+            "warehouse_block": warehouse_block,
+            "warehouse": warehouse,
+            "warehouse_id": warehouse_id,
+        }
+        with handoff.hand_down(**handed):
+            extract = extract_activities(
+                strava_block, lake_block, run_key, lookback_days, full_refresh, warehouse_block
+            )
         self.summary = self.summary.with_extract(extract)
         if extract.athlete_id is None:  # the daily budget was spent before /athlete answered
             logger.warning(
@@ -152,21 +166,33 @@ class _Run:
         window = (extract.after, extract.extracted_at) if extract.complete else None
         # One engine for the load and the steps after it (the extract, which may wait hours on
         # the rate limit, holds none: a DuckDB file stays free for others meanwhile).
-        with warehouse.engine() as engine:
-            loaded = load(
-                warehouse,
-                lake,
-                extract.staging_path,
-                run_key,
-                extract.extracted_at,
-                window,
-                extract.activities,
-                extract.athlete_id,
-                engine,
-            )
+        plan = WatermarkPlan(
+            warehouse_id,
+            extract.newest_start_date,
+            extract.extracted_at,
+            reset=extract.previous_watermark is None,
+            flow_run_id=str(flow_run.id or ""),
+        )
+        with warehouse.engine() as engine, handoff.hand_down(**handed, engine=engine):
+            watermark_error: Exception | None = None
+            try:
+                loaded = load_activities(
+                    warehouse_block,
+                    lake_block,
+                    extract.staging_path,
+                    run_key,
+                    extract.extracted_at,
+                    window,
+                    extract.activities,
+                    extract.athlete_id,
+                    plan,
+                )
+            except WatermarkNotMoved as exc:  # the merge committed: the steps after it still run
+                loaded = exc.loaded
+                watermark_error = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
             self.summary = self.summary.with_load(loaded)
             target = _Target(warehouse_block, warehouse, lake_block, lake, engine)
-            self._after_commit(extract, extract.athlete_id, warehouse_id, target)
+            self._after_commit(extract, loaded, watermark_error, target)
         mark = self.summary.watermark
         logger.info(
             "Run %s: %s requests, %s pages, %s extracted, %s inserted, %s updated, %s deleted; watermark %s; %s",
@@ -181,15 +207,17 @@ class _Run:
             self.summary.status,
         )
 
-    def _after_commit(self, extract: ExtractResult, athlete_id: int, warehouse_id: str, target: _Target) -> None:
-        """The merge has committed: move the watermark, emit the event, rebuild models and dashboard.
+    def _after_commit(
+        self, extract: ExtractResult, loaded: LoadResult, watermark_error: Exception | None, target: _Target
+    ) -> None:
+        """The merge has committed: record the watermark, emit the event, rebuild models and dashboard.
 
         Nothing here can undo the load. A step that fails is recorded and the steps that do not
         need it still run (the dashboard needs the models); then the run fails with
         :class:`~tasks.state.summary.PostCommitError`, whose message says what completed and what did
-        not. The watermark moves first, and only to what the committed merge holds, so warehouse
-        and watermark agree whatever fails after it; the next run rebuilds the models and the
-        dashboard from the warehouse, as every run does.
+        not. The load subflow moved the watermark first (``watermark_error``: why it did not),
+        and only to what the committed merge holds, so warehouse and watermark agree whatever
+        fails after it; the next run rebuilds the models and the dashboard from the warehouse.
         """
         logger = get_run_logger()
         failed: dict[str, str] = {}
@@ -204,23 +232,10 @@ class _Run:
                 logger.error("After the merge, %s failed: %s", name, failed[name])
                 return None
 
-        merge = self.summary.merge
-        athlete_rows = merge.athlete_rows if merge else 0
-        # Only now may the watermark move (never past this run's time).
-        watermark = step(
-            "watermark",
-            lambda: wm.advance_watermark(
-                warehouse_id,
-                athlete_id,
-                extract.newest_start_date,
-                extract.extracted_at,
-                athlete_rows,
-                str(flow_run.id or ""),
-                reset=extract.previous_watermark is None,
-            ),
-        )
-        if "watermark" not in failed:
-            self.summary = self.summary.with_(watermark=WatermarkMove(extract.previous_watermark, watermark))
+        if watermark_error is not None:
+            step("watermark", lambda: _raise(watermark_error))
+        else:
+            self.summary = self.summary.with_(watermark=WatermarkMove(extract.previous_watermark, loaded.watermark))
         # Tell automations (e.g. the kudos model's trigger) that this athlete's activities changed.
         summary = self.summary
         step(
@@ -229,7 +244,7 @@ class _Run:
                 summary, warehouse_block=target.warehouse_block, lake_block=target.lake_block
             ),
         )
-        models = step("models", lambda: build_all(target.warehouse, target.engine))
+        models = step("models", lambda: build_models(target.warehouse_block))
         # Something to look at: the dashboard in the lake (link artifact) and the run report.
         if "models" in failed:
             failed["dashboard"] = "not rebuilt (the models failed)"
@@ -243,6 +258,10 @@ class _Run:
         if failed:
             self.summary = self.summary.with_(failed_after_merge=failed)
             raise notify.PostCommitError.of(self.summary, failed) from errors[0]
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
+from blocks.prefect_compat import call_sync
 from tasks.warehouse import schema
 
 
@@ -31,7 +32,7 @@ def _call_sync(method: Any, *args: Any) -> Any:
     twin when they think they are in an async context (a running event loop, an async task)
     and then return a coroutine; ``_sync=True`` pins the blocking implementation.
     """
-    result = method(*args, _sync=True) if hasattr(method, "aio") else method(*args)
+    result = call_sync(method, *args)
     if inspect.isawaitable(result):
         raise TypeError(f"{method!r} returned an awaitable; the lake block must offer a sync read/write")
     return result

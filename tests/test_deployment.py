@@ -368,18 +368,40 @@ def test_a_second_run_while_one_runs_is_cancelled(stack: Stack, weekly: dict[str
 def test_the_weekly_run_loads_the_warehouse_through_the_worker(stack: Stack, weekly: dict[str, Any]) -> None:
     run = stack.flow_run(weekly["a"])
     assert run["state_type"] == "COMPLETED", run["state"]
-    # Extract, load and models run in the main flow's own run (no subflow runs), their tasks in it.
-    children = stack.post("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [weekly["a"]]}}})
-    assert children == []
-    tasks = stack.post("/task_runs/filter", {"task_runs": {"flow_run_id": {"any_": [weekly["a"]]}}})
-    assert {"fetch-page-1", "run_validation", "merge_staging"} <= {t["name"].rsplit("-", 1)[0] for t in tasks} | {
-        t["name"] for t in tasks
+    # The run graph the UI draws (the server's graph-v2): the main run holds the extract, load and
+    # models subflow runs, each a node of kind flow-run; each subflow's own graph holds its tasks.
+    graph = stack.get(f"/flow_runs/{weekly['a']}/graph-v2")
+    # A subflow's label is "<flow name> / <flow run name>", its id the subflow run's.
+    found = {n["label"].split(" / ")[0]: n for _, n in graph["nodes"] if n["kind"] == "flow-run"}
+    assert sorted(found) == ["build-models", "extract-activities", "load-activities"], graph["nodes"]
+    subflows = {
+        "extract": found["extract-activities"],
+        "load": found["load-activities"],
+        "models": found["build-models"],
     }
+    own = {n["label"] for _, n in graph["nodes"] if n["kind"] == "task-run"}
+    assert {"open_warehouse", "publish_dashboard"} <= {label.rsplit("-", 1)[0] for label in own}, own
+    children = stack.post("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [weekly["a"]]}}})
+    assert {c["id"] for c in children} == {n["id"] for n in subflows.values()}
+    assert {c["state_type"] for c in children} == {"COMPLETED"}
+
+    def task_names(flow_run_id: str) -> set[str]:
+        found = stack.get(f"/flow_runs/{flow_run_id}/graph-v2")["nodes"]
+        return {n["label"] if n["label"].startswith("fetch-page-") else n["label"].rsplit("-", 1)[0] for _, n in found}
+
+    assert "fetch-page-1" in task_names(subflows["extract"]["id"])
+    assert task_names(subflows["load"]["id"]) == {"run_validation", "merge_staging", "advance_watermark"}
+    assert task_names(subflows["models"]["id"]) == set()
+    tasks = stack.post("/task_runs/filter", {"task_runs": {"flow_run_id": {"any_": [c["id"] for c in children]}}})
     assert {t["state_type"] for t in tasks} == {"COMPLETED"}
 
-    artifacts = stack.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [weekly["a"]]}}})
-    keys = {a["key"] for a in artifacts}
-    assert {notify.SUMMARY_ARTIFACT_KEY, report.ARTIFACT_KEY, dashboard.ARTIFACT_KEY, quality.ARTIFACT_KEY} <= keys
+    def artifact_keys(flow_run_id: str) -> set[str]:
+        found = stack.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+        return {a["key"] for a in found}
+
+    # The run's summary, report and dashboard link on the main run; the validation table on the load's.
+    assert {notify.SUMMARY_ARTIFACT_KEY, report.ARTIFACT_KEY, dashboard.ARTIFACT_KEY} <= artifact_keys(weekly["a"])
+    assert quality.ARTIFACT_KEY in artifact_keys(subflows["load"]["id"])
 
     query = {"filter": {"event": {"name": [LOADED_EVENT]}, "order": "ASC"}, "limit": 50}
     # The server stores events a moment after the run ends (its event persister batches them).

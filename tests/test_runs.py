@@ -43,24 +43,37 @@ def test_runs_are_named_for_what_they_ran(env: Env) -> None:
         children = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[main.id]))
         )
-        tasks = client.read_task_runs(
-            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[c.id for c in children]))
-        )
-    # The steps run in the main flow's own run: no subflow runs (each would cost a flow run and
-    # up to a second for its heartbeat thread to stop), one task per page (fetched and landed
-    # together), the gate, the merge, the watermark and the dashboard; the models are one unit
-    # without a task run per model.
-    assert children == []
-    tasks = client_tasks(main.id)
-    pages = sorted(n for n in tasks if n.startswith("fetch-page-"))
-    assert pages == ["fetch-page-1", "fetch-page-2", "fetch-page-3"], tasks
-    assert sorted(n.rsplit("-", 1)[0] for n in tasks if n not in pages) == [
+    # Three subflow runs, each holding its tasks: the extract (one task per page, fetched and
+    # landed together), the load (the gate, the merge, the watermark), the models (one unit
+    # without a task run per model); the main run keeps opening the warehouse and the dashboard.
+    by_name = {c.name: c for c in children}
+    assert sorted(n.split("-")[0] for n in by_name) == ["extract", "load", "models"], by_name
+    extract = next(c for n, c in by_name.items() if n.startswith(f"extract-{env.strava_block}-"))
+    load = next(c for n, c in by_name.items() if n.startswith(f"load-{env.warehouse_block}-"))
+    models = by_name[f"models-{env.warehouse_block}"]
+    assert extract.name.removeprefix("extract-" + env.strava_block) == load.name.removeprefix(
+        "load-" + env.warehouse_block
+    )  # the same run key
+    # Each is a subflow of the main run: its parent task run belongs to the main flow run.
+    parents = {c.parent_task_run_id for c in children}
+    assert None not in parents and len(parents) == 3
+    with get_client(sync_client=True) as client:
+        assert {client.read_task_run(p).flow_run_id for p in parents} == {main.id}
+    pages = sorted(n for n in client_tasks(extract.id) if n.startswith("fetch-page-"))
+    assert pages == ["fetch-page-1", "fetch-page-2", "fetch-page-3"]
+    assert sorted(n.rsplit("-", 1)[0] for n in client_tasks(extract.id) if n not in pages) == []
+    assert sorted(n.rsplit("-", 1)[0] for n in client_tasks(load.id)) == [
         "advance_watermark",
         "merge_staging",
-        "open_warehouse",
-        "publish_dashboard",
         "run_validation",
-    ], tasks
+    ]
+    assert client_tasks(models.id) == []
+    # In the main run: opening the warehouse, the three subflows' parent task runs, the dashboard.
+    own = sorted(n.rsplit("-", 1)[0] for n in client_tasks(main.id))
+    assert [n for n in own if n in ("open_warehouse", "publish_dashboard")] == ["open_warehouse", "publish_dashboard"]
+    assert [n for n in own if n not in ("open_warehouse", "publish_dashboard")] == sorted(
+        ["extract-activities", "load-activities", "build-models"]
+    ), own
     assert main.empirical_policy.retries == RETRIES
 
 

@@ -10,10 +10,9 @@ budget is set to zero before the failure is reported.
 from __future__ import annotations
 
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
-from prefect.context import FlowRunContext
 
 from blocks.loading import AmbiguousBlockError, InvalidBlockError, MissingBlockError
+from blocks.prefect_compat import stop_flow_run_retries
 from blocks.strava_errors import FatalError
 from tasks.quality import ValidationConfigError, ValidationHalted
 from tasks.state.slots import AthleteBusy
@@ -36,12 +35,6 @@ PERMANENT: tuple[type[BaseException], ...] = (
 
 def final_unless_transient(exc: BaseException) -> None:
     """Make this flow run's failure final when ``exc`` is permanent (no retry); else leave it."""
-    context = FlowRunContext.get()
-    run = context.flow_run if context else None
-    if not isinstance(exc, PERMANENT) or run is None or not run.empirical_policy.retries:
+    if not isinstance(exc, PERMANENT) or not stop_flow_run_retries():
         return
-    policy = run.empirical_policy.model_copy(update={"retries": 0})
-    with get_client(sync_client=True) as client:
-        client.update_flow_run(flow_run_id=run.id, empirical_policy=policy)
-    run.empirical_policy = policy
     get_run_logger().info("%s cannot be mended by a retry: no retry for this run", type(exc).__name__)

@@ -94,10 +94,12 @@ class ExtractResult:
 
 @dataclass(frozen=True)
 class LoadResult:
-    """What the load subflow did: the merge's counts and the validation results it recorded."""
+    """What the load subflow did: the merge's counts, the validation results it recorded, the watermark it moved."""
 
     merge: MergeResult
     checks: tuple[CheckResult, ...]
+    watermark: datetime | None = None
+    """Where the load moved the watermark after the merge (None: not asked to, or nothing loaded yet)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The merge counts and ``checks`` (as the main flow's summary holds them)."""

@@ -24,6 +24,8 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists
 
+from blocks import prefect_compat
+
 __all__ = ["BUSY_DELAYS", "read_variable", "write_variable"]
 
 BUSY_DELAYS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8)
@@ -66,10 +68,6 @@ def write_variable(name: str, value: Any, *, sleep: Callable[[float], None] = ti
 
 def _patch_once(client: SyncPrefectClient, update: VariableUpdate) -> int:
     """Send the PATCH once, without the client's retrying (whose first wait is 2 s); its status code."""
-    http = client._client  # PrefectHttpxSyncClient; httpx.Client.send is its send without the retry loop
-    request = http.build_request(
-        "PATCH", f"/variables/name/{update.name}", json=update.model_dump(mode="json", exclude_unset=True)
+    return prefect_compat.send_once(
+        client, "PATCH", f"/variables/name/{update.name}", update.model_dump(mode="json", exclude_unset=True)
     )
-    response = httpx.Client.send(http, request)
-    response.close()
-    return response.status_code

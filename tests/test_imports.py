@@ -1,0 +1,39 @@
+"""A run imports only what it needs: no S3 stack for a local lake, no model training, no web server.
+
+Importing the run's modules happens in every run's process (a worker's flow run, the CLI) before
+any work; each module below costs a few hundred milliseconds and is imported where it is used:
+prefect-aws/boto3 by ``blocks.loading`` for an S3 lake only, scikit-learn by the kudos model's
+training, uvicorn by ``strava-elt webhook serve``, pandas nowhere on the run's path. Prefect itself
+imports Starlette (its server's app) and, while a flow runs, FastAPI's encoders: those are not ours
+to forbid.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("prefect_aws", "boto3", "botocore", "s3transfer", "sklearn", "scipy", "uvicorn", "pandas")
+"""Top-level packages none of the run's modules may import when they are imported."""
+
+
+def imported_after(module: str) -> set[str]:
+    """The top-level packages in ``sys.modules`` after importing ``module`` in a fresh interpreter."""
+    code = f"import sys, json, {module}; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("module", ["flows.pipeline", "flows.round"])
+def test_the_run_imports_nothing_heavy_it_does_not_need(module: str) -> None:
+    imported = imported_after(module)
+    assert "prefect" in imported and "flows" in imported  # the probe sees the imports
+    assert sorted(imported & set(HEAVY)) == [], f"{module} imports {sorted(imported & set(HEAVY))}"
+
+
+def test_the_probe_sees_a_heavy_import() -> None:
+    assert "botocore" in imported_after("prefect_aws")
