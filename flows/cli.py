@@ -268,9 +268,9 @@ def cmd_setup_aws(args: argparse.Namespace) -> int:
 
 def ask_code(url: str, code: str | None) -> str:
     """Show the authorize URL, take the code (``code``, or pasted: the code or the redirect URL), check its scope."""
-    from blocks.strava import check_scope
     from blocks.strava import parse_authorization_response as parse
-    from blocks.strava_errors import StravaError
+    from tasks.strava.auth import check_scope
+    from tasks.strava.errors import StravaError
 
     print("1. Open this URL in a browser signed in to Strava and click Authorize:")
     print(f"   {url}")
@@ -304,15 +304,14 @@ def authorize(
         The athlete Strava sent with the tokens (may be empty).
 
     """
-    from blocks.strava import DEFAULT_REDIRECT_URI, StravaCredentials, authorize_url
-    from blocks.strava_errors import StravaError
+    from blocks.strava import DEFAULT_REDIRECT_URI, authorize_url
+    from tasks.strava.auth import from_authorization_code
+    from tasks.strava.errors import StravaError
 
     url = authorize_url(client_id, redirect_uri=redirect_uri or DEFAULT_REDIRECT_URI, base_url=base_url)
     parsed_code = ask_code(url, code)
     try:
-        credentials, athlete = StravaCredentials.from_authorization_code(
-            client_id, client_secret, parsed_code, base_url=base_url
-        )
+        credentials, athlete = from_authorization_code(client_id, client_secret, parsed_code, base_url=base_url)
     except (ValueError, StravaError) as exc:
         raise CliError(str(exc)) from None
     credentials.save(block, overwrite=True)

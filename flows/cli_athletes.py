@@ -66,7 +66,8 @@ def authorize_athlete(
     from blocks import StravaApplication, StravaCredentials
     from blocks.loading import MissingBlockError, load_block
     from blocks.strava import DEFAULT_REDIRECT_URI, authorize_url
-    from blocks.strava_errors import StravaError
+    from tasks.strava.auth import authorize_athlete as exchange_code
+    from tasks.strava.errors import StravaError
 
     application = load_block(StravaApplication, application_block)
     url = authorize_url(
@@ -75,7 +76,7 @@ def authorize_athlete(
     print("The athlete to add opens the URL below, signed in to their own Strava account.")
     parsed_code = ask_code(url, code)
     try:
-        credentials, athlete = application.authorize_athlete(parsed_code)
+        credentials, athlete = exchange_code(application, parsed_code)
     except (ValueError, StravaError) as exc:
         raise CliError(str(exc)) from None
     if credentials.athlete_id is None:
@@ -165,8 +166,8 @@ def publish_index_page(application_block: str, lake_block: str, warehouse_block:
     """Write the application's index page to the lake's root; return where."""
     from datetime import UTC, datetime
 
-    from blocks.loading import load_lake
     from tasks.insight.index import index_entries, publish_index
+    from tasks.lake import load_lake
 
     return publish_index(load_lake(lake_block), index_entries(application_block, warehouse_block), datetime.now(UTC))
 

@@ -14,18 +14,18 @@ page is one task (:func:`~tasks.strava.fetch_page`: fetch, check, land) and the 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
-from blocks.loading import load_block, load_lake
+from blocks.loading import load_block
 from blocks.strava import StravaCredentials
 from blocks.warehouse import Warehouse
 from flows import run_names
 from tasks import lake as lake_tasks
 from tasks import strava as strava_tasks
 from tasks import warehouse as wh
+from tasks.lake import load_lake
 from tasks.state import budget
 from tasks.state import watermark as wm
 from tasks.state.summary import FUTURE_IDS_SHOWN, PARTIAL, ExtractResult
@@ -64,7 +64,7 @@ def extract_activities(
 
 def extract(
     credentials: StravaCredentials,
-    lake: Any,
+    lake: lake_tasks.Lake,
     run_key: str,
     lookback_days: int = 14,
     full_refresh: bool = False,

@@ -6,18 +6,19 @@ Called by the main flow as its last step, and by ``strava-elt dashboard`` for a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 
 from blocks.loading import load_block
 from blocks.warehouse import Warehouse
 from tasks.insight import dashboard, report
+from tasks.lake import Lake
 from tasks.state.summary import RunSummary
+from tasks.warehouse import engine_of
 
 
 def publish_insight(
-    warehouse: Warehouse, lake: Any, summary: RunSummary, engine: sa.Engine | None = None
+    warehouse: Warehouse, lake: Lake, summary: RunSummary, engine: sa.Engine | None = None
 ) -> RunSummary:
     """Render the dashboard and write it to the lake with a link artifact.
 
@@ -33,7 +34,7 @@ def publish_insight(
 
     """
     checks = None if summary.checks is None else [c.as_dict() for c in summary.checks]
-    with warehouse.engine(reuse=engine) as engine:
+    with engine_of(warehouse, engine) as engine:
         page = dashboard.build_dashboard(engine, checks, summary.athlete_id)
         monthly = report.monthly_rows(engine, summary.athlete_id)
     published = dashboard.publish_dashboard(lake, page, summary.athlete_id or "unknown", summary.run_key)

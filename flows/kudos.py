@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from blocks.loading import load_block, load_lake
+from blocks.loading import load_block
 from blocks.warehouse import Warehouse
 from flows import flow_timeout, run_names
+from tasks.lake import load_lake
 
 if TYPE_CHECKING:
     from types import ModuleType

@@ -7,16 +7,16 @@ its own (the reaction flow and tests call it by block names).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from prefect import flow, get_run_logger
 
-from blocks.loading import load_block, load_lake
+from blocks.loading import load_block
 from blocks.warehouse import Warehouse
 from flows import run_names
 from tasks import quality
 from tasks import warehouse as wh
+from tasks.lake import Lake, load_lake
 from tasks.state.summary import LoadResult
 
 
@@ -49,7 +49,7 @@ def load_activities(
 
 def load(
     warehouse: Warehouse,
-    lake: Any,
+    lake: Lake,
     staging_path: str,
     run_key: str,
     observed_at: datetime,
@@ -60,7 +60,7 @@ def load(
 ) -> LoadResult:
     """The load's steps, in the calling flow's run (see :func:`load_activities`); ``engine``: the run's, if any."""
     logger = get_run_logger()
-    with warehouse.engine(reuse=engine) as engine:
+    with wh.engine_of(warehouse, engine) as engine:
         staging = wh.prepare_staging(engine, run_key)
         try:
             wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)

@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import Field
 
-from blocks.loading import load_block, load_lake
+from blocks.loading import load_block
 from blocks.strava import StravaCredentials
 from blocks.warehouse import Warehouse
 from flows import flow_retries, flow_timeout, run_names
@@ -24,6 +24,7 @@ from flows.load import load
 from flows.models import build_all
 from tasks import warehouse as wh
 from tasks.insight import notify
+from tasks.lake import Lake, load_lake
 from tasks.state import events, retry, rounds
 from tasks.state import watermark as wm
 from tasks.state.summary import ExtractResult, RunSummary, WatermarkMove
@@ -108,7 +109,7 @@ class _Target:
     warehouse_block: str
     warehouse: Warehouse
     lake_block: str
-    lake: Any
+    lake: Lake
     engine: sa.Engine
 
 

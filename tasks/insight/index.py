@@ -160,9 +160,8 @@ def render_index(entries: Sequence[IndexEntry], now: datetime, title: str = "Str
     return _template().render(title=title, rows=rows, generated=_iso(now))
 
 
-def publish_index(lake: Any, entries: Sequence[IndexEntry], now: datetime) -> dict[str, str]:
+def publish_index(lake: Lake, entries: Sequence[IndexEntry], now: datetime) -> dict[str, str]:
     """Write ``index.html`` at the lake's root; return its lake ``path``, ``url`` and size in ``bytes``."""
-    lake = Lake.of(lake)
     body = render_index(entries, now).encode("utf-8")
     lake.write(INDEX_PATH, body)
     return {"path": INDEX_PATH, "url": lake.url(INDEX_PATH), "bytes": str(len(body))}

@@ -34,8 +34,8 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from tasks import lake as lake_io
 from tasks import warehouse as wh
+from tasks.lake import Lake
 
 __all__ = [
     "FEATURES",
@@ -328,14 +328,13 @@ def _bundle(
 # --------------------------------------------------------------------------- the lake
 
 
-def _read_json(lake: Any, path: str) -> dict[str, Any] | None:
+def _read_json(lake: Lake, path: str) -> dict[str, Any] | None:
     """The JSON object at ``path``; None only when nothing is stored there.
 
     Raises:
         KudosModelError: The file is there but is not a JSON object (say, cut short).
 
     """
-    lake = lake_io.Lake.of(lake)
     body = lake.read_if_present(path)
     if body is None:
         return None
@@ -358,7 +357,7 @@ def athlete_root(athlete_id: int | str) -> str:
 
 
 @task(cache_policy=NO_CACHE)
-def save_candidate(lake: Any, result: TrainingResult, athlete_id: int | str, stamp: str) -> dict[str, str]:
+def save_candidate(lake: Lake, result: TrainingResult, athlete_id: int | str, stamp: str) -> dict[str, str]:
     """Write the candidate's model and metrics (accepted or not) under its own timestamped folder."""
     folder = f"{athlete_root(athlete_id)}/{stamp}"
     paths = {"folder": folder, "metrics": f"{folder}/metrics.json"}
@@ -367,13 +366,13 @@ def save_candidate(lake: Any, result: TrainingResult, athlete_id: int | str, sta
         buffer = io.BytesIO()
         joblib.dump(result.bundle, buffer, compress=3)
         paths["model"] = f"{folder}/model.joblib"
-        lake_io.Lake.of(lake).write(paths["model"], buffer.getvalue())
-    lake_io.Lake.of(lake).write(paths["metrics"], json.dumps(metrics, indent=2, default=str).encode("utf-8"))
+        lake.write(paths["model"], buffer.getvalue())
+    lake.write(paths["metrics"], json.dumps(metrics, indent=2, default=str).encode("utf-8"))
     return paths
 
 
 @task(cache_policy=NO_CACHE)
-def promote(lake: Any, athlete_id: int | str, paths: Mapping[str, str], metrics: Mapping[str, Any]) -> dict[str, Any]:
+def promote(lake: Lake, athlete_id: int | str, paths: Mapping[str, str], metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Point ``latest.json`` (the athlete's and the lake-wide one) at an accepted model."""
     pointer = {
         "athlete_id": athlete_id,
@@ -384,18 +383,18 @@ def promote(lake: Any, athlete_id: int | str, paths: Mapping[str, str], metrics:
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     body = json.dumps(pointer, indent=2, default=str).encode("utf-8")
-    lake_io.Lake.of(lake).write(f"{athlete_root(athlete_id)}/latest.json", body)
-    lake_io.Lake.of(lake).write(f"{MODEL_ROOT}/latest.json", body)
+    lake.write(f"{athlete_root(athlete_id)}/latest.json", body)
+    lake.write(f"{MODEL_ROOT}/latest.json", body)
     return pointer
 
 
-def latest_pointer(lake: Any, athlete_id: int | str | None = None) -> dict[str, Any] | None:
+def latest_pointer(lake: Lake, athlete_id: int | str | None = None) -> dict[str, Any] | None:
     """The ``latest.json`` pointer of an athlete (or the lake-wide one); None when none exists."""
     path = f"{athlete_root(athlete_id)}/latest.json" if athlete_id is not None else f"{MODEL_ROOT}/latest.json"
     return _read_json(lake, path)
 
 
-def load_latest_model(lake: Any, athlete_id: int | str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_latest_model(lake: Lake, athlete_id: int | str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The newest accepted model bundle and its pointer; :class:`KudosModelError` when none exists."""
     pointer = latest_pointer(lake, athlete_id)
     if pointer is None:
@@ -404,7 +403,7 @@ def load_latest_model(lake: Any, athlete_id: int | str | None = None) -> tuple[d
             f"No kudos model for {who} in the lake yet: run the retrain-kudos-model flow "
             "(flows/kudos.py:retrain_kudos_model) after a load."
         )
-    bundle = joblib.load(io.BytesIO(lake_io.Lake.of(lake).read(pointer["model"])))
+    bundle = joblib.load(io.BytesIO(lake.read(pointer["model"])))
     return bundle, pointer
 
 

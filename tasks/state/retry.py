@@ -14,9 +14,9 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
 from blocks.loading import AmbiguousBlockError, InvalidBlockError, MissingBlockError
-from blocks.strava_errors import FatalError
 from tasks.quality import ValidationConfigError, ValidationHalted
 from tasks.state.summary import PostCommitError
+from tasks.strava.errors import FatalError
 
 __all__ = ["PERMANENT", "final_unless_transient"]
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from blocks.strava import deadline_client
+from tasks.strava.transport import deadline_client
 
 __all__ = [
     "ApplicationCredentials",

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.lake import Lake
 from tasks.logs import run_logger
 from tasks.warehouse import schema
 from tasks.warehouse.dialects import dialect_for
@@ -63,7 +64,7 @@ def prepare_staging(engine: sa.Engine, run_key: str) -> str:
 
 def load_staging(
     engine: sa.Engine,
-    lake: Any,
+    lake: Lake,
     path: str,
     staging: str,
     iam_role_arn: str | None = None,
