@@ -10,17 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from tasks.lake import Lake
 from tasks.logs import run_logger
 from tasks.warehouse import schema
 from tasks.warehouse.sql_files import STAGING_PREFIX, column_list, read_sql, render, scalar
+
+if TYPE_CHECKING:  # tasks.lake imports tasks.warehouse.schema: no import back at run time
+    from tasks.lake import Lake
 
 
 @dataclass
