@@ -24,7 +24,6 @@ from tasks.strava.client import (
     Paginator,
     StravaClient,
     fetch_athlete,
-    fetch_next_page,
     open_client,
 )
 from tasks.strava.pages import ExtractTally, PageRows, fetch_page, log_findings
@@ -35,7 +34,6 @@ __all__ = [
     "PaginationLoopError",
     "Paginator",
     "StravaClient",
-    "fetch_next_page",
     "fetch_athlete",
     "ExtractTally",
     "PageRows",
