@@ -298,3 +298,25 @@ def test_athletes_lists_status_watermark_and_last_run(app: Roster, capsys: pytes
     assert rows[loaded]["block"] == app.athlete_blocks[loaded]
     assert rows[loaded]["last_run"].startswith("Completed ") and rows[loaded]["last_loaded"]
     assert rows[revoked]["status"] == "revoked" and rows[revoked]["revoked_at"] == REVOKED_AT.isoformat()
+
+
+def test_subscription_calls_use_the_blocks_client_credentials_and_deadline() -> None:
+    from emulator import StravaEmulator
+    from tasks.strava.subscriptions import BadApplicationCredentials, list_subscriptions
+
+    with StravaEmulator(activities=[3], seed=7) as emu:
+        application = StravaApplication(
+            client_id="12345", client_secret=SecretStr("emulator-secret"), base_url=emu.base_url
+        )
+        single = StravaCredentials(
+            client_id="12345",
+            client_secret=SecretStr("emulator-secret"),
+            refresh_token=SecretStr("t"),
+            base_url=emu.base_url,
+        )
+        athlete = StravaCredentials(application=application, refresh_token=SecretStr("t"))
+        assert list_subscriptions(application) == list_subscriptions(single) == list_subscriptions(athlete) == []
+        wrong = StravaApplication(client_id="12345", client_secret=SecretStr("not-it"), base_url=emu.base_url)
+        with pytest.raises(BadApplicationCredentials) as info:
+            list_subscriptions(wrong)
+        assert "not-it" not in str(info.value)
