@@ -41,11 +41,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+from prefect.filesystems import LocalFileSystem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blocks.warehouse import use_schema  # noqa: E402
 from tasks import warehouse as wh  # noqa: E402
+from tasks.lake import Lake  # noqa: E402
 from tasks.warehouse import schema  # noqa: E402
 
 EPOCH = datetime(2006, 1, 1, tzinfo=UTC)
@@ -169,22 +171,6 @@ def measured(results: list[Phase], warehouse: str, name: str, rows: int) -> Iter
 # --------------------------------------------------------------------------- the pipeline's steps
 
 
-class _Lake:
-    """A local folder with the lake block's read_path/write_path (what LocalFileSystem offers)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def write_path(self, path: str, content: bytes) -> str:
-        target = self.root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-        return str(target)
-
-    def read_path(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
-
-
 def seed_production(engine: sa.Engine, data: pa.Table) -> None:
     """Fill production directly (setup for the benchmark, not the pipeline's path)."""
     dialect = wh.dialect_for(engine)
@@ -200,7 +186,7 @@ def seed_production(engine: sa.Engine, data: pa.Table) -> None:
             conn.exec_driver_sql("CHECKPOINT")
 
 
-def load(engine: sa.Engine, lake: _Lake, path: str, run_key: str) -> tuple[str, int]:
+def load(engine: sa.Engine, lake: Lake, path: str, run_key: str) -> tuple[str, int]:
     """What prepare_staging + load_staging do: a fresh staging table, loaded from the lake file."""
     dialect = wh.dialect_for(engine)
     staging = wh.staging_name(run_key)
@@ -220,7 +206,7 @@ def merge(engine: sa.Engine, staging: str, window: tuple[datetime, datetime] | N
 
 
 def bench_one(
-    warehouse: str, engine: sa.Engine, lake: _Lake, table_rows: int, batch: int, incremental: int
+    warehouse: str, engine: sa.Engine, lake: Lake, table_rows: int, batch: int, incremental: int
 ) -> list[Phase]:
     results: list[Phase] = []
     now = datetime.now(UTC).replace(microsecond=0)
@@ -234,7 +220,7 @@ def bench_one(
     changed = rng.choice(table_rows, batch // 2, replace=False)
     new = np.arange(table_rows, table_rows + batch - batch // 2)
     full = synthetic(np.concatenate([changed, new]), 3, now)
-    lake.write_path("full.parquet", _parquet(full))
+    lake.write("full.parquet", _parquet(full))
     with measured(results, warehouse, f"load {batch:,} (staging, COPY)", batch):
         staging, loaded = load(engine, lake, "full.parquet", "bench_full")
     assert loaded == batch, loaded
@@ -246,7 +232,7 @@ def bench_one(
     recent = np.arange(top - (incremental - incremental // 5), top)
     fresh = np.arange(top, top + incremental // 5)
     inc = synthetic(np.concatenate([recent, fresh]), 4, now + timedelta(days=7))
-    lake.write_path("incremental.parquet", _parquet(inc))
+    lake.write("incremental.parquet", _parquet(inc))
     after = EPOCH + timedelta(seconds=int(recent.min()) * STEP_SECONDS - 1)
     until = EPOCH + timedelta(seconds=int(fresh.max() + 1) * STEP_SECONDS)
     size = table_rows + len(new)
@@ -320,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="strava-elt-bench-") as tmp, engines[name](Path(tmp)) as engine:
             started = time.perf_counter()
             all_results += bench_one(
-                name, engine, _Lake(Path(tmp) / "lake"), args.table_rows, args.batch, args.incremental
+                name,
+                engine,
+                Lake(LocalFileSystem(basepath=str(Path(tmp) / "lake"))),
+                args.table_rows,
+                args.batch,
+                args.incremental,
             )
             print(f"  {name}: {time.perf_counter() - started:.1f} s in all", flush=True)
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 from pydantic import ValidationError
 
 from blocks.prefect_compat import call_sync
+
+if TYPE_CHECKING:
+    from prefect.filesystems import WritableFileSystem
 
 B = TypeVar("B", bound=Block)
 
@@ -87,8 +90,10 @@ def _lake_class(slug: str) -> type[Block]:
     return cast(type[Block], getattr(importlib.import_module(module), attribute))
 
 
-def load_lake(name: str) -> Any:
-    """Load the lake block: ``type-slug/name``, or a bare name that only one lake type has.
+def load_lake_block(name: str) -> WritableFileSystem:
+    """Load the lake's block: ``type-slug/name``, or a bare name that only one lake type has.
+
+    Callers hold the lake as a typed ``tasks.lake.Lake``: ``tasks.lake.load_lake(name)`` wraps this.
 
     A bare name held by blocks of two lake types is refused with both listed: choosing one
     silently once kept runs writing a local folder after the user had moved the lake to S3.
@@ -96,9 +101,14 @@ def load_lake(name: str) -> Any:
     if "/" in name:
         slug, _, bare = name.partition("/")
         try:
-            return load_block(_lake_class(slug), bare) if slug in _LAKE_CLASSES else Block.load(name)
+            block = load_block(_lake_class(slug), bare) if slug in _LAKE_CLASSES else Block.load(name)
         except (MissingBlockError, ValueError):
             raise MissingBlockError(f"No lake block {name!r}. {_hint('Local File System or S3 Bucket')}") from None
+        if not callable(getattr(block, "write_path", None)):
+            raise InvalidBlockError(
+                f"The block {name!r} cannot hold files (a lake is a Local File System or S3 Bucket block)."
+            )
+        return cast("WritableFileSystem", block)
     found = [slug for slug, _ in _documents_named(name) if slug in LAKE_TYPES]
     if len(found) > 1:
         both = " and ".join(f"'{slug}/{name}'" for slug in sorted(found, key=LAKE_TYPES.index))
@@ -108,7 +118,7 @@ def load_lake(name: str) -> Any:
             "delete TYPE/NAME` (`strava-elt setup aws` and `setup local` replace the other lake type themselves)."
         )
     if found:
-        return load_block(_lake_class(found[0]), name)
+        return cast("WritableFileSystem", load_block(_lake_class(found[0]), name))
     raise MissingBlockError(
         f"No lake block named {name!r} (looked for types {', '.join(LAKE_TYPES)}). "
         f"{_hint('Local File System or S3 Bucket')}"

@@ -62,6 +62,16 @@ def block_document_id(block: Any) -> UUID | None:
     return value if isinstance(value, UUID) or value is None else UUID(str(value))
 
 
+def block_document_name(block: Any) -> str | None:
+    """The name of the saved document a loaded block came from; None for a block built in memory.
+
+    Why: Prefect 3.9 keeps it in ``Block._block_document_name`` only (set by ``load`` and
+    ``save``); a lake's dashboard links are configured per lake block name (tasks/insight/links.py).
+    """
+    value = getattr(block, "_block_document_name", None)
+    return str(value) if value else None
+
+
 def check_before_saving(check: Callable[[Any], None]) -> Callable[[B], B]:
     """Class decorator: run ``check(block)`` before the block is turned into a document to save.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,57 @@ _URL_EXAMPLES = (
     "duckdb:////absolute/path/warehouse.duckdb, postgresql+psycopg://user:pw@host:5432/db or "
     "redshift+redshift_connector://user:pw@host:5439/db"
 )
-_DEFAULT_PORTS = {"postgresql": 5432, "redshift": 5439}
 _TIMED_OUT = re.compile(r"time[ds]? ?out|timeout", re.IGNORECASE)
 _SOCKET_MARGIN_SECONDS = 60
-SINGLE_SESSION_BACKENDS = frozenset({"redshift"})
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What creating an engine for one warehouse backend needs; everything else is its SQL dialect's.
+
+    The SQL differences (staging, bulk load, read-only transactions, locks, migrations) live in
+    the dialect classes of ``tasks/warehouse/dialects.py``; blocks import nothing from ``tasks/``,
+    so what an engine needs at creation is here, in :data:`BACKENDS`.
+    """
+
+    connect_timeout_arg: str | None = None
+    """The driver's connect-timeout argument; with it, every session also gets a ``statement_timeout``."""
+    default_port: int | None = None
+    """The port a URL without one connects to (named in connection errors)."""
+    single_session: bool = False
+    """The staging table is a session ``TEMP`` table: the engine holds exactly one connection."""
+    file_database: bool = False
+    """The database is a local file (its folder is created; a relative path is refused)."""
+    set_schema: str = "SET search_path TO {quoted}"
+    """How a session switches to the block's schema (``{quoted}``: the quoted name; ``{name}``: as is)."""
+    commits_on_connect: bool = True
+    """Whether the driver's connection must commit the schema set-up (DuckDB's needs not)."""
+
+
+BACKENDS: dict[str, Backend] = {
+    "duckdb": Backend(file_database=True, set_schema="SET schema = '{name}'", commits_on_connect=False),
+    "postgresql": Backend(connect_timeout_arg="connect_timeout", default_port=5432),
+    "redshift": Backend(connect_timeout_arg="timeout", default_port=5439, single_session=True),
+}
+"""The ONE place in ``blocks/`` that names warehouse backends, by SQLAlchemy backend name.
+
+A backend missing here gets :class:`Backend`'s defaults (a plain SQLAlchemy engine,
+``SET search_path``). ``tests/test_layers.py`` checks that ``single_session`` agrees with the
+dialect classes.
+"""
+
+SINGLE_SESSION_BACKENDS = frozenset(name for name, backend in BACKENDS.items() if backend.single_session)
 """Warehouses whose staging table is a session ``TEMP`` table: their engines hold one connection."""
+
+
+def backend_of(url: str | sa.URL) -> Backend:
+    """The engine needs of the URL's backend (defaults for one not in :data:`BACKENDS`)."""
+    return BACKENDS.get(sa.make_url(url).get_backend_name(), Backend())
 
 
 def engine_options(url: str | sa.URL) -> dict[str, Any]:
     """Extra ``create_engine`` options a warehouse needs: one pooled session for Redshift."""
-    if sa.make_url(url).get_backend_name() in SINGLE_SESSION_BACKENDS:
+    if backend_of(url).single_session:
         return {"poolclass": sa.pool.StaticPool}
     return {}
 
@@ -34,10 +76,11 @@ def use_schema(engine: sa.Engine, schema_name: str | None) -> None:
     """Make every connection of ``engine`` create and use ``schema_name`` (search path)."""
     if not schema_name:
         return
+    backend = backend_of(engine.url)
     quoted = engine.dialect.identifier_preparer.quote(schema_name)
-    set_path = f"SET schema = '{schema_name}'" if engine.dialect.name == "duckdb" else f"SET search_path TO {quoted}"
-    if engine.dialect.name == "duckdb" and "'" in schema_name:
+    if "{name}" in backend.set_schema and "'" in schema_name:
         raise ValueError(f"schema name {schema_name!r} may not contain a quote")
+    set_path = backend.set_schema.format(quoted=quoted, name=schema_name)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -47,7 +90,7 @@ def use_schema(engine: sa.Engine, schema_name: str | None) -> None:
             cursor.execute(set_path)
         finally:
             cursor.close()
-        if engine.dialect.name != "duckdb":
+        if backend.commits_on_connect:
             dbapi_connection.commit()
 
 
@@ -131,7 +174,7 @@ class Warehouse(Block):
         except sa.exc.ArgumentError:
             raise ValueError(f"not a SQLAlchemy URL; expected e.g. {_URL_EXAMPLES}") from None
         path = parsed.database
-        if parsed.get_backend_name() == "duckdb" and path not in (None, "", ":memory:"):
+        if backend_of(parsed).file_database and path not in (None, "", ":memory:"):
             if not (path.startswith("md:") or Path(path).expanduser().is_absolute()):
                 raise ValueError(
                     f"the DuckDB path {path!r} is relative: the file would be written in whatever folder "
@@ -147,17 +190,14 @@ class Warehouse(Block):
         return sa.engine.make_url(self.url.get_secret_value()).get_backend_name()
 
     @contextmanager
-    def engine(self, reuse: sa.Engine | None = None, **kwargs: object) -> Iterator[sa.Engine]:
-        """``with warehouse.engine() as engine:`` an engine pointed at the block's schema, disposed after.
+    def engine(self, **kwargs: object) -> Iterator[sa.Engine]:
+        """``with warehouse.engine() as engine:`` a new engine pointed at the block's schema, disposed after.
 
         Every connection creates the schema if missing and sets it as the search path
-        (:func:`use_schema`); ``kwargs`` go to :meth:`get_engine`. ``reuse``: an engine of this
-        block the caller already holds, handed back as is (and not disposed), so that steps
-        called alone open their own and steps of one run share one.
+        (:func:`use_schema`); ``kwargs`` go to :meth:`get_engine`. The engine is always this
+        context's own: steps that share one engine take the engine, not the block
+        (:func:`tasks.warehouse.engine_of`).
         """
-        if reuse is not None:
-            yield reuse
-            return
         engine = self.get_engine(**kwargs)
         try:
             use_schema(engine, self.schema_name)
@@ -175,14 +215,14 @@ class Warehouse(Block):
         ``statement_timeout`` on every new connection (:meth:`_bound`).
         """
         url = sa.engine.make_url(self.url.get_secret_value())
-        backend = url.get_backend_name()
-        if backend == "duckdb" and url.database not in (None, "", ":memory:"):
+        backend = backend_of(url)
+        if backend.file_database and url.database not in (None, "", ":memory:"):
             path = Path(url.database).expanduser()
             if not url.database.startswith("md:"):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 url = url.set(database=str(path))
         # The driver's connect timeout: psycopg's connect_timeout, redshift_connector's socket timeout.
-        timeout_arg = {"postgresql": "connect_timeout", "redshift": "timeout"}.get(backend)
+        timeout_arg = backend.connect_timeout_arg
         connect_args: dict[str, Any] = {timeout_arg: self.connect_timeout_seconds} if timeout_arg else {}
         connect_args.update(kwargs.pop("connect_args", None) or {})  # type: ignore[call-overload]
         engine = sa.create_engine(url, connect_args=connect_args, **{**engine_options(url), **kwargs})  # type: ignore[arg-type]
@@ -200,7 +240,7 @@ class Warehouse(Block):
         """
         seconds = self.statement_timeout_seconds
         backend = url.get_backend_name()
-        where = f"{backend} at {url.host}:{url.port or _DEFAULT_PORTS.get(backend, '?')}"
+        where = f"{backend} at {url.host}:{url.port or backend_of(url).default_port or '?'}"
         name = getattr(self, "_block_document_name", None) or "(unsaved)"
 
         @sa.event.listens_for(engine, "connect")

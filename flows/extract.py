@@ -14,7 +14,6 @@ page is one task (:func:`~tasks.strava.fetch_page`: fetch, check, land) and the 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
@@ -69,7 +68,7 @@ def extract_activities(
 
 def extract(
     credentials: StravaCredentials,
-    lake: Any,
+    lake: lake_tasks.Lake,
     run_key: str,
     lookback_days: int = 14,
     full_refresh: bool = False,

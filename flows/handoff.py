@@ -17,9 +17,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from blocks.loading import load_block, load_lake
+from blocks.loading import load_block
 from blocks.strava import StravaCredentials
 from blocks.warehouse import Warehouse
+from tasks.lake import Lake, load_lake
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Handed:
     strava_block: str | None = None
     credentials: StravaCredentials | None = None
     lake_block: str | None = None
-    lake: Any = None
+    lake: Lake | None = None
     warehouse_block: str | None = None
     warehouse: Warehouse | None = None
     warehouse_id: str | None = None
@@ -57,7 +58,7 @@ def credentials(name: str) -> StravaCredentials:
     return load_block(StravaCredentials, name)
 
 
-def lake(name: str) -> Any:
+def lake(name: str) -> Lake:
     """The lake block ``name``: the main flow's, or loaded."""
     handed = _HANDED.get()
     if handed.lake is not None and handed.lake_block == name:

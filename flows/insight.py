@@ -9,22 +9,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from prefect.filesystems import LocalFileSystem
 
-from blocks.loading import load_block, load_lake
+from blocks.loading import load_block, load_lake_block
+from blocks.prefect_compat import block_document_name
 from blocks.warehouse import Warehouse
 from tasks.insight import dashboard, links, report, serve
 from tasks.insight.index import INDEX_PATH
-from tasks.lake import local_path
+from tasks.lake import Lake, local_path
 from tasks.state.summary import RunSummary
 from tasks.state.variables import read_variable, write_variable
+from tasks.warehouse import engine_of
 
 
 def publish_insight(
-    warehouse: Warehouse, lake: Any, summary: RunSummary, engine: sa.Engine | None = None
+    warehouse: Warehouse, lake: Lake, summary: RunSummary, engine: sa.Engine | None = None
 ) -> RunSummary:
     """Render the dashboard and write it to the lake with a link artifact.
 
@@ -40,7 +41,7 @@ def publish_insight(
 
     """
     checks = None if summary.checks is None else [c.as_dict() for c in summary.checks]
-    with warehouse.engine(reuse=engine) as engine:
+    with engine_of(warehouse, engine) as engine:
         page = dashboard.build_dashboard(engine, checks, summary.athlete_id)
         monthly = report.monthly_rows(engine, summary.athlete_id)
     published = dashboard.publish_dashboard(
@@ -98,8 +99,8 @@ def serve_lake_pages(
         ValueError: The lake is not a local folder (an S3 lake is linked by presigned URLs).
 
     """
-    lake = load_lake(lake_block)
-    variable = links.base_url_variable(links.lake_block_name(lake) or lake_block)
+    lake = load_lake_block(lake_block)
+    variable = links.base_url_variable(block_document_name(lake) or lake_block)
     if not isinstance(lake, LocalFileSystem) or "://" in str(lake.basepath or ""):
         raise ValueError(
             f"Lake block {lake_block!r} is not a local folder: an S3 lake's dashboards are linked by presigned "

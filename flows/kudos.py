@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from blocks.loading import load_block, load_lake
+from blocks.loading import load_block
 from blocks.warehouse import Warehouse
 from flows import flow_timeout, run_names
+from tasks.lake import load_lake
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -22,7 +23,7 @@ from tasks import warehouse as wh
 
 ARTIFACT_KEY = "strava-kudos-model"
 KUDOS_EXTRA = "strava-elt[kudos]"
-_KUDOS_DEPENDENCIES = {"sklearn", "scipy", "numpy", "joblib", "threadpoolctl"}
+_KUDOS_DEPENDENCIES = {"sklearn", "scipy", "numpy", "joblib", "threadpoolctl", "pandas"}
 
 
 class KudosExtraMissing(ImportError):
@@ -37,7 +38,7 @@ def require_kudos() -> ModuleType:
         if (exc.name or "").split(".")[0] not in _KUDOS_DEPENDENCIES:
             raise
         raise KudosExtraMissing(
-            f"The kudos model needs scikit-learn, which is not installed here ({exc.name} is missing): "
+            f"The kudos model needs scikit-learn and pandas, which are not installed here ({exc.name} is missing): "
             f"install the extra, pip install '{KUDOS_EXTRA}' (from a checkout: pip install '.[kudos]'); "
             "on a worker, add it to the deployment's pip install step or image."
         ) from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from prefect import flow, get_run_logger
@@ -20,6 +19,7 @@ from blocks.warehouse import Warehouse
 from flows import handoff, run_names
 from tasks import quality
 from tasks import warehouse as wh
+from tasks.lake import Lake
 from tasks.state import slots
 from tasks.state import watermark as wm
 from tasks.state.summary import LoadResult, short_error
@@ -112,7 +112,7 @@ def load_activities(
 
 def load(
     warehouse: Warehouse,
-    lake: Any,
+    lake: Lake,
     staging_path: str,
     run_key: str,
     observed_at: datetime,
@@ -123,7 +123,7 @@ def load(
 ) -> LoadResult:
     """The load's steps, in the calling flow's run (see :func:`load_activities`); ``engine``: the run's, if any."""
     logger = get_run_logger()
-    with warehouse.engine(reuse=engine) as engine:
+    with wh.engine_of(warehouse, engine) as engine:
         staging = wh.prepare_staging(engine, run_key)
         try:
             wh.load_staging(engine, lake, staging_path, staging, warehouse.iam_role_arn, warehouse.region)

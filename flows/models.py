@@ -38,7 +38,7 @@ def build_all(warehouse: Warehouse, engine: sa.Engine | None = None, *, force: b
     paths = wh.model_files()
     fingerprint = wh.models_fingerprint(paths)
     names = [wh.model_name(path) for path in paths]
-    with warehouse.engine(reuse=engine) as engine:
+    with wh.engine_of(warehouse, engine) as engine:
         state = wh.read_model_state(engine)
         current = None if force else state.current_rows(fingerprint, wh.existing_models(engine, names))
         if current is not None:

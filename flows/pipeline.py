@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import Field
 
-from blocks.loading import load_block, load_lake
+from blocks.loading import load_block
 from blocks.prefect_compat import install_prompt_heartbeat_stop
 from blocks.strava import StravaCredentials
 from blocks.warehouse import Warehouse
@@ -25,6 +25,7 @@ from flows.load import WatermarkNotMoved, WatermarkPlan, load_activities
 from flows.models import build_models
 from tasks import warehouse as wh
 from tasks.insight import notify
+from tasks.lake import Lake, load_lake
 from tasks.state import events, retry, rounds, slots
 from tasks.state.summary import ExtractResult, LoadResult, RunSummary, WatermarkMove
 
@@ -114,7 +115,7 @@ class _Target:
     warehouse_block: str
     warehouse: Warehouse
     lake_block: str
-    lake: Any
+    lake: Lake
     engine: sa.Engine
 
 

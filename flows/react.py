@@ -21,9 +21,8 @@ from typing import Any
 from prefect import flow, get_run_logger, tags
 from prefect.runtime import flow_run
 
-from blocks.loading import load_block, load_lake
+from blocks.loading import load_block
 from blocks.strava import StravaCredentials
-from blocks.strava_errors import AuthError
 from blocks.warehouse import Warehouse
 from flows import flow_timeout
 from flows.load import load_activities
@@ -31,8 +30,10 @@ from flows.models import build_models
 from flows.pipeline import new_run_key, open_target, strava_elt
 from tasks import strava as strava_tasks
 from tasks import warehouse as wh
+from tasks.lake import load_lake
 from tasks.state import slots
 from tasks.state import watermark as wm
+from tasks.strava.errors import AuthError
 from tasks.webhooks import reactions
 
 REACT_TIMEOUT_SECONDS = 3600

@@ -26,11 +26,12 @@ from prefect.events import emit_event
 from prefect.states import Completed, Failed, State
 from pydantic import Field
 
-from blocks.loading import load_block, load_lake
+from blocks.loading import load_block
 from blocks.strava import StravaApplication
 from flows import flow_timeout, run_names
 from flows.pipeline import MAX_LOOKBACK_DAYS, open_target, strava_elt
 from tasks.insight import index, notify
+from tasks.lake import load_lake
 from tasks.state import budget, rounds
 from tasks.strava.roster import RosterEntry, list_roster
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
+from blocks.loading import load_lake_block
 from blocks.prefect_compat import call_sync
 from tasks.warehouse import schema
 
@@ -101,16 +102,14 @@ class Lake:
 
     Keys are relative to the block's base path or bucket folder. Writes are atomic; a read of
     a missing key raises :class:`FileNotFoundError` (on S3 as well), so :meth:`read_if_present`
-    tells "not there" from "there but unreadable". Build one with :meth:`of`.
+    tells "not there" from "there but unreadable". Load one by block name with :func:`load_lake`,
+    or wrap a block: ``Lake(LocalFileSystem(basepath=...))``.
     """
 
-    def __init__(self, block: WritableFileSystem | Any) -> None:
-        self.block: Any = block
-
-    @classmethod
-    def of(cls, lake: Lake | WritableFileSystem | Any) -> Lake:
-        """The lake of a filesystem block (a Lake is returned as it is)."""
-        return lake if isinstance(lake, Lake) else cls(lake)
+    def __init__(self, block: WritableFileSystem) -> None:
+        if isinstance(block, Lake):
+            raise TypeError("Lake(...) takes a filesystem block, not a Lake: pass the Lake itself")
+        self.block: Any = block  # LocalFileSystem, S3Bucket (its bucket fields are not on the base type)
 
     def __repr__(self) -> str:
         return f"Lake({type(self.block).__name__})"
@@ -305,14 +304,13 @@ class Lake:
         return f"s3://{self.block.bucket_name}/{key}"
 
 
-def write_bytes(lake: Lake | Any, path: str, data: bytes) -> str:
-    """Write ``data`` at ``path`` atomically (:meth:`Lake.write`)."""
-    return Lake.of(lake).write(path, data)
+def load_lake(name: str) -> Lake:
+    """The lake of the block ``name`` (``type-slug/name``, or a bare name only one lake type has).
 
-
-def read_bytes(lake: Lake | Any, path: str) -> bytes:
-    """Read the object at ``path`` (:meth:`Lake.read`)."""
-    return Lake.of(lake).read(path)
+    :func:`blocks.loading.load_lake_block` finds and loads the block (blocks import nothing
+    from ``tasks/``); this wraps it, so every caller holds a :class:`Lake`.
+    """
+    return Lake(load_lake_block(name))
 
 
 def raw_page_path(athlete_id: int, run_key: str, page: int) -> str:
@@ -326,7 +324,7 @@ def staging_file_path(athlete_id: int, run_key: str) -> str:
 
 
 def land_raw_page(
-    lake: Any,
+    lake: Lake,
     athlete_id: int,
     run_key: str,
     page: int,
@@ -347,7 +345,7 @@ def land_raw_page(
             body = json.dumps(activities, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate ("\ud800") has no UTF-8: keep it as the escape Strava sent
             body = json.dumps(activities, separators=(",", ":")).encode("ascii")
-    write_bytes(lake, path, gzip.compress(strict_json(body), mtime=0))
+    lake.write(path, gzip.compress(strict_json(body), mtime=0))
     return path
 
 
@@ -428,12 +426,12 @@ class StagingFileWriter:
             self._writer.write_table(pa.concat_tables(self._pending), row_group_size=schema.ROW_GROUP_ROWS)
         self._pending, self._pending_rows = [], 0
 
-    def upload(self, lake: Any, path: str) -> str:
+    def upload(self, lake: Lake, path: str) -> str:
         """Close the file and copy it to the lake (in chunks: :meth:`Lake.write_file`); the local copy is removed."""
         try:
             self._flush()
             self._writer.close()
-            Lake.of(lake).write_file(path, self._tmp)
+            lake.write_file(path, self._tmp)
         finally:
             self.discard()
         return path
@@ -443,6 +441,6 @@ class StagingFileWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-def upload_staging_file(writer: StagingFileWriter, lake: Any, path: str) -> str:
+def upload_staging_file(writer: StagingFileWriter, lake: Lake, path: str) -> str:
     """Upload the run's typed Parquet file to the lake."""
     return writer.upload(lake, path)

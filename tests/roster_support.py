@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from blocks import StravaApplication, StravaCredentials
 from emulator import StravaEmulator
+from tasks.strava.auth import authorize_athlete
 from tests.conftest import EMULATOR_END, EMULATOR_SEED
 
 
@@ -70,7 +71,7 @@ def make_roster(tmp_path: Path, athletes: int = 3, activities: int = 60, **emula
         application = save_application(emu, f"app-{suffix}")
         roster = Roster(emu, tmp_path, f"app-{suffix}", lake, warehouse)
         for athlete_id in emu.athlete_ids:
-            credentials, _ = application.authorize_athlete(emu.for_athlete(athlete_id).authorization_code())
+            credentials, _ = authorize_athlete(application, emu.for_athlete(athlete_id).authorization_code())
             name = application.athlete_block_name(athlete_id)
             credentials.save(name, overwrite=True)
             roster.athlete_blocks[athlete_id] = name

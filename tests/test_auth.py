@@ -10,10 +10,11 @@ import pytest
 
 from blocks import StravaCredentials
 from blocks.loading import MissingBlockError, load_block
-from blocks.strava import authorize_url, check_scope, parse_authorization_response
-from blocks.strava_errors import ForbiddenError
+from blocks.strava import authorize_url, parse_authorization_response
 from emulator import StravaEmulator
 from flows.cli import main
+from tasks.strava.auth import check_scope
+from tasks.strava.errors import ForbiddenError
 from tests.conftest import Env
 
 HEX_TOKEN = re.compile(r"\b[0-9a-f]{40}\b")

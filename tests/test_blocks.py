@@ -11,7 +11,7 @@ from prefect_aws import AwsCredentials, S3Bucket
 from pydantic import SecretStr, ValidationError
 
 from blocks import StravaCredentials, Warehouse
-from blocks.loading import AmbiguousLakeError, InvalidBlockError, load_block, load_lake
+from blocks.loading import AmbiguousLakeError, InvalidBlockError, load_block, load_lake_block
 from tasks.setup import setup_aws_blocks, setup_local_blocks
 
 REDSHIFT = "redshift+redshift_connector://loader:pw@example.eu-west-1.redshift.amazonaws.com:5439/dev"
@@ -118,7 +118,7 @@ def test_setup_local_writes_absolute_paths_from_a_relative_home(
     setup_local_blocks(Path("data"), names=names)
     url = load_block(Warehouse, names[2]).url.get_secret_value()
     assert url == f"duckdb:///{tmp_path / 'data' / 'warehouse.duckdb'}"
-    assert load_lake(names[1]).basepath == str(tmp_path / "data" / "lake")
+    assert load_lake_block(names[1]).basepath == str(tmp_path / "data" / "lake")
 
 
 # --------------------------------------------------------------------------- one lake per name
@@ -129,11 +129,11 @@ def test_a_lake_name_held_by_two_lake_types_is_refused_with_both_listed(tmp_path
     LocalFileSystem(basepath=str(tmp_path)).save(name)
     S3Bucket(bucket_name="strava-bucket", credentials=AwsCredentials()).save(name)
     with pytest.raises(AmbiguousLakeError) as caught:
-        load_lake(name)
+        load_lake_block(name)
     message = str(caught.value)
     assert f"'local-file-system/{name}' and 's3-bucket/{name}'" in message
     assert "prefect block delete" in message
-    assert isinstance(load_lake(f"s3-bucket/{name}"), S3Bucket)  # the typed name still chooses
+    assert isinstance(load_lake_block(f"s3-bucket/{name}"), S3Bucket)  # the typed name still chooses
 
 
 def test_setup_aws_replaces_the_local_lake_of_the_same_name_and_says_so(tmp_path: Path) -> None:
@@ -144,9 +144,9 @@ def test_setup_aws_replaces_the_local_lake_of_the_same_name_and_says_so(tmp_path
         region="eu-west-1", names=(_name("aws"), names[1], names[2]),
     )  # fmt: skip
     assert f"replaces the lake block local-file-system/{names[1]}" in created[names[1]]
-    lake = load_lake(names[1])  # no longer ambiguous: the S3 bucket
+    lake = load_lake_block(names[1])  # no longer ambiguous: the S3 bucket
     assert isinstance(lake, S3Bucket) and lake.bucket_name == "strava-bucket"
     # And back: setup local replaces the S3 lake block.
     again = setup_local_blocks(tmp_path, names=names)
     assert f"replaces the lake block s3-bucket/{names[1]}" in again[names[1]]
-    assert isinstance(load_lake(names[1]), LocalFileSystem)
+    assert isinstance(load_lake_block(names[1]), LocalFileSystem)

@@ -275,19 +275,8 @@ def test_no_results_table_reads_as_none(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_lake_urls() -> None:
-    from prefect.filesystems import LocalFileSystem
-
-    local = LocalFileSystem(basepath="/tmp/lake")
-    url = dashboard.lake_url(local, "dashboards/athlete_id=1/dashboard.html")
-    assert url == Path("/tmp/lake/dashboards/athlete_id=1/dashboard.html").resolve().as_uri()
-    assert url.startswith("file:///") and url.endswith("/dashboard.html")
-
-    class S3Like:
-        bucket_name = "b"
-        bucket_folder = "strava/"
-
-    assert dashboard.lake_url(S3Like(), "x/y.html") == "s3://b/strava/x/y.html"
+def test_dashboard_paths() -> None:
+    # Lake URLs for people: tests/test_lake.py (Lake.url).
     assert dashboard.dashboard_paths(7, "r1") == [
         "dashboards/athlete_id=7/dashboard.html",
         "dashboards/athlete_id=7/run=r1/dashboard.html",

@@ -20,11 +20,10 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-import blocks.strava as strava_block
 from blocks import StravaCredentials, Warehouse
-from blocks.strava_errors import RetriableError, RetryPolicy
 from blocks.warehouse import WarehouseStatementTimeout, WarehouseUnreachable
-from tasks.strava import StravaClient
+from tasks.strava import StravaClient, auth
+from tasks.strava.errors import RetriableError, RetryPolicy
 from tests.conftest import Env
 from tests.strava_support import FakeClock
 
@@ -139,11 +138,11 @@ def test_a_drip_fed_api_response_fails_at_its_deadline_then_is_retried(drip: Dri
 def test_the_token_endpoint_has_the_same_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     server = DripServer(("/oauth/token",), "headers")
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr(strava_block, "_TOKEN_RETRIES", RetryPolicy(attempts=2, base_delay=0.0))
+    monkeypatch.setattr(auth, "_TOKEN_RETRIES", RetryPolicy(attempts=2, base_delay=0.0))
     try:
         started = time.monotonic()
         with pytest.raises(RetriableError, match="gave up after 2 attempts.*deadline of 1 s"):
-            credentials(server.url).refresh_access_token()
+            auth.refresh_access_token(credentials(server.url))
         took = time.monotonic() - started
     finally:
         server.stop.set()

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from blocks import strava_errors as errors
-from blocks.strava_errors import (
+from tasks.strava import errors
+from tasks.strava.errors import (
     AuthError,
     BadRequestError,
     DailyLimitReached,
@@ -27,7 +27,7 @@ from blocks.strava_errors import (
     redact,
     send_with_retries,
 )
-from blocks.strava_ratelimit import Governor, RateLimit
+from tasks.strava.ratelimit import Governor, RateLimit
 from tests.strava_support import FakeClock
 
 API = "https://www.strava.com/api/v3"

@@ -12,6 +12,7 @@ from prefect.filesystems import LocalFileSystem
 
 from tasks.insight import IndexEntry, publish_index
 from tasks.insight.index import render_index
+from tasks.lake import Lake
 from tasks.strava import roster
 from tests.roster_support import Roster, make_roster
 
@@ -143,7 +144,7 @@ def test_the_index_in_the_lake_links_the_dashboards_the_runs_published(
         IndexEntry(int(e.athlete_id or 0), e.block_name, e.status, revoked_reason=e.revoked_reason)
         for e in roster.list_roster(app.application_block)
     ]
-    published = publish_index(LocalFileSystem.load(app.lake_block), entries, NOW)
+    published = publish_index(Lake(LocalFileSystem.load(app.lake_block)), entries, NOW)
     assert published["path"] == "index.html" and published["url"].endswith("index.html")
     assert _Page((lake_dir / "index.html").read_text(encoding="utf-8")).cells(idle)[0] == "revoked"
     assert main(["dashboard", "--index"]) == 1  # --application is required with --index

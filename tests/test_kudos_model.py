@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
@@ -17,6 +19,7 @@ from pydantic import SecretStr
 from flows.cli import main
 from flows.kudos import retrain_kudos_model
 from tasks import kudos
+from tasks.kudos.model import Encoding, encode
 from tests.conftest import Env, make_env
 from tests.insight_support import fill_warehouse
 
@@ -92,14 +95,25 @@ def test_features_use_only_the_past() -> None:
         }
         for a in reversed(acts)  # order must not matter
     ]
-    raw, baseline = kudos.raw_features(rows, window=2)
-    assert [r["kudos"] for r in raw] == [4, None, 10, 6, 8]
-    assert baseline[0] != baseline[0]  # NaN: no history yet
+    frame = kudos.feature_frame(rows, window=2)
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == [*kudos.FEATURES, "kudos", "start_date", "baseline"]
+    assert list(frame.index) == [a["id"] for a in acts]  # oldest first, indexed by activity id
+    assert frame["kudos"].tolist()[:1] + frame["kudos"].tolist()[2:] == [4, 10, 6, 8]
+    assert pd.isna(frame["kudos"].iloc[1])
+    baseline = frame["baseline"].tolist()
+    assert pd.isna(baseline[0])  # NaN: no history yet
     assert baseline[1:] == [4.0, 4.0, 7.0, 8.0]  # mean of the last 2 known kudos before each
-    assert [r["activities_prev_7d"] for r in raw] == [0, 1, 2, 3, 3]
-    assert [r["activities_prev_28d"] for r in raw] == [0, 1, 2, 3, 4]
-    assert raw[0]["weekday"] == 2 and raw[0]["hour"] == 9  # local time: Wednesday 09:00
-    assert raw[0]["sport_type"] == "Ride" and raw[1]["sport_type"] == "Run"
+    assert frame["recent_mean_kudos"].equals(frame["baseline"])
+    assert frame["activities_prev_7d"].tolist() == [0, 1, 2, 3, 3]
+    assert frame["activities_prev_28d"].tolist() == [0, 1, 2, 3, 4]
+    first = frame.iloc[0]
+    assert first["weekday"] == 2 and first["hour"] == 9  # local time: Wednesday 09:00
+    assert frame["sport_type"].tolist()[:2] == ["Ride", "Run"]
+    matrix = encode(frame, Encoding.fit(frame))
+    assert matrix.shape == (5, len(kudos.FEATURES)) and matrix.dtype == float
+    unseen = encode(frame.assign(sport_type="Kayak"), Encoding.fit(frame))
+    assert np.isnan(unseen[:, kudos.FEATURES.index("sport_type")]).all()  # a sport never seen: missing
 
 
 def test_read_activities_excludes_deleted_and_filters_the_athlete(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from tests.test_after_commit import file_size_limit
 
 @pytest.fixture
 def lake(tmp_path: Path) -> Lake:
-    return Lake.of(LocalFileSystem(basepath=str(tmp_path / "lake")))
+    return Lake(LocalFileSystem(basepath=str(tmp_path / "lake")))
 
 
 def test_a_local_write_is_atomic_and_reads_back(lake: Lake, tmp_path: Path) -> None:
@@ -38,7 +38,8 @@ def test_a_local_write_is_atomic_and_reads_back(lake: Lake, tmp_path: Path) -> N
         lake.write(key, b"new" * 1000)  # fails half way
     assert lake.read(key) == b"old" * 100  # the previous file, whole
     assert sorted(p.name for p in target.parent.iterdir()) == ["latest.json"]  # no temporary file left
-    assert Lake.of(lake) is lake
+    with pytest.raises(TypeError, match="not a Lake"):
+        Lake(lake)  # type: ignore[arg-type]
 
 
 def test_only_a_missing_file_reads_as_absent(lake: Lake, tmp_path: Path) -> None:
@@ -56,17 +57,17 @@ def test_only_a_missing_file_reads_as_absent(lake: Lake, tmp_path: Path) -> None
 
 def test_urls_for_people(lake: Lake, tmp_path: Path) -> None:
     assert lake.url("dashboards/d.html") == (tmp_path / "lake" / "dashboards" / "d.html").resolve().as_uri()
-    s3 = Lake.of(S3Bucket(bucket_name="b", bucket_folder="strava/prod"))
+    s3 = Lake(S3Bucket(bucket_name="b", bucket_folder="strava/prod"))
     assert s3.url("dashboards/d.html") == "s3://b/strava/prod/dashboards/d.html"
 
 
 def test_s3_uri_with_and_without_a_bucket_folder(lake: Lake) -> None:
     key = "staging/athlete_id=1/run=r/activities.parquet"
-    assert Lake.of(S3Bucket(bucket_name="b")).s3_uri(key) == f"s3://b/{key}"
+    assert Lake(S3Bucket(bucket_name="b")).s3_uri(key) == f"s3://b/{key}"
     for folder in ("strava/prod", "/strava/prod/", "strava/prod/"):
-        assert Lake.of(S3Bucket(bucket_name="b", bucket_folder=folder)).s3_uri(key) == f"s3://b/strava/prod/{key}"
+        assert Lake(S3Bucket(bucket_name="b", bucket_folder=folder)).s3_uri(key) == f"s3://b/strava/prod/{key}"
     # The S3Bucket block's own rule: a key already under the folder is not prefixed twice.
-    assert Lake.of(S3Bucket(bucket_name="b", bucket_folder="staging")).s3_uri(key) == f"s3://b/{key}"
+    assert Lake(S3Bucket(bucket_name="b", bucket_folder="staging")).s3_uri(key) == f"s3://b/{key}"
     with pytest.raises(TypeError, match="S3Bucket block, not LocalFileSystem"):
         lake.s3_uri(key)
 
@@ -120,7 +121,7 @@ def test_the_staging_file_is_written_in_row_groups_and_read_back_batch_by_batch(
         groups = [pq.ParquetFile(local).metadata.row_group(g).num_rows for g in range(3)]
         assert pq.ParquetFile(local).metadata.num_row_groups == 3
     assert groups == [schema.ROW_GROUP_ROWS, schema.ROW_GROUP_ROWS, 401]
-    with staging_batches(lake.block, key) as batches:
+    with staging_batches(lake, key) as batches:
         sizes = []
         table = pa.Table.from_batches(list(_sized(batches, sizes)), schema.ARROW_SCHEMA)
     assert max(sizes) <= schema.ROW_GROUP_ROWS
@@ -146,7 +147,7 @@ def strict_loads(data: bytes) -> object:
 
 
 def _landed(lake: Lake, page: int, activities: list[dict[str, object]], body: bytes | None = None) -> bytes:
-    path = land_raw_page(lake.block, 7, "r", page, activities, body=body)
+    path = land_raw_page(lake, 7, "r", page, activities, body=body)
     assert path == raw_page_path(7, "r", page)
     return gzip.decompress(lake.read(path))
 
@@ -199,5 +200,5 @@ def test_a_raw_page_without_its_body_is_encoded_as_strict_json(lake: Lake) -> No
 
 def test_a_body_that_is_not_json_is_refused_before_anything_is_written(lake: Lake, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not JSON, so it was not written"):
-        land_raw_page(lake.block, 7, "r", 1, [], body=b'[{"id": 1,')
+        land_raw_page(lake, 7, "r", 1, [], body=b'[{"id": 1,')
     assert lake.read_if_present(raw_page_path(7, "r", 1)) is None

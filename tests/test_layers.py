@@ -205,6 +205,34 @@ def test_the_single_session_backends_are_the_dialects_that_need_one() -> None:
     assert {name for name, cls in dialects._DIALECTS.items() if cls.single_session} == SINGLE_SESSION_BACKENDS
 
 
+# Where a warehouse may be named by its backend: its dialect class, and the block's engine options.
+# tasks/setup/blocks.py names the backends `strava-elt setup postgres|aws` create (their URL schemes).
+_BACKEND_NAMED_IN = {"tasks/warehouse/dialects.py", "blocks/warehouse.py", "tasks/setup/blocks.py"}
+_NOT_YET: set[str] = set()
+
+
+def test_only_the_dialects_and_the_block_name_a_warehouse_backend() -> None:
+    """A new warehouse is a dialect class (and maybe a BACKENDS entry): no module branches on a backend's name."""
+    root = TASKS_DIR.parent
+    names = ("duckdb", "postgresql", "redshift")
+    found = []
+    for path in sorted([*TASKS_DIR.rglob("*.py"), *BLOCKS_DIR.glob("*.py")]):
+        where = path.relative_to(root).as_posix()
+        if where in _BACKEND_NAMED_IN | _NOT_YET:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{where}:{node.lineno} names {node.value!r}")
+    # A SQLAlchemy type variant ("redshift": VARCHAR(65535) for TEXT) is the one declared exception.
+    allowed = {f"tasks/warehouse/schema.py:{_line_of('tasks/warehouse/schema.py', 'TEXT_TYPE = ')} names 'redshift'"}
+    assert set(found) <= allowed, "; ".join(sorted(set(found) - allowed))
+
+
+def _line_of(relative: str, text: str) -> int:
+    lines = (TASKS_DIR.parent / relative).read_text(encoding="utf-8").splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.startswith(text))
+
+
 # --------------------------------------------------------------------------- Warehouse.engine()
 
 

@@ -56,6 +56,8 @@ def test_a_block_keeps_its_document_id_in_the_private_attribute() -> None:
     block = StravaApplication(client_id="1", client_secret=SecretStr("s"))
     assert prefect_compat.block_document_id(block) is None
     assert "_block_document_id" in Block.__private_attributes__
+    assert "_block_document_name" in Block.__private_attributes__
+    assert prefect_compat.block_document_name(block) is None
     assert callable(Block._to_block_document)
     assert "_to_block_document" in inspect.getsource(Block._save)  # every save builds the document there
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import httpx
 import pytest
 
-from blocks import strava_ratelimit as ratelimit
-from blocks.strava_ratelimit import (
+from tasks.strava import ratelimit
+from tasks.strava.ratelimit import (
     SAFETY_MARGIN_SECONDS,
     Governor,
     RateLimit,

@@ -14,8 +14,9 @@ from pydantic import SecretStr, ValidationError
 
 from blocks import StravaApplication, StravaCredentials
 from blocks.loading import MissingBlockError, load_block
-from blocks.strava_errors import AthleteRevoked
 from tasks.strava import roster
+from tasks.strava.auth import api_client, athlete_http_client, authorize_athlete
+from tasks.strava.errors import AthleteRevoked
 from tests.roster_support import Roster, athlete_credentials, make_roster, save_application
 
 REVOKED_AT = datetime(2026, 11, 2, 6, 30, tzinfo=UTC)
@@ -61,7 +62,7 @@ def test_token_rotation_saves_the_athlete_block_only(app: Roster) -> None:
     before_app = _document(app.application_block, "strava-application")
     before = athlete_credentials(app, athlete_id).refresh_token.get_secret_value()
     credentials = athlete_credentials(app, athlete_id)
-    with credentials.get_client() as http:
+    with athlete_http_client(credentials) as http:
         assert http.get("/athlete").json()["id"] == athlete_id
     rotated = app.emu.for_athlete(athlete_id).current_refresh_token
     assert rotated != before
@@ -103,7 +104,7 @@ def test_the_application_speaks_for_client_credential_calls() -> None:
     )
     assert application.client_credentials() == {"client_id": "77", "client_secret": "app-secret"}
     assert "app-secret" not in repr(application)
-    with application.get_http_client() as http:
+    with api_client(application) as http:
         assert str(http.base_url) == "http://emu:1/api/v3/"
         assert http.timeout.read == 5
 
@@ -144,7 +145,7 @@ def test_a_revoked_athlete_is_marked_and_its_run_fails_clearly_while_the_others_
     # Authorising again (what `strava-elt auth --application` does) re-activates it.
     view = app.emu.for_athlete(revoked)
     application = StravaApplication.load(app.application_block)
-    credentials, _ = application.authorize_athlete(view.authorization_code())
+    credentials, _ = authorize_athlete(application, view.authorization_code())
     roster.reactivate(app.athlete_blocks[revoked], credentials.refresh_token.get_secret_value())
     entry = roster.find_athlete(app.application_block, revoked)
     assert entry is not None and (entry.status, entry.revoked_at, entry.revoked_reason) == ("active", None, None)
@@ -154,13 +155,13 @@ def test_a_revoked_athlete_is_marked_and_its_run_fails_clearly_while_the_others_
 def test_a_rejected_client_secret_marks_no_athlete(app: Roster) -> None:
     import pickle
 
-    from blocks.strava_errors import RefreshTokenRejected
+    from tasks.strava.errors import RefreshTokenRejected
 
     wrong = StravaApplication.load(app.application_block)
     wrong.client_secret = SecretStr("not-the-secret")
     wrong.save(app.application_block, overwrite=True)
     athlete_id = app.athlete_ids[0]
-    with pytest.raises(RefreshTokenRejected) as info, athlete_credentials(app, athlete_id).get_client() as http:
+    with pytest.raises(RefreshTokenRejected) as info, athlete_http_client(athlete_credentials(app, athlete_id)) as http:
         http.get("/athlete")
     assert type(info.value) is RefreshTokenRejected and info.value.blames_client
     assert "client secret" in str(info.value) and "not-the-secret" not in str(info.value)
@@ -181,7 +182,7 @@ def test_a_single_block_with_a_rejected_token_is_not_marked(tmp_path: Path) -> N
         ).save(name)
         emu.revoke_refresh_token()
         credentials = load_block(StravaCredentials, name)
-        with pytest.raises(Exception) as info, credentials.get_client() as http:
+        with pytest.raises(Exception) as info, athlete_http_client(credentials) as http:
             http.get("/athlete")
         assert type(info.value).__name__ == "RefreshTokenRejected"
         assert load_block(StravaCredentials, name).status == "active"
@@ -193,7 +194,7 @@ def test_a_single_block_with_a_rejected_token_is_not_marked(tmp_path: Path) -> N
 def test_the_roster_lists_the_applications_athletes_sorted(app: Roster, tmp_path: Path) -> None:
     # Another application's athlete, and a single block, are not in this roster.
     other_app = save_application(app.emu, f"other-{uuid.uuid4().hex[:8]}")
-    credentials, _ = other_app.authorize_athlete(app.emu.for_athlete(app.athlete_ids[0]).authorization_code("x-1"))
+    credentials, _ = authorize_athlete(other_app, app.emu.for_athlete(app.athlete_ids[0]).authorization_code("x-1"))
     credentials.save(other_app.athlete_block_name(app.athlete_ids[0]))
 
     entries = roster.list_roster(app.application_block)
@@ -300,3 +301,25 @@ def test_athletes_lists_status_watermark_and_last_run(app: Roster, capsys: pytes
     assert rows[loaded]["block"] == app.athlete_blocks[loaded]
     assert rows[loaded]["last_run"].startswith("Completed ") and rows[loaded]["last_loaded"]
     assert rows[revoked]["status"] == "revoked" and rows[revoked]["revoked_at"] == REVOKED_AT.isoformat()
+
+
+def test_subscription_calls_use_the_blocks_client_credentials_and_deadline() -> None:
+    from emulator import StravaEmulator
+    from tasks.strava.subscriptions import BadApplicationCredentials, list_subscriptions
+
+    with StravaEmulator(activities=[3], seed=7) as emu:
+        application = StravaApplication(
+            client_id="12345", client_secret=SecretStr("emulator-secret"), base_url=emu.base_url
+        )
+        single = StravaCredentials(
+            client_id="12345",
+            client_secret=SecretStr("emulator-secret"),
+            refresh_token=SecretStr("t"),
+            base_url=emu.base_url,
+        )
+        athlete = StravaCredentials(application=application, refresh_token=SecretStr("t"))
+        assert list_subscriptions(application) == list_subscriptions(single) == list_subscriptions(athlete) == []
+        wrong = StravaApplication(client_id="12345", client_secret=SecretStr("not-it"), base_url=emu.base_url)
+        with pytest.raises(BadApplicationCredentials) as info:
+            list_subscriptions(wrong)
+        assert "not-it" not in str(info.value)

@@ -253,7 +253,7 @@ def test_an_outcome_message_reads_back() -> None:
 
 
 def test_the_ledger_holds_back_what_running_children_may_need() -> None:
-    from blocks.strava_ratelimit import RateLimit, RateLimits
+    from tasks.strava.ratelimit import RateLimit, RateLimits
 
     client_id = f"ledger-{uuid.uuid4().hex[:8]}"
     budget.record_budget(client_id, RateLimits(read=RateLimit(100, 10, 1000, 990), overall=None))

@@ -24,6 +24,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.strava import StravaCredentials
 from tasks.state import variables
+from tasks.strava.auth import athlete_http_client
 from tests.conftest import WAREHOUSES, Env
 
 
@@ -178,7 +179,7 @@ def test_a_busy_server_is_asked_again_at_once_not_after_two_seconds(busy_prefect
 
 def test_rotated_token_goes_into_the_saved_document_or_a_new_one(env: Env) -> None:
     credentials = StravaCredentials.load(env.strava_block)
-    with credentials.get_client() as http:
+    with athlete_http_client(credentials) as http:
         assert http.get("/athlete").status_code == 200
     saved = StravaCredentials.load(env.strava_block)
     assert saved.refresh_token.get_secret_value() == env.emu.current_refresh_token
@@ -188,7 +189,7 @@ def test_rotated_token_goes_into_the_saved_document_or_a_new_one(env: Env) -> No
     with get_client(sync_client=True) as client:
         client.delete_block_document(saved._block_document_id)  # type: ignore[arg-type]
     env.emu.expire_access_tokens()
-    with saved.get_client() as http:
+    with athlete_http_client(saved) as http:
         assert http.get("/athlete").status_code == 200
     again = StravaCredentials.load(env.strava_block)
     assert again.refresh_token.get_secret_value() == env.emu.current_refresh_token

@@ -25,9 +25,9 @@ from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
 from pydantic import SecretStr
 
 from blocks import Warehouse
-from blocks.loading import load_lake
 from flows.cli import main
 from tasks import lake as lake_tasks
+from tasks.lake import load_lake
 from tests.conftest import WAREHOUSES, Env
 from tests.test_pipeline import assert_matches_emulator
 
@@ -131,18 +131,18 @@ def test_whole_pipeline_with_s3_lake(env: Env, s3: S3, s3_lake: tuple[str, str])
 def test_staging_object_uri_is_the_exact_key_written(s3: S3, s3_lake: tuple[str, str]) -> None:
     bucket, lake_block = s3_lake
     lake = load_lake(lake_block)
-    assert isinstance(lake, S3Bucket)
+    assert isinstance(lake.block, S3Bucket)
     path = lake_tasks.staging_file_path(42, "20250101t000000_abcdef12")
-    written = lake_tasks.write_bytes(lake, path, b"PAR1")
-    uri = lake_tasks.Lake.of(lake).s3_uri(path)
+    written = lake.write(path, b"PAR1")
+    uri = lake.s3_uri(path)
     assert uri == f"s3://{bucket}/{FOLDER}/{path}" == f"s3://{bucket}/{written}"
     assert s3.get(bucket, f"{FOLDER}/{path}") == b"PAR1"
-    assert lake_tasks.read_bytes(lake, path) == b"PAR1"
+    assert lake.read(path) == b"PAR1"
 
 
 def test_lake_on_s3_writes_one_object_and_tells_missing_from_failing(s3: S3, s3_lake: tuple[str, str]) -> None:
     bucket, lake_block = s3_lake
-    lake = lake_tasks.Lake.of(load_lake(lake_block))
+    lake = load_lake(lake_block)
     key = "models/kudos/athlete_id=1/latest.json"
     lake.write(key, b"old")
     lake.write(key, b"new")
@@ -158,7 +158,7 @@ def test_lake_on_s3_writes_one_object_and_tells_missing_from_failing(s3: S3, s3_
     # Any other failure is raised: here an endpoint that refuses connections.
     closed = S3(endpoint_url="http://127.0.0.1:9", client=None).credentials()
     closed.aws_client_parameters.config = {"retries": {"max_attempts": 1, "mode": "standard"}}
-    down = lake_tasks.Lake.of(S3Bucket(bucket_name=bucket, bucket_folder=FOLDER, credentials=closed))
+    down = lake_tasks.Lake(S3Bucket(bucket_name=bucket, bucket_folder=FOLDER, credentials=closed))
     with pytest.raises(Exception, match="Could not connect") as caught:
         down.read_if_present(key)
     assert not isinstance(caught.value, FileNotFoundError)
@@ -170,17 +170,17 @@ def test_lake_helpers_stay_sync_inside_event_loops_and_task_threads(s3: S3, s3_l
 
     async def inside_a_running_loop() -> bytes:
         # A bare lake.write_path here would return a coroutine (async_dispatch sees the loop).
-        assert asyncio.iscoroutine(coro := lake.read_path("missing-is-fine-never-awaited"))
+        assert asyncio.iscoroutine(coro := lake.block.read_path("missing-is-fine-never-awaited"))
         coro.close()
-        lake_tasks.write_bytes(lake, "loop.bin", b"from a loop")
-        return lake_tasks.read_bytes(lake, "loop.bin")
+        lake.write("loop.bin", b"from a loop")
+        return lake.read("loop.bin")
 
     assert asyncio.run(inside_a_running_loop()) == b"from a loop"
 
     @task
     def write_in_task(key: str) -> bytes:
-        lake_tasks.write_bytes(lake, key, key.encode())
-        return lake_tasks.read_bytes(lake, key)
+        lake.write(key, key.encode())
+        return lake.read(key)
 
     @flow
     def many_tasks() -> list[bytes]:
@@ -189,7 +189,7 @@ def test_lake_helpers_stay_sync_inside_event_loops_and_task_threads(s3: S3, s3_l
 
     assert many_tasks() == [f"thread-{i}.bin".encode() for i in range(4)]
     with ThreadPoolExecutor(2) as pool:
-        assert list(pool.map(lambda k: lake_tasks.read_bytes(lake, k), ["thread-0.bin", "thread-1.bin"])) == [
+        assert list(pool.map(lambda k: lake.read(k), ["thread-0.bin", "thread-1.bin"])) == [
             b"thread-0.bin",
             b"thread-1.bin",
         ]
@@ -217,7 +217,7 @@ def test_setup_aws_creates_the_three_blocks_without_echoing_secrets(
     assert code == 0, out.err
     assert password not in out.out + out.err and "aws-secret-never-printed" not in out.out + out.err
     assert "***" in out.out
-    lake = load_lake(names["lake"])
+    lake = load_lake(names["lake"]).block
     assert isinstance(lake, S3Bucket) and lake.bucket_folder == FOLDER and lake.bucket_name == "my-bucket"
     assert lake.credentials.aws_client_parameters.endpoint_url == s3.endpoint_url
     assert lake.credentials.region_name == REGION
@@ -239,7 +239,7 @@ def test_files_go_to_and_come_from_s3_without_a_bytes_copy_under_the_same_keys(
     s3: S3, s3_lake: tuple[str, str], tmp_path: Any
 ) -> None:
     bucket, lake_block = s3_lake
-    lake = lake_tasks.Lake.of(load_lake(lake_block))
+    lake = load_lake(lake_block)
     source = tmp_path / "local.parquet"
     source.write_bytes(b"PAR1" * 1000)
     path = lake_tasks.staging_file_path(42, "20250101t000000_abcdef12")

@@ -19,7 +19,7 @@ import pytest
 
 from blocks import StravaCredentials
 from blocks.loading import load_block
-from blocks.strava_errors import RefreshTokenRejected
+from tasks.strava.errors import RefreshTokenRejected
 from tests.conftest import WAREHOUSES, Env, make_env, warehouse_pg_url
 from tests.strava_support import ATHLETE_PATH, LIST_PATH, FakeClock, ts, use_clock
 

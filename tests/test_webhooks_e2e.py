@@ -33,12 +33,13 @@ SAVE_BLOCKS = """
 import sys
 from pydantic import SecretStr
 from blocks import StravaApplication
+from tasks.strava.auth import authorize_athlete
 base_url, client_id, secret, *codes = sys.argv[1:]
 app = StravaApplication(client_id=client_id, client_secret=SecretStr(secret), base_url=base_url)
 app.save("strava-app", overwrite=True)
 app = StravaApplication.load("strava-app")
 for code in codes:
-    credentials, athlete = app.authorize_athlete(code)
+    credentials, athlete = authorize_athlete(app, code)
     credentials.save(app.athlete_block_name(int(athlete["id"])), overwrite=True)
 """
 

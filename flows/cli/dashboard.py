@@ -15,8 +15,8 @@ def publish_index_page(application_block: str, lake_block: str, warehouse_block:
     """Write the application's index page to the lake's root; return where."""
     from datetime import UTC, datetime
 
-    from blocks.loading import load_lake
     from tasks.insight.index import index_entries, publish_index
+    from tasks.lake import load_lake
 
     return publish_index(load_lake(lake_block), index_entries(application_block, warehouse_block), datetime.now(UTC))
 

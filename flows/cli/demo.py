@@ -112,11 +112,10 @@ def _rounds(home: Path, athletes: int, activities: int, say: Say, report: dict[s
         report["rounds"].append(second)
         if not report["json"]:
             print_round("Round 2: incremental", second)
-    from blocks.loading import load_lake
     from tasks.insight.index import INDEX_PATH
-    from tasks.lake import Lake
+    from tasks.lake import load_lake
 
-    report["index_page"] = Lake.of(load_lake(lake_block)).url(INDEX_PATH)
+    report["index_page"] = load_lake(lake_block).url(INDEX_PATH)
     ok = all(a["outcome"] == "complete" for r in (first, second) for a in r["athletes"])
     return ok and sum(a.get("inserted") or 0 for a in second["athletes"]) == 2 * (athletes - 1)
 

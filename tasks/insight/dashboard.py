@@ -44,7 +44,6 @@ __all__ = [
     "InsightSettings",
     "collect_data",
     "dashboard_paths",
-    "lake_url",
     "publish_dashboard",
     "read_table",
     "read_settings",
@@ -683,11 +682,6 @@ def dashboard_paths(athlete_id: int | str, run_key: str | None = None) -> list[s
     return paths
 
 
-def lake_url(lake: Any, path: str) -> str:
-    """Where a lake key can be opened: file:// on a LocalFileSystem, s3:// on an S3Bucket (:meth:`Lake.url`)."""
-    return lake_io.Lake.of(lake).url(path)
-
-
 def build_dashboard(
     engine: sa.Engine, checks: Sequence[Mapping[str, Any]] | None = None, athlete_id: int | None = None
 ) -> str:
@@ -699,7 +693,7 @@ def build_dashboard(
 
 @task(cache_policy=NO_CACHE)
 def publish_dashboard(
-    lake: Any, page: str, athlete_id: int | str, run_key: str | None = None, figures: str | None = None
+    lake: lake_io.Lake, page: str, athlete_id: int | str, run_key: str | None = None, figures: str | None = None
 ) -> dict[str, str | None]:
     """Write the page to the lake (current and run-scoped) and publish the dashboard artifact.
 
@@ -716,7 +710,6 @@ def publish_dashboard(
     """
     body = page.encode("utf-8")
     paths = dashboard_paths(athlete_id, run_key)
-    lake = lake_io.Lake.of(lake)
     for path in paths:
         lake.write(path, body)
     url = lake.url(paths[0])

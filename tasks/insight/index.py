@@ -162,7 +162,7 @@ def render_index(entries: Sequence[IndexEntry], now: datetime, title: str = "Str
     return _template().render(title=title, rows=rows, generated=_iso(now))
 
 
-def publish_index(lake: Any, entries: Sequence[IndexEntry], now: datetime) -> dict[str, str | None]:
+def publish_index(lake: Lake, entries: Sequence[IndexEntry], now: datetime) -> dict[str, str | None]:
     """Write ``index.html`` at the lake's root.
 
     Returns:
@@ -170,7 +170,6 @@ def publish_index(lake: Any, entries: Sequence[IndexEntry], now: datetime) -> di
         :func:`tasks.insight.links.page_link`) and size in ``bytes``.
 
     """
-    lake = Lake.of(lake)
     body = render_index(entries, now).encode("utf-8")
     lake.write(INDEX_PATH, body)
     return {

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 from prefect.filesystems import LocalFileSystem
 
+from blocks.prefect_compat import block_document_name
 from tasks.lake import Lake, local_path
 from tasks.state.variables import read_variable
 
@@ -52,9 +52,9 @@ class PageLink:
         return f"`{self.location}` ({self.how})"
 
 
-def lake_block_name(lake: Lake | Any) -> str | None:
+def lake_block_name(lake: Lake) -> str | None:
     """The name the lake block was saved under (None: an unsaved block)."""
-    return getattr(Lake.of(lake).block, "_block_document_name", None) or None
+    return block_document_name(lake.block)
 
 
 def base_url_variable(lake_block: str) -> str:
@@ -62,7 +62,7 @@ def base_url_variable(lake_block: str) -> str:
     return f"strava_lake_base_url_{lake_block}"
 
 
-def configured_base_url(lake: Lake | Any) -> str | None:
+def configured_base_url(lake: Lake) -> str | None:
     """The lake's base URL from its Variable; None when unset, the block is unsaved, or it is not http(s)."""
     name = lake_block_name(lake)
     if name is None:
@@ -75,10 +75,9 @@ def configured_base_url(lake: Lake | Any) -> str | None:
 
 
 def page_link(
-    lake: Lake | Any, path: str, *, now: datetime | None = None, presign_seconds: int = PRESIGN_SECONDS
+    lake: Lake, path: str, *, now: datetime | None = None, presign_seconds: int = PRESIGN_SECONDS
 ) -> PageLink:
     """The link to the lake page ``path``: base URL, else presigned on S3, else none (the location as text)."""
-    lake = Lake.of(lake)
     if isinstance(lake.block, LocalFileSystem) and "://" not in str(lake.block.basepath or ""):
         location = str(local_path(lake.block, path))
     else:

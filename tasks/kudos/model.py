@@ -4,6 +4,7 @@ Every activity becomes one row of features known when it is uploaded (distance, 
 climb, sport and workout type, local weekday and hour, photos, achievements, company, commute,
 indoor, visibility) plus its recent history: activities in the 7 and 28 days before it and
 the mean kudos of the ``window`` activities before it. That mean is also the baseline to beat.
+:func:`feature_frame` gives them as a pandas DataFrame, one row per activity.
 
 Evaluation is time-based: the newest ``holdout_fraction`` of the activities with a kudos
 count is held out, the model trains on the older ones, and both are scored by MAE. A model
@@ -27,6 +28,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 import sklearn
 import sqlalchemy as sa
 from prefect import task
@@ -34,8 +36,8 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from tasks import lake as lake_io
 from tasks import warehouse as wh
+from tasks.lake import Lake
 
 __all__ = [
     "FEATURES",
@@ -45,6 +47,7 @@ __all__ = [
     "load_latest_model",
     "predict_kudos",
     "promote",
+    "feature_frame",
     "read_activities",
     "save_candidate",
     "train_and_evaluate",
@@ -105,37 +108,38 @@ class Encoding:
     visibility: list[str] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, raw: Sequence[Mapping[str, Any]]) -> Encoding:
-        """Vocabularies from the training rows, most frequent first."""
-        return cls(**{c: [v for v, _ in Counter(str(r[c]) for r in raw).most_common()] for c in CATEGORICAL})
+    def fit(cls, frame: pd.DataFrame) -> Encoding:
+        """Vocabularies from the training rows, most frequent first (ties: first seen first)."""
+        return cls(**{c: [v for v, _ in Counter(frame[c].astype(str)).most_common()] for c in CATEGORICAL})
 
-    def code(self, column: str, value: Any) -> float:
-        """The category's code, or NaN when the value was never seen."""
+    def codes(self, column: str, values: pd.Series) -> pd.Series:
+        """The categories' codes, NaN for a value never seen."""
         vocabulary: list[str] = getattr(self, column)
-        text = str(value)
-        return float(vocabulary.index(text)) if text in vocabulary else math.nan
+        return values.astype(str).map({v: float(i) for i, v in enumerate(vocabulary)}).astype(float)
 
 
 def _float(value: Any, default: float = 0.0) -> float:
     return default if value is None else float(value)
 
 
-def raw_features(rows: Sequence[Mapping[str, Any]], window: int) -> tuple[list[dict[str, Any]], list[float]]:
-    """One dict of features per activity (sorted oldest first) and the mean of the last ``window`` kudos.
+def feature_frame(rows: Sequence[Mapping[str, Any]], window: int) -> pd.DataFrame:
+    """The feature frame: one row per activity, oldest first, indexed by activity id.
 
-    The second list is the baseline: NaN for an activity with no earlier kudos.
+    Columns: :data:`FEATURES`, then ``kudos`` (NaN when unknown), ``start_date`` and
+    ``baseline``, the mean of the last ``window`` known kudos before the activity (NaN with
+    no earlier kudos): the prediction to beat. Every feature is known at upload time.
     """
     ordered = sorted(rows, key=lambda r: (r["start_date"], r["id"]))
     starts: list[datetime] = []
     recent: deque[int] = deque(maxlen=window)
-    raw: list[dict[str, Any]] = []
-    baseline: list[float] = []
+    records: list[dict[str, Any]] = []
     for row in ordered:
         start = row["start_date"]
         local = row["start_date_local"] or start
         mean = statistics.fmean(recent) if recent else math.nan
-        raw.append(
+        records.append(
             {
+                "id": row["id"],
                 "distance_km": _float(row["distance"]) / 1000,
                 "moving_minutes": _float(row["moving_time"]) / 60,
                 "elevation_m": _float(row["total_elevation_gain"]),
@@ -152,24 +156,25 @@ def raw_features(rows: Sequence[Mapping[str, Any]], window: int) -> tuple[list[d
                 "activities_prev_7d": len(starts) - bisect.bisect_left(starts, start - timedelta(days=7)),
                 "activities_prev_28d": len(starts) - bisect.bisect_left(starts, start - timedelta(days=28)),
                 "recent_mean_kudos": mean,
-                "kudos": row["kudos_count"],
+                "kudos": math.nan if row["kudos_count"] is None else float(row["kudos_count"]),
                 "start_date": start,
+                "baseline": mean,
             }
         )
-        baseline.append(mean)
         starts.append(start)
         if row["kudos_count"] is not None:
             recent.append(int(row["kudos_count"]))
-    return raw, baseline
+    columns = ["id", *FEATURES, "kudos", "start_date", "baseline"]
+    return pd.DataFrame.from_records(records, columns=columns).set_index("id")
 
 
-def encode(raw: Sequence[Mapping[str, Any]], encoding: Encoding) -> np.ndarray:
-    """The feature matrix in :data:`FEATURES` order."""
-    matrix = np.empty((len(raw), len(FEATURES)), dtype=float)
-    for i, r in enumerate(raw):
-        for j, name in enumerate(FEATURES):
-            matrix[i, j] = encoding.code(name, r[name]) if name in CATEGORICAL else float(r[name])
-    return matrix
+def encode(frame: pd.DataFrame, encoding: Encoding) -> np.ndarray:
+    """The feature matrix in :data:`FEATURES` order (categories as codes)."""
+    columns = {
+        name: encoding.codes(name, frame[name]) if name in CATEGORICAL else frame[name].astype(float)
+        for name in FEATURES
+    }
+    return pd.DataFrame(columns, index=frame.index).to_numpy(dtype=float)
 
 
 def make_regressor(params: Mapping[str, Any] | None = None) -> HistGradientBoostingRegressor:
@@ -222,28 +227,28 @@ def _mae(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(np.abs(actual - predicted)))
 
 
-def _context(raw: Sequence[Mapping[str, Any]], window: int) -> dict[str, Any]:
+def _context(frame: pd.DataFrame, window: int) -> dict[str, Any]:
     """What predicting a new activity needs from the history: recent activity, sport defaults."""
-    kudos = [r["kudos"] for r in raw if r["kudos"] is not None]
-    newest = raw[-1]["start_date"]
-    by_sport: dict[str, list[Mapping[str, Any]]] = {}
-    for r in raw:
-        by_sport.setdefault(r["sport_type"], []).append(r)
+    kudos = frame["kudos"].dropna().tolist()
+    newest = frame["start_date"].iloc[-1]
     sports = {}
-    for sport, items in by_sport.items():
-        moving = [r for r in items if r["distance_km"] > 0 and r["moving_minutes"] > 0]
-        sports[sport] = {
-            "minutes_per_km": statistics.median(r["moving_minutes"] / r["distance_km"] for r in moving)
-            if moving
+    for sport, items in frame.groupby("sport_type", sort=False):
+        moving = items[(items["distance_km"] > 0) & (items["moving_minutes"] > 0)]
+        sports[str(sport)] = {
+            "minutes_per_km": float(statistics.median(moving["moving_minutes"] / moving["distance_km"]))
+            if len(moving)
             else None,
-            "median_minutes": statistics.median(r["moving_minutes"] for r in items),
-            "climb_per_km": statistics.median(r["elevation_m"] / r["distance_km"] for r in moving) if moving else 0.0,
-            "workout_type": Counter(r["workout_type"] for r in items).most_common(1)[0][0],
+            "median_minutes": float(statistics.median(items["moving_minutes"])),
+            "climb_per_km": float(statistics.median(moving["elevation_m"] / moving["distance_km"]))
+            if len(moving)
+            else 0.0,
+            "workout_type": Counter(items["workout_type"]).most_common(1)[0][0],
             "activities": len(items),
         }
+    recent = frame["start_date"][newest - frame["start_date"] <= pd.Timedelta(days=28)]
     return {
         "recent_mean_kudos": statistics.fmean(kudos[-window:]) if kudos else 0.0,
-        "recent_starts": [r["start_date"].isoformat() for r in raw if newest - r["start_date"] <= timedelta(days=28)],
+        "recent_starts": [start.isoformat() for start in recent],
         "newest_start": newest.isoformat(),
         "sports": sports,
     }
@@ -261,36 +266,35 @@ def train_and_evaluate(
     """Train on the older activities, score model and baseline on the newest, refit if it wins."""
     if not 0 < holdout_fraction < 1:
         raise ValueError("holdout_fraction must be between 0 and 1")
-    raw, baseline = raw_features(rows, baseline_window)
-    labelled = [i for i, r in enumerate(raw) if r["kudos"] is not None and not math.isnan(baseline[i])]
+    frame = feature_frame(rows, baseline_window)
+    labelled = np.flatnonzero(frame["kudos"].notna() & frame["baseline"].notna()).tolist()
     params = {**DEFAULT_PARAMS, **(model_params or {})}
     if len(labelled) < min_activities:
         return TrainingResult(
             False,
             f"not enough activities with kudos to train on: {len(labelled)} < min_activities={min_activities}",
-            {"n_activities": len(raw), "n_labelled": len(labelled), "params": params},
+            {"n_activities": len(frame), "n_labelled": len(labelled), "params": params},
         )
     n_test = max(10, math.ceil(len(labelled) * holdout_fraction))
     train_idx, test_idx = labelled[:-n_test], labelled[-n_test:]
-    train_raw = [raw[i] for i in train_idx]
-    encoding = Encoding.fit(train_raw)
-    y = np.array([float(r["kudos"]) if r["kudos"] is not None else math.nan for r in raw])
-    x_all = encode(raw, encoding)
+    encoding = Encoding.fit(frame.iloc[train_idx])
+    y = frame["kudos"].to_numpy(dtype=float)
+    x_all = encode(frame, encoding)
     model = fit(model_params, x_all[train_idx], y[train_idx])
     predicted = np.clip(model.predict(x_all[test_idx]), 0, None)
     mae_model = _mae(y[test_idx], predicted)
-    mae_baseline = _mae(y[test_idx], np.array([baseline[i] for i in test_idx]))
+    mae_baseline = _mae(y[test_idx], frame["baseline"].to_numpy(dtype=float)[test_idx])
     accepted = mae_model < mae_baseline
     metrics: dict[str, Any] = {
         "mae_model": round(mae_model, 4),
         "mae_baseline": round(mae_baseline, 4),
         "improvement": round(1 - mae_model / mae_baseline, 4) if mae_baseline else None,
-        "n_activities": len(raw),
+        "n_activities": len(frame),
         "n_labelled": len(labelled),
         "n_train": len(train_idx),
         "n_test": n_test,
-        "holdout_from": raw[test_idx[0]]["start_date"].isoformat(),
-        "holdout_to": raw[test_idx[-1]]["start_date"].isoformat(),
+        "holdout_from": frame["start_date"].iloc[test_idx[0]].isoformat(),
+        "holdout_to": frame["start_date"].iloc[test_idx[-1]].isoformat(),
         "baseline_window": baseline_window,
         "holdout_fraction": holdout_fraction,
         "features": list(FEATURES),
@@ -299,19 +303,19 @@ def train_and_evaluate(
     }
     if not accepted:
         reason = f"model MAE {mae_model:.3f} does not beat the baseline's {mae_baseline:.3f}"
-        return TrainingResult(False, reason, metrics, _bundle(model, encoding, raw, baseline_window, metrics))
+        return TrainingResult(False, reason, metrics, _bundle(model, encoding, frame, baseline_window, metrics))
     # It won on the holdout: refit on every labelled activity, the newest included.
-    full_encoding = Encoding.fit([raw[i] for i in labelled])
-    full = fit(model_params, encode(raw, full_encoding)[labelled], y[labelled])
+    full_encoding = Encoding.fit(frame.iloc[labelled])
+    full = fit(model_params, encode(frame, full_encoding)[labelled], y[labelled])
     metrics["refit_on"] = len(labelled)
     reason = f"model MAE {mae_model:.3f} beats the baseline's {mae_baseline:.3f}"
-    return TrainingResult(True, reason, metrics, _bundle(full, full_encoding, raw, baseline_window, metrics))
+    return TrainingResult(True, reason, metrics, _bundle(full, full_encoding, frame, baseline_window, metrics))
 
 
 def _bundle(
     model: HistGradientBoostingRegressor,
     encoding: Encoding,
-    raw: Sequence[Mapping[str, Any]],
+    frame: pd.DataFrame,
     window: int,
     metrics: Mapping[str, Any],
 ) -> dict[str, Any]:
@@ -319,7 +323,7 @@ def _bundle(
         "model": model,
         "features": list(FEATURES),
         "encoding": encoding.__dict__,
-        "context": _context(raw, window),
+        "context": _context(frame, window),
         "metrics": dict(metrics),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -328,14 +332,13 @@ def _bundle(
 # --------------------------------------------------------------------------- the lake
 
 
-def _read_json(lake: Any, path: str) -> dict[str, Any] | None:
+def _read_json(lake: Lake, path: str) -> dict[str, Any] | None:
     """The JSON object at ``path``; None only when nothing is stored there.
 
     Raises:
         KudosModelError: The file is there but is not a JSON object (say, cut short).
 
     """
-    lake = lake_io.Lake.of(lake)
     body = lake.read_if_present(path)
     if body is None:
         return None
@@ -358,7 +361,7 @@ def athlete_root(athlete_id: int | str) -> str:
 
 
 @task(cache_policy=NO_CACHE)
-def save_candidate(lake: Any, result: TrainingResult, athlete_id: int | str, stamp: str) -> dict[str, str]:
+def save_candidate(lake: Lake, result: TrainingResult, athlete_id: int | str, stamp: str) -> dict[str, str]:
     """Write the candidate's model and metrics (accepted or not) under its own timestamped folder."""
     folder = f"{athlete_root(athlete_id)}/{stamp}"
     paths = {"folder": folder, "metrics": f"{folder}/metrics.json"}
@@ -367,13 +370,13 @@ def save_candidate(lake: Any, result: TrainingResult, athlete_id: int | str, sta
         buffer = io.BytesIO()
         joblib.dump(result.bundle, buffer, compress=3)
         paths["model"] = f"{folder}/model.joblib"
-        lake_io.Lake.of(lake).write(paths["model"], buffer.getvalue())
-    lake_io.Lake.of(lake).write(paths["metrics"], json.dumps(metrics, indent=2, default=str).encode("utf-8"))
+        lake.write(paths["model"], buffer.getvalue())
+    lake.write(paths["metrics"], json.dumps(metrics, indent=2, default=str).encode("utf-8"))
     return paths
 
 
 @task(cache_policy=NO_CACHE)
-def promote(lake: Any, athlete_id: int | str, paths: Mapping[str, str], metrics: Mapping[str, Any]) -> dict[str, Any]:
+def promote(lake: Lake, athlete_id: int | str, paths: Mapping[str, str], metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Point ``latest.json`` (the athlete's and the lake-wide one) at an accepted model."""
     pointer = {
         "athlete_id": athlete_id,
@@ -384,18 +387,18 @@ def promote(lake: Any, athlete_id: int | str, paths: Mapping[str, str], metrics:
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     body = json.dumps(pointer, indent=2, default=str).encode("utf-8")
-    lake_io.Lake.of(lake).write(f"{athlete_root(athlete_id)}/latest.json", body)
-    lake_io.Lake.of(lake).write(f"{MODEL_ROOT}/latest.json", body)
+    lake.write(f"{athlete_root(athlete_id)}/latest.json", body)
+    lake.write(f"{MODEL_ROOT}/latest.json", body)
     return pointer
 
 
-def latest_pointer(lake: Any, athlete_id: int | str | None = None) -> dict[str, Any] | None:
+def latest_pointer(lake: Lake, athlete_id: int | str | None = None) -> dict[str, Any] | None:
     """The ``latest.json`` pointer of an athlete (or the lake-wide one); None when none exists."""
     path = f"{athlete_root(athlete_id)}/latest.json" if athlete_id is not None else f"{MODEL_ROOT}/latest.json"
     return _read_json(lake, path)
 
 
-def load_latest_model(lake: Any, athlete_id: int | str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_latest_model(lake: Lake, athlete_id: int | str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The newest accepted model bundle and its pointer; :class:`KudosModelError` when none exists."""
     pointer = latest_pointer(lake, athlete_id)
     if pointer is None:
@@ -404,7 +407,7 @@ def load_latest_model(lake: Any, athlete_id: int | str | None = None) -> tuple[d
             f"No kudos model for {who} in the lake yet: run the retrain-kudos-model flow "
             "(flows/kudos.py:retrain_kudos_model) after a load."
         )
-    bundle = joblib.load(io.BytesIO(lake_io.Lake.of(lake).read(pointer["model"])))
+    bundle = joblib.load(io.BytesIO(lake.read(pointer["model"])))
     return bundle, pointer
 
 
@@ -460,6 +463,6 @@ def predict_kudos(
         "activities_prev_28d": sum(1 for s in starts if when - timedelta(days=28) <= s < when),
         "recent_mean_kudos": context["recent_mean_kudos"],
     }
-    x = encode([row], Encoding(**bundle["encoding"]))
+    x = encode(pd.DataFrame([row]), Encoding(**bundle["encoding"]))
     prediction = max(0.0, float(bundle["model"].predict(x)[0]))
     return prediction, row

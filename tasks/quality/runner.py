@@ -121,30 +121,12 @@ def read_only_connection(engine: sa.Engine, role: str | None = None) -> Iterator
     """
     with engine.connect() as conn:
         try:
-            _begin_read_only(conn)
+            wh.dialect_for(conn.engine).begin_read_only(conn)
             if role:
                 conn.execute(set_role_sql(conn, role))
             yield conn
         finally:
             conn.rollback()
-
-
-def _begin_read_only(conn: sa.Connection) -> None:
-    name = conn.dialect.name
-    if name == "duckdb":
-        conn.exec_driver_sql("ROLLBACK")  # ends the plain transaction duckdb_engine began
-        conn.exec_driver_sql("BEGIN TRANSACTION READ ONLY")
-    elif name == "redshift":
-        # redshift_connector sends BEGIN before a statement outside a transaction; Redshift
-        # would then ignore a second BEGIN READ ONLY. Let this one open the transaction itself.
-        driver = conn.connection.driver_connection
-        driver.autocommit = True  # type: ignore[union-attr]
-        try:
-            conn.exec_driver_sql("BEGIN READ ONLY")
-        finally:
-            driver.autocommit = False  # type: ignore[union-attr]
-    else:
-        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
 
 
 def run_check(

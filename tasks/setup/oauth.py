@@ -29,8 +29,9 @@ def parse_code(pasted: str) -> str:
         SetupError: No code in it, Strava reported an error, or the scope lacks activity:read_all.
 
     """
-    from blocks.strava import check_scope, parse_authorization_response
-    from blocks.strava_errors import StravaError
+    from blocks.strava import parse_authorization_response
+    from tasks.strava.auth import check_scope
+    from tasks.strava.errors import StravaError
 
     try:
         code, scope = parse_authorization_response(pasted)
@@ -57,14 +58,12 @@ def save_credentials(
         SetupError: The code, the client id or the secret was rejected (the message says what to do).
 
     """
-    from blocks.strava import StravaCredentials
-    from blocks.strava_errors import StravaError
+    from tasks.strava.auth import from_authorization_code
+    from tasks.strava.errors import StravaError
 
     code = parse_code(pasted)
     try:
-        credentials, athlete = StravaCredentials.from_authorization_code(
-            client_id, client_secret, code, base_url=base_url
-        )
+        credentials, athlete = from_authorization_code(client_id, client_secret, code, base_url=base_url)
     except (ValueError, StravaError) as exc:
         raise SetupError(str(exc)) from None
     credentials.save(block, overwrite=True)
@@ -112,12 +111,13 @@ def add_athlete(application_block: str, pasted: str) -> AthleteAuthorized:
     """
     from blocks import StravaApplication, StravaCredentials
     from blocks.loading import MissingBlockError, load_block
-    from blocks.strava_errors import StravaError
+    from tasks.strava.auth import authorize_athlete
+    from tasks.strava.errors import StravaError
 
     application = load_block(StravaApplication, application_block)
     code = parse_code(pasted)
     try:
-        credentials, athlete = application.authorize_athlete(code)
+        credentials, athlete = authorize_athlete(application, code)
     except (ValueError, StravaError) as exc:
         raise SetupError(_rehinted(exc, application_block)) from None
     if credentials.athlete_id is None:

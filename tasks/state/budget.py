@@ -5,7 +5,7 @@ budgets it saw last in one Prefect Variable per application (``strava_budget_<cl
 so the round, in another process, knows what is left before it starts the next athlete. The
 round also counts what its own children reported spending, and holds back what the children
 still running may need (:class:`Ledger`), so parallel children never plan with the same
-requests. Pacing within a run stays the governor's (:mod:`blocks.strava_ratelimit`).
+requests. Pacing within a run stays the governor's (:mod:`tasks.strava.ratelimit`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from blocks.strava_ratelimit import RateLimit, RateLimits
 from tasks.logs import run_logger
 from tasks.state.variables import read_variable, write_variable
+from tasks.strava.ratelimit import RateLimit, RateLimits
 
 __all__ = [
     "INCREMENTAL_REQUESTS",

@@ -13,10 +13,10 @@ from prefect import get_run_logger
 
 from blocks.loading import AmbiguousBlockError, InvalidBlockError, MissingBlockError
 from blocks.prefect_compat import stop_flow_run_retries
-from blocks.strava_errors import FatalError
 from tasks.quality import ValidationConfigError, ValidationHalted
 from tasks.state.slots import AthleteBusy
 from tasks.state.summary import PostCommitError
+from tasks.strava.errors import FatalError
 
 __all__ = ["PERMANENT", "final_unless_transient"]
 

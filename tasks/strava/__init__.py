@@ -1,16 +1,22 @@
-"""The Strava API client.
+"""The Strava API package: everything that speaks HTTP to Strava.
 
-The authorised client with its rate-limit governor and retries, pages of activities
-(:class:`ActivityPages`), and the thin Prefect tasks around them: one task per page
-(:func:`~tasks.strava.pages.fetch_page`: fetch and land) and the extract's tally.
-:mod:`~tasks.strava.roster` lists an application's athletes, :mod:`~tasks.strava.subscriptions`
-manages its push subscription. Errors and limits live in
-:mod:`blocks.strava_errors` and :mod:`blocks.strava_ratelimit` (the credentials block builds clients).
+- :mod:`~tasks.strava.transport` the httpx transport with one deadline per request
+- :mod:`~tasks.strava.errors` the error tree, classified in one place, and the retry loop
+- :mod:`~tasks.strava.ratelimit` the rate-limit governor (``X-RateLimit-*`` headers) and the shared slot
+- :mod:`~tasks.strava.auth` OAuth: token exchange and refresh (the rotated token written back
+  through the block), authorising an athlete, the authorised ``httpx.Client`` of a block
+- :mod:`~tasks.strava.client` :class:`StravaClient` (one request path), the paginator, pages of activities
+- :mod:`~tasks.strava.pages` one task per page (fetch and land) and the extract's tally
+- :mod:`~tasks.strava.subscriptions` the application's push subscription
+- :mod:`~tasks.strava.roster` an application's athletes
+
+The blocks (:mod:`blocks.strava`) hold configuration only; this package builds clients from
+them (:func:`open_client`, :func:`~tasks.strava.auth.athlete_http_client`).
 """
 
 from __future__ import annotations
 
-from tasks.strava import roster
+from tasks.strava import auth, errors, ratelimit, roster
 from tasks.strava.client import (
     PER_PAGE,
     ActivityPages,
@@ -18,7 +24,6 @@ from tasks.strava.client import (
     Paginator,
     StravaClient,
     fetch_athlete,
-    fetch_next_page,
     open_client,
 )
 from tasks.strava.pages import ExtractTally, PageRows, fetch_page, log_findings
@@ -29,12 +34,14 @@ __all__ = [
     "PaginationLoopError",
     "Paginator",
     "StravaClient",
-    "fetch_next_page",
     "fetch_athlete",
     "ExtractTally",
     "PageRows",
     "fetch_page",
     "log_findings",
     "open_client",
+    "auth",
+    "errors",
+    "ratelimit",
     "roster",
 ]

@@ -1,7 +1,7 @@
 """The Strava API client: one request path, the pages of activities, the requests the extract flow makes.
 
-Every request goes through :func:`blocks.strava_errors.send_with_retries` with the client's
-:class:`~blocks.strava_ratelimit.Governor`. :meth:`StravaClient.iter_activity_pages` hides the
+Every request goes through :func:`tasks.strava.errors.send_with_retries` with the client's
+:class:`~tasks.strava.ratelimit.Governor`. :meth:`StravaClient.iter_activity_pages` hides the
 page loop (:class:`ActivityPages`: page numbers, stop on a short page, loop detection). The
 extract flow builds its client with :func:`open_client`, the one place that picks the real clock
 and sleep; tests that move time replace it to share the emulator's fake clock.
@@ -19,8 +19,9 @@ import httpx
 from prefect import get_run_logger
 
 from blocks.strava import StravaCredentials
-from blocks.strava_errors import BadRequestError, DailyLimitReached, RetryPolicy, send_with_retries
-from blocks.strava_ratelimit import Governor, LoggerLike, acquire_shared_slot, shared_limit_exists
+from tasks.strava.auth import athlete_http_client
+from tasks.strava.errors import BadRequestError, DailyLimitReached, RetryPolicy, send_with_retries
+from tasks.strava.ratelimit import Governor, LoggerLike, acquire_shared_slot, shared_limit_exists
 
 PER_PAGE = 200  # Strava's maximum page size
 
@@ -70,7 +71,7 @@ class ActivityPages(Iterator[list[dict[str, Any]]]):
     ``number`` is the page the next ``next()`` fetches; ``has_more`` turns False after a short
     (or empty) page, so N activities cost ceil(N/200) list requests, plus one when N is a
     multiple of 200. A request the daily budget stops raises
-    :class:`~blocks.strava_errors.DailyLimitReached` and leaves the position unchanged.
+    :class:`~tasks.strava.errors.DailyLimitReached` and leaves the position unchanged.
     :meth:`fresh` is the loop detection: the activities not seen on an earlier page.
     ``body`` holds the page last read as the API sent it (the bytes the lake keeps).
     """
@@ -155,7 +156,7 @@ class StravaClient:
         self.daily_limit: DailyLimitReached | None = None
         """Set when the daily budget stopped a request: the run ends partial."""
         self._shared_limit = shared_limit_exists(logger=self._log)
-        self._http = credentials.get_client()
+        self._http = athlete_http_client(credentials)
         self._http.event_hooks["response"].append(self._count)
 
     def _count(self, _response: httpx.Response) -> None:
@@ -201,14 +202,10 @@ class StravaClient:
         """The authenticated athlete."""
         return self.get_json("/athlete")
 
-    def activities_page(self, *, after: int, page: int, per_page: int = PER_PAGE) -> list[dict[str, Any]]:
-        """One page of SummaryActivity, oldest first (only ``after`` is given)."""
-        return self.activities_page_and_body(after=after, page=page, per_page=per_page)[0]
-
     def activities_page_and_body(
         self, *, after: int, page: int, per_page: int = PER_PAGE
     ) -> tuple[list[dict[str, Any]], bytes]:
-        """:meth:`activities_page`, with the response body as received (what the lake keeps)."""
+        """One page of SummaryActivity, oldest first (only ``after`` is given), and its body as received."""
         items, body = self.get_json_and_body(
             "/athlete/activities", {"after": after, "page": page, "per_page": per_page}
         )

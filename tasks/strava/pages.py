@@ -83,7 +83,7 @@ class PageRows:
 
 @task(cache_policy=NO_CACHE, task_run_name="fetch-page-{number}")
 def fetch_page(
-    pages: ActivityPages, number: int, lake: Any, athlete_id: int, run_key: str, extracted_at: datetime
+    pages: ActivityPages, number: int, lake: lake_tasks.Lake, athlete_id: int, run_key: str, extracted_at: datetime
 ) -> PageRows | None:
     """Fetch page ``number`` (the next of ``pages``), check it, and land it raw in the lake: one task per page.
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from blocks.strava import deadline_client
+from tasks.strava.auth import ApiEndpoint, api_client
 
 __all__ = [
     "ApplicationCredentials",
@@ -32,15 +32,10 @@ __all__ = [
 PATH = "/push_subscriptions"
 
 
-class ApplicationCredentials(Protocol):
+class ApplicationCredentials(ApiEndpoint, Protocol):
     """What a subscription call needs: a ``StravaApplication`` (or a single-athlete ``StravaCredentials``)."""
 
-    client_id: str
-    client_secret: SecretStr
-    timeout_seconds: float
-
-    @property
-    def api_url(self) -> str: ...
+    def oauth_client(self) -> tuple[str, SecretStr]: ...  # noqa: D102
 
 
 class SubscriptionError(RuntimeError):
@@ -81,7 +76,8 @@ class Subscription:
 
 
 def _credentials(app: ApplicationCredentials) -> dict[str, str]:
-    return {"client_id": str(app.client_id), "client_secret": app.client_secret.get_secret_value()}
+    client_id, client_secret = app.oauth_client()
+    return {"client_id": str(client_id), "client_secret": client_secret.get_secret_value()}
 
 
 def _codes(response: httpx.Response) -> str:
@@ -127,9 +123,7 @@ def _raise_for(response: httpx.Response, action: str) -> None:
 
 
 def _client(app: ApplicationCredentials) -> httpx.Client:
-    return deadline_client(
-        app.timeout_seconds, base_url=app.api_url, headers={"Accept": "application/json", "User-Agent": "strava-elt"}
-    )
+    return api_client(app)
 
 
 def create_subscription(app: ApplicationCredentials, callback_url: str, verify_token: SecretStr) -> int:

@@ -10,26 +10,41 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from tasks import lake as lake_tasks
 from tasks.logs import run_logger
 from tasks.warehouse import schema
 from tasks.warehouse.sql_files import STAGING_PREFIX, column_list, read_sql, render, scalar
 
+if TYPE_CHECKING:  # tasks.lake imports tasks.warehouse.schema: no import back at run time
+    from tasks.lake import Lake
+
 
 @dataclass
 class SqlDialect:
-    """What differs between warehouses. Subclasses override only what they must."""
+    """What differs between warehouses. Subclasses override only what they must.
+
+    A new warehouse is one subclass here, registered in :data:`_DIALECTS` under its SQLAlchemy
+    backend name, plus its SQL files where the shared ones do not fit (``sql/.../*_<name>.sql``).
+    What an engine needs when it is created (a driver's connect-timeout argument, one pooled
+    session) is the block's: :data:`blocks.warehouse.BACKENDS`, the one place in ``blocks/``.
+    """
 
     engine: sa.Engine
     # True when the staging table lives in the session (Redshift TEMP): the engine must hold one connection.
     single_session: ClassVar[bool] = False
+    alters_column_types: ClassVar[bool] = True
+    """Whether ``ALTER TABLE ... ALTER COLUMN ... TYPE`` works (the float widening migration runs)."""
+
+    @classmethod
+    def create(cls, engine: sa.Engine, *, iam_role_arn: str | None = None, region: str | None = None) -> SqlDialect:
+        """The dialect of ``engine``; the COPY options matter only to warehouses that COPY from S3."""
+        return cls(engine)
 
     @property
     def preparer(self) -> sa.sql.compiler.IdentifierPreparer:
@@ -57,7 +72,7 @@ class SqlDialect:
         if self.models_lock is not None:
             conn.execute(self.sql(self.models_lock, **identifiers))
 
-    def load_file(self, conn: sa.Connection, staging: str, lake: Any, path: str) -> int:
+    def load_file(self, conn: sa.Connection, staging: str, lake: Lake, path: str) -> int:
         """Load the run's staging file at ``path`` in ``lake``; return rows loaded.
 
         The default streams the file's record batches (:func:`staging_batches`) into the
@@ -70,6 +85,14 @@ class SqlDialect:
     def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table | pa.RecordBatchReader) -> int:
         """Bulk-load Arrow data (a table, or batches read once) into the staging table; return rows loaded."""
         raise NotImplementedError
+
+    def begin_read_only(self, conn: sa.Connection) -> None:
+        """Start a read-only transaction on ``conn``: any write in it then fails with the server's error."""
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    def locked_message(self, exc: sa.exc.DBAPIError) -> str | None:
+        """A clear message when ``exc`` means another process holds the warehouse; else None."""
+        return None
 
     def staging_tables(self, conn: sa.Connection) -> list[str]:
         """Staging tables left in the current schema (by name prefix)."""
@@ -85,6 +108,23 @@ class SqlDialect:
 
 class DuckDBDialect(SqlDialect):
     """Embedded DuckDB: scans Arrow data in place (batch by batch from a reader), no round trip through rows."""
+
+    def begin_read_only(self, conn: sa.Connection) -> None:
+        """DuckDB (2.0+): replace the plain BEGIN duckdb_engine sent with ``BEGIN TRANSACTION READ ONLY``."""
+        conn.exec_driver_sql("ROLLBACK")  # ends the plain transaction duckdb_engine began
+        conn.exec_driver_sql("BEGIN TRANSACTION READ ONLY")
+
+    def locked_message(self, exc: sa.exc.DBAPIError) -> str | None:
+        """DuckDB refusing a file another process holds: say what to do."""
+        text = str(exc.orig)
+        if "lock" not in text.lower():
+            return None
+        return (
+            f"The DuckDB warehouse {self.engine.url.database} is locked: another process holds it ({text}). "
+            "A DuckDB file has one writer at a time: let that run finish, or close the program that has "
+            "the file open (a DuckDB shell, a notebook; or stop that PID), then run again. "
+            "Nothing was read from Strava."
+        )
 
     def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table | pa.RecordBatchReader) -> int:
         driver = conn.connection.driver_connection
@@ -163,6 +203,25 @@ class RedshiftDialect(SqlDialect):
     iam_role_arn: str | None = None
     region: str | None = None
     single_session: ClassVar[bool] = True
+    alters_column_types: ClassVar[bool] = False  # and its FLOAT was always double precision
+
+    @classmethod
+    def create(cls, engine: sa.Engine, *, iam_role_arn: str | None = None, region: str | None = None) -> SqlDialect:
+        """Redshift's COPY needs the IAM role and the cluster's region."""
+        return cls(engine, iam_role_arn=iam_role_arn, region=region)
+
+    def begin_read_only(self, conn: sa.Connection) -> None:
+        """Open the transaction with ``BEGIN READ ONLY`` itself.
+
+        redshift_connector sends BEGIN before a statement outside a transaction; Redshift would
+        then ignore a second BEGIN READ ONLY.
+        """
+        driver = conn.connection.driver_connection
+        driver.autocommit = True  # type: ignore[union-attr]
+        try:
+            conn.exec_driver_sql("BEGIN READ ONLY")
+        finally:
+            driver.autocommit = False  # type: ignore[union-attr]
 
     def create_staging(self, conn: sa.Connection, staging: str, target: str) -> None:
         q = self.preparer.quote
@@ -214,10 +273,9 @@ class RedshiftDialect(SqlDialect):
                 "maps columns by position. Rebuild it with a deep copy as docs/production.md shows."
             )
 
-    def load_file(self, conn: sa.Connection, staging: str, lake: Any, path: str) -> int:
-        s3 = lake_tasks.Lake.of(lake)
-        uri = s3.s3_uri(path)
-        lake_region = s3.region
+    def load_file(self, conn: sa.Connection, staging: str, lake: Lake, path: str) -> int:
+        uri = lake.s3_uri(path)
+        lake_region = lake.region
         if self.region and lake_region and lake_region != self.region:
             raise RedshiftCopyError(
                 f"The lake's region {lake_region} differs from the Warehouse region {self.region}: "
@@ -257,9 +315,7 @@ def dialect_for(engine: sa.Engine, *, iam_role_arn: str | None = None, region: s
         raise ValueError(
             f"A {name} engine must keep one session (its staging table is TEMP): build it with Warehouse.get_engine()"
         )
-    if cls is RedshiftDialect:
-        return RedshiftDialect(engine, iam_role_arn=iam_role_arn, region=region)
-    return cls(engine)
+    return cls.create(engine, iam_role_arn=iam_role_arn, region=region)
 
 
 STAGING_BATCH_ROWS = schema.ROW_GROUP_ROWS
@@ -267,7 +323,7 @@ STAGING_BATCH_ROWS = schema.ROW_GROUP_ROWS
 
 
 @contextmanager
-def staging_batches(lake: Any, path: str) -> Iterator[pa.RecordBatchReader]:
+def staging_batches(lake: Lake, path: str) -> Iterator[pa.RecordBatchReader]:
     """The run's typed Parquet file in the lake, as record batches of the staged columns, read once.
 
     Each batch is cast to :data:`~tasks.warehouse.schema.ARROW_SCHEMA` (the staged columns, in
@@ -276,7 +332,7 @@ def staging_batches(lake: Any, path: str) -> Iterator[pa.RecordBatchReader]:
     download (:meth:`tasks.lake.Lake.local_file`).
     """
     names = [c.name for c in schema.STAGED_COLUMNS]
-    with lake_tasks.Lake.of(lake).local_file(path) as local, pq.ParquetFile(local) as parquet:
+    with lake.local_file(path) as local, pq.ParquetFile(local) as parquet:
         batches = (
             batch.select(names).cast(schema.ARROW_SCHEMA)
             # One row group at a time (no read-ahead threads): memory holds a batch, not the file.

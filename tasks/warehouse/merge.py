@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from prefect import task
@@ -16,6 +16,9 @@ from tasks.warehouse import schema
 from tasks.warehouse.dialects import dialect_for
 from tasks.warehouse.sql_files import STAGING_PREFIX, run_key_started, scalar, staging_name
 from tasks.warehouse.tables import DETAIL_MAX_CHARS, TABLE_NAMES, athlete_rows, ensure_tables, production_changed
+
+if TYPE_CHECKING:  # tasks.lake imports tasks.warehouse.schema: no import back at run time
+    from tasks.lake import Lake
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def prepare_staging(engine: sa.Engine, run_key: str) -> str:
 
 def load_staging(
     engine: sa.Engine,
-    lake: Any,
+    lake: Lake,
     path: str,
     staging: str,
     iam_role_arn: str | None = None,

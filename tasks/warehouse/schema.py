@@ -28,7 +28,7 @@ TEXT_MAX_BYTES = 65535
 """The longest text a column accepts, in UTF-8 bytes: Redshift's VARCHAR(65535) holds no more."""
 
 # Redshift turns TEXT into VARCHAR(256); polylines and names need more.
-_TEXT = sa.Text().with_variant(sa.String(TEXT_MAX_BYTES), "redshift")
+TEXT_TYPE = sa.Text().with_variant(sa.String(TEXT_MAX_BYTES), "redshift")
 # Double precision everywhere: sa.Float() is a 4-byte FLOAT on DuckDB.
 _DOUBLE: sa.Double[float] = sa.Double()
 
@@ -143,7 +143,7 @@ def _bool(name: str) -> Column:
 
 
 def _text(name: str, source: Callable[[Mapping[str, Any]], Any] | None = None) -> Column:
-    return Column(name, _TEXT, pa.string(), source or _field(name), high=TEXT_MAX_BYTES)
+    return Column(name, TEXT_TYPE, pa.string(), source or _field(name), high=TEXT_MAX_BYTES)
 
 
 def _timestamp(name: str, *, aware: bool) -> Column:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,10 +12,26 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from blocks.warehouse import Warehouse
 from tasks.logs import run_logger
 from tasks.warehouse import schema
 from tasks.warehouse.dialects import SqlDialect, dialect_for
 from tasks.warehouse.sql_files import read_sql, render, scalar
+
+
+@contextmanager
+def engine_of(warehouse: Warehouse, engine: sa.Engine | None = None) -> Iterator[sa.Engine]:
+    """``engine`` when the caller shares the run's engine; else the block's own, disposed after.
+
+    :meth:`~blocks.warehouse.Warehouse.engine` always owns what it opens: a step called alone
+    opens one, a step of a run that holds one is handed that one and leaves it open.
+    """
+    if engine is not None:
+        yield engine
+        return
+    with warehouse.engine() as own:
+        yield own
+
 
 WAREHOUSE_TABLE = "strava_elt_warehouse"
 """One row: the warehouse's identity, a uuid created with the tables (watermarks are keyed by it)."""
@@ -33,7 +51,6 @@ VALIDATION_TABLE = "strava_validation_results"
 """One row per check per run that reached the merge, written in the merge's transaction."""
 DETAIL_MAX_CHARS = 2000
 """A check's detail is cut to this many characters in the table (an error message is far shorter)."""
-_DETAIL = sa.Text().with_variant(sa.String(schema.TEXT_MAX_BYTES), "redshift")
 
 
 def validation_results_table(metadata: sa.MetaData) -> sa.Table:
@@ -51,7 +68,7 @@ def validation_results_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("value_1", sa.Double()),
         sa.Column("value_2", sa.Double()),
         sa.Column("outcome", sa.String(16), nullable=False),
-        sa.Column("detail", _DETAIL),
+        sa.Column("detail", schema.TEXT_TYPE),
         sa.PrimaryKeyConstraint("athlete_id", "run_key", "name"),
     )
 
@@ -146,19 +163,6 @@ class WarehouseLocked(RuntimeError):
     """Another process holds the DuckDB file: the run stops before it spends any Strava request."""
 
 
-def _lock_message(engine: sa.Engine, exc: sa.exc.DBAPIError) -> str | None:
-    """A clear message when ``exc`` is DuckDB refusing a file another process holds; else None."""
-    text = str(exc.orig)
-    if engine.dialect.name != "duckdb" or "lock" not in text.lower():
-        return None
-    return (
-        f"The DuckDB warehouse {engine.url.database} is locked: another process holds it ({text}). "
-        "A DuckDB file has one writer at a time: let that run finish, or close the program that has "
-        "the file open (a DuckDB shell, a notebook; or stop that PID), then run again. "
-        "Nothing was read from Strava."
-    )
-
-
 @task(cache_policy=NO_CACHE)
 def open_warehouse(engine: sa.Engine) -> str:
     """Connect, create or migrate the tables and return the warehouse's id, before any Strava request.
@@ -168,7 +172,7 @@ def open_warehouse(engine: sa.Engine) -> str:
     try:
         identity = ensure_tables(engine)
     except sa.exc.DBAPIError as exc:
-        message = _lock_message(engine, exc)
+        message = dialect_for(engine).locked_message(exc)
         if message is None:
             raise
         raise WarehouseLocked(message) from None
@@ -225,7 +229,7 @@ def migrate_to_double(conn: sa.Connection) -> list[str]:
     lookback: the next run; older ones: ``--full-refresh``). Redshift's FLOAT was always double
     precision (and Redshift cannot alter a column's type).
     """
-    if conn.dialect.name not in ("duckdb", "postgresql"):
+    if not dialect_for(conn.engine).alters_column_types:
         return []
     found = conn.execute(sa.text(read_sql("migrate/single_precision_columns.sql")), {"table": schema.ACTIVITY_TABLE})
     single = [r[0] for r in found]

@@ -17,10 +17,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 
-from blocks.strava_errors import NotFoundError
 from tasks import lake as lake_tasks
 from tasks.state.variables import read_variable, write_variable
 from tasks.strava.client import StravaClient
+from tasks.strava.errors import NotFoundError
 from tasks.warehouse import schema
 
 __all__ = [
@@ -159,7 +159,7 @@ def fetch_activity(client: StravaClient, activity_id: int) -> dict[str, Any] | N
 
 @task(cache_policy=NO_CACHE)
 def stage_activities(
-    lake: Any, athlete_id: int, run_key: str, activities: list[dict[str, Any]], extracted_at: datetime
+    lake: lake_tasks.Lake, athlete_id: int, run_key: str, activities: list[dict[str, Any]], extracted_at: datetime
 ) -> tuple[str, int]:
     """Land the fetched activities as the run's raw page 1 and its typed staging file; return (path, rows).
 

@@ -6,7 +6,7 @@ Strava sends two budget pairs on every API response (15-minute and daily):
 resets at :00/:15/:30/:45 UTC, the daily one at midnight UTC. :class:`Governor` remembers
 the latest values and says, before each request, whether to go, wait for the next window
 (or for midnight, when it is that close) or stop for the day. Pacing lives here; retrying
-lives in :mod:`blocks.strava_errors`.
+lives in :mod:`tasks.strava.errors`.
 """
 
 from __future__ import annotations

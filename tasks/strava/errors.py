@@ -4,7 +4,7 @@
 HTML error pages, network trouble) or fatal (auth, forbidden, not found, bad request).
 Every error keeps Strava's message and says what to do; none carries a token or secret.
 :func:`send_with_retries` retries only retriable errors, waits on 429s as the
-:class:`~blocks.strava_ratelimit.Governor` says, and stops for the day when the daily budget is spent.
+:class:`~tasks.strava.ratelimit.Governor` says, and stops for the day when the daily budget is spent.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from blocks.strava_ratelimit import Decision, Governor, LoggerLike, RateLimits
+from tasks.strava.ratelimit import Decision, Governor, LoggerLike, RateLimits
 
 __all__ = [
     "AthleteRevoked",
