@@ -51,7 +51,9 @@ def raise_nofile() -> int:
 
 
 # ---------------------------------------------------------------- the server (child process)
-def serve(server: str, port_file: str, deadline: float, max_connections: int | None) -> None:
+def serve(
+    server: str, port_file: str, deadline: float, max_connections: int | None, backlog: int, emit_to: str = "null"
+) -> None:
     import logging
 
     from pydantic import SecretStr
@@ -68,13 +70,20 @@ def serve(server: str, port_file: str, deadline: float, max_connections: int | N
     async def athletes() -> set[int]:
         return {ATHLETE}
 
+    extra: dict[str, Any] = {}
+    if emit_to == "prefect":
+        from tasks.webhooks.serve import PrefectEmitter
+
+        emitter = PrefectEmitter()
+        extra = {"emit": emitter.emit, "emit_batch": emitter.emit_batch, "close": emitter.close}
     app = build_app(
         ReceiverConfig(
             verify_token=SecretStr(TOKEN),
             application="bench",
-            emit=emit,
+            emit=extra.pop("emit", emit),
             athletes=athletes,
             subscription_id=SUBSCRIPTION,
+            **extra,
         )
     )
     if server == "uvicorn":
@@ -94,7 +103,10 @@ def serve(server: str, port_file: str, deadline: float, max_connections: int | N
 
     async def main() -> None:
         front = ReceiverFront(
-            app, FrontLimits(request_deadline=deadline, max_connections=max_connections, report_interval=5.0)
+            app,
+            FrontLimits(
+                request_deadline=deadline, max_connections=max_connections, report_interval=5.0, backlog=backlog
+            ),
         )
         port = await front.start(HOST, 0)
         Path(port_file).write_text(str(port))
@@ -103,7 +115,14 @@ def serve(server: str, port_file: str, deadline: float, max_connections: int | N
         await stop.wait()
         await front.stop()
 
-    asyncio.run(main())
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        cProfile.runctx(
+            "asyncio.run(main())", globals(), {"main": main, "asyncio": asyncio}, os.environ["BENCH_PROFILE"]
+        )
+    else:
+        asyncio.run(main())
 
 
 # ---------------------------------------------------------------- the drip-feeding clients (worker processes)
@@ -181,7 +200,12 @@ async def attack(port: int, count: int, seconds: float, interval: float) -> dict
         step += 1
         peak = max(peak, len(pool.open))
     pool.running = False
-    stats = {"held_at_end": len(pool.open), "peak": peak, "closed_by_server": pool.closed, "connect_failures": pool.failed}
+    stats = {
+        "held_at_end": len(pool.open),
+        "peak": peak,
+        "closed_by_server": pool.closed,
+        "connect_failures": pool.failed,
+    }
     stats["answers"] = pool.answers
     for drip in list(pool.open):
         if drip.transport is not None:
@@ -190,10 +214,14 @@ async def attack(port: int, count: int, seconds: float, interval: float) -> dict
 
 
 # ---------------------------------------------------------------- the probes (main process)
+CONNECT_TIMES: list[float] = []
+
+
 async def probe(port: int, request: bytes, timeout: float = 5.0) -> tuple[float, str]:
     started = time.monotonic()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
+        CONNECT_TIMES.append(time.monotonic() - started)
         writer.write(request)
         remaining = timeout - (time.monotonic() - started)
         answer = await asyncio.wait_for(reader.read(65536), max(0.01, remaining))
@@ -221,7 +249,9 @@ def event_request() -> bytes:
             "updates": {},
         }
     ).encode()
-    head = f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    head = (
+        f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -248,7 +278,7 @@ async def bench(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
     port_file, log_path = work / "port", work / "server.log"
     command = [sys.executable, __file__, "serve", "--server", args.server, "--port-file", str(port_file)]
-    command += ["--deadline", str(args.deadline)]
+    command += ["--deadline", str(args.deadline), "--backlog", str(args.backlog)]
     if args.max_connections:
         command += ["--max-connections", str(args.max_connections)]
     children: list[subprocess.Popen[bytes]] = []
@@ -314,15 +344,121 @@ async def bench(args: argparse.Namespace) -> None:
             f"max {max(times) * 1000:7.1f} ms  over 2 s or not 200: {late}  statuses {sorted({s for _, s in rows})}"
         )
 
-    print(f"server: {args.server}; drip-fed connections asked: {args.connections} in {workers} workers")
+    print(
+        f"server: {args.server}; drip-fed connections asked: {args.connections} in {workers} workers; "
+        f"deadline {args.deadline} s, backlog {args.backlog}, cap {args.max_connections or 'default'}"
+    )
     print(f"file limit (soft=hard) {limit}; cpus {os.cpu_count()}; load average at the end {load[0]:.1f} {load[1]:.1f}")
     print(f"ramp {ramp:.1f} s; server fds while probing: median {statistics.median(held):.0f}, max {max(held)}")
+    if CONNECT_TIMES:
+        print(
+            f"probes' connect: median {statistics.median(CONNECT_TIMES) * 1000:.1f} ms, "
+            f"max {max(CONNECT_TIMES) * 1000:.1f} ms"
+        )
     print(summary("challenge", challenge))
     print(summary("event", event))
     print(f"server log: {log_bytes} bytes, {log_text.count(chr(10))} lines, {log_text.count('Traceback')} tracebacks")
     print(f"server CPU while probing {cpu1 - cpu0:.1f} s over {args.seconds} s; RSS {rss} MiB")
     for i, stats in enumerate(attackers):
         print(f"worker {i}: {stats}")
+
+
+# ---------------------------------------------------------------- the emission bench
+def emission_bench(args: argparse.Namespace) -> None:
+    """2,000 events, 50 in flight, into a real local Prefect server: answer times, and when they are stored."""
+    from tests.prefect_server_support import private_prefect_server
+
+    work = Path(tempfile.mkdtemp(prefix="webhook-emission-"))
+    with private_prefect_server(work / "prefect") as prefect:
+        env = prefect.env
+        port_file, log_path = work / "port", work / "receiver.log"
+        command = [sys.executable, __file__, "serve", "--server", args.server, "--port-file", str(port_file)]
+        command += ["--emit", "prefect"]
+        with log_path.open("wb") as log:
+            receiver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            for _ in range(600):
+                if port_file.exists() and port_file.read_text():
+                    break
+                time.sleep(0.1)
+            port = int(port_file.read_text())
+            owner = ATHLETE
+            times, statuses, last_answer = asyncio.run(flood(port, args.events, args.in_flight))
+            stored, stored_after = wait_stored(prefect.api, owner, args.events, last_answer)
+        finally:
+            os.killpg(receiver.pid, signal.SIGTERM)
+            try:
+                receiver.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(receiver.pid, signal.SIGKILL)
+    times.sort()
+    p99 = times[int(len(times) * 0.99) - 1]
+    load = os.getloadavg()
+    print(f"emission: {args.events} events, {args.in_flight} in flight, receiver {args.server} + PrefectEmitter")
+    print(f"cpus {os.cpu_count()}; load average at the end {load[0]:.1f} {load[1]:.1f}")
+    print(
+        f"answers: {dict(sorted(statuses.items()))}; median {statistics.median(times) * 1000:.1f} ms, "
+        f"p99 {p99 * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms"
+    )
+    print(f"stored in Prefect: {stored} of {args.events} distinct events ({stored_after:.1f} s after the last answer)")
+    print(f"receiver log: {log_path.stat().st_size} bytes")
+
+
+async def flood(port: int, count: int, in_flight: int) -> tuple[list[float], dict[str, int], float]:
+    gate = asyncio.Semaphore(in_flight)
+    times: list[float] = []
+    statuses: dict[str, int] = {}
+
+    async def one(i: int) -> None:
+        body = json.dumps(
+            {
+                "aspect_type": "create",
+                "event_time": 1_793_000_000 + i,
+                "object_id": 8_000_000_000 + i,
+                "object_type": "activity",
+                "owner_id": ATHLETE,
+                "subscription_id": SUBSCRIPTION,
+                "updates": {},
+            }
+        ).encode()
+        head = f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        async with gate:
+            took, status = await probe(port, head + body, timeout=10.0)
+        times.append(took)
+        statuses[status] = statuses.get(status, 0) + 1
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return times, statuses, time.monotonic()
+
+
+def wait_stored(api: str, owner: int, expected: int, last_answer: float) -> tuple[int, float]:
+    """Poll the Prefect API until ``expected`` distinct events of ``owner`` are stored (60 s at most)."""
+    import httpx
+
+    query = {
+        "filter": {
+            "occurred": {"since": "2020-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"},
+            "resource": {"id": [f"strava.athlete.{owner}"]},
+            "order": "ASC",
+        },
+        "limit": 50,
+    }
+    seen: set[str] = set()
+    count = 0
+    with httpx.Client(base_url=api, timeout=30) as http:
+        while time.monotonic() - last_answer < 60:
+            page = http.post("/events/filter", json=query).json()
+            count = int(page.get("total", 0))
+            if count >= expected:
+                break
+            time.sleep(0.2)
+        after = time.monotonic() - last_answer
+        page = http.post("/events/filter", json=query).json()  # every id, to count distinct ones
+        seen.update(e["id"] for e in page.get("events", []))
+        while page.get("next_page"):
+            page = http.get(page["next_page"]).json()
+            seen.update(e["id"] for e in page.get("events", []))
+    return (len(seen) if len(seen) == count else count), after
 
 
 def main() -> None:
@@ -333,6 +469,8 @@ def main() -> None:
     s.add_argument("--port-file", required=True)
     s.add_argument("--deadline", type=float, default=5.0)
     s.add_argument("--max-connections", type=int, default=None)
+    s.add_argument("--backlog", type=int, default=4096)
+    s.add_argument("--emit", choices=["null", "prefect"], default="null")
     a = sub.add_parser("attack")
     a.add_argument("--port", type=int, required=True)
     a.add_argument("--count", type=int, required=True)
@@ -344,13 +482,22 @@ def main() -> None:
     parser.add_argument("--drip-interval", type=float, default=2.0)
     parser.add_argument("--deadline", type=float, default=5.0)
     parser.add_argument("--max-connections", type=int, default=None)
+    parser.add_argument("--backlog", type=int, default=4096)
     parser.add_argument("--server", choices=["front", "uvicorn"], default="front")
+    parser.add_argument(
+        "--emission", action="store_true", help="the emission bench: --events POSTs, --in-flight at once, real Prefect"
+    )
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--in-flight", type=int, default=50)
     args = parser.parse_args()
     if args.mode == "serve":
-        serve(args.server, args.port_file, args.deadline, args.max_connections)
+        serve(args.server, args.port_file, args.deadline, args.max_connections, args.backlog, args.emit)
     elif args.mode == "attack":
         raise_nofile()
+        os.nice(15)  # on one machine the attackers must not take the server's CPU (real ones have their own)
         print(json.dumps(asyncio.run(attack(args.port, args.count, args.seconds, args.interval))))
+    elif args.emission:
+        emission_bench(args)
     else:
         asyncio.run(bench(args))
 

@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import resource
 import signal
+import socket
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import h11
 
-from tasks.webhooks.receiver import MAX_BODY_BYTES
+from tasks.webhooks.receiver import MAX_BODY_BYTES, RejectLog
 
 __all__ = ["FrontLimits", "ReceiverFront", "RejectLog", "default_max_connections", "raise_file_limit", "run"]
 
@@ -81,30 +83,11 @@ class FrontLimits:
     """Seconds the application may take to answer (it does no I/O per request; a safety net)."""
     report_interval: float = 60.0
     """Seconds between the log's summary lines of rejected clients."""
+    backlog: int = 4096
+    """The listen queue: connections the kernel completes before the front accepts them."""
 
     def cap(self) -> int:
         return self.max_connections if self.max_connections is not None else default_max_connections()
-
-
-class RejectLog:
-    """Counts rejected clients by class and logs one line per class per interval."""
-
-    def __init__(self, log: logging.Logger = logger) -> None:
-        self.log = log
-        self.counts: Counter[str] = Counter()
-        self.totals: Counter[str] = Counter()
-
-    def note(self, kind: str) -> None:
-        """Count one client of class ``kind`` (a short phrase, no client data)."""
-        self.counts[kind] += 1
-        self.totals[kind] += 1
-
-    def flush(self, interval: float) -> int:
-        """Log one line per class counted since the last flush; return the number of lines."""
-        counts, self.counts = self.counts, Counter()
-        for kind, count in sorted(counts.items()):
-            self.log.warning("Receiver: %s client(s) in the last %.0f s: %s", count, interval, kind)
-        return len(counts)
 
 
 _REASONS = {
@@ -130,201 +113,219 @@ def _plain(status: int, message: str, extra: list[tuple[bytes, bytes]] | None = 
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
-_READING, _ANSWERING, _DONE = 0, 1, 2
+class _Client:
+    """One client connection: its socket, when it came, what it sent so far."""
 
+    __slots__ = ("sock", "fd", "started", "buf", "conn", "request", "body", "reading")
 
-class _Connection(asyncio.Protocol):
-    """One client connection: read one request within the deadline, answer it, close."""
-
-    __slots__ = ("front", "transport", "conn", "body", "started", "timer", "state", "got_bytes", "headers_done", "request")
-
-    def __init__(self, front: ReceiverFront) -> None:
-        self.front = front
-        self.transport: asyncio.Transport | None = None
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=front.limits.max_header_bytes)
-        self.body = bytearray()
-        self.started = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        self.state = _READING
-        self.got_bytes = False
-        self.headers_done = False
+    def __init__(self, sock: socket.socket, started: float) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.started = started
+        self.buf = bytearray()
+        self.conn: h11.Connection | None = None
         self.request: h11.Request | None = None
-
-    # -- asyncio callbacks
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.started = self.front.loop.time()
-        if not self.front.admit(self):
-            return
-        self.timer = self.front.loop.call_later(self.front.limits.request_deadline, self.expire)
-
-    def data_received(self, data: bytes) -> None:
-        if self.state != _READING:
-            return
-        self.got_bytes = True
-        try:
-            self.conn.receive_data(data)
-            self._advance()
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
-            if status == 431 or (status == 400 and not self.headers_done and "too long" in str(exc).lower()):
-                self.reject(431, "request headers too large", "headers too large")
-            else:
-                self.reject(400, "malformed HTTP request", "malformed HTTP request")
-
-    def eof_received(self) -> bool | None:
-        if self.state == _READING:
-            self.front.rejects.note("closed before its request was complete")
-            self.finish()
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.state == _READING and self.got_bytes:
-            self.front.rejects.note("closed before its request was complete")
-        self.state = _DONE
-        if self.timer is not None:
-            self.timer.cancel()
-        self.front.forget(self)
-
-    # -- reading
-    def _advance(self) -> None:
-        limits = self.front.limits
-        while self.state == _READING:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return
-            if isinstance(event, h11.Request):
-                self.request = event
-                self.headers_done = True
-                declared = dict(event.headers).get(b"content-length")
-                if declared is not None and int(declared) > limits.max_body_bytes:
-                    self.reject(413, f"body larger than {limits.max_body_bytes} bytes", "body too large")
-                    return
-            elif isinstance(event, h11.Data):
-                self.body += event.data
-                if len(self.body) > limits.max_body_bytes:
-                    self.reject(413, f"body larger than {limits.max_body_bytes} bytes", "body too large")
-                    return
-            elif isinstance(event, h11.EndOfMessage):
-                self.state = _ANSWERING
-                if self.timer is not None:
-                    self.timer.cancel()
-                self.front.answering(self)
-                self.front.spawn(self.answer())
-                return
-            elif isinstance(event, h11.ConnectionClosed):
-                self.front.rejects.note("closed before its request was complete")
-                self.finish()
-                return
-
-    def expire(self) -> None:
-        """The request deadline passed before the request was complete."""
-        if self.state != _READING:
-            return
-        where = "body" if self.headers_done else "headers"
-        deadline = self.front.limits.request_deadline
-        self.reject(408, "request not complete in time", f"request {where} not complete within {deadline:g} s")
-
-    def reject(self, status: int, message: str, kind: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        """Answer ``status`` and close, counting the client under ``kind``."""
-        self.front.rejects.note(kind)
-        self.state = _DONE
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(_plain(status, message, extra))
-        self.finish()
-
-    def finish(self) -> None:
-        self.state = _DONE
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.transport is not None:
-            self.transport.close()
-        self.front.forget(self)
-
-    # -- answering
-    async def answer(self) -> None:
-        request = self.request
-        assert request is not None and self.transport is not None
-        status, headers, body = 500, [(b"content-type", b"application/json")], b'{"error": "internal error"}'
-        try:
-            status, headers, body = await asyncio.wait_for(
-                self.front.call_app(request, bytes(self.body), self.transport), self.front.limits.app_deadline
-            )
-        except Exception as exc:  # noqa: BLE001 - counted and logged once per interval; the client gets a 500
-            self.front.rejects.note(f"application error ({type(exc).__name__})")
-        if self.transport.is_closing():
-            self.finish()
-            return
-        try:
-            out = [(n, v) for n, v in headers if n.lower() not in (b"content-length", b"connection")]
-            out += [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-            data = self.conn.send(h11.Response(status_code=status, headers=out)) or b""
-            data += self.conn.send(h11.Data(data=body)) or b""
-            data += self.conn.send(h11.EndOfMessage()) or b""
-            self.transport.write(data)
-        except h11.LocalProtocolError:
-            self.front.rejects.note("answer not sendable")
-        self.finish()
+        self.body = bytearray()
+        self.reading = True
 
 
 class ReceiverFront:
-    """Serves an ASGI app on one host and port with :class:`FrontLimits` (see the module's docstring)."""
+    """Serves an ASGI app on one host and port with :class:`FrontLimits` (see the module's docstring).
+
+    Plain non-blocking sockets on the running loop's selector: a connection costs a socket, a
+    small object and a selector entry until its request is whole (h11 parses it once the
+    headers' end has arrived); deadlines are one sweep over the connections in arrival order.
+    """
 
     def __init__(self, app: ASGIApp, limits: FrontLimits | None = None, rejects: RejectLog | None = None) -> None:
         self.app = app
         self.limits = limits or FrontLimits()
         self.rejects = rejects or RejectLog()
         self.cap = self.limits.cap()
-        self.connections: set[_Connection] = set()
-        self.reading: OrderedDict[_Connection, None] = OrderedDict()
-        """Connections still reading their request, oldest first (the eviction order)."""
-        self.loop = asyncio.get_event_loop_policy().get_event_loop()
-        self.server: asyncio.Server | None = None
+        self.clients: dict[int, _Client] = {}
+        self.reading: OrderedDict[int, _Client] = OrderedDict()
+        """Connections still reading their request, oldest first (the deadline and eviction order)."""
+        self.listener: socket.socket | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.lifespan_task: asyncio.Task[Any] | None = None
         self.lifespan_in: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.lifespan_out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.port = 0
 
-    # -- connections
-    def admit(self, connection: _Connection) -> bool:
-        """Take ``connection`` in, evicting the oldest slow request at the cap, or refuse it (503)."""
-        if len(self.connections) >= self.cap:
-            oldest = next(iter(self.reading), None)
-            if oldest is not None and self.loop.time() - oldest.started >= self.limits.evict_after:
-                oldest.reject(
-                    408, "request not complete in time", "evicted at the connection cap (oldest unfinished request)"
+    # -- accepting
+    def _on_accept(self) -> None:
+        assert self.listener is not None and self.loop is not None
+        now = self.loop.time()
+        for _ in range(1024):
+            try:
+                sock, _addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors (EMFILE, ENFILE) or an aborted handshake
+                self.rejects.note(f"accept failed ({errno.errorcode.get(exc.errno or 0, exc.errno)})")
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._pause_accepting()
+                return
+            sock.setblocking(False)
+            client = _Client(sock, now)
+            if len(self.clients) >= self.cap and not self._evict(now):
+                self.rejects.note("refused at the connection cap")
+                self._send_and_close(
+                    client, _plain(503, "too many connections; retry", [(b"retry-after", b"1")]), known=False
                 )
-            else:
-                connection.reject(503, "too many connections; retry", "refused at the connection cap", [
-                    (b"retry-after", b"1")
-                ])
-                return False
-        self.connections.add(connection)
-        self.reading[connection] = None
+                continue
+            self.clients[client.fd] = client
+            self.reading[client.fd] = client
+            self.loop.add_reader(client.fd, self._on_read, client)
+
+    def _pause_accepting(self) -> None:
+        assert self.listener is not None and self.loop is not None
+        self.loop.remove_reader(self.listener.fileno())
+        self.loop.call_later(0.1, self.loop.add_reader, self.listener.fileno(), self._on_accept)
+
+    def _evict(self, now: float) -> bool:
+        """Close the oldest unfinished request if it is older than ``evict_after``; True when one was."""
+        oldest = next(iter(self.reading.values()), None)
+        if oldest is None or now - oldest.started < self.limits.evict_after:
+            return False
+        self.rejects.note("evicted at the connection cap (the oldest unfinished request)")
+        self._send_and_close(oldest, _plain(408, "request not complete in time"))
         return True
 
-    def answering(self, connection: _Connection) -> None:
-        self.reading.pop(connection, None)
+    # -- reading
+    def _on_read(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            if client.buf or client.conn is not None:
+                self.rejects.note("closed before its request was complete")
+            self._close(client)
+            return
+        limits = self.limits
+        if client.conn is None:
+            client.buf += data
+            if b"\r\n\r\n" not in client.buf:
+                if len(client.buf) > limits.max_header_bytes:
+                    self._reject(client, 431, "request headers too large", "headers too large")
+                return
+            client.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+            data, client.buf = bytes(client.buf), bytearray()
+        try:
+            client.conn.receive_data(data)
+            self._advance(client)
+        except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 431:
+                self._reject(client, 431, "request headers too large", "headers too large")
+            else:
+                self._reject(client, 400, "malformed HTTP request", "malformed HTTP request")
 
-    def forget(self, connection: _Connection) -> None:
-        self.connections.discard(connection)
-        self.reading.pop(connection, None)
+    def _advance(self, client: _Client) -> None:
+        assert client.conn is not None
+        limit = self.limits.max_body_bytes
+        while client.reading:
+            event = client.conn.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                client.request = event
+                declared = dict(event.headers).get(b"content-length")
+                if declared is not None and int(declared) > limit:
+                    self._reject(client, 413, f"body larger than {limit} bytes", "body too large")
+                    return
+            elif isinstance(event, h11.Data):
+                client.body += event.data
+                if len(client.body) > limit:
+                    self._reject(client, 413, f"body larger than {limit} bytes", "body too large")
+                    return
+            elif isinstance(event, h11.EndOfMessage):
+                client.reading = False
+                self.reading.pop(client.fd, None)
+                assert self.loop is not None
+                self.loop.remove_reader(client.fd)
+                self._spawn(self._answer(client))
+                return
+            else:  # ConnectionClosed
+                self.rejects.note("closed before its request was complete")
+                self._close(client)
+                return
 
-    def spawn(self, coro: Any) -> None:
+    def _sweep(self) -> None:
+        """Close every connection whose request is not whole after the deadline (oldest first)."""
+        assert self.loop is not None
+        deadline = self.limits.request_deadline
+        cutoff = self.loop.time() - deadline
+        while self.reading:
+            oldest = next(iter(self.reading.values()))
+            if oldest.started > cutoff:
+                break
+            where = "body" if oldest.request is not None else "headers"
+            self._reject(
+                oldest, 408, "request not complete in time", f"request {where} not complete within {deadline:g} s"
+            )
+
+    # -- answering and closing
+    def _reject(self, client: _Client, status: int, message: str, kind: str) -> None:
+        self.rejects.note(kind)
+        self._send_and_close(client, _plain(status, message))
+
+    def _send_and_close(self, client: _Client, data: bytes, known: bool = True) -> None:
+        """Send a small answer (it fits the socket's buffer; what does not is dropped) and close."""
+        try:
+            client.sock.send(data)
+        except OSError:
+            pass
+        self._close(client, known)
+
+    def _close(self, client: _Client, known: bool = True) -> None:
+        if known and self.clients.pop(client.fd, None) is not None:
+            self.reading.pop(client.fd, None)
+            if client.reading and self.loop is not None:
+                self.loop.remove_reader(client.fd)
+        client.reading = False
+        sock = client.sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(65536)  # what the client sent unread would turn the close into a reset
+        except OSError:
+            pass
+        sock.close()
+
+    def _spawn(self, coro: Any) -> None:
+        assert self.loop is not None
         task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    async def _answer(self, client: _Client) -> None:
+        request = client.request
+        assert request is not None
+        status, headers, body = 500, [(b"content-type", b"application/json")], b'{"error": "internal error"}'
+        try:
+            status, headers, body = await asyncio.wait_for(
+                self.call_app(request, bytes(client.body), client.sock), self.limits.app_deadline
+            )
+        except Exception as exc:  # noqa: BLE001 - counted and logged once per interval; the client gets a 500
+            self.rejects.note(f"application error ({type(exc).__name__})")
+        lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"OK" if status < 400 else b"Error"))]
+        lines += [n + b": " + v for n, v in headers if n.lower() not in (b"content-length", b"connection")]
+        lines += [b"content-length: %d" % len(body), b"connection: close"]
+        self._send_and_close(client, b"\r\n".join(lines) + b"\r\n\r\n" + body)
+
     # -- the application
     async def call_app(
-        self, request: h11.Request, body: bytes, transport: asyncio.Transport
+        self, request: h11.Request, body: bytes, sock: socket.socket
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Run the ASGI app on one buffered request; return (status, headers, body)."""
-        target = request.target
-        path, _, query = target.partition(b"?")
-        peer = transport.get_extra_info("peername")
+        path, _, query = request.target.partition(b"?")
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            peer = None
         scope: MutableMapping[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -362,6 +363,7 @@ class ReceiverFront:
         return answer["status"], answer["headers"], bytes(answer["body"])
 
     async def _lifespan(self) -> None:
+        assert self.loop is not None
         await self.lifespan_in.put({"type": "lifespan.startup"})
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
         self.lifespan_task = self.loop.create_task(self.app(scope, self.lifespan_in.get, self.lifespan_out.put))
@@ -370,14 +372,22 @@ class ReceiverFront:
             raise RuntimeError(f"the receiver did not start: {message.get('message', message['type'])}")
 
     # -- serving
-    async def start(self, host: str = "127.0.0.1", port: int = 0, backlog: int = 4096) -> int:
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start the application and listen; return the port."""
         self.loop = asyncio.get_running_loop()
         self.loop.set_exception_handler(self._loop_error)
         await self._lifespan()
-        self.server = await self.loop.create_server(lambda: _Connection(self), host, port, backlog=backlog)
-        self.port = int(self.server.sockets[0].getsockname()[1])
-        self.spawn(self._report())
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(self.limits.backlog)
+        listener.setblocking(False)
+        self.listener = listener
+        self.port = int(listener.getsockname()[1])
+        self.loop.add_reader(listener.fileno(), self._on_accept)
+        self._spawn(self._every(min(0.25, self.limits.request_deadline / 4), self._sweep))
+        self._spawn(self._every(self.limits.report_interval, lambda: self.rejects.flush(self.limits.report_interval)))
         logger.info(
             "Receiver listening on %s:%s (request deadline %g s, at most %s connections)",
             host,
@@ -389,10 +399,11 @@ class ReceiverFront:
 
     async def stop(self) -> None:
         """Stop listening, close the connections, run the application's shutdown."""
-        if self.server is not None:
-            self.server.close()
-        for connection in list(self.connections):
-            connection.finish()
+        if self.listener is not None and self.loop is not None:
+            self.loop.remove_reader(self.listener.fileno())
+            self.listener.close()
+        for client in list(self.clients.values()):
+            self._close(client)
         for task in list(self.tasks):
             task.cancel()
         if self.lifespan_task is not None:
@@ -402,19 +413,21 @@ class ReceiverFront:
             self.lifespan_task.cancel()
         self.rejects.flush(self.limits.report_interval)
 
-    async def _report(self) -> None:
+    @staticmethod
+    async def _every(seconds: float, action: Callable[[], Any]) -> None:
         while True:
-            await asyncio.sleep(self.limits.report_interval)
-            self.rejects.flush(self.limits.report_interval)
+            await asyncio.sleep(seconds)
+            action()
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """asyncio's own errors (an accept out of file descriptors...): counted, not a traceback each."""
+        """Errors of the event loop itself: counted, not a traceback each."""
         exc = context.get("exception")
         self.rejects.note(f"server error: {type(exc).__name__ if exc else context.get('message', '?')}")
 
 
 def run(app: ASGIApp, host: str, port: int, limits: FrontLimits | None = None) -> None:
     """Serve ``app`` until SIGINT or SIGTERM (``strava-elt webhook serve``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_file_limit()
 
     async def main() -> None:
