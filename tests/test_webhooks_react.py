@@ -171,7 +171,7 @@ def test_forged_floods_cost_at_most_the_cap_plus_the_incremental_read_and_what_i
     env.emu.reset_counts()
     summary = react(env, *forged_creates, *forged_updates, real_update, max_activity_requests=20, daily_requests=60)
     single_reads = sum(
-        1 for r in env.emu.requests() if r.path.startswith("/api/v3/activities/") and r.path.count("/") == 4
+        1 for r in env.emu.requests if r.path.startswith("/api/v3/activities/") and r.path.count("/") == 4
     )
     incremental = summary["incremental"]["requests"]
     assert single_reads == summary["requests"] == 20
