@@ -156,6 +156,16 @@ def _react(
     )
     full_read = deferred.full_read_due
     spent = 0
+    if any(h.deauthorize for h in hints):  # before anything else: a revoked token reads nothing
+        with strava_tasks.open_client(credentials, logger) as client:
+            try:
+                if _revoked(client, strava_block, summary):
+                    return
+            finally:
+                spent += client.requests
+                summary["requests"] = client.requests
+                budget.record_budget(_client_id(credentials), client.governor.current())
+                reactions.save_spent(athlete_id, today, spent_before + spent)
 
     def left() -> int:
         return daily_requests - spent_before - spent
@@ -209,8 +219,6 @@ def _react(
         credentials = load_block(StravaCredentials, strava_block)
     with strava_tasks.open_client(credentials, logger) as client:
         try:
-            if any(h.deauthorize for h in hints) and _revoked(client, strava_block, summary):
-                return
             for activity_id, aspect in to_read:
                 activity = reactions.fetch_activity(client, activity_id)
                 if activity is None:
@@ -225,7 +233,7 @@ def _react(
                 else:
                     changed.append(activity)
         finally:
-            summary["requests"] = client.requests
+            summary["requests"] = summary.get("requests", 0) + client.requests
             spent += client.requests
             # The application's budget ledger, which the round reads before each athlete.
             budget.record_budget(_client_id(credentials), client.governor.current())
