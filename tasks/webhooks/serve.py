@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from typing import Any
 
@@ -45,8 +46,10 @@ class PrefectEmitter:
                     client = get_events_client(checkpoint_interval=5.0)
                     await client.__aenter__()
                     self._client = client
-                for event in events:
+                for i, event in enumerate(events, 1):
                     await self._client.emit(event)
+                    if i % 20 == 0:  # let the loop answer requests between sends
+                        await asyncio.sleep(0)
         except BaseException:
             await self.close()
             raise
