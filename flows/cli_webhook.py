@@ -1,7 +1,7 @@
 """``strava-elt webhook ...``: the push subscription and the receiver.
 
 ``subscribe``, ``list`` and ``delete`` manage the application's one push subscription;
-``serve`` runs the receiver (uvicorn) that turns Strava's events into Prefect events.
+``serve`` runs the receiver (its own front, tasks/webhooks/front.py) that turns Strava's events into Prefect events.
 The verify token is a secret: the environment variable :data:`VERIFY_TOKEN_ENV`, or a
 Prefect Secret block (``--verify-token-block``); never on the command line, never logged.
 """

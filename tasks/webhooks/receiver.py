@@ -1,6 +1,6 @@
 """The webhook receiver: Strava's callback, turned into Prefect events.
 
-A small Starlette app (uvicorn serves it, ``strava-elt webhook serve``):
+A small Starlette app (served by :mod:`~tasks.webhooks.front`, ``strava-elt webhook serve``):
 
 - ``GET`` with ``hub.mode=subscribe`` echoes ``{"hub.challenge": ...}`` when ``hub.verify_token``
   matches (constant-time compare), else 403.
