@@ -139,6 +139,18 @@ def _react(
     spent_before = reactions.read_spent(athlete_id, today)
     deferred = reactions.read_deferred(athlete_id)
     latest = reactions.latest_per_activity(hints)
+    spent = 0
+    if any(h.deauthorize for h in hints):  # before anything else: a revoked token reads nothing
+        with strava_tasks.open_client(credentials, logger) as client:
+            try:
+                if _revoked(client, strava_block, summary):
+                    return
+            finally:
+                spent += client.requests
+                summary["requests"] = client.requests
+                budget.record_budget(_client_id(credentials), client.governor.current())
+                reactions.save_spent(athlete_id, today, spent_before + spent)
+
     warehouse_id = open_target(warehouse_block)
     warehouse = load_block(Warehouse, warehouse_block)
     with warehouse.engine() as engine:
@@ -155,17 +167,6 @@ def _react(
         h.aspect_type == "create" or (h.aspect_type == "update" and inside(i)) for i, h in latest.items()
     )
     full_read = deferred.full_read_due
-    spent = 0
-    if any(h.deauthorize for h in hints):  # before anything else: a revoked token reads nothing
-        with strava_tasks.open_client(credentials, logger) as client:
-            try:
-                if _revoked(client, strava_block, summary):
-                    return
-            finally:
-                spent += client.requests
-                summary["requests"] = client.requests
-                budget.record_budget(_client_id(credentials), client.governor.current())
-                reactions.save_spent(athlete_id, today, spent_before + spent)
 
     def left() -> int:
         return daily_requests - spent_before - spent
