@@ -26,13 +26,14 @@ def hint(
     }
 
 
-def react(env: Env, *events: dict[str, Any]) -> dict[str, Any]:
+def react(env: Env, *events: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     return strava_elt_react(
         athlete_id=env.emu.athlete["id"],
         strava_block=env.strava_block,
         lake_block=env.lake_block,
         warehouse_block=env.warehouse_block,
         events=list(events),
+        **overrides,
     )
 
 
@@ -44,8 +45,11 @@ def test_a_new_activity_is_loaded_by_an_incremental_run(env: Env) -> None:
     env.run()
     athlete = env.emu.athlete["id"]
     [new] = env.emu.add_activities(1)
+    env.emu.reset_counts()
     summary = react(env, hint(athlete, new["id"], "create"))
     assert summary["incremental"]["inserted"] == 1
+    assert summary["requests"] == 0  # no GET /activities/{id}: the incremental read covers it
+    assert env.emu.request_count(f"/api/v3/activities/{new['id']}") == 0
     assert env.production()[new["id"]]["name"] == new["name"]
 
 
@@ -87,8 +91,9 @@ def test_events_naming_another_athletes_or_no_activity_cost_one_request_each_and
     athlete = env.emu.athlete["id"]
     before = env.production()
     summary = react(env, hint(athlete, 1, "create"), hint(athlete, 2, "update", {"title": "x"}, t=2))
-    assert summary["requests"] == 2
-    assert env.production() == before
+    assert summary["requests"] == 2  # the ids the incremental read did not bring, read once each
+    after = env.production()
+    assert {k: v["row_hash"] for k, v in after.items()} == {k: v["row_hash"] for k, v in before.items()}
 
 
 def test_a_burst_for_one_activity_reads_it_once(env: Env) -> None:
@@ -147,3 +152,45 @@ def test_a_deauthorization_confirmed_by_strava_marks_the_athlete_revoked(roster:
     # Later events for the revoked athlete cost nothing.
     later = strava_elt_react(athlete_id=gone, events=[hint(gone, 1, "create")], **common)
     assert later == {"athlete_id": gone, "events": 1, "requests": 0, "status": "revoked"}
+
+
+def test_forged_floods_cost_at_most_the_cap_plus_the_incremental_read_and_what_is_over_is_kept(env: Env) -> None:
+    """2,000 forged creates and 2,000 forged updates of old activities: the cap, the incremental pages, no more."""
+    from tasks.state.variables import read_variable
+
+    env.run()
+    athlete = env.emu.athlete["id"]
+    old = oldest_id(env)
+    env.emu.modify_activity(old, name="Renamed for real")
+    # (the fields a reaction reads: 4,000 whole payloads exceed a flow run's 512 KB of parameters)
+    forged_creates = [
+        {"object_type": "activity", "object_id": 7_000_000_000 + i, "aspect_type": "create"} for i in range(2000)
+    ]
+    forged_updates = [{"object_type": "activity", "object_id": 100 + i, "aspect_type": "update"} for i in range(1999)]
+    real_update = hint(athlete, old, "update", {"title": "Renamed for real"}, t=5000)
+    env.emu.reset_counts()
+    summary = react(env, *forged_creates, *forged_updates, real_update, max_activity_requests=20, daily_requests=60)
+    single_reads = sum(
+        1 for r in env.emu.requests if r.path.startswith("/api/v3/activities/") and r.path.count("/") == 4
+    )
+    incremental = summary["incremental"]["requests"]
+    assert single_reads == summary["requests"] == 20
+    assert incremental <= 3  # /athlete and the list page(s) of the lookback window
+    assert env.emu.request_count(athlete_id=athlete) <= 20 + incremental
+    assert summary["spent_today"] == 20 + incremental
+    # what is over the cap is kept, not dropped: more than fits by name, so a full read is due
+    assert summary["full_read_due"] is True
+    kept = read_variable(f"strava_react_deferred_{athlete}")
+    assert kept["full_read_due"] is True
+    # the real rename of an old activity is among what is owed; the next reaction pays it with a full read
+    env.emu.reset_counts()
+    again = react(env, hint(athlete, old, "update", {"title": "Renamed for real"}, t=6000), daily_requests=1000)
+    assert again["incremental"]["full_read"] is True and again["full_read_due"] is False
+    assert env.production()[old]["name"] == "Renamed for real"
+    # the day's allowance holds across reactions: a spent athlete's next flood makes no request
+    env.emu.reset_counts()
+    spent = react(env, *forged_creates[:50], max_activity_requests=20, daily_requests=again["spent_today"])
+    assert env.emu.request_count(athlete_id=athlete) == 0 and spent["requests"] == 0
+    # and the next weekly run still loads the athlete
+    env.emu.add_activities(2)
+    assert env.run()["inserted"] == 2

@@ -18,7 +18,15 @@ from prefect.events import Event
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
-from tasks.webhooks.receiver import MAX_BODY_BYTES, ReceiverConfig, SeenEvents, StravaEvent, build_app, event_id
+from tasks.webhooks.receiver import (
+    MAX_BODY_BYTES,
+    ReceiverConfig,
+    SeenEvents,
+    StravaEvent,
+    build_app,
+    event_id,
+    prefect_event,
+)
 
 TOKEN = "a-long-random-verify-token"
 SUBSCRIPTION = 120_001
@@ -252,3 +260,77 @@ def test_the_prefect_server_keeps_one_event_per_strava_event() -> None:
         time.sleep(1.0)  # the second send has had time to be stored, were it stored
         found = client.read_events(filter=query, limit=50).events
     assert len(found) == 1 and found[0].event == "strava.activity.create"
+
+
+def test_a_full_queue_answers_503_and_strava_s_retry_then_passes(sink: Sink) -> None:
+    sink.released.clear()  # the Prefect API does not answer: the queue fills
+    with TestClient(build_app(config(sink, queue_size=2, batch_size=1))) as test_client:
+        _ready(test_client)
+        first = test_client.post("/", json=strava_event(object_id=1))
+        assert first.json() == {"status": "queued"}
+        assert sink.arrived.wait(5)  # the emitter holds the first, the queue has room for two
+        answers = [test_client.post("/", json=strava_event(object_id=i)).status_code for i in (2, 3, 4)]
+        assert answers == [200, 200, 503]
+        sink.released.set()
+        sink.wait(3)
+        retry = test_client.post("/", json=strava_event(object_id=4))  # not taken for a duplicate
+        assert retry.json() == {"status": "queued"}
+        assert sorted(e.payload["object_id"] for e in sink.wait(4)) == [1, 2, 3, 4]
+
+
+def test_a_burst_through_one_long_lived_client_is_stored_exactly_once() -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventResourceFilter
+
+    from tasks.webhooks.serve import PrefectEmitter
+
+    owner = uuid.uuid4().int % 10**9
+    emitter = PrefectEmitter()
+
+    async def athletes() -> set[int]:
+        return {owner}
+
+    app = build_app(
+        ReceiverConfig(
+            verify_token=SecretStr(TOKEN),
+            application="strava-app",
+            emit=emitter.emit,
+            emit_batch=emitter.emit_batch,
+            close=emitter.close,
+            athletes=athletes,
+            subscription_id=SUBSCRIPTION,
+        )
+    )
+    with TestClient(app) as test_client:
+        _ready(test_client)
+        answers = [
+            test_client.post("/", json=strava_event(owner_id=owner, object_id=10_000 + i % 150)).json()["status"]
+            for i in range(300)  # every event twice: Strava's retries
+        ]
+    assert answers.count("queued") == 150 and answers.count("duplicate") == 150
+    # and a second delivery of the whole burst after a restart is dropped by Prefect (fixed ids)
+    again = PrefectEmitter()
+    events = [
+        prefect_event(StravaEvent.parse(json.dumps(strava_event(owner_id=owner, object_id=10_000 + i)).encode()), "a")
+        for i in range(150)
+    ]
+    asyncio.run(_emit_and_close(again, events))
+    query = EventFilter(resource=EventResourceFilter(id=[f"strava.athlete.{owner}"]))
+    with get_client(sync_client=True) as client:
+        for _ in range(300):
+            page = client.read_events(filter=query, limit=50)
+            if page.total >= 150:
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)  # were a resend stored twice, it would be by now
+        page = client.read_events(filter=query, limit=50)
+        ids = {str(e.id) for e in page.events}
+        while page.next_page is not None:
+            page = client.read_events_page(page.next_page)
+            ids |= {str(e.id) for e in page.events}
+    assert page.total == 150 and len(ids) == 150
+
+
+async def _emit_and_close(emitter: Any, events: list[Event]) -> None:
+    await emitter.emit_batch(events)
+    await emitter.close()

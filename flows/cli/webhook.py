@@ -1,7 +1,7 @@
 """``strava-elt webhook ...``: the push subscription and the receiver.
 
 ``subscribe``, ``list`` and ``delete`` manage the application's one push subscription;
-``serve`` runs the receiver (uvicorn) that turns Strava's events into Prefect events.
+``serve`` runs the receiver (its own front, tasks/webhooks/front.py) that turns Strava's events into Prefect events.
 The verify token is a secret: the environment variable :data:`VERIFY_TOKEN_ENV`, or a
 Prefect Secret block (``--verify-token-block``); never on the command line, never logged.
 """
@@ -94,9 +94,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the receiver under uvicorn until Ctrl-C."""
-    import uvicorn
-
+    """Run the receiver (its own front, tasks/webhooks/front.py) until Ctrl-C or SIGTERM."""
+    from tasks.webhooks.front import FrontLimits, run
     from tasks.webhooks.serve import receiver_app
 
     app = receiver_app(
@@ -106,7 +105,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         application_block=_application(args.application),
     )
     # No access log: Strava's validation GET carries the verify token in its query string.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False, timeout_graceful_shutdown=10)
+    limits = FrontLimits(request_deadline=args.request_deadline, max_connections=args.max_connections)
+    run(app, args.host, args.port, limits)
     return 0
 
 
@@ -179,5 +179,11 @@ def register(subparsers: Any) -> None:
         type=int,
         default=None,
         help="accept only this subscription's events (default: read it once from Strava)",
+    )
+    serve.add_argument(
+        "--request-deadline", type=float, default=5.0, help="seconds a request may take to arrive whole (default 5)"
+    )
+    serve.add_argument(
+        "--max-connections", type=int, default=None, help="open connections at most (default: the file limit - 200)"
     )
     token_option(serve)

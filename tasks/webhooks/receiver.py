@@ -1,6 +1,6 @@
 """The webhook receiver: Strava's callback, turned into Prefect events.
 
-A small Starlette app (uvicorn serves it, ``strava-elt webhook serve``):
+A small Starlette app (served by :mod:`~tasks.webhooks.front`, ``strava-elt webhook serve``):
 
 - ``GET`` with ``hub.mode=subscribe`` echoes ``{"hub.challenge": ...}`` when ``hub.verify_token``
   matches (constant-time compare), else 403.
@@ -23,7 +23,7 @@ import json
 import logging
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -65,6 +65,9 @@ _NAMESPACE = uuid.UUID("6f1c2b1e-4d0a-5e7b-9c3f-2a8d5e6b7c10")
 
 Emit = Callable[[Event], Awaitable[None]]
 """Sends one event to Prefect (the receiver's background emitter calls it)."""
+
+EmitBatch = Callable[[list[Event]], Awaitable[None]]
+"""Sends a batch of events to Prefect over one long-lived client (preferred over :data:`Emit`)."""
 
 Athletes = Callable[[], Awaitable[Collection[int]]]
 """The roster's athlete ids (read in the background, never on a request)."""
@@ -173,6 +176,28 @@ def prefect_event(event: StravaEvent, application: str) -> Event:
     )
 
 
+class RejectLog:
+    """Counts rejected or ignored clients by class and logs one line per class per interval.
+
+    A flood of bad or forged requests costs a counter each, never a log line each.
+    """
+
+    def __init__(self, log: logging.Logger | None = None) -> None:
+        self.log = log or logger
+        self.counts: Counter[str] = Counter()
+
+    def note(self, kind: str) -> None:
+        """Count one client of class ``kind`` (a short phrase, no secret and no client data)."""
+        self.counts[kind] += 1
+
+    def flush(self, interval: float) -> int:
+        """Log one line per class counted since the last flush; return the number of lines."""
+        counts, self.counts = self.counts, Counter()
+        for kind, count in sorted(counts.items()):
+            self.log.warning("Receiver: %s request(s) in the last %.0f s: %s", count, interval, kind)
+        return len(counts)
+
+
 class SeenEvents:
     """A bounded TTL set of event keys: Strava's retries of one event pass once."""
 
@@ -193,6 +218,10 @@ class SeenEvents:
         self._seen[key] = now
         return True
 
+    def forget(self, key: str) -> None:
+        """Drop ``key`` (an event that was not queued after all: its retry must pass)."""
+        self._seen.pop(key, None)
+
 
 @dataclass
 class ReceiverConfig:
@@ -207,7 +236,15 @@ class ReceiverConfig:
     """The subscription's id, or a function reading it once (``webhook list``); None: any."""
     roster_refresh_seconds: float = 60.0
     queue_size: int = 10_000
+    """Events accepted but not emitted yet, at most; beyond it a POST is answered 503 (Strava retries)."""
     emit_attempts: int = 5
+    emit_batch: EmitBatch | None = None
+    """Sends what the queue holds (up to :attr:`batch_size`) at once; None: :attr:`emit` one by one."""
+    batch_size: int = 500
+    close: Callable[[], Awaitable[None]] | None = None
+    """Called at shutdown, after the queue is drained (closes the long-lived events client)."""
+    report_interval: float = 60.0
+    """Seconds between the log's summary lines of refused and ignored requests."""
 
 
 @dataclass
@@ -220,6 +257,7 @@ class _State:
     subscription_id: int | None = None
     emitted: list[str] = field(default_factory=list)
     """Names and ids of the events sent (the last 1,000; tests read them)."""
+    rejects: RejectLog = field(default_factory=RejectLog)
 
 
 def _json_error(status: int, message: str) -> JSONResponse:
@@ -251,7 +289,7 @@ def build_app(config: ReceiverConfig) -> Starlette:
             return _json_error(400, "expected hub.mode=subscribe with hub.challenge")
         given = params.get("hub.verify_token", "").encode()
         if not hmac.compare_digest(given, config.verify_token.get_secret_value().encode()):
-            logger.warning("Refused a subscription validation GET: wrong verify token")
+            state.rejects.note("validation GET refused: wrong verify token")
             return _json_error(403, "verify token does not match")
         return JSONResponse({"hub.challenge": params["hub.challenge"]})
 
@@ -268,17 +306,13 @@ def build_app(config: ReceiverConfig) -> Starlette:
             # Not read yet (Strava's list call failed): Strava retries a non-200.
             return _json_error(503, "subscription id not known yet; retry")
         if expected is not None and event.subscription_id != expected:
-            logger.warning(
-                "Ignored an event for subscription %s (this receiver's is %s)", event.subscription_id, expected
-            )
+            state.rejects.note(f"event ignored: another subscription than {expected}")
             return JSONResponse({"status": "ignored", "reason": "unknown subscription"})
         roster = state.athletes
         if roster is None:
             return _json_error(503, "roster not read yet; retry")
         if event.owner_id not in roster:
-            logger.warning(
-                "Ignored a %s event for owner %s: not an athlete of the roster", event.aspect_type, event.owner_id
-            )
+            state.rejects.note("event ignored: owner not an athlete of the roster")
             return JSONResponse({"status": "ignored", "reason": "unknown athlete"})
         if event.name is None:
             return JSONResponse({"status": "ignored", "reason": "not an event the pipeline reacts to"})
@@ -287,23 +321,41 @@ def build_app(config: ReceiverConfig) -> Starlette:
         try:
             state.queue.put_nowait(prefect_event(event, config.application))
         except asyncio.QueueFull:
+            state.seen.forget(event.key)  # Strava's retry must pass
+            state.rejects.note("event refused with 503: the emission queue is full")
             return _json_error(503, "busy; retry")
         return JSONResponse({"status": "queued"})
 
+    async def send(batch: list[Event]) -> None:
+        if config.emit_batch is not None:
+            await config.emit_batch(batch)
+            return
+        for event in batch:
+            await config.emit(event)
+
     async def emitter() -> None:
         while True:
-            event = await state.queue.get()
+            batch = [await state.queue.get()]
+            while len(batch) < config.batch_size and not state.queue.empty():
+                batch.append(state.queue.get_nowait())
             for attempt in range(1, config.emit_attempts + 1):
                 try:
-                    await config.emit(event)
-                    state.emitted = [*state.emitted[-999:], f"{event.event} {event.id}"]
+                    await send(batch)
+                    state.emitted = [*state.emitted, *(f"{e.event} {e.id}" for e in batch)][-1000:]
                     break
-                except Exception as exc:  # noqa: BLE001 - logged; the next attempt or the next event
-                    logger.warning("Emitting %s (%s) failed (attempt %s): %s", event.event, event.id, attempt, exc)
+                except Exception as exc:  # noqa: BLE001 - logged; the next attempt or the next batch
+                    # a resend is harmless: the events' ids are fixed and Prefect stores each once
+                    logger.warning("Emitting %s events failed (attempt %s): %s", len(batch), attempt, exc)
                     await asyncio.sleep(min(2.0**attempt, 30.0))
             else:
-                logger.error("Dropped %s (%s) after %s attempts", event.event, event.id, config.emit_attempts)
-            state.queue.task_done()
+                logger.error("Dropped %s events after %s attempts", len(batch), config.emit_attempts)
+            for _ in batch:
+                state.queue.task_done()
+
+    async def reporter() -> None:
+        while True:
+            await asyncio.sleep(config.report_interval)
+            state.rejects.flush(config.report_interval)
 
     async def refresher() -> None:
         while True:
@@ -321,7 +373,7 @@ def build_app(config: ReceiverConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> Any:
-        tasks = [asyncio.create_task(emitter()), asyncio.create_task(refresher())]
+        tasks = [asyncio.create_task(f()) for f in (emitter, refresher, reporter)]
         try:
             yield
         finally:
@@ -331,6 +383,12 @@ def build_app(config: ReceiverConfig) -> Starlette:
                 logger.warning("Stopped with %s events not emitted", state.queue.qsize())
             for task in tasks:
                 task.cancel()
+            state.rejects.flush(config.report_interval)
+            if config.close is not None:
+                try:
+                    await config.close()
+                except Exception as exc:  # noqa: BLE001 - shutting down: say so, do not fail the stop
+                    logger.warning("Closing the events client failed: %s", exc)
 
     # Any path: the callback URL's path is the deployer's choice (behind a proxy, /strava/webhook...).
     routes = [Route("/{path:path}", verify, methods=["GET"]), Route("/{path:path}", receive, methods=["POST"])]

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from typing import Any
 
 import anyio
 from prefect.events import Event
-from prefect.events.clients import get_events_client
+from prefect.events.clients import EventsClient, get_events_client
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from tasks.webhooks.receiver import ReceiverConfig, build_app
 
-__all__ = ["emit_to_prefect", "receiver_app"]
+__all__ = ["PrefectEmitter", "emit_to_prefect", "receiver_app"]
 
 EMIT_DEADLINE_SECONDS = 30.0
 
@@ -23,6 +24,46 @@ async def emit_to_prefect(event: Event) -> None:
     with anyio.fail_after(EMIT_DEADLINE_SECONDS):
         async with get_events_client() as client:
             await client.emit(event)
+
+
+class PrefectEmitter:
+    """One long-lived Prefect events client for the receiver's life; batches go out over it.
+
+    The client (a websocket to ``PREFECT_API_URL``) reconnects and resends what the server has
+    not confirmed by itself; when a batch fails anyway, the client is dropped and the next
+    attempt opens a new one (a resend is harmless: the events' ids are fixed).
+    """
+
+    def __init__(self, deadline_seconds: float = EMIT_DEADLINE_SECONDS) -> None:
+        self.deadline_seconds = deadline_seconds
+        self._client: EventsClient | None = None
+
+    async def emit_batch(self, events: list[Event]) -> None:
+        """Send ``events`` in order, within the deadline."""
+        try:
+            with anyio.fail_after(self.deadline_seconds):
+                if self._client is None:
+                    client = get_events_client(checkpoint_interval=5.0)
+                    await client.__aenter__()
+                    self._client = client
+                for i, event in enumerate(events, 1):
+                    await self._client.emit(event)
+                    if i % 20 == 0:  # let the loop answer requests between sends
+                        await asyncio.sleep(0)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def emit(self, event: Event) -> None:
+        """Send one event."""
+        await self.emit_batch([event])
+
+    async def close(self) -> None:
+        """Close the client (its last unconfirmed events are flushed by the websocket's close)."""
+        client, self._client = self._client, None
+        if client is not None:
+            with anyio.move_on_after(self.deadline_seconds):
+                await client.__aexit__(None, None, None)
 
 
 def receiver_app(
@@ -52,11 +93,14 @@ def receiver_app(
         return found[0].id if found else None
 
     source: Any = subscription_id if subscription_id is not None else listed_subscription
+    emitter = PrefectEmitter()
     return build_app(
         ReceiverConfig(
             verify_token=verify_token,
             application=application,
-            emit=emit_to_prefect,
+            emit=emitter.emit,
+            emit_batch=emitter.emit_batch,
+            close=emitter.close,
             athletes=athletes,
             subscription_id=source,
         )
