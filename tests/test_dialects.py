@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from blocks.warehouse import BACKENDS, Backend, Warehouse, backend_of
-from tasks.warehouse import dialects
+from tasks.warehouse import SQL_DIR, dialects
 from tests.conftest import split_pg_url
 
 
@@ -51,6 +51,24 @@ def test_what_differs_is_declared_by_the_dialect_classes(tmp_path: Path) -> None
         assert dialects.SqlDialect(engine).locked_message(_dbapi_error("lock")) is None
     finally:
         engine.dispose()
+
+
+def test_the_gate_s_differences_are_declared_by_the_dialect_classes() -> None:
+    """The checks role and the check-function lists live on the dialect; the files they name exist."""
+    assert dialects.DuckDBDialect.checks_role_sql is None  # no roles: the guard and the read-only transaction
+    postgres, redshift = dialects.PostgresDialect.checks_role_sql, dialects.RedshiftDialect.checks_role_sql
+    assert postgres is not None and postgres.member is not None  # the loader joins the role to SET ROLE
+    assert redshift is not None and redshift.member is None  # SET SESSION AUTHORIZATION: a superuser loader
+    for name, cls in dialects.dialect_classes().items():
+        assert not cls.check_functions & cls.denied_check_functions, name
+        declared = cls.checks_role_sql
+        files = [] if declared is None else [declared.exists, declared.create, declared.set_role, declared.member]
+        for relative in [cls.models_lock, *files]:
+            if relative is not None:
+                assert (SQL_DIR / relative).is_file(), f"{name}: {relative}"
+    assert dialects.dialect_classes()["duckdb"] is dialects.DuckDBDialect
+    with pytest.raises(TypeError):
+        dialects.dialect_classes()["sqlite"] = dialects.SqlDialect  # type: ignore[index]
 
 
 def _dbapi_error(message: str) -> sa.exc.DBAPIError:

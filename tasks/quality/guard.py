@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from tasks.warehouse.dialects import dialect_classes
+
 __all__ = ["ALLOWED_BY_DIALECT", "DENIED_BY_DIALECT", "UnsafeCheckSQL", "allowed_functions", "check_read_only"]
 
 
@@ -57,50 +59,17 @@ _ALLOWED_FUNCTIONS = frozenset(
         "date_part", "date_trunc", "extract",
     }
 )  # fmt: skip
-# Extra functions each warehouse may call (keyed by SQLAlchemy dialect name), on top of the above.
+# Each warehouse's own functions, declared by its dialect class (keyed by SQLAlchemy backend name):
+# the extra ones a check may call there, on top of the above, and what the allowlist exists to keep
+# out: functions that read or write files, reach the network, change or read the session and
+# server, handle large objects, administer other sessions or sleep. None of those is allowed (a
+# test holds that); they get a more pointed message.
 ALLOWED_BY_DIALECT: dict[str, frozenset[str]] = {
-    "duckdb": frozenset({"date_diff", "datediff", "epoch", "median", "quantile_cont", "string_agg"}),
-    "postgresql": frozenset({"age", "justify_interval", "string_agg", "to_char"}),
-    "redshift": frozenset({"dateadd", "datediff", "listagg", "median", "to_char"}),
+    name: cls.check_functions for name, cls in dialect_classes().items() if cls.check_functions
 }
-# What the allowlist exists to keep out, per warehouse: functions that read or write files, reach
-# the network, change or read the session and server, handle large objects, administer other
-# sessions or sleep. None of them is allowed (a test holds that); they get a more pointed message.
 DENIED_BY_DIALECT: dict[str, frozenset[str]] = {
-    "postgresql": frozenset(
-        {
-            "lo_import", "lo_export", "lo_unlink", "lo_create", "lo_creat", "lo_open", "lo_get",
-            "lo_put", "lo_from_bytea", "lo_truncate", "lowrite", "loread",
-            "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir",
-            "pg_ls_waldir", "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_current_logfile",
-            "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query",
-            "dblink_get_result", "dblink_open", "dblink_fetch",
-            "pg_sleep", "pg_sleep_for", "pg_sleep_until",
-            "set_config", "current_setting", "pg_terminate_backend", "pg_cancel_backend",
-            "pg_reload_conf", "pg_rotate_logfile", "pg_promote", "pg_switch_wal",
-            "pg_create_restore_point", "pg_advisory_lock", "pg_advisory_xact_lock",
-            "pg_try_advisory_lock", "pg_notify", "nextval", "setval",
-            "query_to_xml", "query_to_xml_and_xmlschema", "cursor_to_xml", "table_to_xml",
-            "pg_logical_emit_message", "pg_file_write", "pg_file_rename", "pg_file_unlink",
-        }
-    ),
-    "duckdb": frozenset(
-        {
-            "read_csv", "read_csv_auto", "read_json", "read_json_auto", "read_json_objects",
-            "read_ndjson", "read_ndjson_auto", "read_ndjson_objects", "read_parquet", "parquet_scan",
-            "parquet_metadata", "parquet_schema", "read_text", "read_blob", "glob", "getenv",
-            "read_xlsx", "sniff_csv", "iceberg_scan", "delta_scan", "sqlite_scan", "postgres_scan",
-            "mysql_scan", "query", "query_table", "duckdb_secrets", "duckdb_settings",
-            "current_setting", "install_extension", "load_extension", "nextval", "sleep_ms",
-        }
-    ),
-    "redshift": frozenset(
-        {
-            "set_config", "current_setting", "pg_terminate_backend", "pg_cancel_backend",
-            "pg_sleep", "pg_read_file", "pg_ls_dir", "pg_stat_file", "nextval",
-        }
-    ),
-}  # fmt: skip
+    name: cls.denied_check_functions for name, cls in dialect_classes().items() if cls.denied_check_functions
+}
 # Words a "(" may follow without being a call: keywords and type names (``NUMERIC(10, 2)``).
 _NOT_CALLS = frozenset(
     {

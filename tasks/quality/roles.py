@@ -6,6 +6,9 @@ Redshift, which needs a superuser loader), so a check that got past the guard st
 a table outside the project, call a function the role may not execute, or write. The role
 holds SELECT on the project's tables and on each run's staging table (granted by the run, which
 owns it), and USAGE on the schema: nothing else. :func:`create_checks_role` makes it.
+
+What differs between warehouses (how the role is made and switched to, and which have one at
+all) is the dialect class's :attr:`~tasks.warehouse.dialects.SqlDialect.checks_role_sql`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from tasks import warehouse as wh
+from tasks.warehouse.dialects import ChecksRoleSql, dialect_classes
 from tasks.warehouse.schema import ACTIVITY_TABLE, STAGED_COLUMNS, STATS_HISTORY_TABLE
 from tasks.warehouse.tables import MODEL_STATE_TABLE, VALIDATION_TABLE, WAREHOUSE_TABLE
 
@@ -28,28 +32,35 @@ __all__ = [
 ]
 
 DEFAULT_CHECKS_ROLE = "strava_elt_checks"
-ROLE_DIALECTS = ("postgresql", "redshift")
+# The warehouses whose dialect class declares a checks role (SQLAlchemy backend names).
+ROLE_DIALECTS = tuple(name for name, cls in dialect_classes().items() if cls.checks_role_sql is not None)
 _CORE_TABLES = (ACTIVITY_TABLE, STATS_HISTORY_TABLE, VALIDATION_TABLE, WAREHOUSE_TABLE, MODEL_STATE_TABLE)
 
 
-def _dialect(conn: sa.Connection | sa.Engine) -> str:
+def _role_sql(conn: sa.Connection | sa.Engine) -> ChecksRoleSql:
+    """The checks-role SQL files of the connection's warehouse; a clear error where it has none."""
     name = conn.dialect.name
-    if name not in ROLE_DIALECTS:
+    cls = dialect_classes().get(name)
+    role_sql = None if cls is None else cls.checks_role_sql
+    if role_sql is None:
+        having = " and ".join(dialect_classes()[n].title for n in ROLE_DIALECTS)
+        title = name if cls is None else cls.title
         raise ValueError(
-            f"a checks role is for PostgreSQL and Redshift; this warehouse is {name}: leave the Warehouse "
-            "block's checks_role empty (DuckDB checks rely on the guard and the read-only transaction)"
+            f"a checks role is for {having}; this warehouse is {name}: leave the Warehouse "
+            f"block's checks_role empty ({title} checks rely on the guard and the read-only transaction)"
         )
-    return name
+    return role_sql
 
 
 def _text(conn: sa.Connection | sa.Engine, relative: str, **identifiers: str) -> sa.TextClause:
-    text, preparer = wh.read_sql(f"checks_role/{relative}"), conn.dialect.identifier_preparer
+    """``sql/<relative>`` with its identifiers quoted for the connection's warehouse."""
+    text, preparer = wh.read_sql(relative), conn.dialect.identifier_preparer
     return sa.text(wh.render(text, preparer, columns=STAGED_COLUMNS, **identifiers))
 
 
 def set_role_sql(conn: sa.Connection | sa.Engine, role: str) -> sa.TextClause:
     """The statement that makes the rest of the transaction run as ``role`` on this warehouse."""
-    return _text(conn, f"set_{_dialect(conn)}.sql", role=role)
+    return _text(conn, _role_sql(conn).set_role, role=role)
 
 
 def project_tables(conn: sa.Connection) -> list[str]:
@@ -63,7 +74,7 @@ def project_tables(conn: sa.Connection) -> list[str]:
 
 
 def _schema(conn: sa.Connection) -> str:
-    return str(conn.execute(_text(conn, "current_schema.sql")).scalar())
+    return str(conn.execute(_text(conn, "checks_role/current_schema.sql")).scalar())
 
 
 def grant_checks_role(conn: sa.Connection, role: str, tables: Iterable[str]) -> list[str]:
@@ -71,15 +82,15 @@ def grant_checks_role(conn: sa.Connection, role: str, tables: Iterable[str]) -> 
 
     Only what is missing is granted, so concurrent runs seldom grant on one table at once.
     """
-    _dialect(conn)
+    _role_sql(conn)
     schema = _schema(conn)
     preparer = conn.dialect.identifier_preparer
     granted = []
     for table in tables:
         qualified = f"{preparer.quote(schema)}.{preparer.quote(table)}"
-        if conn.execute(_text(conn, "can_select.sql"), {"role": role, "table": qualified}).scalar():
+        if conn.execute(_text(conn, "checks_role/can_select.sql"), {"role": role, "table": qualified}).scalar():
             continue
-        conn.execute(_text(conn, "grant_select.sql", schema=schema, table=table, role=role))
+        conn.execute(_text(conn, "checks_role/grant_select.sql", schema=schema, table=table, role=role))
         granted.append(table)
     return granted
 
@@ -87,8 +98,9 @@ def grant_checks_role(conn: sa.Connection, role: str, tables: Iterable[str]) -> 
 def create_checks_role(warehouse_block: str, role: str = DEFAULT_CHECKS_ROLE) -> str:
     """Create ``role`` (if missing) with SELECT on the project's tables only; name it in the block.
 
-    PostgreSQL: ``CREATE ROLE ... NOLOGIN`` and membership for the connecting user (so it may
-    ``SET ROLE``). Redshift: ``CREATE USER ... PASSWORD DISABLE``. Then USAGE on the schema,
+    The dialect's ``checks_role_sql`` makes it: PostgreSQL ``CREATE ROLE ... NOLOGIN`` and
+    membership for the connecting user (so it may ``SET ROLE``); Redshift ``CREATE USER ...
+    PASSWORD DISABLE``. Then USAGE on the schema,
     SELECT on the project's tables that exist (a run grants the rest, and its staging table, as
     it creates them), and the Warehouse block's ``checks_role`` set and saved. Needs a
     connecting user that may create roles. Returns what was done, for people.
@@ -98,14 +110,14 @@ def create_checks_role(warehouse_block: str, role: str = DEFAULT_CHECKS_ROLE) ->
 
     warehouse = load_block(Warehouse, warehouse_block)
     with warehouse.engine() as engine, engine.begin() as conn:
-        dialect = _dialect(conn)
-        exists = conn.execute(_text(conn, f"exists_{dialect}.sql"), {"role": role}).scalar()
+        role_sql = _role_sql(conn)
+        exists = conn.execute(_text(conn, role_sql.exists), {"role": role}).scalar()
         if not exists:
-            conn.execute(_text(conn, f"create_{dialect}.sql", role=role))
-        if dialect == "postgresql":
-            conn.execute(_text(conn, "member_postgresql.sql", role=role))
+            conn.execute(_text(conn, role_sql.create, role=role))
+        if role_sql.member is not None:
+            conn.execute(_text(conn, role_sql.member, role=role))
         schema = _schema(conn)
-        conn.execute(_text(conn, "grant_usage.sql", schema=schema, role=role))
+        conn.execute(_text(conn, "checks_role/grant_usage.sql", schema=schema, role=role))
         granted = grant_checks_role(conn, role, project_tables(conn))
     warehouse.checks_role = role
     warehouse.save(warehouse_block, overwrite=True)

@@ -7,9 +7,10 @@ then share one session while each step keeps its own transaction, as on the othe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
@@ -25,6 +26,24 @@ if TYPE_CHECKING:  # tasks.lake imports tasks.warehouse.schema: no import back a
     from tasks.lake import Lake
 
 
+@dataclass(frozen=True)
+class ChecksRoleSql:
+    """The SQL files (under ``sql/``) that make a warehouse's checks role and switch to it.
+
+    The role holds only SELECT on the project's tables (:mod:`tasks.quality.roles`); the grants
+    are shared files in ``sql/checks_role/``, these are what differs between warehouses.
+    """
+
+    exists: str
+    """One row, non-zero when the role exists (binds ``:role``)."""
+    create: str
+    """Creates the role ``{role}`` with nothing granted."""
+    set_role: str
+    """Inside a check's read-only transaction: the rest of it runs as ``{role}``."""
+    member: str | None = None
+    """Lets the connecting user switch to ``{role}``; None when it needs no grant for that."""
+
+
 @dataclass
 class SqlDialect:
     """What differs between warehouses. Subclasses override only what they must.
@@ -36,10 +55,21 @@ class SqlDialect:
     """
 
     engine: sa.Engine
+    title: ClassVar[str] = "SQL"
+    """The warehouse's name for people (messages)."""
     # True when the staging table lives in the session (Redshift TEMP): the engine must hold one connection.
     single_session: ClassVar[bool] = False
     alters_column_types: ClassVar[bool] = True
     """Whether ``ALTER TABLE ... ALTER COLUMN ... TYPE`` works (the float widening migration runs)."""
+
+    check_functions: ClassVar[frozenset[str]] = frozenset()
+    """Functions a validation check may call here on top of the shared allowlist (:mod:`tasks.quality.guard`)."""
+    denied_check_functions: ClassVar[frozenset[str]] = frozenset()
+    """Functions here that reach outside the data (files, network, session, large objects,
+    administration, sleep): never allowed in a check, named so the refusal can say why."""
+    checks_role_sql: ClassVar[ChecksRoleSql | None] = None
+    """How the gate runs as a role that may only SELECT the project's tables (:mod:`tasks.quality.roles`);
+    None: the warehouse has no such role (its checks rely on the guard and the read-only transaction)."""
 
     @classmethod
     def create(cls, engine: sa.Engine, *, iam_role_arn: str | None = None, region: str | None = None) -> SqlDialect:
@@ -109,6 +139,22 @@ class SqlDialect:
 class DuckDBDialect(SqlDialect):
     """Embedded DuckDB: scans Arrow data in place (batch by batch from a reader), no round trip through rows."""
 
+    title: ClassVar[str] = "DuckDB"
+    check_functions: ClassVar[frozenset[str]] = frozenset(
+        {"date_diff", "datediff", "epoch", "median", "quantile_cont", "string_agg"}
+    )
+    # A check must not read files or URLs, the environment, secrets or settings, or load extensions.
+    denied_check_functions: ClassVar[frozenset[str]] = frozenset(
+        {
+            "read_csv", "read_csv_auto", "read_json", "read_json_auto", "read_json_objects",
+            "read_ndjson", "read_ndjson_auto", "read_ndjson_objects", "read_parquet", "parquet_scan",
+            "parquet_metadata", "parquet_schema", "read_text", "read_blob", "glob", "getenv",
+            "read_xlsx", "sniff_csv", "iceberg_scan", "delta_scan", "sqlite_scan", "postgres_scan",
+            "mysql_scan", "query", "query_table", "duckdb_secrets", "duckdb_settings",
+            "current_setting", "install_extension", "load_extension", "nextval", "sleep_ms",
+        }
+    )  # fmt: skip
+
     def begin_read_only(self, conn: sa.Connection) -> None:
         """DuckDB (2.0+): replace the plain BEGIN duckdb_engine sent with ``BEGIN TRANSACTION READ ONLY``."""
         conn.exec_driver_sql("ROLLBACK")  # ends the plain transaction duckdb_engine began
@@ -149,7 +195,34 @@ class PostgresDialect(SqlDialect):
     timestamps carry ``Z`` for UTC; floats are written in their shortest exact form.
     """
 
+    title: ClassVar[str] = "PostgreSQL"
     models_lock: ClassVar[str | None] = "model_state/lock_postgresql.sql"
+    check_functions: ClassVar[frozenset[str]] = frozenset({"age", "justify_interval", "string_agg", "to_char"})
+    # Large objects, server files, dblink, sleep, settings, other sessions, sequences, query text run as XML, adminpack.
+    denied_check_functions: ClassVar[frozenset[str]] = frozenset(
+        {
+            "lo_import", "lo_export", "lo_unlink", "lo_create", "lo_creat", "lo_open", "lo_get",
+            "lo_put", "lo_from_bytea", "lo_truncate", "lowrite", "loread",
+            "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir",
+            "pg_ls_waldir", "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_current_logfile",
+            "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query",
+            "dblink_get_result", "dblink_open", "dblink_fetch",
+            "pg_sleep", "pg_sleep_for", "pg_sleep_until",
+            "set_config", "current_setting", "pg_terminate_backend", "pg_cancel_backend",
+            "pg_reload_conf", "pg_rotate_logfile", "pg_promote", "pg_switch_wal",
+            "pg_create_restore_point", "pg_advisory_lock", "pg_advisory_xact_lock",
+            "pg_try_advisory_lock", "pg_notify", "nextval", "setval",
+            "query_to_xml", "query_to_xml_and_xmlschema", "cursor_to_xml", "table_to_xml",
+            "pg_logical_emit_message", "pg_file_write", "pg_file_rename", "pg_file_unlink",
+        }
+    )  # fmt: skip
+    # A NOLOGIN role the loader joins (PostgreSQL 16+ does not grant that to a role's creator), then SET LOCAL ROLE.
+    checks_role_sql: ClassVar[ChecksRoleSql | None] = ChecksRoleSql(
+        exists="checks_role/exists_postgresql.sql",
+        create="checks_role/create_postgresql.sql",
+        set_role="checks_role/set_postgresql.sql",
+        member="checks_role/member_postgresql.sql",
+    )
 
     batch_rows: ClassVar[int] = 10_000
     """Rows per CSV chunk sent to COPY (a few MB): memory holds one chunk, whatever the file's size."""
@@ -198,7 +271,21 @@ class RedshiftDialect(SqlDialect):
     ``FILLRECORD`` lets the file omit the table's last column, ``deleted_at``.
     """
 
+    title: ClassVar[str] = "Redshift"
     models_lock: ClassVar[str | None] = "model_state/lock_redshift.sql"
+    check_functions: ClassVar[frozenset[str]] = frozenset({"dateadd", "datediff", "listagg", "median", "to_char"})
+    denied_check_functions: ClassVar[frozenset[str]] = frozenset(
+        {
+            "set_config", "current_setting", "pg_terminate_backend", "pg_cancel_backend",
+            "pg_sleep", "pg_read_file", "pg_ls_dir", "pg_stat_file", "nextval",
+        }
+    )  # fmt: skip
+    # A user with no password (SET SESSION AUTHORIZATION takes a user, and needs a superuser loader).
+    checks_role_sql: ClassVar[ChecksRoleSql | None] = ChecksRoleSql(
+        exists="checks_role/exists_redshift.sql",
+        create="checks_role/create_redshift.sql",
+        set_role="checks_role/set_redshift.sql",
+    )
 
     iam_role_arn: str | None = None
     region: str | None = None
@@ -300,6 +387,11 @@ _DIALECTS: dict[str, type[SqlDialect]] = {
     "postgresql": PostgresDialect,
     "redshift": RedshiftDialect,
 }
+
+
+def dialect_classes() -> Mapping[str, type[SqlDialect]]:
+    """Every supported warehouse's dialect class, by SQLAlchemy backend name (``engine.dialect.name``)."""
+    return MappingProxyType(_DIALECTS)
 
 
 def dialect_for(engine: sa.Engine, *, iam_role_arn: str | None = None, region: str | None = None) -> SqlDialect:
