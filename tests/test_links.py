@@ -69,7 +69,7 @@ def _local_lake(tmp_path: Path) -> tuple[str, LocalFileSystem]:
 
 @flow
 def _publish(lake: Any, page: str, athlete_id: int, run_key: str) -> dict[str, Any]:
-    result: dict[str, Any] = dashboard.publish_dashboard(Lake(lake), page, athlete_id, run_key, figures="3 inserted")
+    result: dict[str, Any] = dashboard.publish_dashboard(lake, page, athlete_id, run_key, figures="3 inserted")
     return result
 
 
@@ -218,7 +218,7 @@ def test_a_configured_base_url_is_linked(tmp_path: Path) -> None:
     variable = links.base_url_variable(name)
     Variable.set(variable, "https://dash.example.test/lake/", overwrite=True)
     try:
-        link = links.page_link(Lake(lake), "dashboards/athlete_id=7/dashboard.html")
+        link = links.page_link(lake, "dashboards/athlete_id=7/dashboard.html")
     finally:
         Variable.unset(variable)
     assert link.url == "https://dash.example.test/lake/dashboards/athlete_id=7/dashboard.html"
@@ -270,7 +270,7 @@ def test_an_s3_dashboard_is_linked_by_a_presigned_url_that_serves_it(s3_lake: S3
     assert heading == "Strava dashboard 🏃" and errors == []
 
     # The expiry the artifact states is the one signed.
-    link = links.page_link(Lake(s3_lake), "dashboards/athlete_id=9/dashboard.html", now=NOW, presign_seconds=3600)
+    link = links.page_link(s3_lake, "dashboards/athlete_id=9/dashboard.html", now=NOW, presign_seconds=3600)
     assert "X-Amz-Expires=3600" in (link.url or "")
     assert link.how == "presigned link, valid until 2026-03-01 13:00 UTC (1 h)"
     unsigned = httpx.get((link.url or "").split("?")[0], timeout=30)
