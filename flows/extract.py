@@ -25,7 +25,7 @@ from flows import handoff, run_names
 from tasks import lake as lake_tasks
 from tasks import strava as strava_tasks
 from tasks import warehouse as wh
-from tasks.state import budget, slots
+from tasks.state import budget, deferred, slots
 from tasks.state import watermark as wm
 from tasks.state.summary import FUTURE_IDS_SHOWN, PARTIAL, ExtractResult
 
@@ -44,6 +44,7 @@ def extract_activities(
     lookback_days: int = 14,
     full_refresh: bool = False,
     warehouse_block: str | None = None,
+    pay_deferred: bool = False,
 ) -> ExtractResult:
     """Read activities started after ``watermark - lookback`` into the lake, page by page: :func:`extract` as a flow.
 
@@ -52,14 +53,16 @@ def extract_activities(
     ``full_refresh``, the whole history is read. When the daily rate limit stops a request,
     the run keeps what it fetched, says ``partial: resumes next run`` (also in the flow run's
     Completed state) and ends cleanly. Called by the main flow, it uses the blocks the main flow
-    loaded (:mod:`flows.handoff`) and the warehouse id it opened.
+    loaded (:mod:`flows.handoff`) and the warehouse id it opened. ``pay_deferred`` (the main
+    flow's run): read the athlete's deferred webhook reads and pay them with this read
+    (:func:`tasks.state.deferred.plan`).
     """
     credentials = handoff.credentials(strava_block)
     lake = handoff.lake(lake_block)
     warehouse = None if warehouse_block is None else handoff.warehouse(warehouse_block)
     warehouse_id = None if warehouse_block is None else handoff.warehouse_id(warehouse_block)
     with slots.athlete_slot(credentials, strava_block):  # slot: one run per athlete (tasks/state/slots.py)
-        result = extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse, warehouse_id)
+        result = extract(credentials, lake, run_key, lookback_days, full_refresh, warehouse, warehouse_id, pay_deferred)
     if result.complete:
         return result
     state: State[ExtractResult] = Completed(message=result.partial_reason, data=result)
@@ -74,6 +77,7 @@ def extract(
     full_refresh: bool = False,
     warehouse: Warehouse | None = None,
     warehouse_id: str | None = None,
+    pay_deferred: bool = False,
 ) -> ExtractResult:
     """The extract's steps, in the calling flow's run (the body of :func:`extract_activities`).
 
@@ -86,6 +90,8 @@ def extract(
         warehouse: Whose watermark to start from; None reads the whole history.
         warehouse_id: Its id, when the caller has opened it already (its tables are there);
             None: the extract creates or checks the tables and reads the id itself.
+        pay_deferred: Read the athlete's deferred webhook reads (one Variable read, no Strava
+            request) and widen this read to the whole history when the window cannot cover them.
 
     """
     logger = get_run_logger()
@@ -101,6 +107,11 @@ def extract(
             return ExtractResult(None, run_key, extracted_at, _EPOCH, requests=client.requests, partial_reason=reason)
         athlete_id = int(athlete["id"])
         start = _start(warehouse, warehouse_id, athlete_id, full_refresh, extracted_at)
+        payment = deferred.Payment()
+        if pay_deferred and warehouse is not None:
+            payment = _deferred_payment(warehouse, athlete_id, start, lookback_days)
+            if payment.full_read_reason is not None and start.watermark is not None:
+                start = wm.Start(None, payment.full_read_reason)
         after = _EPOCH if start.watermark is None else start.watermark - timedelta(days=lookback_days)
         logger.info(
             "Athlete %s: watermark %s, reading activities started after %s%s",
@@ -116,6 +127,7 @@ def extract(
             after,
             previous_watermark=start.watermark,
             full_read_reason=start.full_read_reason,
+            deferred_owed=payment.owed,
         )
         tally = strava_tasks.ExtractTally(extracted_at)
         pages = client.iter_activity_pages(int(after.timestamp()))
@@ -155,6 +167,30 @@ def _start(
         with engine.connect() as conn:
             held = wh.athlete_rows(conn, athlete_id)
     return wm.resolve_start(warehouse_id, athlete_id, held, extracted_at)
+
+
+def _deferred_payment(warehouse: Warehouse, athlete_id: int, start: wm.Start, lookback_days: int) -> deferred.Payment:
+    """How this read pays the athlete's deferred webhook reads (nothing owed: one Variable read, nothing else)."""
+    owed = deferred.read_deferred(athlete_id)
+    if owed.empty:
+        return deferred.Payment()
+    after = None if start.watermark is None else start.watermark - timedelta(days=lookback_days)
+    starts: dict[int, datetime] = {}
+    if owed.ids and after is not None:
+        from tasks.webhooks.reactions import activity_starts
+
+        with warehouse.engine() as engine:
+            starts = activity_starts(engine, athlete_id)
+    payment = deferred.plan(owed, after, starts)
+    get_run_logger().info(
+        "Athlete %s: deferred webhook reads owed (%s ids%s%s): %s",
+        athlete_id,
+        len(owed.ids),
+        ", full read due" if owed.full_read_due else "",
+        ", incremental due" if owed.incremental_due else "",
+        payment.full_read_reason or "covered by this run's read",
+    )
+    return payment
 
 
 def _client_id(credentials: StravaCredentials) -> str:

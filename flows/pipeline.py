@@ -26,7 +26,7 @@ from flows.models import build_models
 from tasks import warehouse as wh
 from tasks.insight import notify
 from tasks.lake import Lake, load_lake
-from tasks.state import events, retry, rounds, slots
+from tasks.state import deferred, events, retry, rounds, slots
 from tasks.state.summary import ExtractResult, LoadResult, RunSummary, WatermarkMove
 
 MAX_LOOKBACK_DAYS = 365
@@ -73,6 +73,7 @@ def strava_elt(
     lookback_days: Annotated[int, Field(ge=0, le=MAX_LOOKBACK_DAYS)] = 14,
     full_refresh: bool = False,
     slack_block: str | None = None,
+    skip_deferred: bool = False,
 ) -> dict[str, Any]:
     """Keep the warehouse in step with Strava: every activity once, with its newest values.
 
@@ -85,6 +86,10 @@ def strava_elt(
         full_refresh: Re-read the whole history and mark deletions across it.
         slack_block: Name of a prefect-slack SlackWebhook block for one message per run
             (also when the run fails or validation halts it). None: no message.
+        skip_deferred: Leave the athlete's deferred webhook reads (``strava_react_deferred_<id>``)
+            to a later run: the reaction's own incremental run sets it, since it pays them itself.
+            By default the run pays them with its read, a full one when its window cannot cover
+            them, and clears them once its merge has committed (docs/webhooks.md).
 
     """
     run = _Run(RunSummary(new_run_key()))
@@ -92,7 +97,7 @@ def strava_elt(
     slot = None  # slot: one run per athlete, before the warehouse or a request (tasks/state/slots.py)
     try:
         slot = slots.hold_slot(block_name=strava_block)  # slot
-        run.go(strava_block, lake_block, warehouse_block, lookback_days, full_refresh)
+        run.go(strava_block, lake_block, warehouse_block, lookback_days, full_refresh, not skip_deferred)
         # Completed, and the state's message says what the run did (cut short by the daily rate
         # limit: "partial: resumes next run ..."); a round reads it back (tasks/state/rounds.py).
         returned = run.summary.as_dict()
@@ -126,7 +131,13 @@ class _Run:
         self.summary = summary
 
     def go(
-        self, strava_block: str, lake_block: str, warehouse_block: str, lookback_days: int, full_refresh: bool
+        self,
+        strava_block: str,
+        lake_block: str,
+        warehouse_block: str,
+        lookback_days: int,
+        full_refresh: bool,
+        pay_deferred: bool = True,
     ) -> None:
         """Extract, load and move the watermark, build the models: three subflows, then the dashboard.
 
@@ -154,7 +165,7 @@ class _Run:
         }
         with handoff.hand_down(**handed):
             extract = extract_activities(
-                strava_block, lake_block, run_key, lookback_days, full_refresh, warehouse_block
+                strava_block, lake_block, run_key, lookback_days, full_refresh, warehouse_block, pay_deferred
             )
         self.summary = self.summary.with_extract(extract)
         if extract.athlete_id is None:  # the daily budget was spent before /athlete answered
@@ -237,6 +248,11 @@ class _Run:
             step("watermark", lambda: _raise(watermark_error))
         else:
             self.summary = self.summary.with_(watermark=WatermarkMove(extract.previous_watermark, loaded.watermark))
+        # The athlete's deferred webhook reads this complete read covered: cleared now, never before
+        # the merge (a run that fails earlier keeps them for the next).
+        if extract.deferred_owed and extract.complete and extract.athlete_id is not None:
+            athlete_id, owed = extract.athlete_id, extract.deferred_owed
+            step("deferred reads", lambda: deferred.clear_paid(athlete_id, owed))
         # Tell automations (e.g. the kudos model's trigger) that this athlete's activities changed.
         summary = self.summary
         step(

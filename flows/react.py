@@ -170,7 +170,10 @@ def _react(
         need = budget.requests_needed(len(starts)) if full_read else budget.INCREMENTAL_REQUESTS
         if left() >= need:
             with tags(f"strava-athlete:{athlete_id}"):  # `strava-elt athletes` shows it as the athlete's last run
-                run = strava_elt(strava_block, lake_block, warehouse_block, lookback_days, full_refresh=full_read)
+                # skip_deferred: this reaction pays (and saves) the record itself, within its allowance.
+                run = strava_elt(
+                    strava_block, lake_block, warehouse_block, lookback_days, full_refresh=full_read, skip_deferred=True
+                )
             spent += int(run.get("requests") or need)
             summary["incremental"] = {
                 k: run.get(k) for k in ("requests", "inserted", "updated", "deleted", "watermark", "status")

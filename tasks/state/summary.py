@@ -85,6 +85,8 @@ class ExtractResult:
     new_sport_types: tuple[str, ...] = ()
     unfit_values: Mapping[str, int] = field(default_factory=dict)
     rejected: tuple[Rejection, ...] = ()
+    deferred_owed: Mapping[str, Any] = field(default_factory=dict)
+    """The athlete's deferred-reads record as this run read it (tasks/state/deferred.py): cleared after the merge."""
 
     @property
     def complete(self) -> bool:

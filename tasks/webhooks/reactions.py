@@ -18,6 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 
 from tasks import lake as lake_tasks
+from tasks.state.deferred import DEFERRED_IDS_MAX, Deferred, read_deferred, save_deferred
 from tasks.state.variables import read_variable, write_variable
 from tasks.strava.client import StravaClient
 from tasks.strava.errors import NotFoundError
@@ -26,6 +27,7 @@ from tasks.warehouse import schema
 __all__ = [
     "DEFAULT_DAILY_REQUESTS",
     "DEFAULT_MAX_ACTIVITY_REQUESTS",
+    "DEFERRED_IDS_MAX",
     "MAILBOX_HORIZON",
     "Deferred",
     "Hint",
@@ -195,58 +197,7 @@ DEFAULT_MAX_ACTIVITY_REQUESTS = 20
 """Single-activity reads (``GET /activities/{id}``) one reaction makes at most (older updates, deletes)."""
 DEFAULT_DAILY_REQUESTS = 60
 """Requests the reactions of one athlete make per UTC day at most (single reads and incremental runs)."""
-DEFERRED_IDS_MAX = 300
-"""Deferred activity ids kept by name (a Prefect Variable holds 5,000 characters); beyond, a full read is due."""
-
-_DEFERRED_PREFIX = "strava_react_deferred_"
 _SPENT_PREFIX = "strava_react_spent_"
-
-
-@dataclass
-class Deferred:
-    """What earlier reactions of an athlete could not afford, kept for a later read (never dropped).
-
-    ``ids`` maps an activity id to the event's aspect (``update`` or ``delete``); when more
-    than :data:`DEFERRED_IDS_MAX` are owed, ``full_read_due`` replaces them: a full read of the
-    athlete's history (``ceil(N/200) + 1`` requests) covers every update and delete at once.
-    ``incremental_due``: creates or recent updates the daily allowance could not read yet.
-    """
-
-    ids: dict[int, str]
-    full_read_due: bool = False
-    incremental_due: bool = False
-
-    def add(self, activity_id: int, aspect: str) -> None:
-        if self.full_read_due:
-            return
-        self.ids[int(activity_id)] = aspect
-        if len(self.ids) > DEFERRED_IDS_MAX:
-            self.ids, self.full_read_due = {}, True
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ids": {str(k): v for k, v in sorted(self.ids.items())},
-            "full_read_due": self.full_read_due,
-            "incremental_due": self.incremental_due,
-        }
-
-    @property
-    def empty(self) -> bool:
-        return not (self.ids or self.full_read_due or self.incremental_due)
-
-
-def read_deferred(athlete_id: int) -> Deferred:
-    """The athlete's deferred reads (``strava_react_deferred_<athlete_id>``)."""
-    value = read_variable(f"{_DEFERRED_PREFIX}{int(athlete_id)}")
-    if not isinstance(value, dict):
-        return Deferred({})
-    ids = {int(k): str(v) for k, v in dict(value.get("ids") or {}).items() if str(k).isdigit()}
-    return Deferred(ids, bool(value.get("full_read_due")), bool(value.get("incremental_due")))
-
-
-def save_deferred(athlete_id: int, deferred: Deferred) -> None:
-    """Keep the athlete's deferred reads for the next reaction or full read."""
-    write_variable(f"{_DEFERRED_PREFIX}{int(athlete_id)}", deferred.to_json())
 
 
 def read_spent(athlete_id: int, today: str) -> int:
