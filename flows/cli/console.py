@@ -6,8 +6,8 @@
 * :func:`quiet_tracebacks` keeps Prefect's console to one line per failure (``--debug``: all).
 * :func:`flush_events` delivers the events and logs still queued before the process exits,
   without Prefect's ``EventsWorker - Still processing items`` warning.
-* :class:`Progress` turns the log records a run already writes (pages read, rate-limit waits,
-  the extract's totals) into one updating line on stderr, only when stderr is a terminal.
+* :class:`Progress` turns the log records a run already writes (pages read with the requests
+  left, rate-limit waits, the extract's totals) into one updating line on stderr, only when stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -133,12 +133,12 @@ def flush_events(timeout: float = 30.0) -> None:
 _PAGE = re.compile(r"^Page (\d+): (\d+) activities")
 _ATHLETE = re.compile(r"^Athlete (\d+): watermark")
 _WAIT = re.compile(r"until (?:midnight UTC \()?(?:\d{4}-\d\d-\d\d )?(\d\d:\d\d)")
-_LEFT = re.compile(r"(\d+) requests? left")
+_LEFT = re.compile(r"requests left: (\d+) in this 15-minute window, (\d+) today")
 _EXTRACTED = re.compile(r"^Extracted (\d+) activities in (\d+) pages with (\d+) API requests")
 
 
 class Progress(logging.Handler):
-    """One updating line on ``stream`` from the run's log records: pages, activities, rate-limit waits."""
+    """One updating line on ``stream`` from the run's log records: pages, activities, requests left, waits."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(level=logging.INFO)
@@ -146,7 +146,7 @@ class Progress(logging.Handler):
         self.athlete: str | None = None
         self.pages = 0
         self.activities = 0
-        self.left: str | None = None
+        self.left: tuple[str, str] | None = None
         self.waiting: str | None = None
         self.shown = False
 
@@ -155,7 +155,7 @@ class Progress(logging.Handler):
         parts = [f"athlete {self.athlete}"] if self.athlete else []
         parts.append(f"{self.pages} pages read, {self.activities} activities")
         if self.left is not None:
-            parts.append(f"{self.left} requests left")
+            parts.append(f"requests left {self.left[0]} in 15 min, {self.left[1]} today")
         if self.waiting:
             parts.append(f"waiting until {self.waiting} UTC for the rate limit")
         return "strava-elt: " + ", ".join(parts)
@@ -181,7 +181,7 @@ class Progress(logging.Handler):
         else:
             return
         if match := _LEFT.search(message):
-            self.left = match.group(1)
+            self.left = (match.group(1), match.group(2))
         self.stream.write("\r\x1b[K" + self.status())
         self.stream.flush()
         self.shown = True
