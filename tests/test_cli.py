@@ -280,6 +280,38 @@ def test_a_run_against_the_emulator_shows_pages_activities_and_requests_left_on_
     assert summary["status"] == "complete"
 
 
+def test_demo_on_a_terminal_shows_the_progress_of_both_runs(tmp_path: Path) -> None:
+    """Through the entry point, stderr a pty: the demo quiets Prefect's INFO logs, the line still shows."""
+    controller, terminal = os.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    demo = [str(ENTRY_POINT), "demo", "--activities", "450", "--home", str(tmp_path)]
+    with subprocess.Popen(demo, stdout=subprocess.PIPE, stderr=terminal, env=env, cwd=REPO) as process:
+        os.close(terminal)
+        chunks = []
+        while True:
+            if select.select([controller], [], [], 1)[0]:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # the child closed its end
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif process.poll() is not None:
+                break
+        process.wait(timeout=300)
+    os.close(controller)
+    shown = b"".join(chunks).decode()
+    assert process.returncode == 0, shown
+    frames = [frame.strip() for frame in shown.split("\r\x1b[K") if frame.strip()]
+    runs = [m for f in frames if (m := _RUN_FRAME.match(f))]
+    pages = [(int(m.group(2)), int(m.group(3))) for m in runs]
+    # the first run reads 3 pages (the line shows each), the second the new and changed ones
+    assert pages[:3] == [(1, 200), (2, 400), (3, 450)], frames
+    assert len({m.group(1) for m in runs}) == 1 and len(runs) >= 5, frames
+    assert "Page 1:" not in shown  # the INFO lines gave way to the line
+
+
 def test_progress_stays_quiet_without_a_terminal() -> None:
     stream = io.StringIO()
     with progress(stream) as handler:

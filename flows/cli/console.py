@@ -203,10 +203,13 @@ def progress(stream: TextIO | None = None) -> Iterator[Progress | None]:
     run's INFO lines give way to the progress line (warnings and errors
     still print); elsewhere (a pipe, a file, CI) nothing changes and nothing is attached.
     """
+    # Prefect configures its logging on the first import of prefect.main (a flow's import pulls it
+    # in), and again, resetting every level set below, if that import comes after this point.
+    import prefect.main  # noqa: F401
     from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    ensure_logging_setup()  # Prefect configures its handlers on `import prefect`'s first flow import
+    ensure_logging_setup()
     if not _state["debug"]:
         quiet_tracebacks()
     stream = stream or sys.stderr
@@ -216,16 +219,24 @@ def progress(stream: TextIO | None = None) -> Iterator[Progress | None]:
 
     handler = Progress(stream)
     consoles = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    consoles += [h for h in logging.getLogger("prefect").handlers if isinstance(h, PrefectConsoleHandler)]
     levels = [h.level for h in consoles]
     for console in consoles:
         console.setLevel(max(console.level, logging.WARNING))
-    for name in RUN_LOGGERS:
-        logging.getLogger(name).addHandler(handler)
+    run_loggers = [logging.getLogger(name) for name in RUN_LOGGERS]
+    logger_levels = [logger.level for logger in run_loggers]
+    for logger in run_loggers:
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            # `demo` quiets Prefect (PREFECT_LOGGING_LEVEL=WARNING): the line still needs the INFO
+            # records; the consoles above print only warnings meanwhile.
+            logger.setLevel(logging.INFO)
     try:
         yield handler
     finally:
-        for name in RUN_LOGGERS:
-            logging.getLogger(name).removeHandler(handler)
+        for logger, level in zip(run_loggers, logger_levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
         for console, level in zip(consoles, levels, strict=True):
             console.setLevel(level)
         handler.close()
