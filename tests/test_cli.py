@@ -183,7 +183,7 @@ def test_run_json_through_the_entry_point_and_no_queue_noise(env: Env) -> None:
     )
     assert summary["status"] == "complete" and summary["inserted"] == summary["extracted"] == 450
     assert "Still processing items" not in done.stderr, done.stderr
-    assert "pages read" not in done.stderr  # stderr is a pipe here: no live progress
+    assert "pages read" not in done.stderr and "in 15 min" not in done.stderr  # a pipe: no live progress
 
 
 def test_validate_and_webhook_list_print_json(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -207,9 +207,10 @@ def progress_probe() -> None:
     """Log what an extract logs: the athlete, two pages, a rate-limit wait, the totals."""
     logger = get_run_logger()
     logger.info("Athlete %s: watermark %s, reading activities started after %s", 7, "none", "1970-01-01")
-    logger.info("Page %s: %s activities", 1, 200)
+    left = "Page %s: %s activities; requests left: %s in this 15-minute window, %s today"
+    logger.info(left, 1, 200, 0, 998)
     logger.warning("Strava rate limit: %s", "15-minute read limit spent; waiting 540 s until 12:15:00 UTC")
-    logger.info("Page %s: %s activities", 2, 37)
+    logger.info(left, 2, 37, 99, 997)
     logger.info("Extracted %s activities in %s pages with %s API requests", 237, 2, 3)
 
 
@@ -238,11 +239,77 @@ def test_progress_on_a_terminal_is_one_updating_line() -> None:
         stream.close()
         os.close(controller)
     frames = [frame for frame in shown.split("\r\x1b[K") if frame.strip()]
-    assert "strava-elt: athlete 7, 1 pages read, 200 activities" in frames
+    assert "strava-elt: athlete 7, 1 pages read, 200 activities, requests left 0 in 15 min, 998 today" in frames
     assert any("waiting until 12:15 UTC for the rate limit" in f for f in frames), frames
-    assert frames[-1].strip() == "strava-elt: athlete 7, 2 pages read, 237 activities"
+    assert (
+        frames[-1].strip()
+        == "strava-elt: athlete 7, 2 pages read, 237 activities, requests left 99 in 15 min, 997 today"
+    )
     assert shown.endswith("\n")  # the line is ended: what follows starts on its own
     assert not any(isinstance(h, Progress) for name in RUN_LOGGERS for h in logging.getLogger(name).handlers)
+
+
+_RUN_FRAME = re.compile(
+    r"^strava-elt: athlete (\d+), (\d+) pages read, (\d+) activities, requests left (\d+) in 15 min, (\d+) today$"
+)
+
+
+def test_a_run_against_the_emulator_shows_pages_activities_and_requests_left_on_a_terminal(env: Env) -> None:
+    controller, terminal = os.openpty()
+    stream = os.fdopen(terminal, "w")
+    try:
+        with progress(stream):
+            summary = env.run()
+        shown = _read_all(controller)
+    finally:
+        stream.close()
+        os.close(controller)
+    frames = [frame.strip() for frame in shown.split("\r\x1b[K") if frame.strip()]
+    # the athlete (before any page), then one frame per page (200, 200, 50) and one for the totals
+    athlete = env.emu.athlete["id"]
+    assert frames[0] == f"strava-elt: athlete {athlete}, 0 pages read, 0 activities", frames
+    runs = [m for f in frames[1:] if (m := _RUN_FRAME.match(f))]
+    assert len(runs) == len(frames) - 1 == 4, frames
+    assert {m.group(1) for m in runs} == {str(athlete)}
+    assert [(int(m.group(2)), int(m.group(3))) for m in runs] == [(1, 200), (2, 400), (3, 450), (3, 450)]
+    short = [int(m.group(4)) for m in runs]
+    daily = [int(m.group(5)) for m in runs]
+    # read from the emulator's headers (read budget 100 per 15 minutes, 1000 a day): each page spends one
+    assert short[0] < 100 and daily[0] < 1000, frames
+    assert short[:3] == [short[0], short[0] - 1, short[0] - 2] and daily[:3] == [daily[0], daily[0] - 1, daily[0] - 2]
+    assert summary["status"] == "complete"
+
+
+def test_demo_on_a_terminal_shows_the_progress_of_both_runs(tmp_path: Path) -> None:
+    """Through the entry point, stderr a pty: the demo quiets Prefect's INFO logs, the line still shows."""
+    controller, terminal = os.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    demo = [str(ENTRY_POINT), "demo", "--activities", "450", "--home", str(tmp_path)]
+    with subprocess.Popen(demo, stdout=subprocess.PIPE, stderr=terminal, env=env, cwd=REPO) as process:
+        os.close(terminal)
+        chunks = []
+        while True:
+            if select.select([controller], [], [], 1)[0]:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # the child closed its end
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif process.poll() is not None:
+                break
+        process.wait(timeout=300)
+    os.close(controller)
+    shown = b"".join(chunks).decode()
+    assert process.returncode == 0, shown
+    frames = [frame.strip() for frame in shown.split("\r\x1b[K") if frame.strip()]
+    runs = [m for f in frames if (m := _RUN_FRAME.match(f))]
+    pages = [(int(m.group(2)), int(m.group(3))) for m in runs]
+    # the first run reads 3 pages (the line shows each), the second the new and changed ones
+    assert pages[:3] == [(1, 200), (2, 400), (3, 450)], frames
+    assert len({m.group(1) for m in runs}) == 1 and len(runs) >= 5, frames
+    assert "Page 1:" not in shown  # the INFO lines gave way to the line
 
 
 def test_progress_stays_quiet_without_a_terminal() -> None:

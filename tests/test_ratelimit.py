@@ -360,3 +360,17 @@ def test_acquire_shared_slot_with_unreachable_server_does_nothing() -> None:
     # started with, and this one must not stay bound to the unreachable server for later tests.
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
         acquire_shared_slot("strava-api-unreachable", timeout_seconds=5)
+
+
+def test_requests_left_is_the_tighter_budget_less_the_reserve_as_of_now() -> None:
+    gov, clock = governor(at(10, 5))
+    assert gov.requests_left() is None  # no headers yet
+    gov.observe(headers(usage="31,1950", read_usage="17,311"))
+    # GET: read 83 this window, 689 today; overall 169 and 50: the tighter of each
+    assert gov.requests_left("GET") == (83, 50)
+    assert gov.requests_left("POST") == (169, 50)  # a write spends the overall budget only
+    reserved, _ = governor(at(10, 5), reserve=5)
+    reserved.observe(headers(usage="31,512", read_usage="98,311"))
+    assert reserved.requests_left() == (0, 684)  # never negative; 689 read today less 5
+    clock.now = at(10, 15)  # the next 15-minute window: that usage counts as reset
+    assert gov.requests_left() == (100, 50)

@@ -6,8 +6,8 @@
 * :func:`quiet_tracebacks` keeps Prefect's console to one line per failure (``--debug``: all).
 * :func:`flush_events` delivers the events and logs still queued before the process exits,
   without Prefect's ``EventsWorker - Still processing items`` warning.
-* :class:`Progress` turns the log records a run already writes (pages read, rate-limit waits,
-  the extract's totals) into one updating line on stderr, only when stderr is a terminal.
+* :class:`Progress` turns the log records a run already writes (pages read with the requests
+  left, rate-limit waits, the extract's totals) into one updating line on stderr, only when stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -133,12 +133,12 @@ def flush_events(timeout: float = 30.0) -> None:
 _PAGE = re.compile(r"^Page (\d+): (\d+) activities")
 _ATHLETE = re.compile(r"^Athlete (\d+): watermark")
 _WAIT = re.compile(r"until (?:midnight UTC \()?(?:\d{4}-\d\d-\d\d )?(\d\d:\d\d)")
-_LEFT = re.compile(r"(\d+) requests? left")
+_LEFT = re.compile(r"requests left: (\d+) in this 15-minute window, (\d+) today")
 _EXTRACTED = re.compile(r"^Extracted (\d+) activities in (\d+) pages with (\d+) API requests")
 
 
 class Progress(logging.Handler):
-    """One updating line on ``stream`` from the run's log records: pages, activities, rate-limit waits."""
+    """One updating line on ``stream`` from the run's log records: pages, activities, requests left, waits."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(level=logging.INFO)
@@ -146,7 +146,7 @@ class Progress(logging.Handler):
         self.athlete: str | None = None
         self.pages = 0
         self.activities = 0
-        self.left: str | None = None
+        self.left: tuple[str, str] | None = None
         self.waiting: str | None = None
         self.shown = False
 
@@ -155,7 +155,7 @@ class Progress(logging.Handler):
         parts = [f"athlete {self.athlete}"] if self.athlete else []
         parts.append(f"{self.pages} pages read, {self.activities} activities")
         if self.left is not None:
-            parts.append(f"{self.left} requests left")
+            parts.append(f"requests left {self.left[0]} in 15 min, {self.left[1]} today")
         if self.waiting:
             parts.append(f"waiting until {self.waiting} UTC for the rate limit")
         return "strava-elt: " + ", ".join(parts)
@@ -181,7 +181,7 @@ class Progress(logging.Handler):
         else:
             return
         if match := _LEFT.search(message):
-            self.left = match.group(1)
+            self.left = (match.group(1), match.group(2))
         self.stream.write("\r\x1b[K" + self.status())
         self.stream.flush()
         self.shown = True
@@ -203,10 +203,13 @@ def progress(stream: TextIO | None = None) -> Iterator[Progress | None]:
     run's INFO lines give way to the progress line (warnings and errors
     still print); elsewhere (a pipe, a file, CI) nothing changes and nothing is attached.
     """
+    # Prefect configures its logging on the first import of prefect.main (a flow's import pulls it
+    # in), and again, resetting every level set below, if that import comes after this point.
+    import prefect.main  # noqa: F401
     from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    ensure_logging_setup()  # Prefect configures its handlers on `import prefect`'s first flow import
+    ensure_logging_setup()
     if not _state["debug"]:
         quiet_tracebacks()
     stream = stream or sys.stderr
@@ -216,16 +219,24 @@ def progress(stream: TextIO | None = None) -> Iterator[Progress | None]:
 
     handler = Progress(stream)
     consoles = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    consoles += [h for h in logging.getLogger("prefect").handlers if isinstance(h, PrefectConsoleHandler)]
     levels = [h.level for h in consoles]
     for console in consoles:
         console.setLevel(max(console.level, logging.WARNING))
-    for name in RUN_LOGGERS:
-        logging.getLogger(name).addHandler(handler)
+    run_loggers = [logging.getLogger(name) for name in RUN_LOGGERS]
+    logger_levels = [logger.level for logger in run_loggers]
+    for logger in run_loggers:
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            # `demo` quiets Prefect (PREFECT_LOGGING_LEVEL=WARNING): the line still needs the INFO
+            # records; the consoles above print only warnings meanwhile.
+            logger.setLevel(logging.INFO)
     try:
         yield handler
     finally:
-        for name in RUN_LOGGERS:
-            logging.getLogger(name).removeHandler(handler)
+        for logger, level in zip(run_loggers, logger_levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
         for console, level in zip(consoles, levels, strict=True):
             console.setLevel(level)
         handler.close()

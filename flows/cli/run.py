@@ -105,12 +105,17 @@ def register(sub: Any) -> None:
         help="run the pipeline once, in this process",
         description="Run the main flow strava_elt once in this process (extract, load behind the validation "
         "gate, models, dashboard) and print its summary; with --all, the round over every active athlete of "
-        "--application. On a terminal, stderr shows pages read and rate-limit waits as they happen. Exit code 1 "
-        "with the reason on stderr when the run fails (--all: when an athlete failed).",
+        "--application. On a terminal, stderr shows pages read, activities, the requests left and rate-limit "
+        "waits as they happen. Exit code 1 with the reason on stderr when the run fails (--all: when an athlete "
+        "failed).",
         examples=RUN_EXAMPLES,
         func=cmd_run,
     )
     add_run_options(run)
     run.add_argument("--all", action="store_true", help="the round: every active athlete of --application")
-    run.add_argument("--application", default="strava-application", help="StravaApplication block (with --all)")
+    run.add_argument(
+        "--application",
+        default="strava-application",
+        help="StravaApplication block (with --all; default strava-application)",
+    )
     run.add_argument("--mode", choices=("inline", "deployment"), default="inline", help="with --all (default inline)")

@@ -217,8 +217,12 @@ def register(sub: Any) -> None:
         "application",
         help="a Strava Application block shared by several athletes (client id and secret once)",
         description="Save (or update) a StravaApplication block; each athlete then authorises once with "
-        "`strava-elt auth --application NAME`, and `strava-elt run --all` runs them all.",
-        examples=["strava-elt setup application --name strava-club --client-id 12345"],
+        "`strava-elt auth --application NAME`, and `strava-elt run --all --application NAME` runs them all. "
+        "The weekly-all deployment and `run --all` without --application use the name strava-application.",
+        examples=[
+            "strava-elt setup application --name strava-application --client-id 12345",
+            "strava-elt setup application --name strava-club --client-id 12345",
+        ],
         func=cmd_setup_application,
     )
     application.add_argument("--name", required=True, help="block name, e.g. strava-club")

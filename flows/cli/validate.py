@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
         "(:athlete_id bound). Exit code 1 only when a halt check fails. --json: an object with the keys name, "
         "severity, operator, value_1, value_2, outcome (passed, failed or skipped), detail, description, halts.",
         examples=[
-            "strava-elt validate sql/validation/row_count.sql 0 greater halt",
+            "strava-elt validate rows.sql 0 greater halt   # rows.sql: SELECT COUNT(*) FROM strava_activity_data",
             "strava-elt validate a.sql b.sql equals warn --athlete-id 12345 --json",
         ],
         func=cmd_validate,

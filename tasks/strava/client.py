@@ -108,6 +108,10 @@ class ActivityPages(Iterator[list[dict[str, Any]]]):
             self.has_more = False
         return items
 
+    def requests_left(self) -> tuple[int, int] | None:
+        """Reads left in this 15-minute window and today, from the headers last seen (None: none yet)."""
+        return self._client.governor.requests_left("GET")
+
     def fresh(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records of the page just read that no earlier page held; a page of only repeats raises.
 
@@ -261,5 +265,14 @@ def fetch_next_page(pages: ActivityPages) -> list[dict[str, Any]] | None:
     except DailyLimitReached as exc:
         log.warning("No request left today for page %s: %s", number, exc.message)
         return None
-    log.info("Page %s: %s activities", number, len(activities))
+    left = pages.requests_left()
+    if left is None:
+        log.info("Page %s: %s activities", number, len(activities))
+    else:
+        log.info(
+            "Page %s: %s activities; requests left: %s in this 15-minute window, %s today",
+            number,
+            len(activities),
+            *left,
+        )
     return activities

@@ -249,6 +249,20 @@ class Governor:
         effective = {kind: _effective(limit, at, now) for kind, (limit, at) in seen.items()}
         return RateLimits(overall=effective.get("overall"), read=effective.get("read"))
 
+    def requests_left(self, method: str = "GET") -> tuple[int, int] | None:
+        """Requests a ``method`` may still make in this 15-minute window and today, or None before any headers.
+
+        The tighter of the budgets ``method`` spends (GET: read and overall), less the reserve,
+        as of now (a window that has passed counts as reset).
+        """
+        limits = self.current()
+        budgets = _budgets(limits, method) if limits is not None else []
+        if not budgets:
+            return None
+        short = min(limit.short_remaining for _, limit in budgets)
+        daily = min(limit.long_remaining for _, limit in budgets)
+        return max(0, short - self.reserve), max(0, daily - self.reserve)
+
     def decide(self, method: str = "GET") -> Decision:
         """Decide, before a ``method`` request, whether to go, wait or stop.
 
