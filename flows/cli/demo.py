@@ -130,6 +130,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         prefect_home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(prefect_home)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The demo's own temporary server is a local toy: no client-side usage data and no notice about it
+    # (DO_NOT_TRACK is the client's switch; the setting above is the server's).
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     if not args.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     for leftover in ("lake", "warehouse.duckdb", "warehouse.duckdb.wal"):
