@@ -171,3 +171,78 @@ def test_the_slot_frees_itself_when_its_holder_ends(env: Env, no_wait: None) -> 
     env.run()
     summary = env.run()  # the first run released the slot: the second takes it at once, no wait
     assert summary["inserted"] == 0 and summary["status"] == "complete"
+
+
+def _limit(name: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            return None
+
+
+def _elsewhere(athlete_id: int) -> BaseException | None:
+    """Take the athlete's slot in another thread (a fresh context: not a subflow of this run)."""
+    caught: list[BaseException | None] = [None]
+
+    def take() -> None:
+        try:
+            with slots.athlete_slot(athlete_id=athlete_id):
+                pass
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            caught[0] = exc
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    thread.join(60)
+    return caught[0]
+
+
+def test_a_missing_limit_is_created_then_taken_in_the_same_run(no_wait: None) -> None:
+    name = slots.slot_name("777003")
+    assert _limit(name) is None  # the athlete never ran: Prefect knows no such limit
+    with slots.athlete_slot(athlete_id=777003) as held:
+        assert held == name
+        made = _limit(name)
+        assert made is not None and made.limit == 1 and made.active_slots == 1  # created, and held
+        assert isinstance(_elsewhere(777003), slots.AthleteBusy)  # another run (thread), no wait: busy
+    assert _limit(name).active_slots == 0  # released on the way out
+    with slots.athlete_slot(athlete_id=777003):
+        assert _limit(name).active_slots == 1  # the limit exists now: taken at once
+
+
+def test_the_slot_is_released_when_the_run_fails(no_wait: None) -> None:
+    name = slots.slot_name("777001")
+    with pytest.raises(ZeroDivisionError):
+        with slots.athlete_slot(athlete_id=777001):
+            assert _limit(name).active_slots == 1
+            _ = 1 / 0
+    assert _limit(name).active_slots == 0
+
+
+def test_a_long_run_renews_its_lease(monkeypatch: pytest.MonkeyPatch, no_wait: None) -> None:
+    """The lease is renewed while the run lasts (a crashed run's slot frees itself at the lease's end)."""
+    import time
+
+    from prefect.client.orchestration import SyncPrefectClient
+
+    renewed: list[Any] = []
+    real = SyncPrefectClient.renew_concurrency_lease
+
+    def counted(self: SyncPrefectClient, lease_id: Any, lease_duration: float) -> Any:
+        renewed.append(lease_id)
+        return real(self, lease_id=lease_id, lease_duration=lease_duration)  # the real request, counted
+
+    monkeypatch.setattr(SyncPrefectClient, "renew_concurrency_lease", counted)
+    monkeypatch.setattr(slots, "RENEW_SECONDS", 0.2)
+    with slots.athlete_slot(athlete_id=777002):
+        time.sleep(1.5)
+        assert _limit(slots.slot_name("777002")).active_slots == 1
+    assert len(renewed) >= 3 and len(set(renewed)) == 1, renewed  # one lease, renewed while held
+    count = len(renewed)
+    time.sleep(0.5)
+    assert len(renewed) == count  # released: no renewal after the run
+    assert _limit(slots.slot_name("777002")).active_slots == 0

@@ -4,7 +4,10 @@ Every run that reads an athlete's activities from Strava or writes them to the w
 CLI's ``run``, the ``weekly``, ``backfill`` and ``athlete`` deployments, a round's children and
 the webhook reaction) holds the athlete's slot: the Prefect global concurrency limit
 ``strava-athlete-<key>`` with limit 1, created on demand by the run itself (Prefect 3.9's
-``concurrency()`` has no ``create_if_missing``; ``setup`` and ``auth`` need not create it). A
+``concurrency()`` has no ``create_if_missing``; ``setup`` and ``auth`` need not create it): the run
+tries to take it first and creates it only when Prefect answers that it does not exist, so a run
+whose athlete ran before spends one request on its slot, and the holder's name (for a waiting
+run's message) is written in the background. A
 second run of the same athlete waits for the slot, at most :func:`wait_seconds`, then ends with
 :class:`AthleteBusy` naming the run that holds it; either way before it opens the warehouse or
 sends a request.
@@ -19,8 +22,12 @@ main flow's extract subflow) holds it already and does not wait for itself.
 
 from __future__ import annotations
 
+import contextvars
 import os
+import random
 import re
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
@@ -43,7 +50,8 @@ __all__ = [
 
 WAIT_ENV = "STRAVA_ELT_SLOT_WAIT_SECONDS"
 DEFAULT_WAIT_SECONDS = 900.0
-LEASE_SECONDS = 60.0  # a crashed holder's slot frees itself this long after its process died
+LEASE_SECONDS = 60.0  # a crashed holder's slot frees itself this long after its process died (Prefect's least)
+RENEW_SECONDS = LEASE_SECONDS / 3  # a held slot's lease is renewed this often while the run lasts
 _HELD: ContextVar[frozenset[str]] = ContextVar("strava_elt_held_slots", default=frozenset())
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
 
@@ -150,56 +158,127 @@ def _slot(key: str, timeout_seconds: float) -> Iterator[None]:
     if name in _HELD.get():  # an enclosing run of this athlete holds it (a subflow of that run)
         yield
         return
-    from prefect.concurrency.sync import concurrency
-
-    _ensure_limit(name)
-    holder, who = _this_run()
-    try:
-        # No wait: one try (a 423 Locked answer ends it); else tries until the timeout.
-        with concurrency(
-            name,
-            occupy=1,
-            timeout_seconds=timeout_seconds if timeout_seconds > 0 else None,
-            max_retries=0 if timeout_seconds <= 0 else None,
-            lease_duration=LEASE_SECONDS,
-            strict=True,
-            holder=holder,
-        ):
-            _note_holder(key, who)
-            token = _HELD.set(_HELD.get() | {name})
-            try:
-                yield
-            finally:
-                _HELD.reset(token)
-    except Exception as exc:
-        if _busy(exc):
-            raise AthleteBusy(_busy_message(key, timeout_seconds)) from None
-        raise
-
-
-def _busy(exc: BaseException) -> bool:
-    """The slot stayed taken: the wait timed out, or (no wait) the server answered 423 Locked."""
-    if isinstance(exc, TimeoutError):
-        return True
-    cause = exc.__cause__
-    response = getattr(cause, "response", None)
-    return getattr(response, "status_code", None) == 423  # noqa: PLR2004 - HTTP 423 Locked
-
-
-def _ensure_limit(name: str) -> None:
-    """Create the athlete's limit (limit 1) if it is missing; a racing creator wins harmlessly."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-    with get_client(sync_client=True) as client:
+    holder, who = _this_run()
+    with get_client(sync_client=True) as client:  # one client for taking, keeping and giving back
+        lease_id = _take(client, key, timeout_seconds, holder)
         try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
+            with _kept(lease_id, client):
+                note = _note_holder(key, who)  # in the background: a waiting run's message, not this run's
+                token = _HELD.set(_HELD.get() | {name})
+                try:
+                    yield
+                finally:
+                    _HELD.reset(token)
+                    note.join()  # before the release: a late note never names a run that gave the slot back
+        finally:
+            _give_back(client, lease_id)
+
+
+def _take(client: Any, key: str, timeout_seconds: float, holder: Any) -> UUID:
+    """Take the athlete's slot (one request when its limit exists); the lease's id.
+
+    Prefect answers an acquisition of a missing limit with an empty grant (nothing held): the
+    athlete's first run creates the limit then and tries again. A taken slot answers 423 Locked
+    with a ``Retry-After``: tried again until ``timeout_seconds`` (0: one try), then
+    :class:`AthleteBusy`.
+    """
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    name = slot_name(key)
+    deadline = time.monotonic() + timeout_seconds
+    created = False
+    while True:
+        try:
+            response = client.increment_concurrency_slots_with_lease(
+                names=[name], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS, holder=holder
+            )
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != 423:  # noqa: PLR2004 - HTTP 423 Locked: another run holds it
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AthleteBusy(_busy_message(key, timeout_seconds)) from None
+            retry_after = float(exc.response.headers.get("Retry-After", 1) or 1)
+            time.sleep(min(left, retry_after * random.uniform(0.8, 1.2)))  # noqa: S311 - jitter, not secrecy
+            continue
+        granted = response.json()
+        if granted.get("limits"):
+            return UUID(str(granted["lease_id"]))
+        if created:  # created, yet still missing: deleted meanwhile; say so rather than loop
+            raise RuntimeError(f"The concurrency limit {name!r} vanished as it was created; run again.")
+        _create_limit(client, name)
+        created = True
+
+
+@contextmanager
+def _kept(lease_id: UUID, client: Any) -> Iterator[None]:
+    """Renew the lease while the run lasts (a crashed run's lease ends :data:`LEASE_SECONDS` later).
+
+    The renewer sleeps :data:`RENEW_SECONDS` between renewals, so a run shorter than that sends
+    no renewal at all; it uses its own client (opened at its first renewal).
+    """
+    del client  # the renewer runs in its own thread: it opens its own client when it first renews
+    stop = threading.Event()
+    context = contextvars.copy_context()  # the caller's Prefect settings (API URL) in the thread too
+    thread = threading.Thread(
+        target=context.run, args=(_renew, lease_id, stop), name=f"strava-elt-slot-lease-{lease_id}", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _renew(lease_id: UUID, stop: threading.Event) -> None:
+    from prefect.client.orchestration import get_client
+
+    if stop.wait(RENEW_SECONDS):
+        return
+    with get_client(sync_client=True) as client:
+        while True:
             try:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            except ObjectAlreadyExists:
-                pass
+                client.renew_concurrency_lease(lease_id=lease_id, lease_duration=LEASE_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - say so, and keep trying while the run lasts
+                _logger().warning("Could not renew the athlete slot's lease %s: %s", lease_id, exc)
+            if stop.wait(RENEW_SECONDS):
+                return
+
+
+def _give_back(client: Any, lease_id: UUID) -> None:
+    """Release the lease (on every exit path); if that fails, the lease ends by itself."""
+    try:
+        client.release_concurrency_slots_with_lease(lease_id=lease_id)
+    except Exception as exc:  # noqa: BLE001 - the lease expires LEASE_SECONDS later anyway
+        _logger().warning(
+            "Could not release the athlete slot's lease %s (%s); it frees itself within %g s.",
+            lease_id,
+            exc,
+            LEASE_SECONDS,
+        )
+
+
+def _logger() -> Any:
+    from prefect.logging import get_logger, get_run_logger
+
+    try:
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a run: the module's logger
+        return get_logger("strava_elt.slots")
+
+
+def _create_limit(client: Any, name: str) -> None:
+    """Create the athlete's limit (limit 1); a racing creator wins harmlessly."""
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    try:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    except ObjectAlreadyExists:
+        pass
 
 
 def _this_run() -> tuple[Any, str]:
@@ -219,14 +298,24 @@ def _holder_variable(key: str) -> str:
     return "strava_athlete_slot_" + re.sub(r"[^a-z0-9_]", "_", key)
 
 
-def _note_holder(key: str, who: str) -> None:
-    """Leave the holder's name where a waiting run can read it (best effort: only for messages)."""
+def _note_holder(key: str, who: str) -> threading.Thread:
+    """Leave the holder's name where a waiting run can read it, in a background thread.
+
+    Best effort (only for a waiting run's message), so the run does not wait for the request;
+    the slot's release joins the thread, so a note never lands after its run gave the slot back.
+    """
     from tasks.state.variables import write_variable
 
-    try:
-        write_variable(_holder_variable(key), who)
-    except Exception:  # noqa: BLE001, S110 - a message's detail must never fail a run
-        pass
+    def note() -> None:
+        try:
+            write_variable(_holder_variable(key), who)
+        except Exception:  # noqa: BLE001, S110 - a message's detail must never fail a run
+            pass
+
+    context = contextvars.copy_context()  # the caller's Prefect settings (API URL) in the thread too
+    thread = threading.Thread(target=context.run, args=(note,), name=f"strava-elt-slot-note-{key}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _busy_message(key: str, waited: float) -> str:
