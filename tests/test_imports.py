@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-HEAVY = ("prefect_aws", "boto3", "botocore", "s3transfer", "sklearn", "scipy", "uvicorn", "pandas")
+HEAVY = ("prefect_aws", "boto3", "botocore", "s3transfer", "sklearn", "scipy", "uvicorn", "pandas", "slack_sdk")
 """Top-level packages none of the run's modules may import when they are imported."""
 
 

@@ -59,6 +59,34 @@ def test_a_failing_core_slack_webhook_is_a_warning(server: SlackServer, caplog: 
     assert any("Slack message not sent (NotificationError" in r.getMessage() for r in caplog.records)
 
 
+class _SlackSdkFailing(CustomWebhookNotificationBlock):
+    """A notification block whose send fails as prefect-slack's client does (slack_sdk's error)."""
+
+    _block_type_slug = "strava-elt-test-slack-sdk-failing"
+
+    def notify(self, body: str, subject: str | None = None) -> None:
+        from slack_sdk.errors import SlackClientError
+
+        raise SlackClientError("slack_sdk: connection refused")
+
+
+def test_a_slack_sdk_client_error_is_a_warning_and_anything_else_is_raised(
+    server: SlackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    block = _SlackSdkFailing(name="t", url=_apprise_json_url(server), json_data={"text": "{{body}}"})
+    assert send_slack.fn(block, "hello") is False  # slack_sdk imported only now, on the failure path
+    assert any("Slack message not sent (SlackClientError" in r.getMessage() for r in caplog.records)
+
+    class Broken(_SlackSdkFailing):
+        _block_type_slug = "strava-elt-test-broken-notify"
+
+        def notify(self, body: str, subject: str | None = None) -> None:
+            raise KeyError("a bug, not Slack being down")
+
+    with pytest.raises(KeyError):
+        send_slack.fn(Broken(name="t", url=_apprise_json_url(server), json_data={"text": "{{body}}"}), "hello")
+
+
 def test_setup_slack_creates_a_block_the_run_can_use(server: SlackServer, capsys: pytest.CaptureFixture[str]) -> None:
     name = _name()
     assert main(["setup", "slack", "--url", server.url, "--name", name]) == 0

@@ -16,7 +16,6 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.abstract import NotificationBlock, NotificationError
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.asyncutils import run_coro_as_sync
-from slack_sdk.errors import SlackClientError
 
 from blocks.loading import load_notification_block
 from tasks.insight import report
@@ -131,6 +130,13 @@ def format_markdown(summary: RunSummary) -> str:
     return report.run_report_markdown(summary, headline=_headline(summary))
 
 
+def _slack_client_errors() -> tuple[type[Exception], ...]:
+    """prefect-slack's client errors, imported only when a send failed (slack_sdk costs ~0.1 s to import)."""
+    from slack_sdk.errors import SlackClientError
+
+    return (SlackClientError,)
+
+
 @task(cache_policy=NO_CACHE)
 def send_slack(slack: NotificationBlock, text: str) -> bool:
     """Send ``text`` through the notification block; on failure log a warning and return False."""
@@ -139,7 +145,9 @@ def send_slack(slack: NotificationBlock, text: str) -> bool:
             sent: Any = slack.notify(text)
             if inspect.iscoroutine(sent):  # a notification block with only an async notify()
                 run_coro_as_sync(sent)
-    except (NotificationError, SlackClientError, OSError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, (NotificationError, OSError, *_slack_client_errors())):
+            raise
         # Slack being down must not fail or roll back a load that already happened.
         run_logger(__name__).warning(
             "Slack message not sent (%s: %s); the run's result is unaffected", type(exc).__name__, exc
