@@ -109,8 +109,8 @@ class _Activity:
             row.update(
                 streams_at=self.streams_at, streams_outcome=self.streams_outcome, streams_samples=self.streams_samples
             )
-        failed = self.last_error is not None
-        row.update(attempts=1 if failed else 0, last_error=self.last_error[:_ERROR_CHARS] if failed else None)
+        error = None if self.last_error is None else self.last_error[:_ERROR_CHARS]
+        row.update(attempts=0 if error is None else 1, last_error=error)
         return row
 
 
