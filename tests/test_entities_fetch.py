@@ -303,3 +303,19 @@ def test_strava_failing_past_the_retries_ends_the_batch_partial_too(env: Env, cl
     assert list(state) == ids[:2] and "streams_at" not in state[ids[1]] and state[ids[1]]["detail_at"] == NOW
     assert batch.parents["activity_streams"] == (ids[0],) and batch.rows["activity_detail"] == 2
     assert {r["activity_id"] for r in staged(lake, batch, "activity_streams")} == {ids[0]}
+
+
+def test_a_four_hour_activity_is_every_sample_staged_in_row_groups(env: Env, clock: FakeClock) -> None:
+    emu = env.emu
+    long = emu.activities[0]["id"]
+    emu.modify_activity(long, elapsed_time=4 * 3600, moving_time=4 * 3600 - 300)
+    batch, lake = fetch(env, clock, stream_ids=[long])
+    assert batch.requests == 1 and batch.rows["activity_streams"] == 14_401  # one a second, both ends
+    assert batch.state[0]["streams_samples"] == 14_401
+    with lake.local_file(batch.files["activity_streams"]) as local:
+        meta = pq.ParquetFile(local).metadata
+        groups = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert groups == [5_000, 5_000, 4_401]  # written a row group at a time
+    rows = staged(lake, batch, "activity_streams")
+    assert [r["sample_index"] for r in rows] == list(range(14_401))
+    assert rows[-1]["time"] == 4 * 3600 and sum(1 for r in rows if r["moving"]) == 4 * 3600 - 300
