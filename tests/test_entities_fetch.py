@@ -319,3 +319,48 @@ def test_a_four_hour_activity_is_every_sample_staged_in_row_groups(env: Env, clo
     rows = staged(lake, batch, "activity_streams")
     assert [r["sample_index"] for r in rows] == list(range(14_401))
     assert rows[-1]["time"] == 4 * 3600 and sum(1 for r in rows if r["moving"]) == 4 * 3600 - 300
+
+
+def test_an_s3_lake_gets_the_same_raw_and_staging_keys(env: Env, clock: FakeClock) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from prefect_aws import S3Bucket
+
+    from tests.test_s3 import FOLDER, REGION, S3
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
+        )
+        s3 = S3(endpoint, client)
+        bucket = s3.new_bucket()
+        lake = Lake(S3Bucket(bucket_name=bucket, bucket_folder=FOLDER, credentials=s3.credentials()))
+        athlete = env.emu.athlete["id"]
+        activity = env.emu.activities[0]["id"]
+        with client_of(env, clock) as strava:
+            batch = EnrichmentFetch(strava, lake, athlete, RUN, NOW).fetch([activity], [activity], zones=True)
+        assert batch.partial_reason is None and batch.requests == 3
+        raw = [
+            raw_resource_path(prefix, athlete, RUN, prefix, key)
+            for prefix, key in (
+                ("athlete_zones", athlete),
+                ("activity_detail", activity),
+                ("activity_streams", activity),
+            )
+        ]
+        assert s3.keys(bucket) == sorted(f"{FOLDER}/{k}" for k in [*raw, *batch.files.values()])
+        assert raw_page_keys(lake, athlete, "activity_streams") == [raw[2]]
+        assert json.loads(gzip.decompress(s3.get(bucket, f"{FOLDER}/{raw[1]}")))["id"] == activity
+        assert len(staged(lake, batch, "activity_streams")) == batch.rows["activity_streams"] > 0
+        secrets = [env.emu.client_secret.encode(), env.emu.current_refresh_token.encode()]
+        assert not any(s in gzip.decompress(s3.get(bucket, f"{FOLDER}/{k}")) for k in raw for s in secrets)
+    finally:
+        server.stop()
