@@ -567,3 +567,86 @@ def test_the_enrichment_tables_compile_for_redshift() -> None:
         ddl = str(CreateTable(table).compile(dialect=REDSHIFT))
         assert "PRIMARY KEY" in ddl and "athlete_id BIGINT" in ddl, table.name
         sqlglot.parse_one(ddl, read="redshift")
+
+
+# ------------------------------------------------------------------ load_batch on a recorded Redshift session
+
+
+def test_load_batch_on_redshift_sends_copies_and_one_merge_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real sqlalchemy-redshift dialect over the recording DB-API of tests/test_redshift_sql.py."""
+    from prefect_aws import AwsCredentials, S3Bucket
+
+    from blocks.warehouse import engine_options
+    from tests import test_redshift_sql as rs
+
+    tables = {s.table: s for s in ENTITY_SPECS}
+    real_execute, real_answer = rs._Cursor.execute, rs._Recorder.answer
+
+    def execute(self: Any, sql: str, params: Any = None) -> None:
+        self._recorder.params = params
+        real_execute(self, sql, params)
+
+    def answer(self: Any, sql: str) -> list[tuple[Any, ...]] | None:
+        s = " ".join(sql.lower().split())
+        params = getattr(self, "params", None) or ()
+        if "ordinal_position" in s and params and params[0] in tables:
+            return [(c,) for c in tables[params[0]].column_names]
+        if "as foreign_rows" in s:
+            return [(0, "")]
+        if "as share" in s:
+            return [(0.5, "1 of 2")]
+        if "select count(*) from stg_" in s:
+            return [(3,)]  # the merge's counts: every staged key already there, with other values
+        return real_answer(self, sql)
+
+    monkeypatch.setattr(rs._Cursor, "execute", execute)
+    monkeypatch.setattr(rs._Recorder, "answer", answer)
+    sessions: list[Any] = []
+    engine = sa.create_engine(rs.URL, module=rs.fake_redshift_connector(sessions), **engine_options(rs.URL))
+    bucket = S3Bucket(
+        bucket_name=rs.BUCKET, bucket_folder=rs.FOLDER, credentials=AwsCredentials(region_name="eu-west-1")
+    )
+    prefix = f"staging/athlete_id={A}/run={RUN_1}"
+    batch = StagedBatch(
+        athlete_id=A,
+        run_key=RUN_1,
+        extracted_at=T0,
+        files={
+            "activity_detail": f"{prefix}/activity_detail.parquet",
+            "activity_laps": f"{prefix}/activity_laps.parquet",
+        },
+        rows={"activity_detail": 450, "activity_laps": 450},
+        parents={"activity_laps": (11, 12)},
+        state=({"activity_id": 11, "detail_at": T0},),
+    )
+    try:
+        result = load_batch(engine, Lake(bucket), batch, iam_role_arn=rs.ARN, region="eu-west-1")
+    finally:
+        engine.dispose()
+    assert len(sessions) == 1, "staging (TEMP tables), checks and merge share ONE session"
+    log = rs._normalised(sessions[0].log)  # comments and bound values left out, whitespace collapsed
+    detail_stg, laps_stg = (entity_staging_name(RUN_1, n) for n in ("activity_detail", "activity_laps"))
+    assert f"CREATE TEMP TABLE {detail_stg} (LIKE strava_activity_detail)" in log
+    assert f"CREATE TEMP TABLE {laps_stg} (LIKE strava_activity_laps)" in log
+    copies = [q for q in log if q.startswith("COPY")]
+    assert copies == [
+        f"COPY {detail_stg} FROM 's3://{rs.BUCKET}/{rs.FOLDER}/{prefix}/activity_detail.parquet' "
+        f"WITH CREDENTIALS AS 'aws_iam_role={rs.ARN}' FORMAT AS PARQUET",
+        f"COPY {laps_stg} FROM 's3://{rs.BUCKET}/{rs.FOLDER}/{prefix}/activity_laps.parquet' "
+        f"WITH CREDENTIALS AS 'aws_iam_role={rs.ARN}' FORMAT AS PARQUET",
+    ]  # no FILLRECORD: an entity's file holds every column of its table
+    # The merge: one transaction (no COMMIT between its first statement and its end), every write the athlete's.
+    first = next(i for i, q in enumerate(log) if q.startswith("DELETE FROM strava_activity_detail"))
+    end = log.index("COMMIT", first)
+    merge = log[first:end]
+    writes = [q for q in merge if q.startswith(("DELETE", "INSERT", "UPDATE"))]
+    assert any(q.startswith("DELETE FROM strava_activity_laps WHERE athlete_id = %s AND activity_id IN (%s, %s)")
+               for q in writes)  # fmt: skip
+    assert any(q.startswith("INSERT INTO strava_enrichment_state") for q in writes)
+    assert result.entities["activity_detail"].updated == 3 and result.changed
+    assert "UPDATE strava_elt_model_state SET version = version + 1 WHERE kind = 'inputs'" in writes
+    for q in writes:
+        assert "athlete_id" in q or q.startswith("UPDATE strava_elt_model_state"), q
+    assert log[-5:] == [f"DROP TABLE IF EXISTS {detail_stg}", f"DROP TABLE IF EXISTS {laps_stg}", "COMMIT",
+                        "ROLLBACK", "CLOSE"]  # fmt: skip
+    assert rs.ARN not in "\n".join(str(c.detail) for c in result.checks)
