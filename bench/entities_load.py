@@ -157,7 +157,8 @@ def run(name: str, url: str, args: argparse.Namespace, work: Path) -> None:
     engine.dispose()
     print(
         f"{name:9} {samples:>10,} samples in {len(batches)} batches: {seconds:7.1f} s, "
-        f"peak RSS +{peak:6.0f} MB, lake {lake_bytes / samples:5.1f} B/sample, warehouse {stored / samples:5.1f} B/sample"
+        f"peak RSS +{peak:6.0f} MB, lake {lake_bytes / samples:5.1f} B/sample, "
+        f"warehouse {stored / samples:5.1f} B/sample"
     )
 
 
