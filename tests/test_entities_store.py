@@ -650,3 +650,35 @@ def test_load_batch_on_redshift_sends_copies_and_one_merge_transaction(monkeypat
     assert log[-5:] == [f"DROP TABLE IF EXISTS {detail_stg}", f"DROP TABLE IF EXISTS {laps_stg}", "COMMIT",
                         "ROLLBACK", "CLOSE"]  # fmt: skip
     assert rs.ARN not in "\n".join(str(c.detail) for c in result.checks)
+
+
+@pytest.mark.postgres
+def test_the_gate_runs_as_the_checks_role(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL: the role may only SELECT; load_batch grants it the enrichment tables and its staging tables."""
+    import uuid
+
+    lake_dir = tmp_path / "lake"
+    lake_dir.mkdir()
+    lake = Lake(LocalFileSystem(basepath=str(lake_dir)))
+    engine = sa.create_engine(pg_url)
+    role = f"strava_elt_checks_{uuid.uuid4().hex[:8]}"
+    try:
+        wh.ensure_tables(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(schema.activity_table(sa.MetaData())), [
+                {"id": i, "athlete_id": a, "start_date": T0 - timedelta(days=i)}
+                for a, ids in ACTIVITIES.items() for i in ids])  # fmt: skip
+            conn.exec_driver_sql(f'CREATE ROLE "{role}" NOLOGIN')
+            conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA "{conn.exec_driver_sql("SELECT current_schema()").scalar()}" '
+                                 f'TO "{role}"')  # fmt: skip
+        result = load_batch(engine, lake, full_batch(lake, A), checks_role=role)
+        assert not [c for c in result.checks if "permission" in c.detail], [c.detail for c in result.checks]
+        assert {c.outcome for c in result.checks if c.severity == "halt"} == {"passed"}
+        bad = staged(lake, A, RUN_2, {"activity_detail": [detail(A, 21)]})
+        with pytest.raises(ValidationHalted, match="activity_detail_rows_belong_to_athlete"):
+            load_batch(engine, lake, bad, checks_role=role)
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+        engine.dispose()
