@@ -73,25 +73,32 @@ class PeakRss:
         return (self.peak - self.start) / 1024
 
 
+def _walk(rng: np.random.Generator, n: int, start: float, step: float, decimals: int) -> np.ndarray:
+    """A random walk rounded as a device records it (smooth, like a real channel, not white noise)."""
+    return np.round(start + np.cumsum(rng.normal(0, step, n)), decimals)
+
+
 def streams_table(activity_ids: list[int], samples: int, rng: np.random.Generator) -> pa.Table:
+    """Every channel of ``samples`` one-second samples per activity, as smooth as a real recording."""
     n = len(activity_ids) * samples
     idx = np.tile(np.arange(samples, dtype=np.int32), len(activity_ids))
+    velocity = np.clip(_walk(rng, n, 2.8, 0.02, 3), 0.0, 8.0)
     columns = {
         "activity_id": np.repeat(np.array(activity_ids, dtype=np.int64), samples),
         "sample_index": idx,
         "athlete_id": np.full(n, ATHLETE_ID, dtype=np.int64),
         "time": idx,
-        "distance": idx * 2.8,
-        "lat": 47.0 + rng.normal(0, 0.01, n),
-        "lng": 8.0 + rng.normal(0, 0.01, n),
-        "altitude": 400 + rng.normal(0, 20, n),
-        "velocity_smooth": np.abs(rng.normal(2.8, 0.4, n)),
-        "heartrate": rng.integers(100, 180, n, dtype=np.int32),
-        "cadence": rng.integers(80, 95, n, dtype=np.int32),
-        "watts": rng.integers(150, 300, n, dtype=np.int32),
-        "temp": rng.integers(5, 25, n, dtype=np.int32),
-        "moving": np.ones(n, dtype=bool),
-        "grade_smooth": rng.normal(0, 2, n),
+        "distance": np.round(idx * 2.8 + rng.normal(0, 0.05, n), 1).clip(0),
+        "lat": _walk(rng, n, 47.0, 0.00002, 6),
+        "lng": _walk(rng, n, 8.0, 0.00002, 6),
+        "altitude": _walk(rng, n, 400.0, 0.2, 1),
+        "velocity_smooth": velocity,
+        "heartrate": np.clip(_walk(rng, n, 140, 0.5, 0), 90, 195).astype(np.int32),
+        "cadence": np.clip(_walk(rng, n, 86, 0.3, 0), 70, 100).astype(np.int32),
+        "watts": np.clip(_walk(rng, n, 220, 3.0, 0), 0, 600).astype(np.int32),
+        "temp": np.clip(_walk(rng, n, 15, 0.01, 0), -10, 40).astype(np.int32),
+        "moving": velocity > 0.5,
+        "grade_smooth": np.clip(_walk(rng, n, 0.0, 0.1, 1), -30, 30),
     }
     return pa.table(columns, schema=catalog.STREAMS.arrow_schema)
 
