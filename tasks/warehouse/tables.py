@@ -98,6 +98,7 @@ TABLE_NAMES = {
     "identity": WAREHOUSE_TABLE,
     "results": VALIDATION_TABLE,
     "state": MODEL_STATE_TABLE,
+    "enrichment": "strava_enrichment_state",  # tasks.entities.catalog.ENRICHMENT_TABLE (tested equal)
 }
 
 
@@ -117,6 +118,10 @@ def ensure_tables(engine: sa.Engine) -> str:
     warehouse_table(metadata)
     validation_results_table(metadata)
     model_state_table(metadata)
+    # The enrichment's per-activity state: the summary merge marks changed activities' detail due in it.
+    from tasks.entities.catalog import enrichment_state_table
+
+    enrichment_state_table(metadata)
     dialect = dialect_for(engine)
     with engine.begin() as conn:
         metadata.create_all(conn, checkfirst=True)
