@@ -104,15 +104,11 @@ class EntitySpec:
             name or self.table,
             metadata,
             *(
-                sa.Column(
-                    c.name,
-                    c.sql_type,
-                    primary_key=c.name in self.key,
-                    autoincrement=False,
-                    nullable=c.name not in self.key,
-                )
+                sa.Column(c.name, c.sql_type, autoincrement=False, nullable=c.name not in self.key)
                 for c in self.columns
             ),
+            # In the key's order (not the columns'): gear's (athlete_id, id) leads with the athlete.
+            sa.PrimaryKeyConstraint(*self.key),
         )
 
 

@@ -93,6 +93,12 @@ class SqlDialect:
     def ensure_indexes(self, conn: sa.Connection) -> None:
         """Create the indexes the merge needs beyond the primary key (idempotent); none by default."""
 
+    def ensure_index(self, conn: sa.Connection, name: str, table: str, columns: tuple[str, ...]) -> None:
+        """Create index ``name`` on ``table`` (``columns``) if this warehouse wants one (idempotent); none by default.
+
+        DuckDB prunes with its zone maps and Redshift has no indexes (sort keys instead); PostgreSQL creates it.
+        """
+
     models_lock: ClassVar[str | None] = None
     """SQL file (under ``sql/``) that serializes model builds until the transaction ends; None:
     the warehouse has one writer at a time anyway (DuckDB: one writing process per file)."""
@@ -102,18 +108,35 @@ class SqlDialect:
         if self.models_lock is not None:
             conn.execute(self.sql(self.models_lock, **identifiers))
 
-    def load_file(self, conn: sa.Connection, staging: str, lake: Lake, path: str) -> int:
+    def load_file(
+        self,
+        conn: sa.Connection,
+        staging: str,
+        lake: Lake,
+        path: str,
+        *,
+        columns: tuple[schema.Column, ...] = schema.STAGED_COLUMNS,
+        target: str = schema.ACTIVITY_TABLE,
+    ) -> int:
         """Load the run's staging file at ``path`` in ``lake``; return rows loaded.
 
         The default streams the file's record batches (:func:`staging_batches`) into the
         staging table from here, so memory holds a batch, not the file; Redshift overrides
-        this to have the cluster COPY the object from S3 itself.
+        this to have the cluster COPY the object from S3 itself. ``columns`` are the file's
+        (the activity summary's staged columns unless an entity's), ``target`` the production
+        table the staging table is shaped like.
         """
-        with staging_batches(lake, path) as batches:
-            return self.load_staging(conn, staging, batches)
+        with staging_batches(lake, path, columns) as batches:
+            return self.load_staging(conn, staging, batches, columns)
 
-    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table | pa.RecordBatchReader) -> int:
-        """Bulk-load Arrow data (a table, or batches read once) into the staging table; return rows loaded."""
+    def load_staging(
+        self,
+        conn: sa.Connection,
+        staging: str,
+        data: pa.Table | pa.RecordBatchReader,
+        columns: tuple[schema.Column, ...] = schema.STAGED_COLUMNS,
+    ) -> int:
+        """Bulk-load Arrow data (a table, or batches read once) of ``columns`` into the staging table; return rows."""
         raise NotImplementedError
 
     def begin_read_only(self, conn: sa.Connection) -> None:
@@ -172,13 +195,19 @@ class DuckDBDialect(SqlDialect):
             "Nothing was read from Strava."
         )
 
-    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table | pa.RecordBatchReader) -> int:
+    def load_staging(
+        self,
+        conn: sa.Connection,
+        staging: str,
+        data: pa.Table | pa.RecordBatchReader,
+        columns: tuple[schema.Column, ...] = schema.STAGED_COLUMNS,
+    ) -> int:
         driver = conn.connection.driver_connection
         view = f"arrow_{staging}"
-        counted = _Counted(data)
+        counted = _Counted(data, columns)
         driver.register(view, counted.reader)  # type: ignore[union-attr]
         try:
-            cols = column_list(self.preparer, schema.STAGED_COLUMNS)
+            cols = column_list(self.preparer, columns)
             q = self.preparer.quote
             conn.exec_driver_sql(f"INSERT INTO {q(staging)} ({cols}) SELECT {cols} FROM {q(view)}")  # noqa: S608
         finally:
@@ -228,6 +257,11 @@ class PostgresDialect(SqlDialect):
     """Rows per CSV chunk sent to COPY (a few MB): memory holds one chunk, whatever the file's size."""
     start_date_index: ClassVar[str] = "ix_strava_activity_data_start_date"
 
+    def ensure_index(self, conn: sa.Connection, name: str, table: str, columns: tuple[str, ...]) -> None:
+        q = self.preparer.quote
+        cols = ", ".join(q(c) for c in columns)
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {q(name)} ON {q(table)} ({cols})")
+
     def ensure_indexes(self, conn: sa.Connection) -> None:
         """Index ``start_date``: marking deletions scans only the run's window, not the table.
 
@@ -239,8 +273,14 @@ class PostgresDialect(SqlDialect):
             f"CREATE INDEX IF NOT EXISTS {q(self.start_date_index)} ON {q(schema.ACTIVITY_TABLE)} (start_date)"
         )
 
-    def load_staging(self, conn: sa.Connection, staging: str, data: pa.Table | pa.RecordBatchReader) -> int:
-        cols = column_list(self.preparer, schema.STAGED_COLUMNS)
+    def load_staging(
+        self,
+        conn: sa.Connection,
+        staging: str,
+        data: pa.Table | pa.RecordBatchReader,
+        columns: tuple[schema.Column, ...] = schema.STAGED_COLUMNS,
+    ) -> int:
+        cols = column_list(self.preparer, columns)
         driver = conn.connection.driver_connection
         if not hasattr(driver, "pgconn"):
             raise TypeError("PostgreSQL warehouses need the psycopg 3 driver: use a postgresql+psycopg:// URL")
@@ -248,7 +288,7 @@ class PostgresDialect(SqlDialect):
         options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
         rows = 0
         with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
-            for batch in _rebatched(_reader(data), self.batch_rows):
+            for batch in _rebatched(_reader(data, columns), self.batch_rows):
                 sink = pa.BufferOutputStream()
                 pa_csv.write_csv(batch, sink, options)
                 copy.write(sink.getvalue())
@@ -318,8 +358,11 @@ class RedshiftDialect(SqlDialect):
         """None can be left over: a TEMP table ends with the session that created it."""
         return []
 
-    def copy_command(self, staging: str, uri: str) -> Any:
-        """The COPY, built with sqlalchemy-redshift's CopyCommand."""
+    def copy_command(self, staging: str, uri: str, columns: tuple[schema.Column, ...] = schema.ALL_COLUMNS) -> Any:
+        """The COPY of ``columns`` (the staging table's, in order), built with sqlalchemy-redshift's CopyCommand.
+
+        ``FILLRECORD`` only for the activity summary, whose file lacks the table's last column.
+        """
         from sqlalchemy_redshift.commands import CopyCommand, Format
 
         if not self.iam_role_arn:
@@ -327,23 +370,27 @@ class RedshiftDialect(SqlDialect):
                 "The Warehouse block has no iam_role_arn: Redshift's COPY needs an IAM role that can "
                 "read the lake bucket (see docs/production.md)"
             )
-        table = sa.table(staging, *(sa.column(c.name) for c in schema.ALL_COLUMNS))
+        table = sa.table(staging, *(sa.column(c.name) for c in columns))
         return CopyCommand(
             table,
             data_location=uri,
             iam_role_arns=self.iam_role_arn,
             format=Format.parquet,
-            fill_record=True,
+            fill_record=columns == schema.ALL_COLUMNS,
         )
 
-    def copy_sql(self, staging: str, uri: str) -> tuple[str, str]:
+    def copy_sql(
+        self, staging: str, uri: str, columns: tuple[schema.Column, ...] = schema.ALL_COLUMNS
+    ) -> tuple[str, str]:
         """The COPY as sent (values inlined: Redshift takes no bind parameters in COPY), and redacted for logs."""
-        command = self.copy_command(staging, uri)
+        command = self.copy_command(staging, uri, columns)
         sql = str(command.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
         redacted = sql.replace(command.credentials, "aws_iam_role=***")
         return sql, redacted
 
-    def check_column_order(self, conn: sa.Connection, target: str) -> None:
+    def check_column_order(
+        self, conn: sa.Connection, target: str, columns: tuple[schema.Column, ...] = schema.ALL_COLUMNS
+    ) -> None:
         """COPY maps Parquet columns by position: production must list the staged columns first, in order."""
         rows = conn.execute(
             sa.text(
@@ -353,14 +400,23 @@ class RedshiftDialect(SqlDialect):
             {"table": target},
         )
         actual = [r[0] for r in rows]
-        expected = [c.name for c in schema.ALL_COLUMNS]
+        expected = [c.name for c in columns]
         if actual != expected:
             raise RedshiftCopyError(
                 f"Table {target} has columns in another order than the pipeline declares; COPY from Parquet "
                 "maps columns by position. Rebuild it with a deep copy as docs/production.md shows."
             )
 
-    def load_file(self, conn: sa.Connection, staging: str, lake: Lake, path: str) -> int:
+    def load_file(
+        self,
+        conn: sa.Connection,
+        staging: str,
+        lake: Lake,
+        path: str,
+        *,
+        columns: tuple[schema.Column, ...] = schema.STAGED_COLUMNS,
+        target: str = schema.ACTIVITY_TABLE,
+    ) -> int:
         uri = lake.s3_uri(path)
         lake_region = lake.region
         if self.region and lake_region and lake_region != self.region:
@@ -368,8 +424,10 @@ class RedshiftDialect(SqlDialect):
                 f"The lake's region {lake_region} differs from the Warehouse region {self.region}: "
                 "Redshift COPYs Parquet only from a bucket in the cluster's own region"
             )
-        self.check_column_order(conn, schema.ACTIVITY_TABLE)
-        sql, redacted = self.copy_sql(staging, uri)
+        # The summary's table has deleted_at after the staged columns; an entity's table is its columns.
+        table_columns = schema.ALL_COLUMNS if columns == schema.STAGED_COLUMNS else columns
+        self.check_column_order(conn, target, table_columns)
+        sql, redacted = self.copy_sql(staging, uri, table_columns)
         run_logger(__name__).info("Redshift COPY: %s", redacted)
         try:
             conn.exec_driver_sql(sql)
@@ -415,7 +473,9 @@ STAGING_BATCH_ROWS = schema.ROW_GROUP_ROWS
 
 
 @contextmanager
-def staging_batches(lake: Lake, path: str) -> Iterator[pa.RecordBatchReader]:
+def staging_batches(
+    lake: Lake, path: str, columns: tuple[schema.Column, ...] = schema.STAGED_COLUMNS
+) -> Iterator[pa.RecordBatchReader]:
     """The run's typed Parquet file in the lake, as record batches of the staged columns, read once.
 
     Each batch is cast to :data:`~tasks.warehouse.schema.ARROW_SCHEMA` (the staged columns, in
@@ -423,20 +483,27 @@ def staging_batches(lake: Lake, path: str) -> Iterator[pa.RecordBatchReader]:
     batch at a time: the file is read from the local lake in place, or from a temporary
     download (:meth:`tasks.lake.Lake.local_file`).
     """
-    names = [c.name for c in schema.STAGED_COLUMNS]
+    names = [c.name for c in columns]
+    arrow_schema = schema.ARROW_SCHEMA if columns == schema.STAGED_COLUMNS else _arrow_schema(columns)
     with lake.local_file(path) as local, pq.ParquetFile(local) as parquet:
         batches = (
-            batch.select(names).cast(schema.ARROW_SCHEMA)
+            batch.select(names).cast(arrow_schema)
             # One row group at a time (no read-ahead threads): memory holds a batch, not the file.
             for batch in parquet.iter_batches(batch_size=STAGING_BATCH_ROWS, columns=names, use_threads=False)
         )
-        yield pa.RecordBatchReader.from_batches(schema.ARROW_SCHEMA, batches)
+        yield pa.RecordBatchReader.from_batches(arrow_schema, batches)
 
 
-def _reader(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:
-    """The staged columns of ``data`` as a reader (a table is read in place, batch by batch)."""
+def _arrow_schema(columns: tuple[schema.Column, ...]) -> pa.Schema:
+    return pa.schema([pa.field(c.name, c.arrow_type) for c in columns])
+
+
+def _reader(
+    data: pa.Table | pa.RecordBatchReader, columns: tuple[schema.Column, ...] = schema.STAGED_COLUMNS
+) -> pa.RecordBatchReader:
+    """The ``columns`` of ``data`` as a reader (a table is read in place, batch by batch)."""
     if isinstance(data, pa.Table):
-        return data.select([c.name for c in schema.STAGED_COLUMNS]).to_reader()
+        return data.select([c.name for c in columns]).to_reader()
     return data
 
 
@@ -457,9 +524,11 @@ def _rebatched(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.RecordBat
 class _Counted:
     """A reader over ``data`` that counts the rows a consumer (DuckDB's scan) pulls through it."""
 
-    def __init__(self, data: pa.Table | pa.RecordBatchReader) -> None:
+    def __init__(
+        self, data: pa.Table | pa.RecordBatchReader, columns: tuple[schema.Column, ...] = schema.STAGED_COLUMNS
+    ) -> None:
         self.rows = 0
-        source = _reader(data)
+        source = _reader(data, columns)
         self.reader = pa.RecordBatchReader.from_batches(source.schema, self._count(source))
 
     def _count(self, source: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:

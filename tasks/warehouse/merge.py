@@ -11,11 +11,19 @@ import sqlalchemy as sa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.entities.catalog import ENRICHMENT_TABLE
 from tasks.logs import run_logger
 from tasks.warehouse import schema
 from tasks.warehouse.dialects import dialect_for
 from tasks.warehouse.sql_files import STAGING_PREFIX, run_key_started, scalar, staging_name
-from tasks.warehouse.tables import DETAIL_MAX_CHARS, TABLE_NAMES, athlete_rows, ensure_tables, production_changed
+from tasks.warehouse.tables import (
+    ACTIVITY_CHILDREN,
+    DETAIL_MAX_CHARS,
+    TABLE_NAMES,
+    athlete_rows,
+    ensure_tables,
+    production_changed,
+)
 
 if TYPE_CHECKING:  # tasks.lake imports tasks.warehouse.schema: no import back at run time
     from tasks.lake import Lake
@@ -45,23 +53,50 @@ ends within its flow timeout, 4 hours by default); a younger one may be another 
 loading right now, and is left alone."""
 
 
+def sweep_staging(conn: sa.Connection) -> list[str]:
+    """Drop the staging tables (the summary's and the entities') that runs which crashed left; return them.
+
+    A staging table's name holds its run's key, so its age is known; a young one is left alone.
+    """
+    dialect = dialect_for(conn.engine)
+    q = dialect.preparer.quote
+    now = datetime.now(UTC)
+    dropped = []
+    for leftover in dialect.staging_tables(conn):
+        started = run_key_started(leftover.removeprefix(STAGING_PREFIX))
+        if started is None or now - started < LEFTOVER_AFTER:
+            continue  # maybe a concurrent run's (the next day's runs sweep it if it stays)
+        run_logger(__name__).warning("Dropping staging table %s left by an earlier run that crashed", leftover)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q(leftover)}")
+        dropped.append(leftover)
+    return dropped
+
+
 def prepare_staging(engine: sa.Engine, run_key: str) -> str:
     """Create production tables if needed, sweep staging tables crashed runs left, create this run's."""
-    logger = run_logger(__name__)
     ensure_tables(engine)
     dialect = dialect_for(engine)
     staging = staging_name(run_key)
-    q = dialect.preparer.quote
-    now = datetime.now(UTC)
     with engine.begin() as conn:
-        for leftover in dialect.staging_tables(conn):
-            started = run_key_started(leftover.removeprefix(STAGING_PREFIX))
-            if started is None or now - started < LEFTOVER_AFTER:
-                continue  # maybe a concurrent run's (the next day's runs sweep it if it stays)
-            logger.warning("Dropping staging table %s left by an earlier run that crashed", leftover)
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q(leftover)}")
+        sweep_staging(conn)
         dialect.create_staging(conn, staging, schema.ACTIVITY_TABLE)
     return staging
+
+
+def delete_children_of_deleted(conn: sa.Connection, athlete_id: int) -> dict[str, int]:
+    """Delete the rows that belong to the athlete's activities marked deleted; return rows deleted per table.
+
+    The detail, laps, splits, best and segment efforts and streams of a deleted activity go, and
+    so does its enrichment state row: an activity that reappears is enriched again from scratch.
+    Call in the transaction that marks the deletion. Every statement is the athlete's only.
+    """
+    dialect = dialect_for(conn.engine)
+    athlete = {"athlete_id": int(athlete_id)}
+    deleted = {}
+    for table in (*(s.table for s in ACTIVITY_CHILDREN), ENRICHMENT_TABLE):
+        statement = dialect.sql("entities/delete_of_deleted_activities.sql", child=table, target=schema.ACTIVITY_TABLE)
+        deleted[table] = max(conn.execute(statement, athlete).rowcount, 0)
+    return deleted
 
 
 def load_staging(
@@ -150,6 +185,8 @@ def merge_staging(
                 dialect.sql("load/mark_deleted.sql", **ids),
                 {"deleted_at": observed_at, "after": after, "until": until, **athlete},
             ).rowcount
+            if deleted > 0:
+                delete_children_of_deleted(conn, athlete_id)
         total = athlete_rows(conn, athlete_id).total
         if inserted or updated or deleted or undeleted or history > 0:
             production_changed(conn)  # the models are stale from this commit on
@@ -180,6 +217,7 @@ def mark_activity_deleted(engine: sa.Engine, athlete_id: int, activity_id: int, 
     with engine.begin() as conn:
         marked = max(conn.execute(dialect.sql("load/mark_activity_deleted.sql", **TABLE_NAMES), params).rowcount, 0)
         if marked:
+            delete_children_of_deleted(conn, athlete_id)
             production_changed(conn)
         return marked
 

@@ -13,6 +13,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.warehouse import Warehouse
+from tasks.entities.catalog import ENRICHMENT_TABLE, SPECS, enrichment_state_table
+from tasks.entities.spec import EntitySpec, Merge
 from tasks.logs import run_logger
 from tasks.warehouse import schema
 from tasks.warehouse.dialects import SqlDialect, dialect_for
@@ -98,7 +100,7 @@ TABLE_NAMES = {
     "identity": WAREHOUSE_TABLE,
     "results": VALIDATION_TABLE,
     "state": MODEL_STATE_TABLE,
-    "enrichment": "strava_enrichment_state",  # tasks.entities.catalog.ENRICHMENT_TABLE (tested equal)
+    "enrichment": ENRICHMENT_TABLE,
 }
 
 
@@ -107,10 +109,32 @@ def production_changed(conn: sa.Connection) -> None:
     conn.execute(dialect_for(conn.engine).sql("model_state/inputs_bump.sql", **TABLE_NAMES))
 
 
+ENTITY_SPECS: tuple[EntitySpec, ...] = tuple(s for s in SPECS.values() if s.merge is not Merge.UPSERT_WINDOW)
+"""The enrichment's entities (every spec but the activity summary's), each with its own table."""
+ACTIVITY_CHILDREN: tuple[EntitySpec, ...] = tuple(s for s in ENTITY_SPECS if s.parent_column == "activity_id")
+"""The entities whose rows belong to one activity: deleted with it (detail, laps, splits, efforts, streams)."""
+
+
+def entity_indexes() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(name, table, columns) of the indexes the athlete's reads of an activity's rows need.
+
+    Every table whose rows belong to an activity but whose key does not start with
+    ``activity_id`` (laps, best and segment efforts are keyed by their own id) gets
+    ``(athlete_id, activity_id)``: replacing an activity's children and deleting them with it
+    then read the index, not the table.
+    """
+    return [
+        (f"ix_{s.table}_athlete_activity", s.table, ("athlete_id", "activity_id"))
+        for s in ACTIVITY_CHILDREN
+        if s.key[0] != "activity_id"
+    ]
+
+
 def ensure_tables(engine: sa.Engine) -> str:
     """Create (or migrate) the production, history, identity and validation tables; return the warehouse's id.
 
-    Idempotent. The identity (32 hex digits) is generated the first time, with the tables.
+    The enrichment's tables (one per entity spec, and :data:`~tasks.entities.catalog.ENRICHMENT_TABLE`)
+    are created here too. Idempotent. The identity (32 hex digits) is generated the first time, with the tables.
     """
     metadata = sa.MetaData()
     schema.activity_table(metadata)
@@ -118,9 +142,8 @@ def ensure_tables(engine: sa.Engine) -> str:
     warehouse_table(metadata)
     validation_results_table(metadata)
     model_state_table(metadata)
-    # The enrichment's per-activity state: the summary merge marks changed activities' detail due in it.
-    from tasks.entities.catalog import enrichment_state_table
-
+    for spec in ENTITY_SPECS:
+        spec.table_of(metadata)
     enrichment_state_table(metadata)
     dialect = dialect_for(engine)
     with engine.begin() as conn:
@@ -129,6 +152,8 @@ def ensure_tables(engine: sa.Engine) -> str:
         if migrate_to_double(conn) or _migrate_history(conn, dialect):
             production_changed(conn)
         dialect.ensure_indexes(conn)
+        for name, table, columns in entity_indexes():
+            dialect.ensure_index(conn, name, table, columns)
         if conn.execute(dialect.sql("load/warehouse_id.sql", **TABLE_NAMES)).scalar() is None:
             new_id = {"warehouse_id": uuid.uuid4().hex, "created_at": datetime.now(UTC)}
             conn.execute(dialect.sql("load/warehouse_id_insert.sql", **TABLE_NAMES), new_id)
