@@ -1,4 +1,4 @@
-"""Enrich: the athlete's activities get their detail and streams (and the athlete's gear, stats, zones), under the budget.
+"""Enrich: the athlete's activities get their detail and streams (and gear, stats, zones), under the budget.
 
 :func:`enrich_activities` is the main flow's enrichment subflow, called after the load's merge,
 and the flow of the ``enrich`` deployment, which spends what the weekly runs leave of the budget
@@ -79,6 +79,7 @@ def enrich_activities(
             else ``GET /athlete``.
 
     A stop by the daily limit returns a Completed state whose message says ``partial``.
+
     """
     credentials = handoff.credentials(strava_block)
     with slots.athlete_slot(credentials, strava_block):  # slot: one run per athlete (a no-op under the main flow)
