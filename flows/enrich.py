@@ -26,7 +26,7 @@ from prefect.states import Completed, State
 from blocks.prefect_compat import install_prompt_heartbeat_stop
 from blocks.strava import StravaCredentials
 from blocks.warehouse import Warehouse
-from flows import handoff
+from flows import flow_timeout, handoff
 from tasks import enrich as enrich_tasks
 from tasks import strava as strava_tasks
 from tasks import warehouse as wh
@@ -43,6 +43,9 @@ PROBE_REQUESTS = 2
 ATHLETE_REQUESTS = 2
 """The athlete's stats and zones: read once a UTC day (the enrichment deployment runs every 15 minutes)."""
 
+ENRICH_TIMEOUT_SECONDS = 4 * 3600
+"""A round's share may wait for several windows; alone, a run spends one window's leftover in minutes."""
+
 install_prompt_heartbeat_stop()  # a subflow's end does not wait for its heartbeat thread
 
 
@@ -53,7 +56,11 @@ def _run_name() -> str:
     return f"enrich-{params.get('strava_block', 'strava')}-{params.get('warehouse_block', 'strava-warehouse')}"
 
 
-@flow(name="enrich-activities", flow_run_name=_run_name)
+@flow(
+    name="enrich-activities",
+    flow_run_name=_run_name,
+    timeout_seconds=flow_timeout(ENRICH_TIMEOUT_SECONDS),  # the enrich deployment sets 840 (prefect.yaml)
+)
 def enrich_activities(
     strava_block: str = "strava",
     lake_block: str = "strava-lake",
@@ -76,7 +83,7 @@ def enrich_activities(
         activity_ids: Only these activities (a webhook ``create``): their detail and streams,
             whatever the queue's order; no gear, stats or zones.
         athlete_id: The athlete, when the caller knows it (the main flow); else the block's,
-            else ``GET /athlete``.
+            else the warehouse's only athlete, else ``GET /athlete`` (one request).
 
     A stop by the daily limit returns a Completed state whose message says ``partial``.
 
@@ -122,6 +129,11 @@ def enrich(
             _limits(known), known.observed_at if known else None, now
         )  # what the summary left
         planned = enrich_tasks.plan_requests(usage, cap=max_requests, wait_windows=wait_windows)
+        if athlete_id is None:  # the warehouse's only athlete (no request), else the token's
+            try:
+                athlete_id = wh.choose_athlete(engine, None)
+            except ValueError:
+                athlete_id = None
         if athlete_id is None:
             if planned < 1:
                 return EnrichResult(None, skipped="no budget left for enrichment")

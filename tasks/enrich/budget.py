@@ -98,8 +98,8 @@ def plan_requests(
     *,
     cap: int | None = None,
     wait_windows: bool = False,
-    daily_reserve: int = DAILY_RESERVE,
-    window_reserve: int = WINDOW_RESERVE,
+    daily_reserve: int | None = None,
+    window_reserve: int | None = None,
 ) -> int:
     """Requests the enrichment may send now: never into the summary's reserve, never over ``cap``.
 
@@ -107,8 +107,11 @@ def plan_requests(
     (less :data:`WINDOW_RESERVE`): it never waits (the enrichment deployment runs every 15
     minutes and takes each window's leftover). With ``wait_windows`` (a round's share) it may
     spend more than one window holds: the governor waits for the next window as usual.
-    The day's leftover less :data:`DAILY_RESERVE` bounds both.
+    The day's leftover less :data:`DAILY_RESERVE` bounds both. The reserves default to the
+    module's values as they are at the call (a test scales them with the limits).
     """
+    daily_reserve = DAILY_RESERVE if daily_reserve is None else daily_reserve
+    window_reserve = WINDOW_RESERVE if window_reserve is None else window_reserve
     day = usage.daily_left - daily_reserve
     allowed = day if wait_windows else min(day, usage.window_left - window_reserve)
     if cap is not None:
@@ -116,7 +119,7 @@ def plan_requests(
     return max(0, allowed)
 
 
-def round_share(day_left: int | None, athletes_left: int, *, daily_reserve: int = DAILY_RESERVE) -> int | None:
+def round_share(day_left: int | None, athletes_left: int, *, daily_reserve: int | None = None) -> int | None:
     """One athlete's enrichment share in a round: the day's leftover (less the reserve) over the athletes to go.
 
     ``athletes_left`` counts this athlete and those after it in the round's order; what an
@@ -125,6 +128,7 @@ def round_share(day_left: int | None, athletes_left: int, *, daily_reserve: int 
     """
     if day_left is None:
         return None
+    daily_reserve = DAILY_RESERVE if daily_reserve is None else daily_reserve
     return max(0, day_left - daily_reserve) // max(1, athletes_left)
 
 
