@@ -69,6 +69,7 @@ def enrich_activities(
     wait_windows: bool = False,
     activity_ids: list[int] | None = None,
     athlete_id: int | None = None,
+    share_of: int | None = None,
 ) -> EnrichResult:
     """Fetch and load the detail and streams the athlete's activities still lack, newest first, under the budget.
 
@@ -84,6 +85,9 @@ def enrich_activities(
             whatever the queue's order; no gear, stats or zones.
         athlete_id: The athlete, when the caller knows it (the main flow); else the block's,
             else the warehouse's only athlete, else ``GET /athlete`` (one request).
+        share_of: In a round: this athlete and the ones after it. The run spends at most the
+            day's leftover (as this run sees it) less the reserve, divided by them
+            (:func:`tasks.enrich.round_share`).
 
     A stop by the daily limit returns a Completed state whose message says ``partial``.
 
@@ -99,6 +103,7 @@ def enrich_activities(
             activity_ids=activity_ids,
             athlete_id=athlete_id,
             engine=handoff.engine(warehouse_block),
+            share_of=share_of,
         )
     if result.partial_reason is None:
         return result
@@ -117,6 +122,7 @@ def enrich(
     athlete_id: int | None = None,
     engine: sa.Engine | None = None,
     now: datetime | None = None,
+    share_of: int | None = None,
 ) -> EnrichResult:
     """The enrichment's steps in the calling flow's run (see :func:`enrich_activities`)."""
     logger = get_run_logger()
@@ -128,6 +134,9 @@ def enrich(
         usage = enrich_tasks.usage_of(
             _limits(known), known.observed_at if known else None, now
         )  # what the summary left
+        if share_of is not None:  # a round's fair share of what the day has left
+            share = enrich_tasks.round_share(usage.daily_left, share_of)
+            max_requests = share if max_requests is None else min(max_requests, share or 0)
         planned = enrich_tasks.plan_requests(usage, cap=max_requests, wait_windows=wait_windows)
         if athlete_id is None:  # the warehouse's only athlete (no request), else the token's
             try:

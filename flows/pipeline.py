@@ -79,6 +79,7 @@ def strava_elt(
     enrich_max_requests: Annotated[int, Field(ge=0)] | None = None,
     enrich_wait_windows: bool = False,
     enrich_activity_ids: list[int] | None = None,
+    enrich_share_of: Annotated[int, Field(ge=1)] | None = None,
 ) -> dict[str, Any]:
     """Keep the warehouse in step with Strava: every activity once, with its newest values.
 
@@ -104,6 +105,8 @@ def strava_elt(
         enrich_wait_windows: Let the enrichment spend past the current window, waiting for the
             next ones (a round's share of the day).
         enrich_activity_ids: Enrich only these activities (a webhook reaction's new ones).
+        enrich_share_of: In a round: this athlete and those after it; the enrichment spends at
+            most the day's leftover less the reserve divided by them (the round sets it).
 
     """
     run = _Run(RunSummary(new_run_key()))
@@ -111,7 +114,11 @@ def strava_elt(
     slot = None  # slot: one run per athlete, before the warehouse or a request (tasks/state/slots.py)
     try:
         slot = slots.hold_slot(block_name=strava_block)  # slot
-        enrichment = _Enrichment(enrich_max_requests, enrich_wait_windows, enrich_activity_ids) if enrich else None
+        enrichment = (
+            _Enrichment(enrich_max_requests, enrich_wait_windows, enrich_activity_ids, enrich_share_of)
+            if enrich
+            else None
+        )
         run.go(strava_block, lake_block, warehouse_block, lookback_days, full_refresh, not skip_deferred, enrichment)
         # Completed, and the state's message says what the run did (cut short by the daily rate
         # limit: "partial: resumes next run ..."); a round reads it back (tasks/state/rounds.py).
@@ -135,6 +142,7 @@ class _Enrichment:
     max_requests: int | None
     wait_windows: bool
     activity_ids: list[int] | None
+    share_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -301,6 +309,7 @@ class _Run:
                     wait_windows=plan.wait_windows,
                     activity_ids=plan.activity_ids,
                     athlete_id=athlete_id,
+                    share_of=plan.share_of,
                 ),
             )
             if enriched is not None:

@@ -110,6 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from flows.cli.round import print_round, run_round
 
         params = {"lake_block": args.lake_block, "warehouse_block": args.warehouse_block, "mode": args.mode}
+        if args.enrich:
+            params["enrich"] = True
         with progress():
             result = run_round(application_block=args.application, lookback_days=args.lookback_days, **params)
         if args.json:
