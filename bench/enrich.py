@@ -84,11 +84,11 @@ def _warehouse_figures(kind: str, home: Path, pg: tuple[str, str] | None, athlet
                 "SELECT COUNT(*) FROM strava_activity_streams WHERE athlete_id = ?", [athlete_id]
             ).fetchone()
             blocks = conn.execute(
-                "SELECT SUM(s.compressed_size) FROM duckdb_storage_info('strava_activity_streams') AS s"
+                "SELECT COUNT(DISTINCT block_id) FROM pragma_storage_info('strava_activity_streams') WHERE persistent"
             ).fetchone()
         return {
             "samples": int(samples[0]),
-            "table_bytes": int(blocks[0] or 0),
+            "table_bytes": int(blocks[0] or 0) * 262_144,
             "file_bytes": (home / "warehouse.duckdb").stat().st_size,
         }
     assert pg is not None
