@@ -175,7 +175,7 @@ def _react(
             # A created activity's detail and streams in the same run (2 requests each), within the allowance.
             created = sorted(i for i, h in latest.items() if h.aspect_type == "create")
             enrich_cap = min(ENRICH_REQUESTS_PER_CREATE * len(created), max(0, left() - need))
-            enrich = {"enrich": True, "enrich_activity_ids": created, "enrich_max_requests": enrich_cap}
+            enrich = bool(created) and enrich_cap > 0
             with tags(f"strava-athlete:{athlete_id}"):  # `strava-elt athletes` shows it as the athlete's last run
                 # skip_deferred: this reaction pays (and saves) the record itself, within its allowance.
                 run = strava_elt(
@@ -185,7 +185,9 @@ def _react(
                     lookback_days,
                     full_refresh=full_read,
                     skip_deferred=True,
-                    **(enrich if created and enrich_cap > 0 else {}),
+                    enrich=enrich,
+                    enrich_max_requests=enrich_cap if enrich else None,
+                    enrich_activity_ids=created if enrich else None,
                 )
             enriched = run.get("enrichment") or {}
             spent += int(run.get("requests") or need) + int(enriched.get("requests") or 0)
