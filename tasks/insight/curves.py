@@ -17,10 +17,11 @@ the scope: all time, this calendar year and the last 90 days up to the reference
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,42 +53,95 @@ SCOPES = ("all", "year", "recent")
 CHANNELS = ("watts", "heartrate", "speed")
 
 
+Values: TypeAlias = Sequence[float | None] | pa.Array  # noqa: UP040 - Python 3.11
+"""A channel's values in sample order: a list (None: no reading) or an Arrow array (null: none)."""
+
+
 @dataclass
 class ActivityStreams:
-    """One activity's samples, in order (values None where the channel has no reading)."""
+    """One activity's samples, in order (values None/null where the channel has no reading)."""
 
     activity_id: int
     day: date
     sport_type: str | None
-    time: list[int] = field(default_factory=list)
-    watts: list[float | None] = field(default_factory=list)
-    heartrate: list[float | None] = field(default_factory=list)
-    speed: list[float | None] = field(default_factory=list)
+    time: Sequence[int] | pa.Array = field(default_factory=list)
+    watts: Values = field(default_factory=list)
+    heartrate: Values = field(default_factory=list)
+    speed: Values = field(default_factory=list)
     track: list[tuple[float, float]] = field(default_factory=list)
-    """(lat, lng) of the samples that have both."""
+    """(lat, lng) of every :data:`TRACK_STEP`-th sample that has both (the heatmap's route)."""
+
+
+TRACK_STEP = 10
+"""The heatmap takes every 10th sample of a stream's track (at one a second: 10 s, well under a grid cell)."""
+_STREAM_COLUMNS = (
+    "activity_id",
+    "activity_date",
+    "sport_type",
+    "time",
+    "lat",
+    "lng",
+    "heartrate",
+    "watts",
+    "velocity_smooth",
+)
+
+
+def _samples_table(conn: sa.Connection, athlete_id: int) -> pa.Table:
+    """The athlete's samples (``dashboard/activity_streams.sql``) as an Arrow table.
+
+    DuckDB hands its result over as Arrow; elsewhere the rows are gathered into columns.
+    """
+    sql = wh.read_sql("dashboard/activity_streams.sql")
+    if conn.dialect.name == "duckdb":
+        driver = conn.connection.driver_connection
+        with warnings.catch_warnings():  # "an extra copy of the rows": cheaper than SQLAlchemy's rows by far
+            warnings.simplefilter("ignore", UserWarning)
+            result = driver.execute(sql.replace(":athlete_id", "$athlete_id"), {"athlete_id": athlete_id})  # type: ignore[union-attr]
+            return result.to_arrow_table()
+    rows = conn.execute(sa.text(sql), {"athlete_id": athlete_id}).all()
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in _STREAM_COLUMNS]
+    types = (
+        pa.int64(),
+        pa.date32(),
+        pa.string(),
+        pa.int64(),
+        pa.float64(),
+        pa.float64(),
+        pa.float64(),
+        pa.float64(),
+        pa.float64(),
+    )
+    return pa.table([pa.array(list(c), t) for c, t in zip(columns, types, strict=True)], names=list(_STREAM_COLUMNS))
 
 
 def read_streams(conn: sa.Connection, athlete_id: int) -> Iterator[ActivityStreams]:
     """The athlete's live activities with streams, newest first (nothing without the streams table)."""
     if not sa.inspect(conn).has_table("strava_activity_streams"):
         return
-    result = conn.execute(sa.text(wh.read_sql("dashboard/activity_streams.sql")), {"athlete_id": athlete_id})
-    current: ActivityStreams | None = None
-    for activity_id, day, sport, time, lat, lng, heartrate, watts, speed in result:
-        if current is None or current.activity_id != activity_id:
-            if current is not None:
-                yield current
-            current = ActivityStreams(int(activity_id), _day(day), sport)
-        if time is None:
-            continue
-        current.time.append(int(time))
-        current.watts.append(watts)
-        current.heartrate.append(heartrate if heartrate else None)  # 0: no reading
-        current.speed.append(speed)
-        if lat is not None and lng is not None:
-            current.track.append((float(lat), float(lng)))
-    if current is not None:
-        yield current
+    table = _samples_table(conn, athlete_id).filter(pc.is_valid(pc.field("time")))
+    if table.num_rows == 0:
+        return
+    ids = table.column("activity_id").combine_chunks()
+    cuts = pc.indices_nonzero(pc.not_equal(ids[1:], ids[:-1])).to_pylist()
+    starts = [0, *(c + 1 for c in cuts)]
+    ends = [*starts[1:], table.num_rows]
+    for begin, stop in zip(starts, ends, strict=True):
+        part = table.slice(begin, stop - begin)
+        heartrate = part.column("heartrate").combine_chunks().cast(pa.float64())
+        heartrate = pc.if_else(pc.greater(heartrate, 0), heartrate, None)  # 0: no reading
+        lat = part.column("lat").combine_chunks()[::TRACK_STEP].to_pylist()
+        lng = part.column("lng").combine_chunks()[::TRACK_STEP].to_pylist()
+        yield ActivityStreams(
+            int(ids[begin].as_py()),
+            _day(part.column("activity_date")[0].as_py()),
+            part.column("sport_type")[0].as_py(),
+            part.column("time").combine_chunks().cast(pa.int64()),
+            part.column("watts").combine_chunks().cast(pa.float64()),
+            heartrate,
+            part.column("velocity_smooth").combine_chunks().cast(pa.float64()),
+            [(a, b) for a, b in zip(lat, lng, strict=True) if a is not None and b is not None],
+        )
 
 
 def _day(value: Any) -> date:
@@ -117,14 +171,36 @@ def _per_second(times: Sequence[int], values: Sequence[float | None]) -> tuple[l
     return out, valid
 
 
-def best_means(times: Sequence[int], values: Sequence[float | None], durations: Iterable[int]) -> dict[int, float]:
+def _seconds(times: Sequence[int] | pa.Array, values: Values) -> tuple[pa.Array, pa.Array]:
+    """Cumulative sums (from 0) of the per-second values and of the seconds that have one.
+
+    Samples one a second apart (the usual stream) are used as they are, in Arrow; otherwise they
+    are laid out second by second first (:func:`_per_second`).
+    """
+    t = times if isinstance(times, pa.Array) else pa.array(times, pa.int64())
+    v = values if isinstance(values, pa.Array) else pa.array(values, pa.float64())
+    v = pc.if_else(pc.is_nan(v), None, v) if len(v) else v
+    n = len(t)
+    consecutive = n < 2 or (t[n - 1].as_py() - t[0].as_py() == n - 1 and pc.min(pc.pairwise_diff(t)).as_py() == 1)
+    if consecutive:
+        filled = pc.fill_null(v, 0.0)
+        valid = pc.cast(pc.is_valid(v), pa.int64())
+    else:
+        out, ok = _per_second(t.to_pylist(), v.to_pylist())
+        filled, valid = pa.array(out, pa.float64()), pa.array(ok, pa.int64())
+    zero_f, zero_i = pa.array([0.0], pa.float64()), pa.array([0], pa.int64())
+    return (
+        pa.concat_arrays([zero_f, pc.cumulative_sum(filled)]),
+        pa.concat_arrays([zero_i, pc.cumulative_sum(valid)]),
+    )
+
+
+def best_means(times: Sequence[int] | pa.Array, values: Values, durations: Iterable[int]) -> dict[int, float]:
     """The best mean value held over each duration (seconds) in one activity; a duration it cannot fill is absent."""
-    out, valid = _per_second(times, values)
-    if not out:
+    if len(times) == 0:
         return {}
-    sums = pa.array(list(itertools.accumulate(out, initial=0.0)), pa.float64())
-    counts = pa.array(list(itertools.accumulate(valid, initial=0)), pa.int64())
-    n = len(out)
+    sums, counts = _seconds(times, values)
+    n = len(sums) - 1
     best: dict[int, float] = {}
     for d in durations:
         if d > n:
