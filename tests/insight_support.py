@@ -158,18 +158,26 @@ def fill_enrichment(engine: sa.Engine, emu: StravaEmulator, activity_ids: list[i
         columns["lng"].extend(p[1] if p else None for p in latlng)
         for key in ("time", "distance", "altitude", "velocity_smooth", "heartrate", "cadence", "watts", "temp"):
             data = streams.get(key) or [None] * n
-            columns[key].extend(round(v) if key in ("heartrate", "cadence", "watts", "temp") and v is not None else v for v in data)
+            columns[key].extend(
+                round(v) if key in ("heartrate", "cadence", "watts", "temp") and v is not None else v for v in data
+            )
         columns["moving"].extend(streams.get("moving") or [None] * n)
         columns["grade_smooth"].extend(streams.get("grade_smooth") or [None] * n)
     gear = []
     for gear_id in sorted(gear_ids):
         g = emu.gear_detail(gear_id)
-        gear.append({"id": gear_id, "athlete_id": athlete, "name": g.get("name"), "nickname": g.get("nickname"),
-                     "brand_name": g.get("brand_name"), "model_name": g.get("model_name"), "distance": g.get("distance")})  # fmt: skip
+        fields = ("name", "nickname", "brand_name", "model_name", "distance")
+        gear.append({"id": gear_id, "athlete_id": athlete, **{k: g.get(k) for k in fields}})
     generator = emu._st.generator  # noqa: SLF001 - the emulator's own athlete, for its zones
     found = zones(generator.max_heartrate, generator.ftp)
     zone_rows = [
-        {"athlete_id": athlete, "kind": kind, "zone": i + 1, "min": z["min"], "max": None if z["max"] == -1 else z["max"]}
+        {
+            "athlete_id": athlete,
+            "kind": kind,
+            "zone": i + 1,
+            "min": z["min"],
+            "max": None if z["max"] == -1 else z["max"],
+        }
         for kind in ("heart_rate", "power")
         for i, z in enumerate(found[kind]["zones"])
     ]

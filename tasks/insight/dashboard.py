@@ -857,19 +857,41 @@ def dashboard_paths(athlete_id: int | str, run_key: str | None = None) -> list[s
     return paths
 
 
+def gear_due_lines(data: Mapping[str, Any]) -> list[str]:
+    """One line per gear past its maintenance threshold: "Name (id): 5,012 km of 5,000 km"."""
+    return [
+        f"{g['name']} ({g['gear_id']}): {g['km']:,.0f} km of {g['threshold_km']:,.0f} km"
+        if g["name"] != g["gear_id"]
+        else f"{g['gear_id']}: {g['km']:,.0f} km of {g['threshold_km']:,.0f} km"
+        for g in data["gear"]["rows"]
+        if g["due"]
+    ]
+
+
 def build_dashboard(
     engine: sa.Engine, checks: Sequence[Mapping[str, Any]] | None = None, athlete_id: int | None = None
-) -> str:
-    """Render the dashboard's HTML from the warehouse (in the caller's run: the publishing is the task)."""
-    page = render_dashboard(engine, checks, athlete_id=athlete_id)
+) -> tuple[str, list[str]]:
+    """Render the dashboard's HTML from the warehouse (in the caller's run: the publishing is the task).
+
+    Returns:
+        The page, and the gear due for maintenance (:func:`gear_due_lines`: the run's Slack message names them).
+
+    """
+    data = collect_data(engine, checks, athlete_id=athlete_id)
+    page = render_html(data)
     get_run_logger().info("Rendered the dashboard: %s bytes", len(page.encode("utf-8")))
-    return page
+    return page, gear_due_lines(data)
 
 
 @task(cache_policy=NO_CACHE)
 def publish_dashboard(
-    lake: lake_io.Lake, page: str, athlete_id: int | str, run_key: str | None = None, figures: str | None = None
-) -> dict[str, str | None]:
+    lake: lake_io.Lake,
+    page: str,
+    athlete_id: int | str,
+    run_key: str | None = None,
+    figures: str | None = None,
+    gear_due: Sequence[str] = (),
+) -> dict[str, Any]:
     """Write the page to the lake (current and run-scoped) and publish the dashboard artifact.
 
     The artifact links the page over http(s) (:func:`tasks.insight.links.page_link`: the lake's
@@ -880,7 +902,8 @@ def publish_dashboard(
     Returns:
         ``path`` (lake key), ``url`` (``file://`` or ``s3://``), ``run_url`` (the run's copy),
         ``link`` (http(s) or None), ``link_note`` (what the link is, or why there is none),
-        ``location`` (the file's path, or its ``s3://`` URI) and ``bytes``.
+        ``location`` (the file's path, or its ``s3://`` URI), ``bytes``, and ``gear_due`` (the
+        gear past its maintenance threshold, one line each, also in the artifact).
 
     """
     body = page.encode("utf-8")
@@ -893,6 +916,8 @@ def publish_dashboard(
     run_link = links.page_link(lake, paths[-1])
     title = f"Strava dashboard, athlete {athlete_id}"
     about = f"Self-contained HTML ({len(body):,} bytes)" + (f". This run: {figures}" if figures else "")
+    if gear_due:
+        about += ". Gear due for maintenance: " + "; ".join(gear_due)
     if link.url:
         create_link_artifact(
             key=ARTIFACT_KEY,
@@ -917,4 +942,5 @@ def publish_dashboard(
         "link_note": link.how,
         "location": link.location,
         "bytes": str(len(body)),
+        "gear_due": list(gear_due),
     }
