@@ -61,7 +61,7 @@ def test_the_runs_slack_message_names_the_gear_due(
     [line] = [x for x in text.splitlines() if x.startswith(notify.GEAR_DUE_TITLE)]
     assert f"{due}: " in line and " km of 1 km" in line, line
     assert fine not in line
-    assert summary["dashboard"]["gear_due"] == [line.split(": ", 1)[1]]
+    assert summary["dashboard"]["gear_due"] == [line.removeprefix(notify.GEAR_DUE_TITLE + ": ")]
     page = (env.lake_dir / summary["dashboard"]["path"]).read_text(encoding="utf-8")
     assert 'id="gear-warning"' in page
 
@@ -76,15 +76,13 @@ def test_gear_names_come_from_the_gear_table_else_the_id(tmp_path: Any) -> None:
     metadata = sa.MetaData()
     table = catalog.GEAR.table_of(metadata)
     metadata.create_all(engine)
+    rows = [
+        {"id": "b1", "athlete_id": 7, "name": "Trek </b>", "nickname": "Old faithful"},
+        {"id": "g1", "athlete_id": 7, "name": "", "brand_name": "Nike", "model_name": "Pegasus"},
+        {"id": "b2", "athlete_id": 8, "name": "Someone else's bike"},  # another athlete's row
+    ]
     with engine.begin() as conn:
-        conn.execute(
-            table.insert(),
-            [
-                {"id": "b1", "athlete_id": 7, "name": "Trek </b>", "nickname": "Old faithful"},
-                {"id": "g1", "athlete_id": 7, "name": "", "brand_name": "Nike", "model_name": "Pegasus"},
-                {"id": "b2", "athlete_id": 8, "name": "Someone else's bike"},  # another athlete's row
-            ],
-        )
+        conn.execute(table.insert(), [{c.name: row.get(c.name) for c in table.columns} for row in rows])
     for path in wh.model_files():
         wh.build_model(engine, path)
     settings = dashboard.InsightSettings(gear_thresholds_km={"b1": 20, "b2": 10})

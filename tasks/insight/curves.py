@@ -17,7 +17,6 @@ the scope: all time, this calendar year and the last 90 days up to the reference
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -90,15 +89,13 @@ _STREAM_COLUMNS = (
 def _samples_table(conn: sa.Connection, athlete_id: int) -> pa.Table:
     """The athlete's samples (``dashboard/activity_streams.sql``) as an Arrow table.
 
-    DuckDB hands its result over as Arrow; elsewhere the rows are gathered into columns.
+    Where the dialect hands the result over as Arrow (DuckDB) it is used; elsewhere the rows
+    are gathered into columns.
     """
     sql = wh.read_sql("dashboard/activity_streams.sql")
-    if conn.dialect.name == "duckdb":
-        driver = conn.connection.driver_connection
-        with warnings.catch_warnings():  # "an extra copy of the rows": cheaper than SQLAlchemy's rows by far
-            warnings.simplefilter("ignore", UserWarning)
-            result = driver.execute(sql.replace(":athlete_id", "$athlete_id"), {"athlete_id": athlete_id})  # type: ignore[union-attr]
-            return result.to_arrow_table()
+    table = wh.dialect_for(conn.engine).read_arrow(conn, sql, {"athlete_id": athlete_id})
+    if table is not None:
+        return table
     rows = conn.execute(sa.text(sql), {"athlete_id": athlete_id}).all()
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in _STREAM_COLUMNS]
     types = (

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import sqlalchemy as sa
@@ -34,8 +34,11 @@ from prefect.cache_policies import NO_CACHE
 from tasks import lake as lake_io
 from tasks import quality
 from tasks import warehouse as wh
-from tasks.insight import curves, heatmap, links
+from tasks.insight import heatmap, links
 from tasks.state.variables import read_variable
+
+if TYPE_CHECKING:
+    from tasks.insight.curves import ActivityStreams
 
 __all__ = [
     "GEAR_THRESHOLDS_VARIABLE",
@@ -258,6 +261,8 @@ def collect_data(
             or a setting's Variable holds a value of the wrong shape.
 
     """
+    from tasks.insight import curves  # pyarrow.compute: imported when a dashboard is drawn, not with the flow
+
     settings = read_settings() if settings is None else settings
     athlete_id = wh.choose_athlete(engine, athlete_id)
     names = (
@@ -579,8 +584,8 @@ def _gear(
 
 
 def _keeping_tracks(
-    activities: Iterable[curves.ActivityStreams], tracks: dict[int, list[heatmap.Point]]
-) -> Iterator[curves.ActivityStreams]:
+    activities: Iterable[ActivityStreams], tracks: dict[int, list[heatmap.Point]]
+) -> Iterator[ActivityStreams]:
     """Pass the activities on, keeping each one's thinned track (the heatmap's) on the way."""
     for activity in activities:
         if len(activity.track) >= 2:
