@@ -18,4 +18,5 @@ WHERE s.athlete_id = CAST(:athlete_id AS BIGINT)
   AND a.athlete_id = CAST(:athlete_id AS BIGINT)
   AND a.deleted_at IS NULL
   AND a.start_date_local IS NOT NULL
+  AND s.time IS NOT NULL
 ORDER BY a.start_date_local DESC, s.activity_id, s.sample_index

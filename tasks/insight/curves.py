@@ -116,7 +116,7 @@ def read_streams(conn: sa.Connection, athlete_id: int) -> Iterator[ActivityStrea
     """The athlete's live activities with streams, newest first (nothing without the streams table)."""
     if not sa.inspect(conn).has_table("strava_activity_streams"):
         return
-    table = _samples_table(conn, athlete_id).filter(pc.is_valid(pc.field("time")))
+    table = _samples_table(conn, athlete_id)
     if table.num_rows == 0:
         return
     ids = table.column("activity_id").combine_chunks()
