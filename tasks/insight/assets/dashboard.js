@@ -1,6 +1,7 @@
 /* strava-elt dashboard: draws the charts from the JSON embedded in this page (no network). */
 (function () {
   "use strict";
+  var STARTED = performance.now();
   var DATA = JSON.parse(document.getElementById("dashboard-data").textContent);
   var DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
   var PALETTE = ["#fc4c02", "#2b6cb0", "#2f855a", "#805ad5", "#d69e2e", "#319795", "#c53030", "#718096"];
@@ -485,7 +486,8 @@
     }),
     expected: EXPECTED,
     heatmap: heat,
-    drawnMs: Math.round(performance.now())
+    drawnMs: Math.round(performance.now()),
+    scriptStartMs: Math.round(STARTED)
   };
   document.body.setAttribute("data-charts-rendered", String(charts.length));
 })();
