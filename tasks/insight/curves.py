@@ -196,6 +196,8 @@ def best_means(times: Sequence[int] | pa.Array, values: Values, durations: Itera
     """The best mean value held over each duration (seconds) in one activity; a duration it cannot fill is absent."""
     if len(times) == 0:
         return {}
+    if isinstance(values, pa.Array) and values.null_count == len(values):
+        return {}  # the channel is not recorded in this activity (no watts on a run, say)
     sums, counts = _seconds(times, values)
     n = len(sums) - 1
     best: dict[int, float] = {}
