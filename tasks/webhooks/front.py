@@ -17,7 +17,7 @@ with:
   disconnects mid-request is counted the same way;
 - one request per connection (``Connection: close``): Strava's POSTs come one per connection.
 
-The application is any ASGI app (the Starlette receiver of :mod:`~tasks.webhooks.receiver`); it
+The application is any ASGI app (the receiver of :mod:`~tasks.webhooks.receiver`); it
 gets the body already read, so it never waits on the client and never sees a disconnect.
 """
 

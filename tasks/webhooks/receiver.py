@@ -1,6 +1,6 @@
 """The webhook receiver: Strava's callback, turned into Prefect events.
 
-A small Starlette app (served by :mod:`~tasks.webhooks.front`, ``strava-elt webhook serve``):
+A small ASGI app, no framework (served by :mod:`~tasks.webhooks.front`, ``strava-elt webhook serve``):
 
 - ``GET`` with ``hub.mode=subscribe`` echoes ``{"hub.challenge": ...}`` when ``hub.verify_token``
   matches (constant-time compare), else 403.
@@ -24,23 +24,22 @@ import logging
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Collection
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, MutableMapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qsl
 
 from prefect.events import Event, RelatedResource, Resource
 from pydantic import SecretStr, TypeAdapter
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 __all__ = [
     "EVENT_NAMES",
     "MAX_BODY_BYTES",
+    "ReceiverApp",
     "ReceiverConfig",
     "StravaEvent",
     "build_app",
@@ -299,43 +298,123 @@ class _State:
     rejects: RejectLog = field(default_factory=RejectLog)
 
 
-def _json_error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+Answer = tuple[int, bytes]
+"""An HTTP status and its JSON body."""
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-async def _read_bounded(request: Request, limit: int) -> bytes | None:
+def _json(status: int, content: Any) -> Answer:
+    """A JSON answer, compact and UTF-8 (the bytes Starlette's JSON response wrote)."""
+    return status, json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _json_error(status: int, message: str) -> Answer:
+    return _json(status, {"error": message})
+
+
+class _Disconnected(Exception):
+    """The client left before its body was read (never behind the front, which reads it whole)."""
+
+
+async def _read_bounded(scope: Scope, receive: Receive, limit: int) -> bytes | None:
     """The body, or None when it is longer than ``limit`` (read no further than that)."""
-    declared = request.headers.get("content-length")
+    declared = next((v for n, v in scope["headers"] if n == b"content-length"), None)
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         return None
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        body += message.get("body", b"")
         if len(body) > limit:
             return None
-    return bytes(body)
+        if not message.get("more_body", False):
+            return bytes(body)
 
 
-def build_app(config: ReceiverConfig) -> Starlette:
-    """The receiver as a Starlette app; its lifespan runs the emitter and the roster refresher."""
+class ReceiverApp:
+    """The receiver as a plain ASGI app: any path; ``GET``/``HEAD`` the validation GET, ``POST`` an event.
+
+    No framework in between: the front (:mod:`~tasks.webhooks.front`) hands it a whole request,
+    and a request costs its handler and two ``send`` calls (Starlette's routing, request and
+    response objects cost the answering loop about as much as the handler did). Any other
+    method: 405. ``state.receiver`` is the receiver's state (the tests read it).
+    """
+
+    def __init__(
+        self,
+        verify: Callable[[dict[str, str]], Answer],
+        accept: Callable[[bytes], Answer],
+        lifespan: Callable[[], AbstractAsyncContextManager[None]],
+        state: _State,
+    ) -> None:
+        self._verify, self._accept, self._lifespan = verify, accept, lifespan
+        self.state = SimpleNamespace(receiver=state)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._run_lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method in ("GET", "HEAD"):
+            params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+            status, body = self._verify(params)
+        elif method == "POST":
+            try:
+                given = await _read_bounded(scope, receive, MAX_BODY_BYTES)
+            except _Disconnected:
+                return
+            if given is None:
+                status, body = _json_error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+            else:
+                status, body = self._accept(given)
+        else:
+            status, body = _json_error(405, "method not allowed: GET or POST")
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    async def _run_lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        context = self._lifespan()
+        try:
+            await context.__aenter__()
+        except Exception as exc:  # noqa: BLE001 - told to the server, which refuses to start
+            await send({"type": "lifespan.startup.failed", "message": str(exc) or type(exc).__name__})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        try:
+            await context.__aexit__(None, None, None)
+        except Exception as exc:  # noqa: BLE001 - told to the server
+            await send({"type": "lifespan.shutdown.failed", "message": str(exc) or type(exc).__name__})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def build_app(config: ReceiverConfig) -> ReceiverApp:
+    """The receiver as an ASGI app; its lifespan runs the emitter and the roster refresher."""
     state = _State(queue=asyncio.Queue(maxsize=config.queue_size))
     if isinstance(config.subscription_id, int):
         state.subscription_id = config.subscription_id
 
-    async def verify(request: Request) -> Response:
-        params = request.query_params
+    def verify(params: dict[str, str]) -> Answer:
         if params.get("hub.mode") != "subscribe" or "hub.challenge" not in params:
             return _json_error(400, "expected hub.mode=subscribe with hub.challenge")
         given = params.get("hub.verify_token", "").encode()
         if not hmac.compare_digest(given, config.verify_token.get_secret_value().encode()):
             state.rejects.note("validation GET refused: wrong verify token")
             return _json_error(403, "verify token does not match")
-        return JSONResponse({"hub.challenge": params["hub.challenge"]})
+        return _json(200, {"hub.challenge": params["hub.challenge"]})
 
-    async def receive(request: Request) -> Response:
-        body = await _read_bounded(request, MAX_BODY_BYTES)
-        if body is None:
-            return _json_error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    def accept(body: bytes) -> Answer:
         try:
             event = StravaEvent.parse(body)
         except ValueError as exc:
@@ -346,17 +425,17 @@ def build_app(config: ReceiverConfig) -> Starlette:
             return _json_error(503, "subscription id not known yet; retry")
         if expected is not None and event.subscription_id != expected:
             state.rejects.note(f"event ignored: another subscription than {expected}")
-            return JSONResponse({"status": "ignored", "reason": "unknown subscription"})
+            return _json(200, {"status": "ignored", "reason": "unknown subscription"})
         roster = state.athletes
         if roster is None:
             return _json_error(503, "roster not read yet; retry")
         if event.owner_id not in roster:
             state.rejects.note("event ignored: owner not an athlete of the roster")
-            return JSONResponse({"status": "ignored", "reason": "unknown athlete"})
+            return _json(200, {"status": "ignored", "reason": "unknown athlete"})
         if event.name is None:
-            return JSONResponse({"status": "ignored", "reason": "not an event the pipeline reacts to"})
+            return _json(200, {"status": "ignored", "reason": "not an event the pipeline reacts to"})
         if not state.seen.first_time(event.key):
-            return JSONResponse({"status": "duplicate"})
+            return _json(200, {"status": "duplicate"})
         try:
             # the Prefect event (a pydantic model, most of an event's cost) is built by the emitter
             state.queue.put_nowait((event, datetime.now(UTC)))
@@ -364,7 +443,7 @@ def build_app(config: ReceiverConfig) -> Starlette:
             state.seen.forget(event.key)  # Strava's retry must pass
             state.rejects.note("event refused with 503: the emission queue is full")
             return _json_error(503, "busy; retry")
-        return JSONResponse({"status": "queued"})
+        return _json(200, {"status": "queued"})
 
     async def send(batch: list[Event]) -> None:
         if config.emit_batch is not None:
@@ -421,7 +500,7 @@ def build_app(config: ReceiverConfig) -> Starlette:
             await asyncio.sleep(min(2.0, config.roster_refresh_seconds) if unknown else config.roster_refresh_seconds)
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> Any:
+    async def lifespan() -> AsyncIterator[None]:
         if config.warm is not None:
             try:
                 await asyncio.wait_for(config.warm(), config.warm_seconds)
@@ -445,7 +524,4 @@ def build_app(config: ReceiverConfig) -> Starlette:
                     logger.warning("Closing the events client failed: %s", exc)
 
     # Any path: the callback URL's path is the deployer's choice (behind a proxy, /strava/webhook...).
-    routes = [Route("/{path:path}", verify, methods=["GET"]), Route("/{path:path}", receive, methods=["POST"])]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.receiver = state
-    return app
+    return ReceiverApp(verify, accept, lifespan, state)

@@ -10,9 +10,8 @@ import anyio
 from prefect.events import Event
 from prefect.events.clients import EventsClient, get_events_client
 from pydantic import SecretStr
-from starlette.applications import Starlette
 
-from tasks.webhooks.receiver import ReceiverConfig, build_app
+from tasks.webhooks.receiver import ReceiverApp, ReceiverConfig, build_app
 
 __all__ = ["PrefectEmitter", "emit_to_prefect", "receiver_app"]
 
@@ -85,7 +84,7 @@ def receiver_app(
     *,
     subscription_id: int | None = None,
     application_block: Any | None = None,
-) -> Starlette:
+) -> ReceiverApp:
     """The receiver for ``application``'s athletes (the roster), emitting to Prefect.
 
     Without ``subscription_id``, the id is read once from Strava (``webhook list``) with the
