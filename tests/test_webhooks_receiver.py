@@ -375,3 +375,33 @@ def test_a_burst_through_one_long_lived_client_is_stored_exactly_once() -> None:
 async def _emit_and_close(emitter: Any, events: list[Event]) -> None:
     await emitter.emit_batch(events)
     await emitter.close()
+
+
+@pytest.mark.parametrize("trouble", ["fails", "hangs"])
+def test_an_events_client_that_cannot_open_at_startup_does_not_stop_the_receiver(
+    sink: Sink, trouble: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def warm() -> None:
+        if trouble == "fails":
+            raise ConnectionRefusedError("Prefect API down")
+        await asyncio.sleep(3600)
+
+    started = time.monotonic()
+    with TestClient(build_app(config(sink, warm=warm, warm_seconds=0.5))) as test_client:
+        assert time.monotonic() - started < 10  # bounded by warm_seconds, not by the client
+        _ready(test_client)
+        assert test_client.post("/", json=strava_event()).json() == {"status": "queued"}
+        assert len(sink.wait(1)) == 1  # the emitter sends it when it can
+    assert any("Opening the Prefect events client at startup failed" in r.getMessage() for r in caplog.records)
+
+
+def test_settle_heap_freezes_what_startup_left() -> None:
+    import gc
+
+    from tasks.webhooks.front import settle_heap
+
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 10_000  # Prefect, pydantic and the app: out of every collection's walk
+    finally:
+        gc.unfreeze()
