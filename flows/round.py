@@ -17,7 +17,7 @@ import contextvars
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, tags
@@ -28,11 +28,13 @@ from pydantic import Field
 
 from blocks.loading import load_block
 from blocks.strava import StravaApplication
+from blocks.warehouse import Warehouse
 from flows import flow_timeout, run_names
 from flows.pipeline import MAX_LOOKBACK_DAYS, open_target, strava_elt
 from tasks.insight import index, notify
 from tasks.lake import load_lake
-from tasks.state import budget, rounds
+from tasks.state import budget, deferred, rounds
+from tasks.state import watermark as wm
 from tasks.strava.roster import RosterEntry, list_roster
 
 ATHLETE_DEPLOYMENT = "strava-elt/athlete"
@@ -42,6 +44,10 @@ CHILD_TIMEOUT_SECONDS = 4 * 3600
 """How long the round waits for one child run of the deployment (the pipeline's own timeout)."""
 ROUND_TIMEOUT_SECONDS = 24 * 3600
 NOT_STARTED = f"{rounds.PARTIAL}: resumes next run (not started: the application's daily budget is spent)"
+NOT_AFFORDED = (
+    f"{rounds.PARTIAL}: resumes next run (not started: its deferred full read needs {{need}} requests, "
+    "{left} left today)"
+)
 
 
 @dataclass(frozen=True)
@@ -200,7 +206,8 @@ def strava_round(
         run = lambda e, extra: _deployment_child(e, params | extra, child_timeout_seconds)  # noqa: E731
         width = parallel
     ledger = budget.Ledger(client_id, budget.read_budget(client_id))
-    results |= _fan_out([active[k] for k in order], run, width, ledger, enrich)
+    need = lambda e: athlete_need(e, warehouse_block, warehouse_id, lookback_days)  # noqa: E731
+    results |= _fan_out([active[k] for k in order], run, width, ledger, need, enrich=enrich)
     result = _finish(application_block, client_id, mode, results, memory, warehouse_id, order)
     _report(result, slack, lake_block, warehouse_block, application_block)
     failed = result.count(rounds.FAILED)
@@ -210,20 +217,53 @@ def strava_round(
     return Completed(message=result.headline(), data=data)  # type: ignore[return-value]
 
 
+def athlete_need(entry: RosterEntry, warehouse_block: str, warehouse_id: str, lookback_days: int) -> int:
+    """Requests the athlete's run will need: an incremental run's, or a full read's when one is owed.
+
+    The athlete's deferred webhook reads (tasks/state/deferred.py) decide, as they decide in the
+    run itself: a run that will read the whole history needs ``/athlete`` plus a page per 200
+    activities the warehouse holds. Nothing owed: one Variable read, no warehouse query.
+    """
+    incremental = budget.requests_needed(None)
+    if entry.athlete_id is None:
+        return incremental
+    owed = deferred.read_deferred(entry.athlete_id)
+    if owed.empty:
+        return incremental
+    from tasks.webhooks.reactions import activity_starts
+
+    watermark = wm.read_watermark(warehouse_id, entry.athlete_id)
+    after = None if watermark is None else watermark - timedelta(days=lookback_days)
+    with load_block(Warehouse, warehouse_block).engine() as engine:
+        starts = activity_starts(engine, entry.athlete_id)
+    need = deferred.run_need(owed, after, starts)
+    if need > incremental:
+        get_run_logger().info(
+            "Athlete %s owes a deferred full read (%s activities held): %s requests needed",
+            entry.athlete_id, len(starts), need,
+        )  # fmt: skip
+    return need
+
+
 def _fan_out(
     entries: list[RosterEntry],
     run: Callable[[RosterEntry, dict[str, Any]], AthleteResult],
     width: int,
     ledger: budget.Ledger,
+    need_of: Callable[[RosterEntry], int] | None = None,
+    *,
     enrich: bool = False,
 ) -> dict[str, AthleteResult]:
     """Start the athletes in order, ``width`` at a time, while the budget allows; the rest end partial.
 
-    With ``enrich``, each child spends its share of the day's leftover on enrichment
-    (:func:`tasks.enrich.round_share` of the athletes still to go, computed by the child).
+    Each athlete's need (``need_of``, default an incremental run's) is checked and held: an athlete
+    whose owed full read does not fit what is left is not started (it goes first next round),
+    while the others still run as long as an incremental run fits. With ``enrich``, each child
+    spends its share of the day's leftover on enrichment (:func:`tasks.enrich.round_share` of the
+    athletes still to go, computed by the child).
     """
     logger = get_run_logger()
-    need = budget.requests_needed(None)
+    incremental = budget.requests_needed(None)
     results: dict[str, AthleteResult] = {}
     running: dict[Future[AthleteResult], RosterEntry] = {}
     spent = False
@@ -242,15 +282,26 @@ def _fan_out(
         for entry in entries:
             while len(running) >= width:
                 settle(wait(running, return_when=FIRST_COMPLETED).done)
-            if not spent and not ledger.allows(need):
+            if not spent and not ledger.allows(incremental):
                 spent = True
                 logger.warning(
                     "The application's daily budget is spent (%s requests left, %s needed per athlete): "
                     "the athletes not yet done resume first in the next round",
-                    ledger.remaining(), need,
+                    ledger.remaining(), incremental,
                 )  # fmt: skip
             if spent:
                 results[_key(entry)] = AthleteResult(_key(entry), entry.block_name, rounds.PARTIAL, detail=NOT_STARTED)
+                continue
+            need = need_of(entry) if need_of is not None else incremental
+            if need > incremental and not ledger.allows(need):
+                left = ledger.remaining()
+                logger.warning(
+                    "Athlete %s is not started: its deferred full read needs %s requests, %s left today; "
+                    "it goes first in the next round",
+                    _key(entry), need, left,
+                )  # fmt: skip
+                detail = NOT_AFFORDED.format(need=need, left=left)
+                results[_key(entry)] = AthleteResult(_key(entry), entry.block_name, rounds.PARTIAL, detail=detail)
                 continue
             ledger.hold(_key(entry), need)
             extra = _enrichment(len(entries) - entries.index(entry)) if enrich else {}

@@ -8,8 +8,12 @@ as the checks role cannot read a table outside the project's.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -253,3 +257,169 @@ def test_redshift_runs_the_checks_as_the_checks_user() -> None:
             wh.read_sql(f"checks_role/{name}"), engine.dialect.identifier_preparer, role="r", schema="s", table="t"
         )
         sqlglot.parse_one(text.replace(":role", "'r'"), read="redshift")  # Redshift's grammar accepts it
+
+
+# --------------------------------------------------------------------------- concurrent grants (PostgreSQL)
+
+
+class Grants:
+    """A fresh schema (the ``pg_url`` fixture), a checks role and sessions named so the test sees who waits."""
+
+    def __init__(self, pg_url: str) -> None:
+        self.url = pg_url
+        self.tag = uuid.uuid4().hex[:8]
+        self.role = f"strava_elt_checks_{self.tag}"
+        self.admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as conn:
+            self.schema = str(conn.exec_driver_sql("SELECT current_schema()").scalar())
+            conn.exec_driver_sql(f'CREATE ROLE "{self.role}" NOLOGIN')
+            conn.exec_driver_sql("CREATE TABLE strava_activity_data (x INT)")  # a project table
+
+    def engine(self, name: str) -> sa.Engine:
+        """An engine whose sessions show ``application_name`` ``<name>-<tag>`` in pg_stat_activity."""
+        return sa.create_engine(self.url, connect_args={"application_name": f"{name}-{self.tag}"})
+
+    def wait_until_blocked(self, name: str, timeout: float = 20.0) -> str:
+        """Wait until session ``name`` waits on a lock; return what it waits on (``advisory``, ``transactionid``...)."""
+        deadline = time.monotonic() + timeout
+        with self.admin.connect() as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute(
+                    sa.text(
+                        "SELECT wait_event FROM pg_stat_activity "
+                        "WHERE application_name = :name AND wait_event_type = 'Lock'"
+                    ),
+                    {"name": f"{name}-{self.tag}"},
+                ).first()
+                if row is not None:
+                    return str(row[0])
+                time.sleep(0.02)
+        raise AssertionError(f"session {name} never waited on a lock")
+
+    def holds(self, table: str) -> bool:
+        with self.admin.connect() as conn:
+            return bool(
+                conn.execute(
+                    sa.text("SELECT has_table_privilege(:role, :table, 'SELECT')"),
+                    {"role": self.role, "table": f'"{self.schema}"."{table}"'},
+                ).scalar()
+            )
+
+    def close(self) -> None:
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{self.role}"')
+            conn.exec_driver_sql(f'DROP ROLE "{self.role}"')
+        self.admin.dispose()
+
+
+@pytest.fixture
+def grants(pg_url: str) -> Iterator[Grants]:
+    made = Grants(pg_url)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = fn()
+        except Exception as exc:  # noqa: BLE001 - the test reads it
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.postgres
+def test_two_sessions_granting_one_table_at_once_is_the_race(grants: Grants) -> None:
+    """Plain GRANTs: the second waits for the first's transaction, then fails when it commits."""
+    grant = f'GRANT SELECT ON "{grants.schema}".strava_activity_data TO "{grants.role}"'
+    first, second = grants.engine("first"), grants.engine("second")
+    with first.connect() as conn:
+        conn.exec_driver_sql(grant)  # SQLAlchemy's transaction stays open until commit
+        thread, out = _in_thread(lambda: _plain_grant(second, grant))
+        assert grants.wait_until_blocked("second") in ("transactionid", "tuple")
+        conn.commit()
+    thread.join(30)
+    assert "tuple concurrently updated" in str(out.get("error")), out
+
+
+def _plain_grant(engine: sa.Engine, grant: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(grant)
+
+
+@pytest.mark.postgres
+def test_the_runs_grants_wait_for_each_other_and_grant_once(grants: Grants) -> None:
+    first, second = grants.engine("first"), grants.engine("second")
+    with first.connect() as conn:
+        assert roles.grant_checks_role(conn, grants.role, ["strava_activity_data"]) == ["strava_activity_data"]
+        # the first run's transaction is still open: the second waits on the lock, not on the table's row
+        thread, out = _in_thread(lambda: roles.ensure_checks_grants(second, grants.role))
+        assert grants.wait_until_blocked("second") == "advisory"
+        conn.commit()
+    thread.join(30)
+    assert out == {"result": []}  # it read the privilege again under the lock: nothing left to grant
+    assert grants.holds("strava_activity_data")
+
+
+@pytest.mark.postgres
+def test_a_grant_racing_a_session_outside_the_lock_is_retried_once(
+    grants: Grants, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another session (an operator, another tool) grants on the table without the project's lock."""
+    grant = f'GRANT SELECT ON "{grants.schema}".strava_activity_data TO "{grants.role}"'
+    outsider, run = grants.engine("outsider"), grants.engine("run")
+    with outsider.connect() as conn:
+        conn.exec_driver_sql(grant)
+        thread, out = _in_thread(lambda: roles.ensure_checks_grants(run, grants.role))
+        assert grants.wait_until_blocked("run") in ("transactionid", "tuple")
+        conn.commit()
+    thread.join(30)
+    assert out == {"result": []}, out  # the first attempt failed on the race; the retry found it granted
+    assert grants.holds("strava_activity_data")
+    assert any("raced another session (tuple concurrently updated)" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.postgres
+def test_a_run_finding_every_privilege_held_takes_no_lock(grants: Grants) -> None:
+    with grants.engine("setup").begin() as conn:
+        roles.grant_checks_role(conn, grants.role, ["strava_activity_data"])
+    with grants.engine("holder").connect() as holder:
+        holder.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('strava_elt.checks_role'))")
+        started = time.monotonic()
+        with grants.engine("run").begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+            assert roles.grant_checks_role(conn, grants.role, ["strava_activity_data"]) == []
+        assert time.monotonic() - started < 5
+        holder.rollback()
+
+
+@pytest.mark.postgres
+def test_parallel_runs_grant_each_new_table_once_and_none_fails(grants: Grants) -> None:
+    """Eight sessions at once, three times over new tables (a first parallel round; models rebuilt)."""
+    engines = [grants.engine(f"run{i}") for i in range(8)]
+    for round_ in range(3):
+        tables = [f"model_{round_}_{i}" for i in range(4)]
+        with grants.admin.connect() as conn:
+            for table in tables:
+                conn.exec_driver_sql(f"CREATE TABLE {table} (x INT)")
+        barrier = threading.Barrier(len(engines))
+
+        def run(engine: sa.Engine, tables: list[str] = tables, barrier: threading.Barrier = barrier) -> list[str]:
+            barrier.wait(30)
+            return roles.ensure_checks_grants(engine, grants.role, tables)
+
+        started = [_in_thread(lambda e=e: run(e)) for e in engines]  # type: ignore[misc]
+        for thread, _ in started:
+            thread.join(60)
+        outs = [out for _, out in started]
+        assert [o for o in outs if "error" in o] == []
+        granted = [t for o in outs for t in o["result"]]
+        assert sorted(granted) == sorted([*tables, *(["strava_activity_data"] if round_ == 0 else [])])
+        assert all(grants.holds(t) for t in tables)

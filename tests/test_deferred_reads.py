@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,13 @@ import pytest
 from conftest import WAREHOUSES
 from test_round import App, make_app, outcomes
 
+from flows.cli.round import format_round
 from flows.react import strava_elt_react
 from tasks import warehouse as wh
 from tasks.state import deferred
+from tasks.state.budget import record_budget
 from tasks.state.variables import read_variable
+from tasks.strava.ratelimit import RateLimit, RateLimits
 from tests.conftest import Env
 from tests.test_webhooks_react import hint, oldest_id, react
 
@@ -166,3 +170,56 @@ def test_after_a_flood_for_one_athlete_the_next_round_loads_every_athlete(app: A
     assert {a["athlete"]: a["inserted"] for a in second["athletes"]} == dict.fromkeys(ids, 2)
     app.assert_each_activity_once()
     assert deferred.read_deferred(flooded).empty
+
+
+def test_the_round_counts_an_owed_full_read_as_a_full_read(tmp_path: Path) -> None:
+    """An athlete owing a full read needs its pages, not an incremental run's two requests.
+
+    Three athletes of 450 activities; the first in the round's order owes a full read (4
+    requests: /athlete and 3 pages) and 3 requests are left today. The round does not start it
+    (it would spend them and be cut short), loads the next athlete incrementally with 2, and
+    stops there; the next day the owing athlete goes first and pays its read.
+    """
+    for app in make_app(tmp_path, [450, 450, 450]):
+        ids = sorted(app.emu.athlete_ids)  # the first round's order: ties by id
+        keys = [str(i) for i in ids]
+        assert outcomes(app.round()) == dict.fromkeys(keys, "complete")
+        owing = ids[0]  # ended first: the oldest success, first in the next round
+        deferred.save_deferred(owing, deferred.Deferred({}, full_read_due=True))
+        used = app.emu.usage["read"][1]
+        app.emu.set_limits(read=(600, used + 3), overall=(600, used + 3))
+        record_budget(
+            app.emu.client_id, RateLimits(RateLimit(600, 0, used + 3, used), RateLimit(600, 0, used + 3, used))
+        )
+        app.emu.reset_counts()
+
+        second = app.round()
+        assert outcomes(second) == {keys[0]: "partial", keys[1]: "complete", keys[2]: "partial"}, format_round(second)
+        [line] = [a for a in second["athletes"] if a["athlete"] == keys[0]]
+        assert "deferred full read needs 4 requests, 3 left today" in line["detail"]
+        assert app.emu.request_count(athlete_id=owing) == 0  # not started: nothing spent on a read cut short
+        assert app.emu.request_count(athlete_id=ids[1]) == 2
+        assert not deferred.read_deferred(owing).empty
+
+        app.next_day()
+        app.emu.reset_counts()
+        third = app.round()
+        assert outcomes(third) == dict.fromkeys(keys, "complete"), format_round(third)
+        assert [a["athlete"] for a in third["athletes"]][0] == keys[0]
+        assert app.emu.request_count(athlete_id=owing) == 1 + 3  # the whole history, once
+        assert deferred.read_deferred(owing).empty
+        app.assert_each_activity_once()
+
+
+def test_the_round_s_need_follows_the_run_s_own_plan() -> None:
+    """``run_need`` is a full read exactly when ``plan`` makes the run read the whole history."""
+    day = datetime(2026, 10, 1, tzinfo=UTC)
+    starts = {i: day - timedelta(days=i) for i in range(1, 451)}  # 450 activities held
+    after = day - timedelta(days=14)
+    assert deferred.run_need(deferred.Deferred({}), after, starts) == 2
+    assert deferred.run_need(deferred.Deferred({}, incremental_due=True), after, starts) == 2
+    assert deferred.run_need(deferred.Deferred({3: "update"}), after, starts) == 2  # inside the window
+    assert deferred.run_need(deferred.Deferred({}, full_read_due=True), after, starts) == 1 + 3
+    assert deferred.run_need(deferred.Deferred({400: "delete"}), after, starts) == 1 + 3  # older than the window
+    assert deferred.run_need(deferred.Deferred({10**12: "update"}), after, starts) == 1 + 3  # unknown to the warehouse
+    assert deferred.run_need(deferred.Deferred({}, full_read_due=True), after, {}) == 2  # nothing held yet

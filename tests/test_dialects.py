@@ -59,10 +59,12 @@ def test_the_gate_s_differences_are_declared_by_the_dialect_classes() -> None:
     postgres, redshift = dialects.PostgresDialect.checks_role_sql, dialects.RedshiftDialect.checks_role_sql
     assert postgres is not None and postgres.member is not None  # the loader joins the role to SET ROLE
     assert redshift is not None and redshift.member is None  # SET SESSION AUTHORIZATION: a superuser loader
+    assert postgres.lock is not None and redshift.lock is None  # Redshift: no advisory locks; the grant is retried
     for name, cls in dialects.dialect_classes().items():
         assert not cls.check_functions & cls.denied_check_functions, name
         declared = cls.checks_role_sql
         files = [] if declared is None else [declared.exists, declared.create, declared.set_role, declared.member]
+        files += [] if declared is None else [declared.lock, declared.lock_table]
         for relative in [cls.models_lock, *files]:
             if relative is not None:
                 assert (SQL_DIR / relative).is_file(), f"{name}: {relative}"

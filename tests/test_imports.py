@@ -3,7 +3,7 @@
 Importing the run's modules happens in every run's process (a worker's flow run, the CLI) before
 any work; each module below costs a few hundred milliseconds and is imported where it is used:
 prefect-aws/boto3 by ``blocks.loading`` for an S3 lake only, scikit-learn by the kudos model's
-training, uvicorn by ``strava-elt webhook serve``, pandas nowhere on the run's path. Prefect itself
+training, uvicorn by nothing of ours (the webhook bench only), pandas nowhere on the run's path. Prefect itself
 imports Starlette (its server's app) and, while a flow runs, FastAPI's encoders: those are not ours
 to forbid.
 """

@@ -15,7 +15,7 @@ import pytest
 
 from tasks.webhooks.front import FrontLimits, ReceiverFront, RejectLog
 from tasks.webhooks.receiver import build_app
-from tests.test_webhooks_receiver import TOKEN, Sink, config, strava_event
+from tests.test_webhooks_receiver import TOKEN, Sink, config, front_serving, strava_event
 
 
 class Served:
@@ -43,28 +43,11 @@ async def _call(fn: Any) -> Any:
 @contextmanager
 def serve(limits: FrontLimits) -> Iterator[Served]:
     sink = Sink()
-    loop = asyncio.new_event_loop()
-    front = ReceiverFront(build_app(config(sink)), limits, RejectLog(logging.getLogger("test.front")))
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(front.start("127.0.0.1", 0))
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(30)
-    served = Served(front, loop, sink)
-    try:
+    with front_serving(build_app(config(sink)), limits, RejectLog(logging.getLogger("test.front"))) as front:
+        assert front.loop is not None
+        served = Served(front, front.loop, sink)
         _wait_for_roster(served)
         yield served
-    finally:
-        asyncio.run_coroutine_threadsafe(front.stop(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
 
 
 def _wait_for_roster(served: Served) -> None:

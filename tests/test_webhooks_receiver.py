@@ -1,23 +1,23 @@
-"""The webhook receiver over HTTP: Strava's validation GET, event POSTs, dedupe, a slow Prefect API."""
+"""The webhook receiver: Strava's validation GET, event POSTs, dedupe, a slow Prefect API (and its real front)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from prefect.events import Event
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from tasks.webhooks.front import FrontLimits, ReceiverFront, RejectLog
 from tasks.webhooks.receiver import (
     MAX_BODY_BYTES,
     ReceiverConfig,
@@ -181,6 +181,33 @@ def test_a_different_update_of_the_same_activity_is_a_new_event(client: TestClie
     assert len(sink.wait(2)) == 2
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"aspect_type": "update", "updates": {"title": "Morning run", "type": "Ride"}},
+        {"aspect_type": "delete"},
+        {"object_type": "athlete", "object_id": ATHLETE, "aspect_type": "update", "updates": {"authorized": "false"}},
+    ],
+)
+def test_the_prefect_event_built_without_revalidation_is_what_full_validation_gives(overrides: dict[str, Any]) -> None:
+    from datetime import UTC, datetime
+
+    event = StravaEvent.parse(json.dumps(strava_event(**overrides)).encode())
+    occurred = datetime(2026, 10, 1, 6, 30, 15, 123456, tzinfo=UTC)
+    built = prefect_event(event, "strava-app", occurred)
+    validated = Event.model_validate(built.model_dump(mode="json"))
+    assert validated == built
+    assert validated.model_dump_json() == built.model_dump_json()
+    assert type(validated.occurred) is type(built.occurred) and built.occurred == occurred
+    assert built.resource.id == f"strava.athlete.{ATHLETE}" and built.related[0].role == "strava-application"
+    assert built.id == event_id(event) and built.follows is None
+    # each event has its own payload: changing one changes no other
+    other = prefect_event(event, "strava-app", occurred)
+    other.payload["updates"]["x"] = "y"
+    assert "x" not in built.payload["updates"] and "x" not in event.updates
+
+
 def test_the_dedupe_cache_is_bounded_and_forgets_after_its_ttl() -> None:
     seen = SeenEvents(ttl_seconds=10, max_items=3)
     assert seen.first_time("a", now=0) and not seen.first_time("a", now=5)
@@ -190,30 +217,44 @@ def test_the_dedupe_cache_is_bounded_and_forgets_after_its_ttl() -> None:
     assert len(seen._seen) <= 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@contextmanager
+def front_serving(
+    app: Any, limits: FrontLimits | None = None, rejects: RejectLog | None = None
+) -> Iterator[ReceiverFront]:
+    """``app`` behind the receiver's front (what ``strava-elt webhook serve`` runs) on a free port, in a thread.
+
+    The front runs on its own loop in a daemon thread; :attr:`ReceiverFront.loop` is that loop.
+    """
+    loop = asyncio.new_event_loop()
+    front = ReceiverFront(app, limits or FrontLimits(), rejects)
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(front.start("127.0.0.1", 0))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(30), "the front did not start"
+    try:
+        yield front
+    finally:
+        asyncio.run_coroutine_threadsafe(front.stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
 
 
 @pytest.fixture
 def served(sink: Sink) -> Iterator[str]:
-    """The receiver under a real uvicorn on a free port."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(config(sink)), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(500):
-        if server.started:
-            break
-        time.sleep(0.01)
-    try:
-        yield url
-    finally:
-        sink.released.set()
-        server.should_exit = True
-        thread.join(timeout=15)
+    """The receiver behind its real front (as ``strava-elt webhook serve`` serves it) on a free port."""
+    with front_serving(build_app(config(sink))) as front:
+        try:
+            yield f"http://127.0.0.1:{front.port}/"
+        finally:
+            sink.released.set()  # before the front stops: its shutdown drains the queue
 
 
 def test_over_real_http_the_answer_does_not_wait_for_a_stuck_prefect_api(served: str, sink: Sink) -> None:
@@ -334,3 +375,33 @@ def test_a_burst_through_one_long_lived_client_is_stored_exactly_once() -> None:
 async def _emit_and_close(emitter: Any, events: list[Event]) -> None:
     await emitter.emit_batch(events)
     await emitter.close()
+
+
+@pytest.mark.parametrize("trouble", ["fails", "hangs"])
+def test_an_events_client_that_cannot_open_at_startup_does_not_stop_the_receiver(
+    sink: Sink, trouble: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def warm() -> None:
+        if trouble == "fails":
+            raise ConnectionRefusedError("Prefect API down")
+        await asyncio.sleep(3600)
+
+    started = time.monotonic()
+    with TestClient(build_app(config(sink, warm=warm, warm_seconds=0.5))) as test_client:
+        assert time.monotonic() - started < 10  # bounded by warm_seconds, not by the client
+        _ready(test_client)
+        assert test_client.post("/", json=strava_event()).json() == {"status": "queued"}
+        assert len(sink.wait(1)) == 1  # the emitter sends it when it can
+    assert any("Opening the Prefect events client at startup failed" in r.getMessage() for r in caplog.records)
+
+
+def test_settle_heap_freezes_what_startup_left() -> None:
+    import gc
+
+    from tasks.webhooks.front import settle_heap
+
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 10_000  # Prefect, pydantic and the app: out of every collection's walk
+    finally:
+        gc.unfreeze()

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from tasks import warehouse as wh
+from tasks.logs import run_logger
 from tasks.warehouse.dialects import ChecksRoleSql, dialect_classes
 from tasks.warehouse.schema import ACTIVITY_TABLE, STAGED_COLUMNS, STATS_HISTORY_TABLE
 from tasks.warehouse.tables import MODEL_STATE_TABLE, VALIDATION_TABLE, WAREHOUSE_TABLE
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_CHECKS_ROLE",
     "ROLE_DIALECTS",
     "create_checks_role",
+    "ensure_checks_grants",
     "grant_checks_role",
     "project_tables",
     "set_role_sql",
@@ -80,19 +82,59 @@ def _schema(conn: sa.Connection) -> str:
 def grant_checks_role(conn: sa.Connection, role: str, tables: Iterable[str]) -> list[str]:
     """Grant ``role`` SELECT on ``tables`` of the connection's schema where it lacks it; return those granted.
 
-    Only what is missing is granted, so concurrent runs seldom grant on one table at once.
+    What the role holds already (``has_table_privilege``) is skipped, so a run after the first
+    grants nothing and takes no lock. When something is missing, the dialect's lock
+    (PostgreSQL: a transaction-level advisory lock) is taken first and the privileges read
+    again: a session that was granting the same tables meanwhile has committed, and what it
+    granted is not granted twice. Two sessions granting on one table at once is what fails
+    with ``tuple concurrently updated``; :func:`ensure_checks_grants` retries that once.
     """
-    _role_sql(conn)
+    role_sql = _role_sql(conn)
     schema = _schema(conn)
     preparer = conn.dialect.identifier_preparer
-    granted = []
-    for table in tables:
-        qualified = f"{preparer.quote(schema)}.{preparer.quote(table)}"
-        if conn.execute(_text(conn, "checks_role/can_select.sql"), {"role": role, "table": qualified}).scalar():
-            continue
+    qualified = {table: f"{preparer.quote(schema)}.{preparer.quote(table)}" for table in dict.fromkeys(tables)}
+
+    def lacking(names: Iterable[str]) -> list[str]:
+        check = _text(conn, "checks_role/can_select.sql")
+        return [t for t in names if not conn.execute(check, {"role": role, "table": qualified[t]}).scalar()]
+
+    missing = lacking(qualified)
+    if missing and role_sql.lock is not None:
+        conn.execute(_text(conn, role_sql.lock))
+        if role_sql.lock_table is not None:
+            for table in missing:
+                conn.execute(_text(conn, role_sql.lock_table, schema=schema, table=table))
+        missing = lacking(missing)
+    for table in missing:
         conn.execute(_text(conn, "checks_role/grant_select.sql", schema=schema, table=table, role=role))
-        granted.append(table)
-    return granted
+    return missing
+
+
+_RACES = ("tuple concurrently updated", "tuple concurrently deleted")
+"""PostgreSQL's errors when another session changed the same catalog row (a table's ACL) first."""
+
+
+def ensure_checks_grants(engine: sa.Engine, role: str, extra: Iterable[str] = ()) -> list[str]:
+    """Grant ``role`` SELECT on the project's tables and ``extra`` (a run's staging table) in one transaction.
+
+    Retried once, in a new transaction, when another session changed one of those tables' ACL at
+    the same moment (``tuple concurrently updated``: a session outside the project's lock, or a
+    warehouse without one); the retry reads the privileges again and grants only what is still
+    missing. Any other error, or the race twice, is raised. Returns the tables granted.
+    """
+    extra = list(extra)
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as conn:
+                return grant_checks_role(conn, role, [*project_tables(conn), *extra])
+        except sa.exc.DBAPIError as exc:
+            if attempt == 2 or not any(race in str(exc.orig) for race in _RACES):
+                raise
+            run_logger(__name__).warning(
+                "Granting SELECT to the checks role %s raced another session (%s): retried once",
+                role, str(exc.orig).strip().splitlines()[0],
+            )  # fmt: skip
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def create_checks_role(warehouse_block: str, role: str = DEFAULT_CHECKS_ROLE) -> str:

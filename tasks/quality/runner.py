@@ -36,7 +36,7 @@ from tasks.quality.manifest import (
     refuse_unsafe_file,
 )
 from tasks.quality.presentation import describe, results_table
-from tasks.quality.roles import grant_checks_role, project_tables, set_role_sql
+from tasks.quality.roles import ensure_checks_grants, set_role_sql
 
 __all__ = [
     "ARTIFACT_KEY",
@@ -219,8 +219,7 @@ def run_validation(
     logger = get_run_logger()
     checks = load_checks()
     if checks_role:
-        with engine.begin() as conn:
-            granted = grant_checks_role(conn, checks_role, [*project_tables(conn), staging])
+        granted = ensure_checks_grants(engine, checks_role, [staging])
         logger.info("Checks run as role %s (granted SELECT on %s)", checks_role, ", ".join(granted) or "nothing new")
     params = {
         "expected_rows": expected_rows,

@@ -13,9 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tasks.state.budget import requests_needed
 from tasks.state.variables import read_variable, write_variable
 
-__all__ = ["DEFERRED_IDS_MAX", "Deferred", "Payment", "clear_paid", "plan", "read_deferred", "save_deferred"]
+__all__ = [
+    "DEFERRED_IDS_MAX",
+    "Deferred",
+    "Payment",
+    "clear_paid",
+    "plan",
+    "read_deferred",
+    "run_need",
+    "save_deferred",
+]
 
 DEFERRED_IDS_MAX = 300
 """Deferred activity ids kept by name (a Prefect Variable holds 5,000 characters); beyond, a full read is due."""
@@ -118,6 +128,19 @@ def plan(deferred: Deferred, after: datetime | None, starts: Mapping[int, dateti
     if outside:
         return Payment(owed, f"deferred by webhook reactions: {len(outside)} owed activities outside the read window")
     return Payment(owed)
+
+
+def run_need(deferred: Deferred, after: datetime | None, starts: Mapping[int, datetime]) -> int:
+    """Requests the athlete's next run needs with this record, as the round estimates it before starting it.
+
+    The run decides with :func:`plan` (same arguments): when it will read the whole history
+    (``full_read_due``, or an owed id outside the window or unknown), the need is a full read of
+    what the warehouse holds (``/athlete`` plus ``len(starts) // 200 + 1`` pages); otherwise an
+    incremental run's (``/athlete`` and one page).
+    """
+    if plan(deferred, after, starts).full_read_reason is not None:
+        return requests_needed(len(starts))
+    return requests_needed(None)
 
 
 def clear_paid(athlete_id: int, owed: Mapping[str, Any]) -> Deferred:

@@ -43,6 +43,12 @@ class ChecksRoleSql:
     """Inside a check's read-only transaction: the rest of it runs as ``{role}``."""
     member: str | None = None
     """Lets the connecting user switch to ``{role}``; None when it needs no grant for that."""
+    lock: str | None = None
+    """Serialises the grants to ``{role}`` until the transaction ends (two sessions granting on one
+    table at once fail with ``tuple concurrently updated``); None: no lock, the grant is retried."""
+    lock_table: str | None = None
+    """Run after :attr:`lock` for each table ``{schema}.{table}`` still to grant, before its privilege
+    is read again: makes the session see what the session it waited for committed."""
 
 
 @dataclass
@@ -269,6 +275,8 @@ class PostgresDialect(SqlDialect):
         create="checks_role/create_postgresql.sql",
         set_role="checks_role/set_postgresql.sql",
         member="checks_role/member_postgresql.sql",
+        lock="checks_role/lock_postgresql.sql",
+        lock_table="checks_role/lock_table_postgresql.sql",
     )
 
     batch_rows: ClassVar[int] = 10_000

@@ -1,6 +1,7 @@
 """Strava webhooks: the receiver that turns Strava's POSTs into Prefect events, and what reactions need.
 
-- :mod:`~tasks.webhooks.receiver` the Starlette app behind ``strava-elt webhook serve``
+- :mod:`~tasks.webhooks.receiver` the ASGI app behind ``strava-elt webhook serve``
+- :mod:`~tasks.webhooks.front` the HTTP front that serves it (deadlines, connection cap, bounded log)
 - :mod:`~tasks.webhooks.reactions` the athlete's mailbox of events, one activity, one staging file
 """
 

@@ -1,6 +1,6 @@
 """The webhook receiver: Strava's callback, turned into Prefect events.
 
-A small Starlette app (served by :mod:`~tasks.webhooks.front`, ``strava-elt webhook serve``):
+A small ASGI app, no framework (served by :mod:`~tasks.webhooks.front`, ``strava-elt webhook serve``):
 
 - ``GET`` with ``hub.mode=subscribe`` echoes ``{"hub.challenge": ...}`` when ``hub.verify_token``
   matches (constant-time compare), else 403.
@@ -24,22 +24,22 @@ import logging
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Collection
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, MutableMapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property, lru_cache
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qsl
 
-from prefect.events import Event
-from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from prefect.events import Event, RelatedResource, Resource
+from pydantic import SecretStr, TypeAdapter
 
 __all__ = [
     "EVENT_NAMES",
     "MAX_BODY_BYTES",
+    "ReceiverApp",
     "ReceiverConfig",
     "StravaEvent",
     "build_app",
@@ -129,7 +129,7 @@ class StravaEvent:
             return "strava.athlete.deauthorize"
         return None
 
-    @property
+    @cached_property
     def key(self) -> str:
         """What makes two deliveries the same event (Strava's retries repeat it exactly)."""
         updates = json.dumps(self.updates, sort_keys=True, separators=(",", ":"))
@@ -144,35 +144,61 @@ def event_id(event: StravaEvent) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, event.key)
 
 
-def prefect_event(event: StravaEvent, application: str) -> Event:
-    """The Prefect event for a Strava event (its name must not be None)."""
-    if event.name is None:
+_OCCURRED_TYPE: Any = Event.model_fields["occurred"].annotation
+_OCCURRED: TypeAdapter[datetime] = TypeAdapter(_OCCURRED_TYPE)
+"""Prefect's own type of ``Event.occurred`` (it differs between Python versions), from a datetime."""
+
+
+@lru_cache(maxsize=4096)
+def _athlete_resource(owner_id: int) -> Resource:
+    """The event's resource, validated once per athlete (the roster bounds how many there are)."""
+    return Resource.model_validate(
+        {"prefect.resource.id": f"strava.athlete.{owner_id}", "prefect.resource.name": f"Strava athlete {owner_id}"}
+    )
+
+
+@lru_cache(maxsize=64)
+def _application_resource(application: str) -> RelatedResource:
+    """The event's related resource, validated once per application."""
+    return RelatedResource.model_validate(
+        {
+            "prefect.resource.id": f"strava.application.{application}",
+            "prefect.resource.role": "strava-application",
+            "prefect.resource.name": application,
+        }
+    )
+
+
+def prefect_event(event: StravaEvent, application: str, occurred: datetime | None = None) -> Event:
+    """The Prefect event for a Strava event (its name must not be None), received at ``occurred`` (now).
+
+    Built without a second validation of the whole model: pydantic's validation of an ``Event``
+    (its resources' label checks read Prefect's settings each time, ``occurred`` is converted)
+    cost the receiver's loop about 0.1 ms an event, for values that are checked already: the
+    Strava event by :meth:`StravaEvent.parse`, the resources once per athlete and application,
+    ``occurred`` by Prefect's own type. ``tests/test_webhooks_receiver.py`` checks that a full
+    validation of the result gives the same event.
+    """
+    name = event.name
+    if name is None:
         raise ValueError(f"no Prefect event for {event.object_type} {event.aspect_type}")
-    return Event(
+    return Event.model_construct(
         id=event_id(event),
-        occurred=datetime.now(UTC),  # type: ignore[arg-type]  # pydantic takes a datetime
-        event=event.name,
-        resource={  # type: ignore[arg-type]
-            "prefect.resource.id": f"strava.athlete.{event.owner_id}",
-            "prefect.resource.name": f"Strava athlete {event.owner_id}",
-        },
-        related=[
-            {  # type: ignore[list-item]
-                "prefect.resource.id": f"strava.application.{application}",
-                "prefect.resource.role": "strava-application",
-                "prefect.resource.name": application,
-            }
-        ],
+        occurred=_OCCURRED.validate_python(occurred or datetime.now(UTC)),
+        event=name,
+        resource=_athlete_resource(event.owner_id),
+        related=[_application_resource(application)],
         payload={
             "application": application,
             "owner_id": event.owner_id,
             "object_type": event.object_type,
             "object_id": event.object_id,
             "aspect_type": event.aspect_type,
-            "updates": event.updates,
+            "updates": dict(event.updates),
             "event_time": event.event_time,
             "subscription_id": event.subscription_id,
         },
+        follows=None,
     )
 
 
@@ -243,15 +269,27 @@ class ReceiverConfig:
     batch_size: int = 500
     close: Callable[[], Awaitable[None]] | None = None
     """Called at shutdown, after the queue is drained (closes the long-lived events client)."""
+    warm: Callable[[], Awaitable[None]] | None = None
+    """Called once at startup, before the first request (opens the long-lived events client), so the
+    first event does not pay the connection on the answering loop; a failure is logged, not fatal."""
+    warm_seconds: float = 5.0
+    """How long startup waits for :attr:`warm`; then the receiver serves and the emitter connects later."""
     report_interval: float = 60.0
     """Seconds between the log's summary lines of refused and ignored requests."""
+
+
+Accepted = tuple[StravaEvent, datetime]
+"""An event accepted and not emitted yet, with the time it arrived (its Prefect event is built by the emitter)."""
+
+_BUILD_SLICE = 20
+"""Events built (pydantic) between two yields to the loop, so answers interleave with the emitter's work."""
 
 
 @dataclass
 class _State:
     """The receiver's mutable state, shared by the handlers and the background tasks."""
 
-    queue: asyncio.Queue[Event]
+    queue: asyncio.Queue[Accepted]
     seen: SeenEvents = field(default_factory=SeenEvents)
     athletes: frozenset[int] | None = None
     subscription_id: int | None = None
@@ -260,43 +298,123 @@ class _State:
     rejects: RejectLog = field(default_factory=RejectLog)
 
 
-def _json_error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+Answer = tuple[int, bytes]
+"""An HTTP status and its JSON body."""
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-async def _read_bounded(request: Request, limit: int) -> bytes | None:
+def _json(status: int, content: Any) -> Answer:
+    """A JSON answer, compact and UTF-8 (the bytes Starlette's JSON response wrote)."""
+    return status, json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _json_error(status: int, message: str) -> Answer:
+    return _json(status, {"error": message})
+
+
+class _Disconnected(Exception):
+    """The client left before its body was read (never behind the front, which reads it whole)."""
+
+
+async def _read_bounded(scope: Scope, receive: Receive, limit: int) -> bytes | None:
     """The body, or None when it is longer than ``limit`` (read no further than that)."""
-    declared = request.headers.get("content-length")
+    declared = next((v for n, v in scope["headers"] if n == b"content-length"), None)
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         return None
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        body += message.get("body", b"")
         if len(body) > limit:
             return None
-    return bytes(body)
+        if not message.get("more_body", False):
+            return bytes(body)
 
 
-def build_app(config: ReceiverConfig) -> Starlette:
-    """The receiver as a Starlette app; its lifespan runs the emitter and the roster refresher."""
+class ReceiverApp:
+    """The receiver as a plain ASGI app: any path; ``GET``/``HEAD`` the validation GET, ``POST`` an event.
+
+    No framework in between: the front (:mod:`~tasks.webhooks.front`) hands it a whole request,
+    and a request costs its handler and two ``send`` calls (Starlette's routing, request and
+    response objects cost the answering loop about as much as the handler did). Any other
+    method: 405. ``state.receiver`` is the receiver's state (the tests read it).
+    """
+
+    def __init__(
+        self,
+        verify: Callable[[dict[str, str]], Answer],
+        accept: Callable[[bytes], Answer],
+        lifespan: Callable[[], AbstractAsyncContextManager[None]],
+        state: _State,
+    ) -> None:
+        self._verify, self._accept, self._lifespan = verify, accept, lifespan
+        self.state = SimpleNamespace(receiver=state)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._run_lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method in ("GET", "HEAD"):
+            params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+            status, body = self._verify(params)
+        elif method == "POST":
+            try:
+                given = await _read_bounded(scope, receive, MAX_BODY_BYTES)
+            except _Disconnected:
+                return
+            if given is None:
+                status, body = _json_error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+            else:
+                status, body = self._accept(given)
+        else:
+            status, body = _json_error(405, "method not allowed: GET or POST")
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    async def _run_lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        context = self._lifespan()
+        try:
+            await context.__aenter__()
+        except Exception as exc:  # noqa: BLE001 - told to the server, which refuses to start
+            await send({"type": "lifespan.startup.failed", "message": str(exc) or type(exc).__name__})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        try:
+            await context.__aexit__(None, None, None)
+        except Exception as exc:  # noqa: BLE001 - told to the server
+            await send({"type": "lifespan.shutdown.failed", "message": str(exc) or type(exc).__name__})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def build_app(config: ReceiverConfig) -> ReceiverApp:
+    """The receiver as an ASGI app; its lifespan runs the emitter and the roster refresher."""
     state = _State(queue=asyncio.Queue(maxsize=config.queue_size))
     if isinstance(config.subscription_id, int):
         state.subscription_id = config.subscription_id
 
-    async def verify(request: Request) -> Response:
-        params = request.query_params
+    def verify(params: dict[str, str]) -> Answer:
         if params.get("hub.mode") != "subscribe" or "hub.challenge" not in params:
             return _json_error(400, "expected hub.mode=subscribe with hub.challenge")
         given = params.get("hub.verify_token", "").encode()
         if not hmac.compare_digest(given, config.verify_token.get_secret_value().encode()):
             state.rejects.note("validation GET refused: wrong verify token")
             return _json_error(403, "verify token does not match")
-        return JSONResponse({"hub.challenge": params["hub.challenge"]})
+        return _json(200, {"hub.challenge": params["hub.challenge"]})
 
-    async def receive(request: Request) -> Response:
-        body = await _read_bounded(request, MAX_BODY_BYTES)
-        if body is None:
-            return _json_error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    def accept(body: bytes) -> Answer:
         try:
             event = StravaEvent.parse(body)
         except ValueError as exc:
@@ -307,24 +425,25 @@ def build_app(config: ReceiverConfig) -> Starlette:
             return _json_error(503, "subscription id not known yet; retry")
         if expected is not None and event.subscription_id != expected:
             state.rejects.note(f"event ignored: another subscription than {expected}")
-            return JSONResponse({"status": "ignored", "reason": "unknown subscription"})
+            return _json(200, {"status": "ignored", "reason": "unknown subscription"})
         roster = state.athletes
         if roster is None:
             return _json_error(503, "roster not read yet; retry")
         if event.owner_id not in roster:
             state.rejects.note("event ignored: owner not an athlete of the roster")
-            return JSONResponse({"status": "ignored", "reason": "unknown athlete"})
+            return _json(200, {"status": "ignored", "reason": "unknown athlete"})
         if event.name is None:
-            return JSONResponse({"status": "ignored", "reason": "not an event the pipeline reacts to"})
+            return _json(200, {"status": "ignored", "reason": "not an event the pipeline reacts to"})
         if not state.seen.first_time(event.key):
-            return JSONResponse({"status": "duplicate"})
+            return _json(200, {"status": "duplicate"})
         try:
-            state.queue.put_nowait(prefect_event(event, config.application))
+            # the Prefect event (a pydantic model, most of an event's cost) is built by the emitter
+            state.queue.put_nowait((event, datetime.now(UTC)))
         except asyncio.QueueFull:
             state.seen.forget(event.key)  # Strava's retry must pass
             state.rejects.note("event refused with 503: the emission queue is full")
             return _json_error(503, "busy; retry")
-        return JSONResponse({"status": "queued"})
+        return _json(200, {"status": "queued"})
 
     async def send(batch: list[Event]) -> None:
         if config.emit_batch is not None:
@@ -333,11 +452,20 @@ def build_app(config: ReceiverConfig) -> Starlette:
         for event in batch:
             await config.emit(event)
 
+    async def build(accepted: list[Accepted]) -> list[Event]:
+        events = []
+        for i, (event, occurred) in enumerate(accepted, 1):
+            events.append(prefect_event(event, config.application, occurred))
+            if i % _BUILD_SLICE == 0:
+                await asyncio.sleep(0)  # let the loop answer requests between slices
+        return events
+
     async def emitter() -> None:
         while True:
-            batch = [await state.queue.get()]
-            while len(batch) < config.batch_size and not state.queue.empty():
-                batch.append(state.queue.get_nowait())
+            accepted = [await state.queue.get()]
+            while len(accepted) < config.batch_size and not state.queue.empty():
+                accepted.append(state.queue.get_nowait())
+            batch = await build(accepted)
             for attempt in range(1, config.emit_attempts + 1):
                 try:
                     await send(batch)
@@ -349,7 +477,7 @@ def build_app(config: ReceiverConfig) -> Starlette:
                     await asyncio.sleep(min(2.0**attempt, 30.0))
             else:
                 logger.error("Dropped %s events after %s attempts", len(batch), config.emit_attempts)
-            for _ in batch:
+            for _ in accepted:
                 state.queue.task_done()
 
     async def reporter() -> None:
@@ -372,7 +500,12 @@ def build_app(config: ReceiverConfig) -> Starlette:
             await asyncio.sleep(min(2.0, config.roster_refresh_seconds) if unknown else config.roster_refresh_seconds)
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> Any:
+    async def lifespan() -> AsyncIterator[None]:
+        if config.warm is not None:
+            try:
+                await asyncio.wait_for(config.warm(), config.warm_seconds)
+            except Exception as exc:  # noqa: BLE001 - serve anyway; the emitter connects on its first batch
+                logger.warning("Opening the Prefect events client at startup failed: %s", exc or type(exc).__name__)
         tasks = [asyncio.create_task(f()) for f in (emitter, refresher, reporter)]
         try:
             yield
@@ -391,7 +524,4 @@ def build_app(config: ReceiverConfig) -> Starlette:
                     logger.warning("Closing the events client failed: %s", exc)
 
     # Any path: the callback URL's path is the deployer's choice (behind a proxy, /strava/webhook...).
-    routes = [Route("/{path:path}", verify, methods=["GET"]), Route("/{path:path}", receive, methods=["POST"])]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.receiver = state
-    return app
+    return ReceiverApp(verify, accept, lifespan, state)

@@ -10,9 +10,8 @@ import anyio
 from prefect.events import Event
 from prefect.events.clients import EventsClient, get_events_client
 from pydantic import SecretStr
-from starlette.applications import Starlette
 
-from tasks.webhooks.receiver import ReceiverConfig, build_app
+from tasks.webhooks.receiver import ReceiverApp, ReceiverConfig, build_app
 
 __all__ = ["PrefectEmitter", "emit_to_prefect", "receiver_app"]
 
@@ -38,16 +37,29 @@ class PrefectEmitter:
         self.deadline_seconds = deadline_seconds
         self._client: EventsClient | None = None
 
+    async def _open(self) -> EventsClient:
+        if self._client is None:
+            client = get_events_client(checkpoint_interval=5.0)
+            await client.__aenter__()
+            self._client = client
+        return self._client
+
+    async def warm(self) -> None:
+        """Open the client now (the receiver's startup), not on the first event."""
+        try:
+            with anyio.fail_after(self.deadline_seconds):
+                await self._open()
+        except BaseException:
+            await self.close()
+            raise
+
     async def emit_batch(self, events: list[Event]) -> None:
         """Send ``events`` in order, within the deadline."""
         try:
             with anyio.fail_after(self.deadline_seconds):
-                if self._client is None:
-                    client = get_events_client(checkpoint_interval=5.0)
-                    await client.__aenter__()
-                    self._client = client
+                client = await self._open()
                 for i, event in enumerate(events, 1):
-                    await self._client.emit(event)
+                    await client.emit(event)
                     if i % 20 == 0:  # let the loop answer requests between sends
                         await asyncio.sleep(0)
         except BaseException:
@@ -72,7 +84,7 @@ def receiver_app(
     *,
     subscription_id: int | None = None,
     application_block: Any | None = None,
-) -> Starlette:
+) -> ReceiverApp:
     """The receiver for ``application``'s athletes (the roster), emitting to Prefect.
 
     Without ``subscription_id``, the id is read once from Strava (``webhook list``) with the
@@ -101,6 +113,7 @@ def receiver_app(
             emit=emitter.emit,
             emit_batch=emitter.emit_batch,
             close=emitter.close,
+            warm=emitter.warm,
             athletes=athletes,
             subscription_id=source,
         )
