@@ -12,8 +12,8 @@ The rules (:class:`~tasks.entities.spec.Merge`), all in ``sql/entities/``:
 
 - ``UPSERT``: the athlete's rows whose key is staged are deleted, the staged rows inserted;
   "updated" counts the keys whose ``row_hash`` changed (every existing key without a hash).
-- ``REPLACE_CHILDREN``: every row of the batch's ``parents[entity]`` (and of any staged key) is
-  deleted, the staged rows inserted: children a parent no longer has go.
+- ``REPLACE_CHILDREN``: every row of the batch's ``parents[entity]`` (and of every staged row's
+  parent) is deleted, by the parents' keys, the staged rows inserted: children a parent no longer has go.
 - ``APPEND``: delete-then-insert by key, and the key holds ``observed_at``: a run's snapshot is
   added to the history, the same run loaded again replaces its own rows.
 - ``REPLACE_ATHLETE``: the athlete's rows are replaced as a whole.
@@ -333,6 +333,7 @@ def load_batch(
                 loaded[name] = dialect.load_file(
                     conn, staging, lake, batch.files[name], columns=spec.columns, target=spec.table
                 )
+                dialect.analyze_staging(conn, staging)
         if checks_role:
             tables = [*project_tables_of(engine), *stagings.values()]
             with engine.begin() as conn:
@@ -381,7 +382,11 @@ def _merge_entity(
         changed = scalar(conn, _entity_sql(dialect, "count_changed.sql", spec, staging), athlete) if has_hash else 0
     removed = 0
     if spec.merge is Merge.REPLACE_CHILDREN:
-        parents = list(dict.fromkeys(batch.parents.get(spec.name, ())))
+        listed = batch.parents.get(spec.name, ())
+        if staging is not None:  # a staged row's parent is replaced too, listed or not
+            found = conn.execute(_entity_sql(dialect, "staged_parents.sql", spec, staging), athlete)
+            listed = (*listed, *(r[0] for r in found))
+        parents = list(dict.fromkeys(listed))
         statement = _entity_sql(dialect, "delete_parents.sql", spec)
         for start in range(0, len(parents), PARENTS_CHUNK):
             chunk = {"parents": parents[start : start + PARENTS_CHUNK], **athlete}
@@ -391,8 +396,8 @@ def _merge_entity(
     elif spec.merge not in (Merge.UPSERT, Merge.APPEND):
         raise ValueError(f"Entity {spec.name}: merge rule {spec.merge} is not the enrichment's")
     if staging is not None:
-        # Every rule: a staged key the athlete still holds makes way (UPSERT, APPEND; a child of an unlisted parent).
-        removed += max(conn.execute(_entity_sql(dialect, "delete_keys.sql", spec, staging), athlete).rowcount, 0)
+        if spec.merge is not Merge.REPLACE_CHILDREN:  # those went with their parents, by the parents' keys
+            removed += max(conn.execute(_entity_sql(dialect, "delete_keys.sql", spec, staging), athlete).rowcount, 0)
         conn.execute(_entity_sql(dialect, "insert.sql", spec, staging), athlete)
     if spec.merge in (Merge.UPSERT, Merge.APPEND) and "row_hash" in spec.column_names:
         updated = changed
