@@ -682,3 +682,13 @@ def test_the_gate_runs_as_the_checks_role(pg_url: str, tmp_path: Path) -> None:
             conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
             conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
         engine.dispose()
+
+
+def test_a_crashed_runs_entity_staging_tables_are_swept(engine: sa.Engine, lake: Lake) -> None:
+    old = entity_staging_name("20261001t080000_dddddddd", "activity_streams")  # a month before the clock
+    young = entity_staging_name(datetime.now(UTC).strftime("%Y%m%dt%H%M%S") + "_eeeeeeee", "activity_laps")
+    with engine.begin() as conn:
+        for name in (old, young):
+            wh.dialect_for(engine).create_staging(conn, name, "strava_activity_laps")
+    load_batch(engine, lake, staged(lake, A, RUN_1, {"athlete_zones": zones(A, 1)}))
+    assert staging_tables(engine) == [young], "the old one swept; a young one may be a concurrent run's"
