@@ -692,3 +692,12 @@ def test_a_crashed_runs_entity_staging_tables_are_swept(engine: sa.Engine, lake:
             wh.dialect_for(engine).create_staging(conn, name, "strava_activity_laps")
     load_batch(engine, lake, staged(lake, A, RUN_1, {"athlete_zones": zones(A, 1)}))
     assert staging_tables(engine) == [young], "the old one swept; a young one may be a concurrent run's"
+
+
+def test_rows_of_an_activity_deleted_meanwhile_do_not_land(engine: sa.Engine, lake: Lake) -> None:
+    # The batch was fetched, then a webhook delete marked 12 deleted before the batch merged.
+    batch = full_batch(lake, A)
+    assert wh.mark_activity_deleted(engine, A, 12, T0) == 1
+    load_batch(engine, lake, batch)
+    assert set(_children_counts(engine, A, 12).values()) == {0}
+    assert all(n > 0 for n in _children_counts(engine, A, 11).values())

@@ -49,7 +49,7 @@ from tasks.quality.manifest import (
 )
 from tasks.quality.roles import grant_checks_role, project_tables
 from tasks.quality.runner import enforce_gate, run_check
-from tasks.warehouse.merge import sweep_staging
+from tasks.warehouse.merge import delete_children_of_deleted, sweep_staging
 from tasks.warehouse.sql_files import read_sql, render, scalar
 from tasks.warehouse.tables import ENTITY_SPECS, TABLE_NAMES, ensure_tables, production_changed
 
@@ -343,6 +343,8 @@ def load_batch(
         with engine.begin() as conn:
             counts = {s.name: _merge_entity(conn, dialect, s, stagings.get(s.name), batch) for s in specs}
             state_rows = _upsert_state(conn, dialect, batch)
+            # An activity marked deleted while its batch was fetched keeps no rows (nor a state row).
+            delete_children_of_deleted(conn, batch.athlete_id)
             changed = any(c.changed for c in counts.values())
             if changed:
                 production_changed(conn)  # the models are stale from this commit on
