@@ -481,7 +481,11 @@ def test_the_summary_merges_deletion_marking_takes_the_rows_with_it(engine: sa.E
     assert set(_children_counts(engine, A, 12).values()) == {0}
     assert all(n > 0 for n in _children_counts(engine, A, 11).values())
     assert snapshot(engine, B) == b_before
-    # It reappears: no state row, so the enrichment's queue holds it again; a new batch loads it again.
+    # It reappears (a later summary merge re-inserts it unmarked): no state row, so the enrichment's
+    # queue holds it again, and its next batch lands again.
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE strava_activity_data SET deleted_at = NULL WHERE athlete_id = {A} AND id = 12")
+    assert table_rows(engine, ENRICHMENT_TABLE, A) and 12 not in {r[1] for r in table_rows(engine, ENRICHMENT_TABLE, A)}
     load_batch(engine, lake, full_batch(lake, A, RUN_2))
     assert all(n > 0 for n in _children_counts(engine, A, 12).values())
 
