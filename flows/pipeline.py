@@ -19,6 +19,7 @@ from blocks.prefect_compat import install_prompt_heartbeat_stop
 from blocks.strava import StravaCredentials
 from blocks.warehouse import Warehouse
 from flows import flow_retries, flow_timeout, handoff, run_names
+from flows.enrich import enrich_activities
 from flows.extract import extract_activities
 from flows.insight import publish_insight
 from flows.load import WatermarkNotMoved, WatermarkPlan, load_activities
@@ -74,6 +75,11 @@ def strava_elt(
     full_refresh: bool = False,
     slack_block: str | None = None,
     skip_deferred: bool = False,
+    enrich: bool = False,
+    enrich_max_requests: Annotated[int, Field(ge=0)] | None = None,
+    enrich_wait_windows: bool = False,
+    enrich_activity_ids: list[int] | None = None,
+    enrich_share_of: Annotated[int, Field(ge=1)] | None = None,
 ) -> dict[str, Any]:
     """Keep the warehouse in step with Strava: every activity once, with its newest values.
 
@@ -90,6 +96,17 @@ def strava_elt(
             to a later run: the reaction's own incremental run sets it, since it pays them itself.
             By default the run pays them with its read, a full one when its window cannot cover
             them, and clears them once its merge has committed (docs/webhooks.md).
+        enrich: After the merge, spend what the summary left of the budget on the athlete's
+            detail, streams, gear, stats and zones (subflow ``enrich-activities``,
+            docs/enrichment.md); the deployments set it. A stop by the daily limit is a
+            partial enrichment, never a failed run.
+        enrich_max_requests: At most this many enrichment requests (None: what the budget
+            leaves of the current 15-minute window).
+        enrich_wait_windows: Let the enrichment spend past the current window, waiting for the
+            next ones (a round's share of the day).
+        enrich_activity_ids: Enrich only these activities (a webhook reaction's new ones).
+        enrich_share_of: In a round: this athlete and those after it; the enrichment spends at
+            most the day's leftover less the reserve divided by them (the round sets it).
 
     """
     run = _Run(RunSummary(new_run_key()))
@@ -97,7 +114,12 @@ def strava_elt(
     slot = None  # slot: one run per athlete, before the warehouse or a request (tasks/state/slots.py)
     try:
         slot = slots.hold_slot(block_name=strava_block)  # slot
-        run.go(strava_block, lake_block, warehouse_block, lookback_days, full_refresh, not skip_deferred)
+        enrichment = (
+            _Enrichment(enrich_max_requests, enrich_wait_windows, enrich_activity_ids, enrich_share_of)
+            if enrich
+            else None
+        )
+        run.go(strava_block, lake_block, warehouse_block, lookback_days, full_refresh, not skip_deferred, enrichment)
         # Completed, and the state's message says what the run did (cut short by the daily rate
         # limit: "partial: resumes next run ..."); a round reads it back (tasks/state/rounds.py).
         returned = run.summary.as_dict()
@@ -114,6 +136,16 @@ def strava_elt(
 
 
 @dataclass(frozen=True)
+class _Enrichment:
+    """The run's enrichment parameters (None: no enrichment)."""
+
+    max_requests: int | None
+    wait_windows: bool
+    activity_ids: list[int] | None
+    share_of: int | None = None
+
+
+@dataclass(frozen=True)
 class _Target:
     """Where a run loads to: the warehouse and lake blocks, loaded once, their names (for events), the engine."""
 
@@ -122,6 +154,8 @@ class _Target:
     lake_block: str
     lake: Lake
     engine: sa.Engine
+    strava_block: str = "strava"
+    enrichment: _Enrichment | None = None
 
 
 class _Run:
@@ -138,6 +172,7 @@ class _Run:
         lookback_days: int,
         full_refresh: bool,
         pay_deferred: bool = True,
+        enrichment: _Enrichment | None = None,
     ) -> None:
         """Extract, load and move the watermark, build the models: three subflows, then the dashboard.
 
@@ -203,7 +238,7 @@ class _Run:
                 loaded = exc.loaded
                 watermark_error = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
             self.summary = self.summary.with_load(loaded)
-            target = _Target(warehouse_block, warehouse, lake_block, lake, engine)
+            target = _Target(warehouse_block, warehouse, lake_block, lake, engine, strava_block, enrichment)
             self._after_commit(extract, loaded, watermark_error, target)
         mark = self.summary.watermark
         logger.info(
@@ -261,6 +296,24 @@ class _Run:
                 summary, warehouse_block=target.warehouse_block, lake_block=target.lake_block
             ),
         )
+        if target.enrichment is not None and extract.athlete_id is not None:
+            # What the summary left of the budget: detail and streams, newest first (flows/enrich.py).
+            plan, athlete_id = target.enrichment, extract.athlete_id
+            enriched = step(
+                "enrichment",
+                lambda: enrich_activities(
+                    target.strava_block,
+                    target.lake_block,
+                    target.warehouse_block,
+                    max_requests=plan.max_requests,
+                    wait_windows=plan.wait_windows,
+                    activity_ids=plan.activity_ids,
+                    athlete_id=athlete_id,
+                    share_of=plan.share_of,
+                ),
+            )
+            if enriched is not None:
+                self.summary = self.summary.with_(enrichment=enriched.as_dict())
         models = step("models", lambda: build_models(target.warehouse_block))
         # Something to look at: the dashboard in the lake (link artifact) and the run report.
         if "models" in failed:

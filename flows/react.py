@@ -7,7 +7,8 @@ data: each activity named costs one ``GET /activities/{id}`` with the athlete's 
 only what Strava answers changes the warehouse.
 
 - create/update of an activity inside the lookback: the incremental pipeline (``strava_elt``)
-  as a subflow, which also moves the watermark and rebuilds the models;
+  as a subflow, which also moves the watermark and rebuilds the models; a created activity's
+  detail and streams are loaded by that run too (2 requests each, within the allowance);
 - update of an older activity: upserted through lake -> staging -> gate -> merge;
 - delete: marked deleted once Strava answers 404 for it (an activity Strava still returns stays);
 - deauthorize: the athlete is marked revoked once Strava rejects the athlete's token.
@@ -37,6 +38,8 @@ from tasks.strava.errors import AuthError
 from tasks.webhooks import reactions
 
 REACT_TIMEOUT_SECONDS = 3600
+ENRICH_REQUESTS_PER_CREATE = 2
+"""A created activity's detail and streams, read by the reaction's run (docs/enrichment.md)."""
 
 
 def athlete_block_name(application: str, athlete_id: int) -> str:
@@ -169,12 +172,27 @@ def _react(
     if full_read or wants_read:
         need = budget.requests_needed(len(starts)) if full_read else budget.INCREMENTAL_REQUESTS
         if left() >= need:
+            # A created activity's detail and streams in the same run (2 requests each), within the allowance.
+            created = sorted(i for i, h in latest.items() if h.aspect_type == "create")
+            enrich_cap = min(ENRICH_REQUESTS_PER_CREATE * len(created), max(0, left() - need))
+            enrich = bool(created) and enrich_cap > 0
             with tags(f"strava-athlete:{athlete_id}"):  # `strava-elt athletes` shows it as the athlete's last run
                 # skip_deferred: this reaction pays (and saves) the record itself, within its allowance.
                 run = strava_elt(
-                    strava_block, lake_block, warehouse_block, lookback_days, full_refresh=full_read, skip_deferred=True
+                    strava_block,
+                    lake_block,
+                    warehouse_block,
+                    lookback_days,
+                    full_refresh=full_read,
+                    skip_deferred=True,
+                    enrich=enrich,
+                    enrich_max_requests=enrich_cap if enrich else None,
+                    enrich_activity_ids=created if enrich else None,
                 )
-            spent += int(run.get("requests") or need)
+            enriched = run.get("enrichment") or {}
+            spent += int(run.get("requests") or need) + int(enriched.get("requests") or 0)
+            if enriched:
+                summary["enriched"] = {k: enriched.get(k) for k in ("requests", "details", "streams", "enriched")}
             summary["incremental"] = {
                 k: run.get(k) for k in ("requests", "inserted", "updated", "deleted", "watermark", "status")
             }

@@ -144,6 +144,7 @@ def strava_round(
     mode: Literal["inline", "deployment"] = "inline",
     parallel: Annotated[int, Field(ge=1, le=64)] = 1,
     child_timeout_seconds: float = CHILD_TIMEOUT_SECONDS,
+    enrich: bool = False,
 ) -> dict[str, Any]:
     """Load every active athlete of the application once, stalest first, under its one budget.
 
@@ -158,6 +159,9 @@ def strava_round(
         parallel: Deployment mode: child runs in flight at once (inline runs one at a time); keep 1
             with a DuckDB warehouse, which takes one writer at a time.
         child_timeout_seconds: Deployment mode: how long to wait for one child run.
+        enrich: Each athlete's run also enriches (docs/enrichment.md), with a fair share of
+            what the day has left: the leftover less the summary's reserve, divided by the
+            athletes still to go (asked again before each, so what one does not need passes on).
 
     """
     logger = get_run_logger()
@@ -188,12 +192,15 @@ def strava_round(
         "slack_block": None,
     }
     if mode == "inline":
-        run: Callable[[RosterEntry], AthleteResult] = lambda e: _inline_child(e, params)  # noqa: E731
+        run: Callable[[RosterEntry, dict[str, Any]], AthleteResult] = lambda e, extra: _inline_child(  # noqa: E731
+            e, params | extra
+        )
         width = 1
     else:
-        run = lambda e: _deployment_child(e, params, child_timeout_seconds)  # noqa: E731
+        run = lambda e, extra: _deployment_child(e, params | extra, child_timeout_seconds)  # noqa: E731
         width = parallel
-    results |= _fan_out([active[k] for k in order], run, width, budget.Ledger(client_id, budget.read_budget(client_id)))
+    ledger = budget.Ledger(client_id, budget.read_budget(client_id))
+    results |= _fan_out([active[k] for k in order], run, width, ledger, enrich)
     result = _finish(application_block, client_id, mode, results, memory, warehouse_id, order)
     _report(result, slack, lake_block, warehouse_block, application_block)
     failed = result.count(rounds.FAILED)
@@ -205,11 +212,16 @@ def strava_round(
 
 def _fan_out(
     entries: list[RosterEntry],
-    run: Callable[[RosterEntry], AthleteResult],
+    run: Callable[[RosterEntry, dict[str, Any]], AthleteResult],
     width: int,
     ledger: budget.Ledger,
+    enrich: bool = False,
 ) -> dict[str, AthleteResult]:
-    """Start the athletes in order, ``width`` at a time, while the budget allows; the rest end partial."""
+    """Start the athletes in order, ``width`` at a time, while the budget allows; the rest end partial.
+
+    With ``enrich``, each child spends its share of the day's leftover on enrichment
+    (:func:`tasks.enrich.round_share` of the athletes still to go, computed by the child).
+    """
     logger = get_run_logger()
     need = budget.requests_needed(None)
     results: dict[str, AthleteResult] = {}
@@ -241,17 +253,28 @@ def _fan_out(
                 results[_key(entry)] = AthleteResult(_key(entry), entry.block_name, rounds.PARTIAL, detail=NOT_STARTED)
                 continue
             ledger.hold(_key(entry), need)
+            extra = _enrichment(len(entries) - entries.index(entry)) if enrich else {}
             if width == 1:  # inline: the subflow runs here, in the round's own thread
                 future: Future[AthleteResult] = Future()
-                future.set_result(run(entry))
+                future.set_result(run(entry, extra))
             else:  # each thread carries the round's run context, so children are its subflows
-                future = pool.submit(contextvars.copy_context().run, run, entry)
+                future = pool.submit(contextvars.copy_context().run, run, entry, extra)
             running[future] = entry
             if width == 1:
                 settle({future})
         while running:
             settle(wait(running, return_when=FIRST_COMPLETED).done)
     return results
+
+
+def _enrichment(athletes_left: int) -> dict[str, Any]:
+    """A child's enrichment parameters: its fair share of what the day has left, as the child sees it.
+
+    The child divides the day's leftover (less the summary's reserve), read after its own
+    summary, by ``athletes_left`` (itself and those after it): what one athlete does not need
+    stays in the budget for the next, who divides again.
+    """
+    return {"enrich": True, "enrich_share_of": athletes_left, "enrich_wait_windows": True}
 
 
 def _finish(

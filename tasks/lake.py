@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import inspect
 import json
@@ -95,6 +96,13 @@ def _missing(exc: BaseException) -> bool:
 
 
 _S3_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+LIST_LIMIT = 100_000
+"""The most keys :meth:`Lake.list` returns: an athlete's raw pages or staging files of many years fit."""
+
+
+def _too_many(where: str, limit: int) -> str:
+    return f"More than {limit:,} keys under {where}: list a narrower prefix (one athlete, one run)."
 
 
 class Lake:
@@ -224,6 +232,67 @@ class Lake:
         except FileNotFoundError:
             return None
 
+    def list(self, prefix: str, limit: int = LIST_LIMIT) -> list[str]:
+        """The keys under ``prefix`` (a text prefix: end it with ``/`` for a folder), sorted.
+
+        Keys are as :meth:`read` takes them (relative to the base path or bucket folder). A local
+        lake walks the folder (temporary files of a write in progress are left out); S3 lists with
+        the block's client, a page of 1,000 keys a request.
+
+        Raises:
+            ValueError: More than ``limit`` keys are under ``prefix`` (listing is bounded).
+            TypeError: The block is neither a local folder nor an S3 bucket.
+
+        """
+        if isinstance(self.block, LocalFileSystem):
+            keys = self._list_local(prefix, limit)
+        elif self.is_s3:
+            keys = self._list_s3(prefix, limit)
+        else:
+            raise TypeError(
+                f"Listing the lake needs a LocalFileSystem or an S3Bucket block, not {type(self.block).__name__}"
+            )
+        return sorted(keys)
+
+    def _list_local(self, prefix: str, limit: int) -> builtins.list[str]:
+        base = local_path(self.block, ".")
+        folder, _, _ = prefix.rpartition("/")
+        top = local_path(self.block, folder) if folder else base
+        if not top.is_dir():
+            return []
+        keys: list[str] = []
+        for root, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in sorted(files):
+                if name.startswith(".") and name.endswith(".tmp"):
+                    continue  # a write in progress (_replace_atomically)
+                key = (Path(root) / name).relative_to(base).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+                    if len(keys) > limit:
+                        raise ValueError(_too_many(self.url(prefix), limit))
+        return keys
+
+    def _list_s3(self, prefix: str, limit: int) -> builtins.list[str]:
+        folder = str(getattr(self.block, "bucket_folder", "") or "").strip("/")
+        full = self.s3_uri(prefix).removeprefix(f"s3://{self.block.bucket_name}/")
+        if prefix.endswith("/") and not full.endswith("/"):
+            full += "/"
+        client = self.block.credentials.get_s3_client()
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.block.bucket_name,
+            Prefix=full,
+            PaginationConfig={"MaxItems": limit + 1, "PageSize": 1000},
+        )
+        keys: list[str] = []
+        for page in pages:
+            for item in page.get("Contents", []):
+                key = str(item["Key"])
+                keys.append(key[len(folder) + 1 :] if folder and key.startswith(folder + "/") else key)
+        if len(keys) > limit:
+            raise ValueError(_too_many(self.url(prefix), limit))
+        return keys
+
     def url(self, path: str) -> str:
         """Where a person opens ``path``: ``file://`` on a local lake, ``s3://bucket/key`` on S3."""
         basepath = getattr(self.block, "basepath", None)
@@ -313,14 +382,58 @@ def load_lake(name: str) -> Lake:
     return Lake(load_lake_block(name))
 
 
-def raw_page_path(athlete_id: int, run_key: str, page: int) -> str:
-    """Key of one raw page: run-scoped, Hive-style partitions."""
-    return f"raw/athlete_id={athlete_id}/run={run_key}/page-{page:05d}.json.gz"
+SUMMARY_ENTITY = "activities"
+"""The activity summary's entity: its lake prefix (``raw/activities/...``, ``staging/activities/...``)."""
 
 
-def staging_file_path(athlete_id: int, run_key: str) -> str:
-    """Key of the run's typed Parquet file."""
-    return f"staging/athlete_id={athlete_id}/run={run_key}/activities.parquet"
+def raw_page_path(athlete_id: int, run_key: str, page: int, entity: str = SUMMARY_ENTITY) -> str:
+    """Key of one raw page: the entity, then run-scoped, Hive-style partitions.
+
+    ``raw/activities/athlete_id=<id>/run=<run key>/page-00001.json.gz``. A lake written before the
+    entity segment holds ``raw/athlete_id=<id>/...``: :func:`raw_page_keys` reads both layouts.
+    """
+    return f"raw/{entity}/athlete_id={athlete_id}/run={run_key}/page-{page:05d}.json.gz"
+
+
+def raw_resource_path(lake_prefix: str, athlete_id: int, run_key: str, entity: str, key: object) -> str:
+    """Key of one raw response of a resource that does not page (a detail, a stream set, a gear).
+
+    ``raw/<lake prefix>/athlete_id=<id>/run=<run key>/<entity>-<key>.json.gz``.
+
+    Raises:
+        ValueError: ``key`` would not stay one path segment.
+
+    """
+    text = str(key)
+    if not _KEY_SEGMENT.fullmatch(text):
+        raise ValueError(f"A lake key segment must be letters, digits, '_' or '-' (at most 64): {text!r}")
+    return f"raw/{lake_prefix}/athlete_id={athlete_id}/run={run_key}/{entity}-{text}.json.gz"
+
+
+_KEY_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def staging_file_path(
+    athlete_id: int, run_key: str, entity: str = SUMMARY_ENTITY, lake_prefix: str | None = None
+) -> str:
+    """Key of the run's typed Parquet file of one entity.
+
+    ``staging/<lake prefix>/athlete_id=<id>/run=<run key>/<entity>.parquet`` (the prefix is the
+    entity's own unless given: a detail's laps sit under ``activity_detail``).
+    """
+    return f"staging/{lake_prefix or entity}/athlete_id={athlete_id}/run={run_key}/{entity}.parquet"
+
+
+def raw_page_keys(lake: Lake, athlete_id: int, entity: str = SUMMARY_ENTITY) -> list[str]:
+    """Every raw file of the athlete's ``entity``, sorted: ``raw/<entity>/athlete_id=<id>/...``.
+
+    For the activity summary, also the pages of a lake written before the entity segment
+    (``raw/athlete_id=<id>/run=.../page-00001.json.gz``): an existing lake keeps working.
+    """
+    keys = lake.list(f"raw/{entity}/athlete_id={athlete_id}/")
+    if entity == SUMMARY_ENTITY:
+        keys += lake.list(f"raw/athlete_id={athlete_id}/")
+    return sorted(k for k in keys if k.endswith(".json.gz"))
 
 
 def land_raw_page(
@@ -345,6 +458,12 @@ def land_raw_page(
             body = json.dumps(activities, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate ("\ud800") has no UTF-8: keep it as the escape Strava sent
             body = json.dumps(activities, separators=(",", ":")).encode("ascii")
+    lake.write(path, gzip.compress(strict_json(body), mtime=0))
+    return path
+
+
+def land_raw_response(lake: Lake, path: str, body: bytes) -> str:
+    """Write one response body at ``path`` as received (as strict JSON: :func:`strict_json`), gzipped."""
     lake.write(path, gzip.compress(strict_json(body), mtime=0))
     return path
 
@@ -401,6 +520,10 @@ class StagingFileWriter:
     :func:`tasks.warehouse.schema.flatten_activity`, so every value already fits its column.
     """
 
+    arrow_schema: pa.Schema = field(default_factory=lambda: schema.ARROW_SCHEMA)
+    """The file's schema: the activity summary's unless an entity's (``spec.arrow_schema``) is given."""
+    rows: int = field(init=False, default=0)
+    """Rows written so far."""
     _tmp: Path = field(init=False)
     _writer: pq.ParquetWriter = field(init=False)
     _pending: list[pa.Table] = field(init=False, default_factory=list)
@@ -410,13 +533,19 @@ class StagingFileWriter:
         fd, name = tempfile.mkstemp(prefix="strava-elt-", suffix=".parquet")
         os.close(fd)
         self._tmp = Path(name)
-        self._writer = pq.ParquetWriter(self._tmp, schema.ARROW_SCHEMA, compression="zstd")
+        self._writer = pq.ParquetWriter(self._tmp, self.arrow_schema, compression="zstd")
 
     def write_page(self, rows: list[dict[str, Any]]) -> None:
         """Append one page's typed rows (written out once a row group's worth is held)."""
         if rows:
-            self._pending.append(schema.to_arrow(rows))
-            self._pending_rows += len(rows)
+            self.write_table(pa.Table.from_pylist(rows, schema=self.arrow_schema))
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append typed rows already in Arrow, of the file's schema (written out once a row group's worth is held)."""
+        if table.num_rows:
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+            self.rows += table.num_rows
         if self._pending_rows >= schema.ROW_GROUP_ROWS:
             self._flush()
 

@@ -32,6 +32,7 @@ OWN_ENV = {
     "weekly-all": {"STRAVA_ELT_FLOW_TIMEOUT_SECONDS": "86400"},
     "retrain-kudos-model": {"STRAVA_ELT_FLOW_TIMEOUT_SECONDS": "1800"},
     "react": {"STRAVA_ELT_FLOW_TIMEOUT_SECONDS": "3600"},
+    "enrich": {"STRAVA_ELT_FLOW_TIMEOUT_SECONDS": "840"},
 }
 POOL_ENV = {"PYTHONUNBUFFERED": "1"}
 IMAGE = "registry.example.test/strava-elt:1.2.3"
@@ -158,7 +159,7 @@ def _schedules(deployments: dict[str, dict[str, Any]]) -> dict[str, list[tuple[s
 
 
 def test_deploy_all_schedules_only_weekly_and_the_switch_moves_sunday_to_the_round(server: Server) -> None:
-    """A fresh single-athlete deploy: one active schedule (weekly); the documented switch swaps it."""
+    """A fresh single-athlete deploy: weekly and its enrichment; the documented switch moves Sunday to the round."""
     run_command(server.env, "prefect", "work-pool", "create", "--type", "process", "strava-elt-pool")
     out = server.deploy(PREFECT_YAML, "prefect.yaml")
     assert "FutureWarning" not in out, out
@@ -172,6 +173,7 @@ def test_deploy_all_schedules_only_weekly_and_the_switch_moves_sunday_to_the_rou
         "athlete": [],
         "retrain-kudos-model": [],
         "react": [],
+        "enrich": [("5,20,35,50 * * * *", "UTC", True)],  # with weekly: the same athlete, its slot serialises them
     }
 
     # Several athletes: swap the two `active` values under definitions, deploy again.
@@ -179,6 +181,7 @@ def test_deploy_all_schedules_only_weekly_and_the_switch_moves_sunday_to_the_rou
         r"(weekly_schedule: &weekly_schedule\n    <<: \*sunday\n    active: )true", r"\1false", PREFECT_YAML
     )
     switched = re.sub(r"(round_schedule: &round_schedule\n    <<: \*sunday\n    active: )false", r"\1true", switched)
+    switched = re.sub(r"(enrich_schedule: &enrich_schedule\n(?:    .*\n)*?    active: )true", r"\1false", switched)
     assert switched.count("active: true") == 1
     server.deploy(switched, "prefect-round.yaml")
     schedules = _schedules(server.deployments("strava-elt-pool"))

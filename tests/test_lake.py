@@ -19,7 +19,16 @@ from prefect.filesystems import LocalFileSystem
 from prefect_aws import S3Bucket
 
 from tasks import kudos
-from tasks.lake import COPY_CHUNK, Lake, StagingFileWriter, land_raw_page, raw_page_path
+from tasks.lake import (
+    COPY_CHUNK,
+    Lake,
+    StagingFileWriter,
+    land_raw_page,
+    raw_page_keys,
+    raw_page_path,
+    raw_resource_path,
+    staging_file_path,
+)
 from tasks.warehouse import schema, staging_batches
 from tests.test_after_commit import file_size_limit
 
@@ -62,7 +71,7 @@ def test_urls_for_people(lake: Lake, tmp_path: Path) -> None:
 
 
 def test_s3_uri_with_and_without_a_bucket_folder(lake: Lake) -> None:
-    key = "staging/athlete_id=1/run=r/activities.parquet"
+    key = "staging/activities/athlete_id=1/run=r/activities.parquet"
     assert Lake(S3Bucket(bucket_name="b")).s3_uri(key) == f"s3://b/{key}"
     for folder in ("strava/prod", "/strava/prod/", "strava/prod/"):
         assert Lake(S3Bucket(bucket_name="b", bucket_folder=folder)).s3_uri(key) == f"s3://b/strava/prod/{key}"
@@ -89,7 +98,7 @@ def test_a_corrupt_model_pointer_is_an_error_not_no_model_yet(lake: Lake) -> Non
 def test_a_file_is_copied_in_atomically_and_read_in_place(lake: Lake, tmp_path: Path) -> None:
     source = tmp_path / "local.bin"
     source.write_bytes(b"x" * (3 * COPY_CHUNK + 5))  # several chunks
-    key = "staging/athlete_id=1/run=r/activities.parquet"
+    key = "staging/activities/athlete_id=1/run=r/activities.parquet"
     target = tmp_path / "lake" / key
     assert lake.write_file(key, source) == str(target.resolve())
     assert target.read_bytes() == source.read_bytes()
@@ -115,7 +124,7 @@ def test_the_staging_file_is_written_in_row_groups_and_read_back_batch_by_batch(
     writer = StagingFileWriter()
     for start in range(0, len(rows), 200):  # pages of 200
         writer.write_page(rows[start : start + 200])
-    key = "staging/athlete_id=1/run=r/activities.parquet"
+    key = "staging/activities/athlete_id=1/run=r/activities.parquet"
     writer.upload(lake, key)
     with lake.local_file(key) as local:
         groups = [pq.ParquetFile(local).metadata.row_group(g).num_rows for g in range(3)]
@@ -202,3 +211,49 @@ def test_a_body_that_is_not_json_is_refused_before_anything_is_written(lake: Lak
     with pytest.raises(ValueError, match="not JSON, so it was not written"):
         land_raw_page(lake, 7, "r", 1, [], body=b'[{"id": 1,')
     assert lake.read_if_present(raw_page_path(7, "r", 1)) is None
+
+
+# --- the layout: an entity segment, and the layout before it -------------------------------
+
+
+def test_lake_paths_name_the_entity_then_the_athlete_and_the_run() -> None:
+    assert raw_page_path(7, "r", 3) == "raw/activities/athlete_id=7/run=r/page-00003.json.gz"
+    assert staging_file_path(7, "r") == "staging/activities/athlete_id=7/run=r/activities.parquet"
+    laps = staging_file_path(7, "r", "activity_laps", "activity_detail")
+    assert laps == "staging/activity_detail/athlete_id=7/run=r/activity_laps.parquet"
+    detail = raw_resource_path("activity_detail", 7, "r", "activity_detail", 123)
+    assert detail == "raw/activity_detail/athlete_id=7/run=r/activity_detail-123.json.gz"
+    for key in ("../x", "b1/2", "", "x" * 65):
+        with pytest.raises(ValueError, match="one path segment|letters, digits"):
+            raw_resource_path("gear", 7, "r", "gear", key)
+
+
+def assert_both_layouts_are_read(lake: Lake) -> None:
+    """Pages of the layout before the entity segment and of the new one are all the athlete's pages."""
+    old = ["raw/athlete_id=7/run=a/page-00001.json.gz", "raw/athlete_id=7/run=a/page-00002.json.gz"]
+    new = [raw_page_path(7, "b", 1), raw_page_path(7, "c", 1)]
+    others = [
+        "raw/athlete_id=70/run=a/page-00001.json.gz",  # athlete 70 is not athlete 7
+        raw_page_path(70, "b", 1),
+        raw_resource_path("activity_detail", 7, "b", "activity_detail", 1),  # another entity
+        staging_file_path(7, "b"),
+    ]
+    for key in old + new + others:
+        lake.write(key, gzip.compress(b"[]", mtime=0))
+    assert raw_page_keys(lake, 7) == sorted(old + new)
+    assert raw_page_keys(lake, 70) == sorted(others[:2])
+    assert raw_page_keys(lake, 7, "activity_detail") == [others[2]]
+    assert raw_page_keys(lake, 8) == [] and lake.list("nothing/here/") == []
+    assert lake.list("raw/athlete_id=7") == old + ["raw/athlete_id=70/run=a/page-00001.json.gz"]  # a text prefix
+    assert [json.loads(gzip.decompress(lake.read(k))) for k in raw_page_keys(lake, 7)] == [[]] * 4
+    with pytest.raises(ValueError, match="More than 3 keys under"):
+        lake.list("raw/", limit=3)  # bounded
+
+
+def test_a_local_lake_lists_both_layouts(lake: Lake, tmp_path: Path) -> None:
+    assert_both_layouts_are_read(lake)
+    leftover = tmp_path / "lake" / "raw" / "activities" / "athlete_id=7" / "run=b" / ".page-00002.json.gz.ab12.tmp"
+    leftover.write_bytes(b"half")  # a write in progress is not a page
+    assert len(raw_page_keys(lake, 7)) == 4
+    with pytest.raises(ValueError, match="outside the lake's base path"):
+        lake.list("../")

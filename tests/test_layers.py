@@ -47,7 +47,7 @@ def test_nothing_in_blocks_imports_tasks_or_flows() -> None:
 
 
 TASKS_DIR = Path(tasks.__file__).parent
-SUBPACKAGES = ("strava", "warehouse", "quality", "insight", "kudos", "state", "webhooks", "setup", "entities")
+SUBPACKAGES = ("strava", "warehouse", "quality", "insight", "kudos", "state", "webhooks", "setup", "entities", "enrich")
 
 
 def test_nothing_in_tasks_imports_flows() -> None:

@@ -42,7 +42,7 @@ URL = f"redshift+redshift_connector://etl:{PASSWORD}@cluster.abc.eu-west-1.redsh
 BUCKET, FOLDER = "strava-lake-prod", "strava/prod"
 STAGING = "stg_strava_activity_data_20250101t000000_abcdef12"
 ATHLETE = 7
-STAGING_KEY = f"staging/athlete_id={ATHLETE}/run=20250101t000000_abcdef12/activities.parquet"
+STAGING_KEY = f"staging/activities/athlete_id={ATHLETE}/run=20250101t000000_abcdef12/activities.parquet"
 WAREHOUSE_ID = "0123456789abcdef0123456789abcdef"
 S3_OBJECT = f"s3://{BUCKET}/{FOLDER}/{STAGING_KEY}"
 DIALECT = RedshiftDialect_redshift_connector()

@@ -29,6 +29,7 @@ from flows.cli import main
 from tasks import lake as lake_tasks
 from tasks.lake import load_lake
 from tests.conftest import WAREHOUSES, Env
+from tests.test_lake import assert_both_layouts_are_read
 from tests.test_pipeline import assert_matches_emulator
 
 REGION = "eu-west-1"
@@ -115,9 +116,9 @@ def test_whole_pipeline_with_s3_lake(env: Env, s3: S3, s3_lake: tuple[str, str])
     assert not (env.home / "lake" / "raw").exists()  # nothing went to the local lake
     for summary in (first, second):
         run = f"run={summary['run_key']}"
-        raw = [k for k in keys if k.startswith(f"{FOLDER}/raw/athlete_id={athlete}/{run}/")]
+        raw = [k for k in keys if k.startswith(f"{FOLDER}/raw/activities/athlete_id={athlete}/{run}/")]
         assert len(raw) == summary["pages"]
-        staging = f"{FOLDER}/staging/athlete_id={athlete}/{run}/activities.parquet"
+        staging = f"{FOLDER}/staging/activities/athlete_id={athlete}/{run}/activities.parquet"
         assert staging in keys
         table = pq.read_table(io.BytesIO(s3.get(bucket, staging)))
         assert table.num_rows == summary["extracted"]
@@ -253,3 +254,14 @@ def test_files_go_to_and_come_from_s3_without_a_bytes_copy_under_the_same_keys(
     with pytest.raises(FileNotFoundError, match=f"s3://{bucket}/{FOLDER}/staging/nothing.parquet"):
         with lake.local_file("staging/nothing.parquet"):
             pass
+
+
+def test_an_s3_lake_lists_both_layouts_under_its_folder(s3: S3, s3_lake: tuple[str, str]) -> None:
+    bucket, lake_block = s3_lake
+    lake = load_lake(lake_block)
+    s3.client.put_object(
+        Bucket=bucket, Key="raw/athlete_id=7/run=z/page-00001.json.gz", Body=b"x"
+    )  # outside the folder
+    assert_both_layouts_are_read(lake)
+    assert all(k.startswith(f"{FOLDER}/") for k in s3.keys(bucket) if "run=z" not in k)
+    assert lake.list(f"{FOLDER}/raw/athlete_id=7/") == lake.list("raw/athlete_id=7/")  # the folder is not added twice

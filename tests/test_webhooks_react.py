@@ -48,9 +48,19 @@ def test_a_new_activity_is_loaded_by_an_incremental_run(env: Env) -> None:
     env.emu.reset_counts()
     summary = react(env, hint(athlete, new["id"], "create"))
     assert summary["incremental"]["inserted"] == 1
-    assert summary["requests"] == 0  # no GET /activities/{id}: the incremental read covers it
-    assert env.emu.request_count(f"/api/v3/activities/{new['id']}") == 0
+    assert summary["requests"] == 0  # no single-activity read: the incremental read covers the summary
     assert env.production()[new["id"]]["name"] == new["name"]
+    # The same run loads the new activity's detail and streams: 2 requests, within the allowance.
+    assert summary["enriched"] == {"requests": 2, "details": 1, "streams": 1, "enriched": 1}
+    assert env.emu.request_count(f"/api/v3/activities/{new['id']}") == 1
+    assert env.emu.request_count(f"/api/v3/activities/{new['id']}/streams") == 1
+    assert summary["spent_today"] == summary["incremental"]["requests"] + 2
+    state = env.query(
+        "SELECT detail_at IS NOT NULL, streams_outcome FROM strava_enrichment_state "
+        "WHERE athlete_id = ? AND activity_id = ?",
+        [athlete, new["id"]],
+    )
+    assert state in ([(True, "loaded")], [(True, "none")])
 
 
 def test_an_old_activity_renamed_is_upserted_alone_with_one_request(env: Env) -> None:

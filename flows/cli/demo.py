@@ -42,8 +42,8 @@ def _prefix(prefect_home: Path | None) -> str:
     return f"PREFECT_HOME={shlex.quote(str(prefect_home))} " if prefect_home else ""
 
 
-def _single(home: Path, activities: int, say: Say, report: dict[str, Any]) -> bool:
-    """Two runs of one athlete, with new, late and changed activities in between."""
+def _single(home: Path, activities: int, say: Say, report: dict[str, Any], enrich_requests: int = 0) -> bool:
+    """Two runs of one athlete, with new, late and changed activities in between; enrichment progressing across them."""
     from emulator import StravaEmulator
     from flows.cli.console import progress
     from flows.cli.run import print_summary, run_pipeline
@@ -53,7 +53,9 @@ def _single(home: Path, activities: int, say: Say, report: dict[str, Any]) -> bo
         say(f"Strava API emulator on {emu.base_url} with {len(emu.activities)} activities")
         # A new DuckDB file is a new warehouse (its own id): no watermark carries over from an earlier demo.
         setup_emulator_blocks(home, emu, DEMO_BLOCKS)
-        params = dict(zip(("strava_block", "lake_block", "warehouse_block"), DEMO_BLOCKS, strict=True))
+        params: dict[str, Any] = dict(zip(("strava_block", "lake_block", "warehouse_block"), DEMO_BLOCKS, strict=True))
+        if enrich_requests > 0:  # detail and streams, newest first, a few each run (docs/enrichment.md)
+            params |= {"enrich": True, "enrich_max_requests": enrich_requests}
         with progress():
             first = run_pipeline(**params)
         report["runs"].append(first)
@@ -81,6 +83,16 @@ def _single(home: Path, activities: int, say: Say, report: dict[str, Any]) -> bo
     for row in rows:
         say("   " + " | ".join("" if v is None else str(v) for v in row))
     report["dashboard"] = (second.get("dashboard") or {}).get("url")
+    if enrich_requests > 0:
+        before, after = first.get("enrichment") or {}, second.get("enrichment") or {}
+        say(
+            f"\nEnrichment across the runs: {before.get('enriched')} then {after.get('enriched')} of "
+            f"{after.get('total')} activities with their detail and streams, newest first; the rest waits in the "
+            "queue for the next runs (the `enrich` deployment spends what each 15-minute window leaves: "
+            "docs/enrichment.md)"
+        )
+        if int(after.get("enriched") or 0) <= int(before.get("enriched") or 0):
+            return False
     return first["inserted"] > 0 and second["inserted"] == len(added) + len(late) and second["updated"] >= len(recent)
 
 
@@ -166,7 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         report["blocks"]["application"] = DEMO_APPLICATION
         ok = _rounds(home, args.athletes, min(args.activities, 300), say, report)
     else:
-        ok = _single(home, args.activities, say, report)
+        ok = _single(home, args.activities, say, report, getattr(args, "enrich_requests", 0))
     duckdb_path = home / "warehouse.duckdb"
     where = _prefix(prefect_home)
     if args.athletes > 1:
@@ -223,6 +235,12 @@ def register(sub: Any) -> None:
     demo.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs")
     demo.add_argument("--athletes", type=int, default=1, help="athletes of one application: two rounds (default 1)")
     demo.add_argument("--json", action="store_true", help="print where everything is, and the runs, as JSON")
+    demo.add_argument(
+        "--enrich-requests",
+        type=int,
+        default=40,
+        help="requests each run spends on detail and streams, newest first (default 40: 20 activities; 0: none)",
+    )
 
     emu = add_command(
         sub,

@@ -7,7 +7,7 @@ from typing import Any
 
 from flows.cli.common import add_command, print_json
 
-__all__ = ["add_run_options", "print_summary", "register", "run_parameters", "run_pipeline"]
+__all__ = ["add_run_options", "enrichment_line", "print_summary", "register", "run_parameters", "run_pipeline"]
 
 RUN_EXAMPLES = [
     "strava-elt run",
@@ -26,6 +26,17 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookback-days", type=int, default=14, help="days re-read before the watermark (default 14)")
     parser.add_argument("--full-refresh", action="store_true", help="re-read the whole history")
     parser.add_argument("--slack-block", help="notification block for one message per run (default: none)")
+    parser.add_argument(
+        "--enrich",
+        action="store_true",
+        help="after the load, spend what the summary left of the budget on detail, streams, gear, stats and "
+        "zones (docs/enrichment.md)",
+    )
+    parser.add_argument(
+        "--enrich-max-requests",
+        type=int,
+        help="with --enrich: at most this many requests (default: what is left of the 15-minute window)",
+    )
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON (README: Command line)")
 
 
@@ -38,6 +49,8 @@ def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
         "lookback_days": args.lookback_days,
         "full_refresh": args.full_refresh,
         "slack_block": args.slack_block,
+        "enrich": bool(getattr(args, "enrich", False)),
+        "enrich_max_requests": getattr(args, "enrich_max_requests", None),
     }
 
 
@@ -68,9 +81,25 @@ def print_summary(title: str, summary: dict[str, Any]) -> None:
             f"{len(skipped)} skipped, {len(failed)} failed"
             + "".join(f"\n     {c.get('severity')} {c.get('name')}: {c.get('detail')}" for c in failed)
         )
+    enrichment = summary.get("enrichment")
+    if enrichment:
+        print(f"   enrichment: {enrichment_line(enrichment)}")
     dashboard = (summary.get("dashboard") or {}).get("url")
     if dashboard:
         print(f"   dashboard: {dashboard}")
+
+
+def enrichment_line(enrichment: dict[str, Any]) -> str:
+    """``812/1234 activities enriched, 90 requests (44 details, 45 streams, 1 gear), 422 queued``."""
+    line = (
+        f"{enrichment.get('enriched')}/{enrichment.get('total')} activities enriched, "
+        f"{enrichment.get('requests')} requests ({enrichment.get('details')} details, "
+        f"{enrichment.get('streams')} streams, {enrichment.get('gear')} gear"
+        + (", stats and zones" if enrichment.get("stats") else "")
+        + f"), {enrichment.get('queued')} queued"
+    )
+    why = enrichment.get("partial_reason") or enrichment.get("skipped")
+    return f"{line}; {why}" if why else line
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -81,6 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from flows.cli.round import print_round, run_round
 
         params = {"lake_block": args.lake_block, "warehouse_block": args.warehouse_block, "mode": args.mode}
+        if args.enrich:
+            params["enrich"] = True
         with progress():
             result = run_round(application_block=args.application, lookback_days=args.lookback_days, **params)
         if args.json:

@@ -48,3 +48,5 @@ class StagedBatch:
     unfit: Counter[str] = field(default_factory=Counter)
     """``entity.column`` -> how many values did not fit their column (loaded as NULL)."""
     requests: int = 0
+    partial_reason: str | None = None
+    """Why the batch stopped before everything asked for was fetched (the daily limit, Strava down); None: complete."""

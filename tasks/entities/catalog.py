@@ -19,6 +19,7 @@ from tasks.entities.spec import (
     Merge,
     Paging,
     bool_,
+    context,
     count,
     ctx_id,
     ctx_text,
@@ -254,7 +255,7 @@ STREAMS = EntitySpec(
     table="strava_activity_streams",
     columns=(
         ctx_id("activity_id"),
-        Column("sample_index", sa.Integer(), pa.int32(), lambda item: item.get("__sample_index"), 0, schema.INT32[1]),
+        Column("sample_index", sa.Integer(), pa.int32(), context("sample_index"), 0, schema.INT32[1]),
         ctx_id("athlete_id"),
         count("time"),
         measure("distance"),
@@ -340,7 +341,7 @@ ZONES = EntitySpec(
     columns=(
         ctx_id("athlete_id"),
         ctx_text("kind", 16),
-        Column("zone", sa.Integer(), pa.int32(), lambda item: item.get("__zone"), 1, 20),
+        Column("zone", sa.Integer(), pa.int32(), context("zone"), 1, 20),
         int_("min", low=0, high=5000),
         int_("max", low=0, high=5000),
         bool_("custom_zones", "__custom_zones"),

@@ -131,7 +131,11 @@ class ChildOutcome:
 
 def outcome_message(summary: Mapping[str, Any]) -> str:
     """A finished run's state message: its status, then ``key=value`` numbers the round reads."""
-    numbers = {"requests": summary.get("requests"), "rows": summary.get("athlete_rows")}
+    requests = summary.get("requests")
+    enrichment = summary.get("enrichment")
+    if isinstance(requests, int) and isinstance(enrichment, Mapping) and isinstance(enrichment.get("requests"), int):
+        requests += enrichment["requests"]  # the round's ledger counts every request the child sent
+    numbers = {"requests": requests, "rows": summary.get("athlete_rows")}
     numbers |= {key: summary.get(key) for key in ("inserted", "updated", "deleted")}
     parts = [f"{key}={int(value)}" for key, value in numbers.items() if isinstance(value, int)]
     if summary.get("watermark"):

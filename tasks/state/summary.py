@@ -138,6 +138,8 @@ class RunSummary:
     monthly_top: tuple[Mapping[str, Any], ...] | None = None
     """The newest rows of the monthly model, for the run report (set with the dashboard)."""
     failed_after_merge: Mapping[str, str] | None = None
+    enrichment: Mapping[str, Any] | None = None
+    """What the enrichment subflow did (tasks/enrich/result.py: requests, enriched / total); None: not run."""
     error: str | None = None
     finished_at: datetime | None = None
 
@@ -221,6 +223,8 @@ class RunSummary:
             out["dashboard"] = dict(self.dashboard)
         if self.monthly_top is not None:
             out["monthly_top"] = [dict(r) for r in self.monthly_top]
+        if self.enrichment is not None:
+            out["enrichment"] = dict(self.enrichment)
         if self.failed_after_merge:
             out["failed_after_merge"] = dict(self.failed_after_merge)
         if self.error is not None:

@@ -10,10 +10,12 @@ and sleep; tests that move time replace it to share the emulator's fake clock.
 from __future__ import annotations
 
 import logging
+import string
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from prefect import get_run_logger
@@ -206,6 +208,17 @@ class StravaClient:
         """The authenticated athlete."""
         return self.get_json("/athlete")
 
+    def get_resource(self, path: str, params: Mapping[str, Any] | None = None, **ids: object) -> tuple[Any, bytes]:
+        """GET one resource by an entity spec's ``path`` template and ``params``: its JSON and its body as received.
+
+        ``ids`` fill the template (``/activities/{activity_id}``, ``/gear/{gear_id}``), each
+        percent-encoded as one path segment. One request, with everything :meth:`get_json` has
+        (deadline, governor, retries, typed errors: a 404 is a
+        :class:`~tasks.strava.errors.NotFoundError`, the daily limit a
+        :class:`~tasks.strava.errors.DailyLimitReached`).
+        """
+        return self.get_json_and_body(resource_path(path, **ids), dict(params) if params else None)
+
     def activities_page_and_body(
         self, *, after: int, page: int, per_page: int = PER_PAGE
     ) -> tuple[list[dict[str, Any]], bytes]:
@@ -232,6 +245,24 @@ class StravaClient:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def resource_path(template: str, **ids: object) -> str:
+    """``template`` with its ``{name}`` fields filled from ``ids``, each percent-encoded as one path segment.
+
+    Raises:
+        ValueError: A field of the template has no value, or a value is empty.
+
+    """
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    missing = sorted(fields - set(ids))
+    if missing:
+        raise ValueError(f"The path {template!r} needs {missing}")
+    values = {name: quote(str(ids[name]), safe="") for name in fields}
+    empty = sorted(name for name, value in values.items() if not value)
+    if empty:
+        raise ValueError(f"The path {template!r} got an empty {empty}")
+    return template.format(**values)
 
 
 def open_client(credentials: StravaCredentials, log: LoggerLike | None = None) -> StravaClient:

@@ -157,7 +157,9 @@ def merge_staging(
     ``start_date`` that this run read in full; the athlete's rows inside it that Strava no
     longer returned are marked deleted. Pass None when the extraction was partial.
     ``checks`` (the gate's results as dicts) go to :data:`VALIDATION_TABLE` under ``run_key``
-    in the same transaction: results are recorded exactly when the merge commits.
+    in the same transaction: results are recorded exactly when the merge commits. The athlete's
+    enriched activities whose values changed get their detail due again
+    (``sql/load/mark_detail_due.sql``), in the same transaction too.
     """
     if checks and not run_key:
         raise ValueError("merge_staging records validation results under the run's key: pass run_key")
@@ -172,6 +174,8 @@ def merge_staging(
         history = conn.execute(
             dialect.sql("load/record_stats_history.sql", **ids), {"observed_at": observed_at, **athlete}
         ).rowcount
+        if updated:  # their detail is due again (the enrichment re-reads it: tasks/enrich)
+            conn.execute(dialect.sql("load/mark_detail_due.sql", **ids), athlete)
         conn.execute(dialect.sql("load/merge_delete.sql", **ids), athlete)
         conn.execute(dialect.sql("load/merge_insert.sql", **ids))
         deleted = 0

@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.warehouse import Warehouse
-from tasks.entities.catalog import SPECS, enrichment_state_table
+from tasks.entities.catalog import ENRICHMENT_TABLE, SPECS, enrichment_state_table
 from tasks.entities.spec import EntitySpec, Merge
 from tasks.logs import run_logger
 from tasks.warehouse import schema
@@ -100,6 +100,7 @@ TABLE_NAMES = {
     "identity": WAREHOUSE_TABLE,
     "results": VALIDATION_TABLE,
     "state": MODEL_STATE_TABLE,
+    "enrichment": ENRICHMENT_TABLE,
 }
 
 
