@@ -39,6 +39,7 @@ from tasks.lake import Lake
 from tasks.quality.guard import check_read_only
 from tasks.quality.runner import ValidationHalted
 from tasks.warehouse import schema
+from tasks.warehouse.sql_files import run_key_started
 from tasks.warehouse.tables import ACTIVITY_CHILDREN, ENTITY_SPECS, entity_indexes
 
 A, B = 1001, 2002
@@ -520,6 +521,13 @@ def test_staging_names_are_swept_like_the_summarys() -> None:
     names = {entity_staging_name(RUN_1, s.name) for s in ENTITY_SPECS}
     assert len(names) == len(ENTITY_SPECS)
     assert all(n.startswith(wh.staging_name(RUN_1) + "_") and len(n) <= 63 for n in names)
+    # An enrichment run's batches add a number to the run key: long keys keep their time and a digest.
+    long_keys = [f"{RUN_1}_{n}" for n in (1, 12, 123)] + [RUN_1 + "_" + "x" * 15]
+    long_names = {entity_staging_name(k, s.name) for k in long_keys for s in ENTITY_SPECS}
+    assert len(long_names) == len(long_keys) * len(ENTITY_SPECS)
+    assert all(len(n) <= 63 and n.startswith(wh.staging_name(RUN_1[:15])) for n in long_names)
+    swept = {run_key_started(n.removeprefix(wh.STAGING_PREFIX)) for n in long_names}
+    assert swept == {datetime(2026, 11, 1, 8, 0, tzinfo=UTC)}
 
 
 REDSHIFT = RedshiftDialect_redshift_connector()

@@ -23,6 +23,7 @@ Docs: docs/entities.md ("Merge and checks").
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -131,13 +132,14 @@ def entity_staging_name(run_key: str, entity: str) -> str:
     """The per-run staging table of ``entity``: the summary's staging name and a short suffix.
 
     It starts like every staging table (:data:`~tasks.warehouse.sql_files.STAGING_PREFIX` and the
-    run key), so a run that crashed leaves tables the next runs sweep by age.
+    run key), so a run that crashed leaves tables the next runs sweep by age. A run key too long
+    for that (PostgreSQL names hold 63 characters) keeps its start (the run's time, which the
+    sweep reads) and a digest of the rest.
     """
     name = f"{wh.staging_name(run_key)}_{_SHORT[entity]}"
     if len(name) > _MAX_IDENTIFIER:
-        raise ValueError(
-            f"staging table name {name!r} is longer than {_MAX_IDENTIFIER} characters: shorten the run key"
-        )
+        digest = hashlib.sha256(run_key.encode()).hexdigest()[:8]
+        name = f"{wh.staging_name(run_key[:15])}_{digest}_{_SHORT[entity]}"
     return name
 
 
