@@ -39,6 +39,7 @@ from tasks.lake import Lake
 from tasks.quality.guard import check_read_only
 from tasks.quality.runner import ValidationHalted
 from tasks.warehouse import schema
+from tasks.warehouse.sql_files import run_key_started
 from tasks.warehouse.tables import ACTIVITY_CHILDREN, ENTITY_SPECS, entity_indexes
 
 A, B = 1001, 2002
@@ -481,7 +482,11 @@ def test_the_summary_merges_deletion_marking_takes_the_rows_with_it(engine: sa.E
     assert set(_children_counts(engine, A, 12).values()) == {0}
     assert all(n > 0 for n in _children_counts(engine, A, 11).values())
     assert snapshot(engine, B) == b_before
-    # It reappears: no state row, so the enrichment's queue holds it again; a new batch loads it again.
+    # It reappears (a later summary merge re-inserts it unmarked): no state row, so the enrichment's
+    # queue holds it again, and its next batch lands again.
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE strava_activity_data SET deleted_at = NULL WHERE athlete_id = {A} AND id = 12")
+    assert table_rows(engine, ENRICHMENT_TABLE, A) and 12 not in {r[1] for r in table_rows(engine, ENRICHMENT_TABLE, A)}
     load_batch(engine, lake, full_batch(lake, A, RUN_2))
     assert all(n > 0 for n in _children_counts(engine, A, 12).values())
 
@@ -516,6 +521,13 @@ def test_staging_names_are_swept_like_the_summarys() -> None:
     names = {entity_staging_name(RUN_1, s.name) for s in ENTITY_SPECS}
     assert len(names) == len(ENTITY_SPECS)
     assert all(n.startswith(wh.staging_name(RUN_1) + "_") and len(n) <= 63 for n in names)
+    # An enrichment run's batches add a number to the run key: long keys keep their time and a digest.
+    long_keys = [f"{RUN_1}_{n}" for n in (1, 12, 123)] + [RUN_1 + "_" + "x" * 15]
+    long_names = {entity_staging_name(k, s.name) for k in long_keys for s in ENTITY_SPECS}
+    assert len(long_names) == len(long_keys) * len(ENTITY_SPECS)
+    assert all(len(n) <= 63 and n.startswith(wh.staging_name(RUN_1[:15])) for n in long_names)
+    swept = {run_key_started(n.removeprefix(wh.STAGING_PREFIX)) for n in long_names}
+    assert swept == {datetime(2026, 11, 1, 8, 0, tzinfo=UTC)}
 
 
 REDSHIFT = RedshiftDialect_redshift_connector()
@@ -682,3 +694,22 @@ def test_the_gate_runs_as_the_checks_role(pg_url: str, tmp_path: Path) -> None:
             conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
             conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
         engine.dispose()
+
+
+def test_a_crashed_runs_entity_staging_tables_are_swept(engine: sa.Engine, lake: Lake) -> None:
+    old = entity_staging_name("20261001t080000_dddddddd", "activity_streams")  # a month before the clock
+    young = entity_staging_name(datetime.now(UTC).strftime("%Y%m%dt%H%M%S") + "_eeeeeeee", "activity_laps")
+    with engine.begin() as conn:
+        for name in (old, young):
+            wh.dialect_for(engine).create_staging(conn, name, "strava_activity_laps")
+    load_batch(engine, lake, staged(lake, A, RUN_1, {"athlete_zones": zones(A, 1)}))
+    assert staging_tables(engine) == [young], "the old one swept; a young one may be a concurrent run's"
+
+
+def test_rows_of_an_activity_deleted_meanwhile_do_not_land(engine: sa.Engine, lake: Lake) -> None:
+    # The batch was fetched, then a webhook delete marked 12 deleted before the batch merged.
+    batch = full_batch(lake, A)
+    assert wh.mark_activity_deleted(engine, A, 12, T0) == 1
+    load_batch(engine, lake, batch)
+    assert set(_children_counts(engine, A, 12).values()) == {0}
+    assert all(n > 0 for n in _children_counts(engine, A, 11).values())

@@ -100,6 +100,9 @@ class SqlDialect:
     def ensure_indexes(self, conn: sa.Connection) -> None:
         """Create the indexes the merge needs beyond the primary key (idempotent); none by default."""
 
+    def analyze_staging(self, conn: sa.Connection, staging: str) -> None:
+        """Give the planner the freshly loaded staging table's statistics, where it plans by them; none by default."""
+
     def ensure_index(self, conn: sa.Connection, name: str, table: str, columns: tuple[str, ...]) -> None:
         """Create index ``name`` on ``table`` (``columns``) if this warehouse wants one (idempotent); none by default.
 
@@ -282,6 +285,10 @@ class PostgresDialect(SqlDialect):
     batch_rows: ClassVar[int] = 10_000
     """Rows per CSV chunk sent to COPY (a few MB): memory holds one chunk, whatever the file's size."""
     start_date_index: ClassVar[str] = "ix_strava_activity_data_start_date"
+
+    def analyze_staging(self, conn: sa.Connection, staging: str) -> None:
+        """``ANALYZE`` it: without statistics a fresh table looks small and a merge's join on it may scan production."""
+        conn.exec_driver_sql(f"ANALYZE {self.preparer.quote(staging)}")
 
     def ensure_index(self, conn: sa.Connection, name: str, table: str, columns: tuple[str, ...]) -> None:
         q = self.preparer.quote
