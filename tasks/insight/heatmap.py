@@ -9,20 +9,27 @@ a quarter of the radius, so no drawn line crosses a hidden disc.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 __all__ = [
     "GRID_HEIGHT",
     "GRID_WIDTH",
     "PRIVACY_RADIUS_M",
     "Heatmap",
+    "HeatmapStore",
     "PolylineError",
     "apply_privacy",
     "decode_polyline",
     "frequent_endpoints",
+    "heatmap_data",
+    "inputs_key",
     "render_heatmap",
 ]
 
@@ -319,6 +326,52 @@ def render_heatmap(
     return Heatmap(
         width, height, bounds, flat, max(counts.values(), default=0), drawn, elsewhere, unreadable, removed, radius_m
     )
+
+
+class HeatmapStore(Protocol):
+    """Where a rendered heatmap is kept for the next dashboard of the same routes (the lake)."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, data: dict[str, Any]) -> None: ...
+
+
+@functools.cache
+def _code_digest() -> bytes:
+    """The digest of the module's source: a change to how the heatmap is made invalidates every stored one."""
+    return hashlib.sha256(Path(__file__).read_bytes()).digest()
+
+
+def inputs_key(
+    polylines: Sequence[str | None], radius_m: float, width: int = GRID_WIDTH, height: int = GRID_HEIGHT
+) -> str:
+    """A digest of everything :func:`render_heatmap` reads: the polylines in order, radius, grid, this code."""
+    digest = hashlib.sha256(_code_digest())
+    digest.update(f"{float(radius_m)!r}|{width}|{height}|{len(polylines)}".encode())
+    for encoded in polylines:
+        digest.update(b"\x00" + (encoded or "").encode())
+    return digest.hexdigest()
+
+
+def heatmap_data(
+    polylines: Sequence[str | None], radius_m: float = PRIVACY_RADIUS_M, store: HeatmapStore | None = None
+) -> dict[str, Any]:
+    """``render_heatmap(polylines, radius_m).as_dict()``, or the stored one made from the same inputs.
+
+    Rendering decodes and walks every route (about 0.6 s for 1,000 routes, 10 s for 15,000 on
+    a quiet 2-core machine), on every run although an incremental run mostly changes none of
+    them. With a ``store``, the heatmap made from exactly these inputs (:func:`inputs_key`) is
+    reused; any change to a route, the radius or this module makes a new one.
+    """
+    if store is None:
+        return render_heatmap(polylines, radius_m).as_dict()
+    key = inputs_key(polylines, radius_m)
+    found = store.get(key)
+    if found is not None:
+        return found
+    data = render_heatmap(polylines, radius_m).as_dict()
+    store.put(key, data)
+    return data
 
 
 def _split_jumps(track: Sequence[Point]) -> list[list[Point]]:
