@@ -30,6 +30,40 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def shared_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ``prefect server start`` for the end-to-end modules of this process, started when the first asks.
+
+    Each takes it through ``prefect_server_support.fresh_server`` (emptied of the earlier
+    module's state); :func:`pytest_xdist_make_scheduler` runs a chain of them on one worker, in turn.
+    """
+    from prefect_server_support import private_prefect_server
+
+    with private_prefect_server(tmp_path_factory.mktemp("shared-prefect") / "prefect-home") as server:
+        yield server
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with each chain of modules that share one Prefect server as one unit of work.
+
+    xdist hands a unit (here: a module) to one worker; a chain of shared-server modules
+    (``prefect_server_support.SHARED_SERVER_MODULES``) becomes one unit, so one worker runs its
+    modules in turn on one server, and the others take the other modules.
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from prefect_server_support import SHARED_SERVER_MODULES
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedServerScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            chain = SHARED_SERVER_MODULES.get(Path(nodeid.split("::", 1)[0]).name)
+            return chain or str(super()._split_scope(nodeid))
+
+    return SharedServerScheduling(config, log)
+
+
 # Every emulator in the tests draws its data from this seed and ends at this moment (the
 # newest activity's start), never from today's date: a failure reproduces on any day.
 EMULATOR_SEED = 42

@@ -1,10 +1,19 @@
-"""A private ``prefect server start`` for the end-to-end modules, and the processes around it.
+"""One ``prefect server start`` shared by the end-to-end modules, and the processes around it.
 
-Each e2e module starts its own server (pytest-xdist ``--dist loadfile`` runs modules on
-different workers) with :func:`private_prefect_server`, in place of conftest's session-wide
-test harness: a free localhost port, its own PREFECT_HOME with a SQLite database in it,
-analytics and the UI off, never ``~/.prefect``. The commands run are this virtualenv's, as a
-user would run them.
+The end-to-end modules (:data:`SHARED_SERVER_MODULES`) drive a real ``prefect server start``
+in place of conftest's session-wide test harness: :func:`private_prefect_server` starts one on
+a free localhost port, with its own PREFECT_HOME and SQLite database, analytics and the UI
+off, never ``~/.prefect``. They share one: conftest's ``shared_prefect_server`` fixture starts
+it the first time a module asks (session scope: it stops when the session, or the xdist
+worker's session, ends), and conftest's xdist scheduler gives each chain of modules
+(:data:`SHARED_SERVER_MODULES`) to one worker as one unit, so one server serves a chain's
+modules in turn. Each module then takes :func:`fresh_server`: the
+server emptied of what an earlier module left (deployments, flows and their runs, work pools,
+blocks, automations, variables, concurrency limits; see :func:`reset_server`) and a
+PREFECT_HOME of its own for its clients, so it sees what a private server would show it. They
+cannot share it at the same time: prefect.yaml's deployment, pool and block names are global on
+a server (a second module's ``deploy --all`` would move the first's deployments). The commands
+run are this virtualenv's, as a user would run them.
 """
 
 from __future__ import annotations
@@ -19,12 +28,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # this virtualenv's console scripts: prefect, strava-elt
 STARTUP_SECONDS = 240.0  # a cold start on a busy 2-core machine, beside other test workers
+SHARED_SERVER_MODULES = {
+    "test_deployment.py": "prefect-server-a",
+    "test_deploy_variants.py": "prefect-server-a",
+    "test_round_e2e.py": "prefect-server-b",
+    "test_webhooks_e2e.py": "prefect-server-b",
+}
+"""The modules that take the shared server, by chain: xdist runs a chain on one worker, in turn.
+
+Two chains of about equal length (8 to 9 minutes each at load 10): one chain of all four on
+one server took twice the wall time of four servers side by side, two chains take about the
+same with half the servers (docs/performance.md). Under ``-n 0``, or when both chains land on
+one worker, all four share one server.
+"""
 
 
 def free_port() -> int:
@@ -60,14 +83,19 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
 
 @dataclass(frozen=True)
 class PrefectServer:
-    """A running private server: its API URL, its home (database and ``server.log`` inside)."""
+    """A running server: its API URL, its clients' home and the server's log.
+
+    ``home`` is the server's own (database and ``server.log`` inside) for the server itself, a
+    module's own for a module's view of the shared server (:func:`fresh_server`).
+    """
 
     api: str
     home: Path
+    server_log: Path | None = None
 
     @property
     def log(self) -> Path:
-        return self.home / "server.log"
+        return self.server_log or self.home / "server.log"
 
     @property
     def env(self) -> dict[str, str]:
@@ -112,6 +140,58 @@ def private_prefect_server(home: Path, startup_seconds: float = STARTUP_SECONDS)
         yield server
     finally:
         stop(proc)
+
+
+def fresh_server(shared: PrefectServer, home: Path) -> PrefectServer:
+    """The shared server emptied of earlier modules' state (:func:`reset_server`), with ``home`` for its clients."""
+    reset_server(shared.api)
+    home.mkdir(parents=True, exist_ok=True)
+    return PrefectServer(api=shared.api, home=home, server_log=shared.log)
+
+
+# What an end-to-end module makes on a server, each with its filter endpoint and how to delete one.
+_RESET = (
+    ("/automations/filter", lambda o: f"/automations/{o['id']}"),
+    ("/deployments/filter", lambda o: f"/deployments/{o['id']}"),
+    ("/flows/filter", lambda o: f"/flows/{o['id']}"),  # its flow runs, task runs and their states go too
+    ("/flow_runs/filter", lambda o: f"/flow_runs/{o['id']}"),  # none left; here in case
+    ("/work_pools/filter", lambda o: f"/work_pools/{o['name']}"),
+    ("/block_documents/filter", lambda o: f"/block_documents/{o['id']}"),
+    ("/variables/filter", lambda o: f"/variables/name/{o['name']}"),
+    ("/v2/concurrency_limits/filter", lambda o: f"/v2/concurrency_limits/{o['id']}"),
+    ("/concurrency_limits/filter", lambda o: f"/concurrency_limits/{o['id']}"),
+)
+
+
+def reset_server(api: str) -> None:
+    """Delete what end-to-end modules make on a server: a module then starts as on a fresh one.
+
+    Block types and schemas stay (``prefect block register`` updates them); events stay too
+    (the API deletes none), so a module that reads events filters them by its own runs.
+    """
+    with httpx.Client(base_url=api, timeout=60) as http:
+        for path, item in _RESET:
+            for _ in range(100):  # pages of the API's default limit
+                found = _patient(http, "POST", path, json={}).json()
+                if not found:
+                    break
+                for obj in found:
+                    _patient(http, "DELETE", item(obj))
+            else:
+                raise AssertionError(f"{api}{path}: still not empty after 100 pages deleted")
+
+
+def _patient(http: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One API request; a busy SQLite server's 503 (database is locked) is asked again for up to a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = http.request(method, path, **kwargs)
+        if response.status_code not in (502, 503) or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    if response.status_code != 404:  # deleted meanwhile (a flow's runs go with it)
+        response.raise_for_status()
+    return response
 
 
 def _wait_healthy(server: PrefectServer, proc: subprocess.Popen[bytes], seconds: float) -> None:

@@ -2,7 +2,8 @@
 
 Each variant is made from prefect.yaml exactly as its comments and docs/deploy.md say (the
 commented sections uncommented, the pool renamed), deployed with ``prefect --no-prompt deploy
---all`` to a private ``prefect server start`` (tests/prefect_server_support.py), and every
+--all`` to the end-to-end modules' shared ``prefect server start``, emptied first
+(tests/prefect_server_support.py), and every
 deployment's job variables and schedules are read back the way a worker would get them.
 """
 
@@ -18,7 +19,7 @@ import httpx
 import pytest
 import yaml
 from install_support import commented_variant
-from prefect_server_support import REPO, private_prefect_server, run_command
+from prefect_server_support import REPO, PrefectServer, fresh_server, run_command
 
 pytestmark = pytest.mark.e2e
 
@@ -97,17 +98,17 @@ class Server:
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_server() -> Iterator[None]:
-    """Override conftest's session-wide test harness: this module starts its own server."""
+    """Override conftest's session-wide test harness: this module uses the shared server."""
     yield
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, shared_prefect_server: PrefectServer) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("variants")
-    with private_prefect_server(tmp / "prefect-home") as running:
-        env = running.env | {"PREFECT_CLI_WRAP_LINES": "false", "COLUMNS": "240"}
-        with httpx.Client(base_url=running.api, timeout=30) as http:
-            yield Server(api=running.api, env=env, tmp=tmp, http=http)
+    running = fresh_server(shared_prefect_server, tmp / "prefect-home")
+    env = running.env | {"PREFECT_CLI_WRAP_LINES": "false", "COLUMNS": "240"}
+    with httpx.Client(base_url=running.api, timeout=30) as http:
+        yield Server(api=running.api, env=env, tmp=tmp, http=http)
 
 
 def _assert_job_variables(deployments: dict[str, dict[str, Any]], pool_part: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """End to end: prefect.yaml on a real Prefect server, a process work pool and workers.
 
-The module starts its own ``prefect server start`` (tests/prefect_server_support.py: a free
-localhost port, its own PREFECT_HOME and SQLite database) and drives it the way a user does: the ``prefect`` and
+The module takes the end-to-end modules' shared ``prefect server start``, emptied of what
+they left (tests/prefect_server_support.py: a free localhost port, a SQLite database; a
+PREFECT_HOME of the module's own for its clients) and drives it the way a user does: the ``prefect`` and
 ``strava-elt`` commands of this virtualenv, in subprocesses. The Strava API is the emulator,
 in this process; the warehouse a DuckDB file under the test's tmp folder. Nothing touches
 ``~/.prefect``. The project must be installed (``pip install -e .``): the worker's flow
@@ -27,7 +28,7 @@ import duckdb
 import httpx
 import pytest
 from install_support import commented_variant, fresh_venv
-from prefect_server_support import BIN, REPO, private_prefect_server, register_blocks, run_command, stop, tail
+from prefect_server_support import BIN, REPO, PrefectServer, fresh_server, register_blocks, run_command, stop, tail
 
 from emulator import StravaEmulator
 from flows.cli import main
@@ -45,7 +46,7 @@ CONCURRENCY_REASON = "Deployment concurrency limit reached."
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_server() -> Iterator[None]:
-    """Override conftest's session-wide test harness: this module starts its own server."""
+    """Override conftest's session-wide test harness: this module uses the shared server."""
     yield
 
 
@@ -186,7 +187,7 @@ def _check_installed() -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, shared_prefect_server: PrefectServer) -> Iterator[Stack]:
     """Server, block types, blocks, process pool and ``prefect deploy --all``; all stopped at the end."""
     _check_installed()
     tmp = tmp_path_factory.mktemp("deployment")
@@ -194,10 +195,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         activities=ACTIVITIES, athlete_id=int(uuid.uuid4().int % 10**9) + 10**9, seed=EMULATOR_SEED, end=EMULATOR_END
     )
     started = time.monotonic()
-    with emu, private_prefect_server(tmp / "prefect-home") as server:
+    with emu:
+        server = fresh_server(shared_prefect_server, tmp / "prefect-home")
         env = server.env | {"PREFECT_CLI_WRAP_LINES": "false", "COLUMNS": "240"}
         stack = Stack(api=server.api, env=env, tmp=tmp, emu=emu, http=httpx.Client(base_url=server.api, timeout=30))
-        stack.timed("server start", started)
+        stack.timed("server start and reset", started)
         try:
             started = time.monotonic()
             # A clean checkout's block types, then the blocks the deployments name (the defaults).
@@ -403,7 +405,8 @@ def test_the_weekly_run_loads_the_warehouse_through_the_worker(stack: Stack, wee
     assert {notify.SUMMARY_ARTIFACT_KEY, report.ARTIFACT_KEY, dashboard.ARTIFACT_KEY} <= artifact_keys(weekly["a"])
     assert quality.ARTIFACT_KEY in artifact_keys(subflows["load"]["id"])
 
-    query = {"filter": {"event": {"name": [LOADED_EVENT]}, "order": "ASC"}, "limit": 50}
+    # Run A's own (the shared server keeps the events of earlier modules' runs).
+    query = {"filter": {"event": {"name": [LOADED_EVENT]}, "related": {"id": [f"prefect.flow-run.{weekly['a']}"]}}}
     # The server stores events a moment after the run ends (its event persister batches them).
     [event] = stack.wait_for("the run's load event", lambda: stack.post("/events/filter", query)["events"])
     athlete_id = stack.emu.athlete["id"]

@@ -37,3 +37,19 @@ def test_the_run_imports_nothing_heavy_it_does_not_need(module: str) -> None:
 
 def test_the_probe_sees_a_heavy_import() -> None:
     assert "botocore" in imported_after("prefect_aws")
+
+
+def test_staging_rows_become_arrow_without_importing_pandas() -> None:
+    """pyarrow's first conversion imports pandas (0.2 s, 40 MB) to check the rows' types; the load path's does not."""
+    pytest.importorskip("pandas")  # installed with the kudos and notebook extras: what the guard is for
+    code = (
+        "import sys, json; from tasks.warehouse import schema\n"
+        "table = schema.to_arrow([{'id': 1, 'athlete_id': 2}, {'id': 3, 'athlete_id': 2}])\n"
+        "again = schema.to_arrow([{'id': 4, 'athlete_id': 2}])\n"
+        "before = 'pandas' in sys.modules\n"
+        "frame = table.to_pandas()\n"  # pyarrow's own pandas call still imports pandas when used
+        "print(json.dumps([before, type(frame).__name__, len(frame), table.num_rows, again.num_rows]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, "DataFrame", 2, 2, 1]

@@ -1,6 +1,7 @@
 """End to end: the round in deployment mode, child runs shared by two workers under one budget.
 
-A private ``prefect server``, ``prefect deploy --all`` of prefect.yaml, three process workers
+The end-to-end modules' shared ``prefect server`` (emptied first), ``prefect deploy --all``
+of prefect.yaml, three process workers
 (``--limit 1`` each: one takes the round, two take its children), a PostgreSQL warehouse
 (children write in parallel) and the emulator with five athletes whose application may spend
 only nine reads today: four athletes fit, the fifth ends partial, and no request of any run
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import EMULATOR_END, EMULATOR_SEED, split_pg_url
-from prefect_server_support import REPO, private_prefect_server, register_blocks, tail
+from prefect_server_support import REPO, PrefectServer, fresh_server, register_blocks, tail
 from test_deployment import Gate, Stack, _check_installed
 
 from emulator import StravaEmulator
@@ -33,12 +34,12 @@ DAILY_READS = 9
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_server() -> Iterator[None]:
-    """Override conftest's session-wide test harness: this module starts its own server."""
+    """Override conftest's session-wide test harness: this module uses the shared server."""
     yield
 
 
 @pytest.fixture
-def stack(tmp_path: Path, pg_url: str) -> Iterator[tuple[Stack, str]]:
+def stack(tmp_path: Path, pg_url: str, shared_prefect_server: PrefectServer) -> Iterator[tuple[Stack, str]]:
     """Server, blocks (application, five athletes, lake, PostgreSQL warehouse), pool, deployments."""
     _check_installed()
     emu = StravaEmulator(
@@ -49,7 +50,8 @@ def stack(tmp_path: Path, pg_url: str) -> Iterator[tuple[Stack, str]]:
         client_id=str(2 * 10**6 + int(uuid.uuid4().int % 10**6)),
         read_limits=(100, DAILY_READS),
     )
-    with emu, private_prefect_server(tmp_path / "prefect-home") as server:
+    with emu:
+        server = fresh_server(shared_prefect_server, tmp_path / "prefect-home")
         env = server.env
         stack = Stack(
             api=server.api, env=env, tmp=tmp_path, emu=emu, http=httpx.Client(base_url=server.api, timeout=30)

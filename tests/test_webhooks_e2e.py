@@ -1,6 +1,7 @@
 """End to end: emulator POST -> receiver -> Prefect event -> trigger -> worker run -> committed row.
 
-A private ``prefect server``, the ``react`` deployment of prefect.yaml, a process worker,
+The end-to-end modules' shared ``prefect server`` (emptied first), the ``react`` deployment
+of prefect.yaml, a process worker,
 ``strava-elt webhook serve`` and ``webhook subscribe`` as a user runs them, and the emulator
 with two athletes of one application. Prints the latency from the emulator's first POST of an
 event to the committed row.
@@ -18,7 +19,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
-from prefect_server_support import free_port, private_prefect_server, register_blocks, tail
+from prefect_server_support import PrefectServer, free_port, fresh_server, register_blocks, tail
 
 from emulator import StravaEmulator
 from flows.cli.deploy import DEFAULT_POOL
@@ -46,19 +47,22 @@ for code in codes:
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_server() -> Iterator[None]:
-    """Override conftest's session-wide test harness: this module starts its own server."""
+    """Override conftest's session-wide test harness: this module uses the shared server."""
     yield
 
 
 @pytest.fixture(scope="module")
-def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str]]:
+def hooks(
+    tmp_path_factory: pytest.TempPathFactory, shared_prefect_server: PrefectServer
+) -> Iterator[tuple[Stack, str]]:
     """Server, blocks, the react deployment, a worker, the receiver and the push subscription."""
     _check_installed()
     tmp = tmp_path_factory.mktemp("webhooks")
     receiver_port = free_port()
     emu = StravaEmulator(activities=[60, 30], athletes=2, seed=EMULATOR_SEED, end=EMULATOR_END)
     emu.push_timeout_seconds = 2.0  # Strava's deadline for the callback's answer
-    with emu, private_prefect_server(tmp / "prefect-home") as server:
+    with emu:
+        server = fresh_server(shared_prefect_server, tmp / "prefect-home")
         env = server.env | {
             "PREFECT_WORKER_QUERY_SECONDS": "2",
             "COLUMNS": "240",

@@ -248,6 +248,7 @@ def collect_data(
     athlete_id: int | None = None,
     generated_at: datetime | None = None,
     settings: InsightSettings | None = None,
+    heatmap_store: heatmap.HeatmapStore | None = None,
 ) -> dict[str, Any]:
     """Read one athlete's models and activities into the dashboard's data (plain, JSON-ready).
 
@@ -255,6 +256,7 @@ def collect_data(
     ``checks``: this run's check results; None: the newest recorded in the warehouse. The
     athlete's recent runs' tallies come from the warehouse either way.
     ``settings``: the privacy radius and gear thresholds; None: :func:`read_settings`.
+    ``heatmap_store``: where the heatmap of the same routes is kept between runs (:class:`LakeHeatmapStore`).
 
     Raises:
         ValueError: No athlete given and the warehouse holds several (the message lists them),
@@ -343,9 +345,7 @@ def collect_data(
         "eddington": _eddington(models["eddington"], models["eddington_yearly"]),
         "yearReview": _year_review(models["year_in_review"]),
         "gear": _gear(models["gear_usage"], settings.gear_thresholds_km, gear_names),
-        "heatmap": heatmap.render_heatmap(
-            polylines, settings.privacy_radius_m, tracks_from_streams=tracks.values()
-        ).as_dict(),
+        "heatmap": heatmap.heatmap_data(polylines, settings.privacy_radius_m, heatmap_store, list(tracks.values())),
         "bestEfforts": _best_efforts(models["best_effort_progression"]),
         "segments": _segments(models["segment_pr_history"]),
         "curves": mean_max,
@@ -848,9 +848,11 @@ def render_dashboard(
     *,
     athlete_id: int | None = None,
     settings: InsightSettings | None = None,
+    heatmap_store: heatmap.HeatmapStore | None = None,
 ) -> str:
     """Collect and render in one call: the page's HTML (``settings`` None: :func:`read_settings`)."""
-    return render_html(collect_data(engine, checks, athlete_id=athlete_id, settings=settings))
+    data = collect_data(engine, checks, athlete_id=athlete_id, settings=settings, heatmap_store=heatmap_store)
+    return render_html(data)
 
 
 def dashboard_paths(athlete_id: int | str, run_key: str | None = None) -> list[str]:
@@ -874,18 +876,56 @@ def gear_due_lines(data: Mapping[str, Any]) -> list[str]:
 
 
 def build_dashboard(
-    engine: sa.Engine, checks: Sequence[Mapping[str, Any]] | None = None, athlete_id: int | None = None
+    engine: sa.Engine,
+    checks: Sequence[Mapping[str, Any]] | None = None,
+    athlete_id: int | None = None,
+    heatmap_store: heatmap.HeatmapStore | None = None,
 ) -> tuple[str, list[str]]:
     """Render the dashboard's HTML from the warehouse (in the caller's run: the publishing is the task).
+
+    ``heatmap_store``: where the heatmap of the same routes is kept between runs (:class:`LakeHeatmapStore`).
 
     Returns:
         The page, and the gear due for maintenance (:func:`gear_due_lines`: the run's Slack message names them).
 
     """
-    data = collect_data(engine, checks, athlete_id=athlete_id)
+    data = collect_data(engine, checks, athlete_id=athlete_id, heatmap_store=heatmap_store)
     page = render_html(data)
     get_run_logger().info("Rendered the dashboard: %s bytes", len(page.encode("utf-8")))
     return page, gear_due_lines(data)
+
+
+@dataclass
+class LakeHeatmapStore:
+    """The athlete's heatmap kept in the lake beside the dashboard, with the key of its inputs.
+
+    ``dashboards/athlete_id=<id>/heatmap.json``: the grid the page embeds anyway (counts per
+    cell, never a coordinate of a track). Unreadable or stale: rendered again; a failed write
+    is logged, never fails the dashboard.
+    """
+
+    lake: lake_io.Lake
+    athlete_id: int | str
+
+    @property
+    def path(self) -> str:
+        return f"dashboards/athlete_id={self.athlete_id}/heatmap.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self.lake.read_if_present(self.path)
+            stored = json.loads(body) if body else None
+        except Exception:  # noqa: BLE001 - a cache: anything unreadable is rendered again
+            return None
+        if isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("heatmap"), dict):
+            return dict(stored["heatmap"])
+        return None
+
+    def put(self, key: str, data: dict[str, Any]) -> None:
+        try:
+            self.lake.write(self.path, json.dumps({"key": key, "heatmap": data}, separators=(",", ":")).encode())
+        except Exception as exc:  # noqa: BLE001 - a cache: the next run renders again
+            get_run_logger().warning("The heatmap was not kept in the lake for the next run: %s", exc)
 
 
 @task(cache_policy=NO_CACHE)

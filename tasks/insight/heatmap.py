@@ -9,20 +9,27 @@ a quarter of the radius, so no drawn line crosses a hidden disc.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 __all__ = [
     "GRID_HEIGHT",
     "GRID_WIDTH",
     "PRIVACY_RADIUS_M",
     "Heatmap",
+    "HeatmapStore",
     "PolylineError",
     "apply_privacy",
     "decode_polyline",
     "frequent_endpoints",
+    "heatmap_data",
+    "inputs_key",
     "render_heatmap",
     "thin_track",
 ]
@@ -361,6 +368,62 @@ def render_heatmap(
         radius_m,
         from_streams,
     )
+
+
+class HeatmapStore(Protocol):
+    """Where a rendered heatmap is kept for the next dashboard of the same routes (the lake)."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, data: dict[str, Any]) -> None: ...
+
+
+@functools.cache
+def _code_digest() -> bytes:
+    """The digest of the module's source: a change to how the heatmap is made invalidates every stored one."""
+    return hashlib.sha256(Path(__file__).read_bytes()).digest()
+
+
+def inputs_key(
+    polylines: Sequence[str | None],
+    radius_m: float,
+    width: int = GRID_WIDTH,
+    height: int = GRID_HEIGHT,
+    tracks: Sequence[Sequence[Point]] = (),
+) -> str:
+    """A digest of everything :func:`render_heatmap` reads: polylines and stream tracks in order, radius, grid, code."""
+    digest = hashlib.sha256(_code_digest())
+    digest.update(f"{float(radius_m)!r}|{width}|{height}|{len(polylines)}|{len(tracks)}".encode())
+    for encoded in polylines:
+        digest.update(b"\x00" + (encoded or "").encode())
+    for track in tracks:
+        digest.update(b"\x01" + repr([tuple(p) for p in track]).encode())
+    return digest.hexdigest()
+
+
+def heatmap_data(
+    polylines: Sequence[str | None],
+    radius_m: float = PRIVACY_RADIUS_M,
+    store: HeatmapStore | None = None,
+    tracks: Sequence[Sequence[Point]] = (),
+) -> dict[str, Any]:
+    """``render_heatmap(polylines, radius_m).as_dict()``, or the stored one made from the same inputs.
+
+    Rendering decodes and walks every route (about 0.6 s for 1,000 routes, 10 s for 15,000 on
+    a quiet 2-core machine), on every run although an incremental run mostly changes none of
+    them. With a ``store``, the heatmap made from exactly these inputs (:func:`inputs_key`) is
+    reused; any change to a route, the radius or this module makes a new one. ``tracks``: routes
+    from streams, as (lat, lng) points (:func:`render_heatmap`'s ``tracks_from_streams``).
+    """
+    if store is None:
+        return render_heatmap(polylines, radius_m, tracks_from_streams=tracks).as_dict()
+    key = inputs_key(polylines, radius_m, tracks=tracks)
+    found = store.get(key)
+    if found is not None:
+        return found
+    data = render_heatmap(polylines, radius_m, tracks_from_streams=tracks).as_dict()
+    store.put(key, data)
+    return data
 
 
 def _split_jumps(track: Sequence[Point]) -> list[list[Point]]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -484,4 +486,38 @@ def unfit_values(activity: Mapping[str, Any], row: Mapping[str, Any]) -> list[st
 
 def to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
     """Build an Arrow table of staged rows with the staging file's exact schema."""
-    return pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+    with arrow_without_pandas():
+        return pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+
+
+@contextmanager
+def arrow_without_pandas() -> Iterator[None]:
+    """Convert Python values to Arrow without pyarrow importing pandas to look for its types.
+
+    pyarrow's first conversion of a Python list in a process (``pa.array``, ``from_pylist``)
+    asks whether the list is a pandas object, and to know pandas' types it imports pandas when
+    it is installed (the ``kudos`` and ``notebook`` extras): about 0.2 s and 40 MB of every
+    run, for rows that are plain dicts. Here that first look finds no pandas (``import
+    pandas`` fails at once while the block runs) and pyarrow remembers that, so later
+    conversions to a given type skip the look too (one that infers the types still imports
+    pandas, in pyarrow's C++ part). pyarrow's explicit pandas calls (``to_pandas``,
+    ``from_pandas``) import pandas when used, as before, and nothing changes once pandas was
+    imported. docs/performance.md has the figures.
+    """
+    if "pandas" in sys.modules or any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        yield  # imported already, or blocked by an enclosing call
+        return
+    blocker = _NoPandas()
+    sys.meta_path.insert(0, blocker)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(blocker)
+
+
+class _NoPandas:
+    """An import finder that refuses pandas: ``import pandas`` raises ImportError at once."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError(f"{name} is not imported for a conversion of plain values (arrow_without_pandas)")
