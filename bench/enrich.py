@@ -142,11 +142,14 @@ def main() -> int:
             try:
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", *names],
-                    check=True,
+                    check=False,
                     capture_output=True,
                     text=True,
                     env=os.environ | {"PREFECT_API_URL": api_url},
                 )
+                if out.returncode != 0:
+                    print(out.stderr[-4000:], file=sys.stderr)
+                    raise SystemExit(f"the pipeline's process failed (exit {out.returncode})")
                 figures = json.loads(out.stdout.strip().splitlines()[-1])
                 routes = emu.route_counts()
                 gear = len({a.get("gear_id") for a in emu.activities if a.get("gear_id")})
