@@ -515,7 +515,7 @@ def test_a_git_clone_deployment_installs_the_clone_and_loads_where_the_block_say
     query = {"filter": {"event": {"name": [LOADED_EVENT]}, "related": {"id": [f"prefect.flow-run.{run_id}"]}}}
     # The server stores events a moment after the run ends (its event persister batches them).
     [event] = stack.wait_for("the git run's load event", lambda: stack.post("/events/filter", query)["events"])
-    lake = stack.duckdb_path.parent / "lake" / "raw" / f"athlete_id={stack.emu.athlete['id']}"
+    lake = stack.duckdb_path.parent / "lake" / "raw" / "activities" / f"athlete_id={stack.emu.athlete['id']}"
     assert (lake / f"run={event['payload']['run_key']}").is_dir()
     with duckdb.connect(str(stack.duckdb_path), read_only=True) as conn:
         rows = conn.execute("SELECT count(*) FROM strava_activity_data WHERE deleted_at IS NULL").fetchone()

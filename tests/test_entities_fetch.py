@@ -150,7 +150,7 @@ def test_everything_of_an_athlete_lands_and_stages_with_exactly_one_request_each
     assert list(state) == ids
     for activity_id, row in state.items():
         assert row["athlete_id"] == athlete and row["detail_at"] == NOW and row["detail_due"] is False
-        assert row["streams_at"] == NOW and row["attempts"] == 1 and row["last_error"] is None
+        assert row["streams_at"] == NOW and row["attempts"] == 0 and row["last_error"] is None
         if activity_id == manual:
             assert (row["streams_outcome"], row["streams_samples"]) == ("none", 0)
         else:
@@ -176,11 +176,11 @@ def test_a_deleted_activity_is_not_found_an_outcome_not_a_failure(env: Env, cloc
     # The deleted activity's detail is a 404: its streams are not requested; streams alone cost one.
     assert batch.requests == 3 == emu.route_counts()["activity"] + emu.route_counts()["streams"]
     state = {s["activity_id"]: s for s in batch.state}
-    assert state[first]["detail_at"] == NOW and state[first]["streams_outcome"] is None  # streams not asked
-    assert state[first]["streams_at"] is None and state[first]["detail_due"] is False
+    assert state[first]["detail_at"] == NOW and state[first]["detail_due"] is False
+    assert "streams_at" not in state[first] and "streams_outcome" not in state[first]  # not asked: kept as stored
     assert (state[gone]["streams_outcome"], state[gone]["detail_at"]) == ("not_found", NOW)
     assert state[streams_only]["streams_outcome"] == "not_found"
-    assert state[streams_only]["detail_at"] is None and state[streams_only]["detail_due"] is None  # not asked
+    assert "detail_at" not in state[streams_only] and "detail_due" not in state[streams_only]  # not asked
     assert batch.parents["activity_laps"] == (first, gone)  # a gone activity's children go too
     assert batch.parents["activity_streams"] == (gone, streams_only)
     assert batch.partial_reason is None and batch.rejected == ()
@@ -202,7 +202,7 @@ def test_the_daily_limit_ends_the_batch_partial_with_what_was_fetched(env: Env, 
     )
     state = {s["activity_id"]: s for s in batch.state}
     assert list(state) == ids[:3]  # the fourth was not touched
-    assert [state[i]["streams_outcome"] for i in ids[:3]] == ["loaded", "loaded", None]
+    assert [state[i].get("streams_outcome") for i in ids[:3]] == ["loaded", "loaded", None]
     assert state[ids[2]]["detail_at"] == NOW  # its detail is kept
     assert batch.parents["activity_streams"] == tuple(ids[:2])
     assert {r["activity_id"] for r in staged(lake, batch, "activity_detail")} == set(ids[:3])
@@ -229,7 +229,7 @@ def test_a_429_mid_batch_from_a_budget_spent_elsewhere_ends_it_partial(
     assert batch.requests == 3  # two answered, the third refused with a 429 (counted, as Strava counts it)
     assert emu.request_count(route="activity") == 2 and emu.request_count(route="streams") == 1
     assert batch.partial_reason is not None and "daily budget spent at the detail of activity" in batch.partial_reason
-    assert [s["activity_id"] for s in batch.state] == ids[:2]
+    assert [s["activity_id"] for s in batch.state] == ids[:1]  # the second stopped before its detail: no row
     assert clock.slept == []  # no wait for a budget that resets at midnight
     assert batch.rows["activity_detail"] == 1 and batch.rows["activity_streams"] > 0
 
@@ -266,7 +266,7 @@ def test_broken_resources_are_rejected_with_a_reason_and_their_raw_files_kept(en
         assert raw_json(lake, raw)  # the raw file stays
     state = {s["activity_id"]: s for s in batch.state}
     assert [state[i]["streams_outcome"] for i in ids] == ["rejected", "rejected", "loaded", "loaded"]
-    assert state[short]["last_error"].startswith("channels differ in length")
+    assert state[short]["last_error"].startswith("channels differ in length") and state[short]["attempts"] == 1
     assert state[other]["last_error"].startswith(f"belongs to athlete {athlete + 1}")
     assert batch.parents["activity_streams"] == (hot, other)  # a rejected set replaces nothing
     assert other not in batch.parents["activity_laps"]
@@ -287,3 +287,80 @@ def test_the_fetch_object_and_the_function_agree(env: Env, clock: FakeClock) -> 
     }
     assert {r["observed_at"] for r in staged(lake, batch, "athlete_stats")} == {NOW}
     assert batch.state == () and batch.parents == {}
+
+
+def test_strava_failing_past_the_retries_ends_the_batch_partial_too(env: Env, clock: FakeClock) -> None:
+    emu = env.emu
+    ids = [a["id"] for a in emu.activities[:3]]
+    emu.fail_requests(f"/api/v3/activities/{ids[1]}/streams", "503", times=5)  # every try of the default policy
+    batch, lake = fetch(env, clock, detail_ids=ids, stream_ids=ids)
+    assert batch.partial_reason is not None
+    assert batch.partial_reason.startswith(
+        f"partial: resumes next run (Strava kept failing at the streams of activity {ids[1]}"
+    )
+    assert batch.requests == 3 + 5 and len(clock.slept) == 4  # backoff between the five tries, on the fake clock
+    state = {s["activity_id"]: s for s in batch.state}
+    assert list(state) == ids[:2] and "streams_at" not in state[ids[1]] and state[ids[1]]["detail_at"] == NOW
+    assert batch.parents["activity_streams"] == (ids[0],) and batch.rows["activity_detail"] == 2
+    assert {r["activity_id"] for r in staged(lake, batch, "activity_streams")} == {ids[0]}
+
+
+def test_a_four_hour_activity_is_every_sample_staged_in_row_groups(env: Env, clock: FakeClock) -> None:
+    emu = env.emu
+    long = emu.activities[0]["id"]
+    emu.modify_activity(long, elapsed_time=4 * 3600, moving_time=4 * 3600 - 300)
+    batch, lake = fetch(env, clock, stream_ids=[long])
+    assert batch.requests == 1 and batch.rows["activity_streams"] == 14_401  # one a second, both ends
+    assert batch.state[0]["streams_samples"] == 14_401
+    with lake.local_file(batch.files["activity_streams"]) as local:
+        meta = pq.ParquetFile(local).metadata
+        groups = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert groups == [5_000, 5_000, 4_401]  # written a row group at a time
+    rows = staged(lake, batch, "activity_streams")
+    assert [r["sample_index"] for r in rows] == list(range(14_401))
+    assert rows[-1]["time"] == 4 * 3600 and sum(1 for r in rows if r["moving"]) == 4 * 3600 - 300
+
+
+def test_an_s3_lake_gets_the_same_raw_and_staging_keys(env: Env, clock: FakeClock) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from prefect_aws import S3Bucket
+
+    from tests.test_s3 import FOLDER, REGION, S3
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
+        )
+        s3 = S3(endpoint, client)
+        bucket = s3.new_bucket()
+        lake = Lake(S3Bucket(bucket_name=bucket, bucket_folder=FOLDER, credentials=s3.credentials()))
+        athlete = env.emu.athlete["id"]
+        activity = env.emu.activities[0]["id"]
+        with client_of(env, clock) as strava:
+            batch = EnrichmentFetch(strava, lake, athlete, RUN, NOW).fetch([activity], [activity], zones=True)
+        assert batch.partial_reason is None and batch.requests == 3
+        raw = [
+            raw_resource_path(prefix, athlete, RUN, prefix, key)
+            for prefix, key in (
+                ("athlete_zones", athlete),
+                ("activity_detail", activity),
+                ("activity_streams", activity),
+            )
+        ]
+        assert s3.keys(bucket) == sorted(f"{FOLDER}/{k}" for k in [*raw, *batch.files.values()])
+        assert raw_page_keys(lake, athlete, "activity_streams") == [raw[2]]
+        assert json.loads(gzip.decompress(s3.get(bucket, f"{FOLDER}/{raw[1]}")))["id"] == activity
+        assert len(staged(lake, batch, "activity_streams")) == batch.rows["activity_streams"] > 0
+        secrets = [env.emu.client_secret.encode(), env.emu.current_refresh_token.encode()]
+        assert not any(s in gzip.decompress(s3.get(bucket, f"{FOLDER}/{k}")) for k in raw for s in secrets)
+    finally:
+        server.stop()

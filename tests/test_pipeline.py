@@ -124,12 +124,19 @@ def test_nasty_names_round_trip_byte_exact(env: Env) -> None:
 def test_raw_pages_and_typed_file_land_in_the_lake(env: Env) -> None:
     summary = env.run()
     athlete = env.emu.athlete["id"]
-    run_dir = env.lake_dir / "raw" / f"athlete_id={athlete}" / f"run={summary['run_key']}"
+    run_dir = env.lake_dir / "raw" / "activities" / f"athlete_id={athlete}" / f"run={summary['run_key']}"
     pages = sorted(run_dir.glob("page-*.json.gz"))
     assert len(pages) == summary["pages"]
     ids = [a["id"] for p in pages for a in json.loads(gzip.decompress(p.read_bytes()))]
     assert sorted(ids) == sorted(a["id"] for a in env.emu.activities)
-    staging = env.lake_dir / "staging" / f"athlete_id={athlete}" / f"run={summary['run_key']}" / "activities.parquet"
+    staging = (
+        env.lake_dir
+        / "staging"
+        / "activities"
+        / f"athlete_id={athlete}"
+        / f"run={summary['run_key']}"
+        / "activities.parquet"
+    )
     assert staging.exists()
     secrets = [env.emu.client_secret, env.emu.current_refresh_token]
     for path in [*pages, staging]:

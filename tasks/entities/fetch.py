@@ -23,10 +23,13 @@ Outcomes that are not failures:
 
 An authorisation error (401, 403) is raised: nothing more can be read with this token.
 
-State rows (:data:`~tasks.entities.catalog.ENRICHMENT_TABLE`), one per activity touched, hold
-None for what this run did not touch (``detail_at``/``detail_due`` when its detail was not
-asked for, ``streams_*`` when its streams were not): the merge keeps the stored value there.
-``attempts`` is 1 (this run's attempt: the merge adds it to the stored count).
+State rows (:data:`~tasks.entities.catalog.ENRICHMENT_TABLE`), one per activity this run has
+something to say about, hold only the columns it touched: ``detail_at``/``detail_due`` when its
+detail was answered (a 404 included), ``streams_at``/``streams_outcome``/``streams_samples`` when
+its streams were; the merge keeps the stored value of a column a row leaves out. ``last_error``
+is this run's failure for the activity (None: it did not fail, which clears an older one) and
+``attempts`` is 1 when it failed, 0 when it did not (the store may add a 1 to the stored count for
+"failed N times in a row"). An activity the batch stopped before has no row.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ class _Stop(Exception):  # noqa: N818 - control flow, not an error
 
 @dataclass
 class _Activity:
-    """One activity's state row as this run leaves it."""
+    """One activity's state row as this run leaves it: only what this run touched."""
 
     activity_id: int
     detail_at: datetime | None = None
@@ -92,18 +95,23 @@ class _Activity:
     last_error: str | None = None
     found: bool = True
 
+    @property
+    def touched(self) -> bool:
+        """Whether this run has anything to say about the activity (a stop before its request: nothing)."""
+        return self.detail_at is not None or self.streams_at is not None or self.last_error is not None
+
     def row(self, athlete_id: int) -> dict[str, Any]:
-        return {
-            "athlete_id": athlete_id,
-            "activity_id": self.activity_id,
-            "detail_at": self.detail_at,
-            "detail_due": self.detail_due,
-            "streams_at": self.streams_at,
-            "streams_outcome": self.streams_outcome,
-            "streams_samples": self.streams_samples,
-            "attempts": 1,
-            "last_error": None if self.last_error is None else self.last_error[:_ERROR_CHARS],
-        }
+        """The state row: the detail's columns only if its detail was answered, the streams' only if they were."""
+        row: dict[str, Any] = {"athlete_id": athlete_id, "activity_id": self.activity_id}
+        if self.detail_at is not None:
+            row.update(detail_at=self.detail_at, detail_due=self.detail_due)
+        if self.streams_at is not None:
+            row.update(
+                streams_at=self.streams_at, streams_outcome=self.streams_outcome, streams_samples=self.streams_samples
+            )
+        error = None if self.last_error is None else self.last_error[:_ERROR_CHARS]
+        row.update(attempts=0 if error is None else 1, last_error=error)
+        return row
 
 
 @dataclass
@@ -178,7 +186,7 @@ class EnrichmentFetch:
             files=files,
             rows=dict(self._rows),
             parents={name: tuple(dict.fromkeys(ids)) for name, ids in self._parents.items()},
-            state=tuple(a.row(self.athlete_id) for a in self._activities.values()),
+            state=tuple(a.row(self.athlete_id) for a in self._activities.values() if a.touched),
             rejected=tuple(self._rejected),
             unfit=Counter(self._unfit),
             requests=self.client.requests - requests_before,
@@ -335,7 +343,7 @@ def _error(exc: StravaError) -> str:
 
 def _log(batch: StagedBatch) -> None:
     logger = run_logger(__name__)
-    outcomes = Counter(str(s["streams_outcome"]) for s in batch.state if s["streams_outcome"] is not None)
+    outcomes = Counter(str(s["streams_outcome"]) for s in batch.state if s.get("streams_outcome") is not None)
     logger.info(
         "Athlete %s: enrichment fetched %s activities with %s requests; rows %s; streams %s%s",
         batch.athlete_id,
