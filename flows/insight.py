@@ -42,10 +42,10 @@ def publish_insight(
     """
     checks = None if summary.checks is None else [c.as_dict() for c in summary.checks]
     with engine_of(warehouse, engine) as engine:
-        page = dashboard.build_dashboard(engine, checks, summary.athlete_id)
+        page, gear_due = dashboard.build_dashboard(engine, checks, summary.athlete_id)
         monthly = report.monthly_rows(engine, summary.athlete_id)
     published = dashboard.publish_dashboard(
-        lake, page, summary.athlete_id or "unknown", summary.run_key, figures=key_figures(summary)
+        lake, page, summary.athlete_id or "unknown", summary.run_key, figures=key_figures(summary), gear_due=gear_due
     )
     return summary.with_(dashboard=published, monthly_top=tuple(monthly))
 

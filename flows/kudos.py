@@ -79,6 +79,7 @@ def retrain_kudos_model(
     with load_block(Warehouse, warehouse_block).engine() as engine:
         chosen = wh.choose_athlete(engine, athlete_id, option="athlete_id")
         rows = kudos.read_activities(engine, chosen) if chosen is not None else []
+        details = kudos.read_details(engine, chosen) if chosen is not None else {}
     athlete: int | str = chosen if chosen is not None else "unknown"
 
     result = kudos.train_and_evaluate(
@@ -87,6 +88,7 @@ def retrain_kudos_model(
         baseline_window=baseline_window,
         min_activities=min_activities,
         model_params=model_params,
+        details=details,
     )
     outcome: dict[str, Any] = {"athlete_id": athlete, "reason": result.reason, **result.metrics}
     if "mae_model" not in result.metrics:

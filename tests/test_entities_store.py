@@ -39,6 +39,7 @@ from tasks.lake import Lake
 from tasks.quality.guard import check_read_only
 from tasks.quality.runner import ValidationHalted
 from tasks.warehouse import schema
+from tasks.warehouse.sql_files import run_key_started
 from tasks.warehouse.tables import ACTIVITY_CHILDREN, ENTITY_SPECS, entity_indexes
 
 A, B = 1001, 2002
@@ -481,7 +482,11 @@ def test_the_summary_merges_deletion_marking_takes_the_rows_with_it(engine: sa.E
     assert set(_children_counts(engine, A, 12).values()) == {0}
     assert all(n > 0 for n in _children_counts(engine, A, 11).values())
     assert snapshot(engine, B) == b_before
-    # It reappears: no state row, so the enrichment's queue holds it again; a new batch loads it again.
+    # It reappears (a later summary merge re-inserts it unmarked): no state row, so the enrichment's
+    # queue holds it again, and its next batch lands again.
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE strava_activity_data SET deleted_at = NULL WHERE athlete_id = {A} AND id = 12")
+    assert table_rows(engine, ENRICHMENT_TABLE, A) and 12 not in {r[1] for r in table_rows(engine, ENRICHMENT_TABLE, A)}
     load_batch(engine, lake, full_batch(lake, A, RUN_2))
     assert all(n > 0 for n in _children_counts(engine, A, 12).values())
 
@@ -516,6 +521,13 @@ def test_staging_names_are_swept_like_the_summarys() -> None:
     names = {entity_staging_name(RUN_1, s.name) for s in ENTITY_SPECS}
     assert len(names) == len(ENTITY_SPECS)
     assert all(n.startswith(wh.staging_name(RUN_1) + "_") and len(n) <= 63 for n in names)
+    # An enrichment run's batches add a number to the run key: long keys keep their time and a digest.
+    long_keys = [f"{RUN_1}_{n}" for n in (1, 12, 123)] + [RUN_1 + "_" + "x" * 15]
+    long_names = {entity_staging_name(k, s.name) for k in long_keys for s in ENTITY_SPECS}
+    assert len(long_names) == len(long_keys) * len(ENTITY_SPECS)
+    assert all(len(n) <= 63 and n.startswith(wh.staging_name(RUN_1[:15])) for n in long_names)
+    swept = {run_key_started(n.removeprefix(wh.STAGING_PREFIX)) for n in long_names}
+    assert swept == {datetime(2026, 11, 1, 8, 0, tzinfo=UTC)}
 
 
 REDSHIFT = RedshiftDialect_redshift_connector()
@@ -567,3 +579,137 @@ def test_the_enrichment_tables_compile_for_redshift() -> None:
         ddl = str(CreateTable(table).compile(dialect=REDSHIFT))
         assert "PRIMARY KEY" in ddl and "athlete_id BIGINT" in ddl, table.name
         sqlglot.parse_one(ddl, read="redshift")
+
+
+# ------------------------------------------------------------------ load_batch on a recorded Redshift session
+
+
+def test_load_batch_on_redshift_sends_copies_and_one_merge_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real sqlalchemy-redshift dialect over the recording DB-API of tests/test_redshift_sql.py."""
+    from prefect_aws import AwsCredentials, S3Bucket
+
+    from blocks.warehouse import engine_options
+    from tests import test_redshift_sql as rs
+
+    tables = {s.table: s for s in ENTITY_SPECS}
+    real_execute, real_answer = rs._Cursor.execute, rs._Recorder.answer
+
+    def execute(self: Any, sql: str, params: Any = None) -> None:
+        self._recorder.params = params
+        real_execute(self, sql, params)
+
+    def answer(self: Any, sql: str) -> list[tuple[Any, ...]] | None:
+        s = " ".join(sql.lower().split())
+        params = getattr(self, "params", None) or ()
+        if "ordinal_position" in s and params and params[0] in tables:
+            return [(c,) for c in tables[params[0]].column_names]
+        if "as foreign_rows" in s:
+            return [(0, "")]
+        if "as share" in s:
+            return [(0.5, "1 of 2")]
+        if "select count(*) from stg_" in s:
+            return [(3,)]  # the merge's counts: every staged key already there, with other values
+        return real_answer(self, sql)
+
+    monkeypatch.setattr(rs._Cursor, "execute", execute)
+    monkeypatch.setattr(rs._Recorder, "answer", answer)
+    sessions: list[Any] = []
+    engine = sa.create_engine(rs.URL, module=rs.fake_redshift_connector(sessions), **engine_options(rs.URL))
+    bucket = S3Bucket(
+        bucket_name=rs.BUCKET, bucket_folder=rs.FOLDER, credentials=AwsCredentials(region_name="eu-west-1")
+    )
+    prefix = f"staging/athlete_id={A}/run={RUN_1}"
+    batch = StagedBatch(
+        athlete_id=A,
+        run_key=RUN_1,
+        extracted_at=T0,
+        files={
+            "activity_detail": f"{prefix}/activity_detail.parquet",
+            "activity_laps": f"{prefix}/activity_laps.parquet",
+        },
+        rows={"activity_detail": 450, "activity_laps": 450},
+        parents={"activity_laps": (11, 12)},
+        state=({"activity_id": 11, "detail_at": T0},),
+    )
+    try:
+        result = load_batch(engine, Lake(bucket), batch, iam_role_arn=rs.ARN, region="eu-west-1")
+    finally:
+        engine.dispose()
+    assert len(sessions) == 1, "staging (TEMP tables), checks and merge share ONE session"
+    log = rs._normalised(sessions[0].log)  # comments and bound values left out, whitespace collapsed
+    detail_stg, laps_stg = (entity_staging_name(RUN_1, n) for n in ("activity_detail", "activity_laps"))
+    assert f"CREATE TEMP TABLE {detail_stg} (LIKE strava_activity_detail)" in log
+    assert f"CREATE TEMP TABLE {laps_stg} (LIKE strava_activity_laps)" in log
+    copies = [q for q in log if q.startswith("COPY")]
+    assert copies == [
+        f"COPY {detail_stg} FROM 's3://{rs.BUCKET}/{rs.FOLDER}/{prefix}/activity_detail.parquet' "
+        f"WITH CREDENTIALS AS 'aws_iam_role={rs.ARN}' FORMAT AS PARQUET",
+        f"COPY {laps_stg} FROM 's3://{rs.BUCKET}/{rs.FOLDER}/{prefix}/activity_laps.parquet' "
+        f"WITH CREDENTIALS AS 'aws_iam_role={rs.ARN}' FORMAT AS PARQUET",
+    ]  # no FILLRECORD: an entity's file holds every column of its table
+    # The merge: one transaction (no COMMIT between its first statement and its end), every write the athlete's.
+    first = next(i for i, q in enumerate(log) if q.startswith("DELETE FROM strava_activity_detail"))
+    end = log.index("COMMIT", first)
+    merge = log[first:end]
+    writes = [q for q in merge if q.startswith(("DELETE", "INSERT", "UPDATE"))]
+    assert any(q.startswith("DELETE FROM strava_activity_laps WHERE athlete_id = %s AND activity_id IN (%s, %s)")
+               for q in writes)  # fmt: skip
+    assert any(q.startswith("INSERT INTO strava_enrichment_state") for q in writes)
+    assert result.entities["activity_detail"].updated == 3 and result.changed
+    assert "UPDATE strava_elt_model_state SET version = version + 1 WHERE kind = 'inputs'" in writes
+    for q in writes:
+        assert "athlete_id" in q or q.startswith("UPDATE strava_elt_model_state"), q
+    assert log[-5:] == [f"DROP TABLE IF EXISTS {detail_stg}", f"DROP TABLE IF EXISTS {laps_stg}", "COMMIT",
+                        "ROLLBACK", "CLOSE"]  # fmt: skip
+    assert rs.ARN not in "\n".join(str(c.detail) for c in result.checks)
+
+
+@pytest.mark.postgres
+def test_the_gate_runs_as_the_checks_role(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL: the role may only SELECT; load_batch grants it the enrichment tables and its staging tables."""
+    import uuid
+
+    lake_dir = tmp_path / "lake"
+    lake_dir.mkdir()
+    lake = Lake(LocalFileSystem(basepath=str(lake_dir)))
+    engine = sa.create_engine(pg_url)
+    role = f"strava_elt_checks_{uuid.uuid4().hex[:8]}"
+    try:
+        wh.ensure_tables(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(schema.activity_table(sa.MetaData())), [
+                {"id": i, "athlete_id": a, "start_date": T0 - timedelta(days=i)}
+                for a, ids in ACTIVITIES.items() for i in ids])  # fmt: skip
+            conn.exec_driver_sql(f'CREATE ROLE "{role}" NOLOGIN')
+            conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA "{conn.exec_driver_sql("SELECT current_schema()").scalar()}" '
+                                 f'TO "{role}"')  # fmt: skip
+        result = load_batch(engine, lake, full_batch(lake, A), checks_role=role)
+        assert not [c for c in result.checks if "permission" in c.detail], [c.detail for c in result.checks]
+        assert {c.outcome for c in result.checks if c.severity == "halt"} == {"passed"}
+        bad = staged(lake, A, RUN_2, {"activity_detail": [detail(A, 21)]})
+        with pytest.raises(ValidationHalted, match="activity_detail_rows_belong_to_athlete"):
+            load_batch(engine, lake, bad, checks_role=role)
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+        engine.dispose()
+
+
+def test_a_crashed_runs_entity_staging_tables_are_swept(engine: sa.Engine, lake: Lake) -> None:
+    old = entity_staging_name("20261001t080000_dddddddd", "activity_streams")  # a month before the clock
+    young = entity_staging_name(datetime.now(UTC).strftime("%Y%m%dt%H%M%S") + "_eeeeeeee", "activity_laps")
+    with engine.begin() as conn:
+        for name in (old, young):
+            wh.dialect_for(engine).create_staging(conn, name, "strava_activity_laps")
+    load_batch(engine, lake, staged(lake, A, RUN_1, {"athlete_zones": zones(A, 1)}))
+    assert staging_tables(engine) == [young], "the old one swept; a young one may be a concurrent run's"
+
+
+def test_rows_of_an_activity_deleted_meanwhile_do_not_land(engine: sa.Engine, lake: Lake) -> None:
+    # The batch was fetched, then a webhook delete marked 12 deleted before the batch merged.
+    batch = full_batch(lake, A)
+    assert wh.mark_activity_deleted(engine, A, 12, T0) == 1
+    load_batch(engine, lake, batch)
+    assert set(_children_counts(engine, A, 12).values()) == {0}
+    assert all(n > 0 for n in _children_counts(engine, A, 11).values())

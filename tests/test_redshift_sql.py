@@ -30,8 +30,10 @@ from blocks.warehouse import engine_options
 from flows.load import load_activities
 from tasks import quality as validation
 from tasks import warehouse as wh
+from tasks.entities.catalog import enrichment_state_table
 from tasks.lake import Lake
 from tasks.warehouse import schema
+from tasks.warehouse.tables import ENTITY_SPECS
 
 SQL_ROOT = Path(__file__).resolve().parents[1] / "sql"
 ARN = "arn:aws:iam::123456789012:role/strava-elt-copy"
@@ -387,6 +389,9 @@ def test_load_subflow_sends_this_sequence_on_one_session(
             wh.warehouse_table(sa.MetaData()),
             wh.validation_results_table(sa.MetaData()),
             wh.model_state_table(sa.MetaData()),
+            # The enrichment's tables (tasks/entities): one per entity spec, then its state.
+            *(spec.table_of(sa.MetaData()) for spec in ENTITY_SPECS),
+            enrichment_state_table(sa.MetaData()),
         )
     ]
     s = STAGING

@@ -12,8 +12,8 @@ The rules (:class:`~tasks.entities.spec.Merge`), all in ``sql/entities/``:
 
 - ``UPSERT``: the athlete's rows whose key is staged are deleted, the staged rows inserted;
   "updated" counts the keys whose ``row_hash`` changed (every existing key without a hash).
-- ``REPLACE_CHILDREN``: every row of the batch's ``parents[entity]`` (and of any staged key) is
-  deleted, the staged rows inserted: children a parent no longer has go.
+- ``REPLACE_CHILDREN``: every row of the batch's ``parents[entity]`` (and of every staged row's
+  parent) is deleted, by the parents' keys, the staged rows inserted: children a parent no longer has go.
 - ``APPEND``: delete-then-insert by key, and the key holds ``observed_at``: a run's snapshot is
   added to the history, the same run loaded again replaces its own rows.
 - ``REPLACE_ATHLETE``: the athlete's rows are replaced as a whole.
@@ -23,6 +23,7 @@ Docs: docs/entities.md ("Merge and checks").
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,7 +50,7 @@ from tasks.quality.manifest import (
 )
 from tasks.quality.roles import grant_checks_role, project_tables
 from tasks.quality.runner import enforce_gate, run_check
-from tasks.warehouse.merge import sweep_staging
+from tasks.warehouse.merge import delete_children_of_deleted, sweep_staging
 from tasks.warehouse.sql_files import read_sql, render, scalar
 from tasks.warehouse.tables import ENTITY_SPECS, TABLE_NAMES, ensure_tables, production_changed
 
@@ -131,13 +132,14 @@ def entity_staging_name(run_key: str, entity: str) -> str:
     """The per-run staging table of ``entity``: the summary's staging name and a short suffix.
 
     It starts like every staging table (:data:`~tasks.warehouse.sql_files.STAGING_PREFIX` and the
-    run key), so a run that crashed leaves tables the next runs sweep by age.
+    run key), so a run that crashed leaves tables the next runs sweep by age. A run key too long
+    for that (PostgreSQL names hold 63 characters) keeps its start (the run's time, which the
+    sweep reads) and a digest of the rest.
     """
     name = f"{wh.staging_name(run_key)}_{_SHORT[entity]}"
     if len(name) > _MAX_IDENTIFIER:
-        raise ValueError(
-            f"staging table name {name!r} is longer than {_MAX_IDENTIFIER} characters: shorten the run key"
-        )
+        digest = hashlib.sha256(run_key.encode()).hexdigest()[:8]
+        name = f"{wh.staging_name(run_key[:15])}_{digest}_{_SHORT[entity]}"
     return name
 
 
@@ -333,6 +335,7 @@ def load_batch(
                 loaded[name] = dialect.load_file(
                     conn, staging, lake, batch.files[name], columns=spec.columns, target=spec.table
                 )
+                dialect.analyze_staging(conn, staging)
         if checks_role:
             tables = [*project_tables_of(engine), *stagings.values()]
             with engine.begin() as conn:
@@ -342,6 +345,8 @@ def load_batch(
         with engine.begin() as conn:
             counts = {s.name: _merge_entity(conn, dialect, s, stagings.get(s.name), batch) for s in specs}
             state_rows = _upsert_state(conn, dialect, batch)
+            # An activity marked deleted while its batch was fetched keeps no rows (nor a state row).
+            delete_children_of_deleted(conn, batch.athlete_id)
             changed = any(c.changed for c in counts.values())
             if changed:
                 production_changed(conn)  # the models are stale from this commit on
@@ -381,7 +386,11 @@ def _merge_entity(
         changed = scalar(conn, _entity_sql(dialect, "count_changed.sql", spec, staging), athlete) if has_hash else 0
     removed = 0
     if spec.merge is Merge.REPLACE_CHILDREN:
-        parents = list(dict.fromkeys(batch.parents.get(spec.name, ())))
+        listed = batch.parents.get(spec.name, ())
+        if staging is not None:  # a staged row's parent is replaced too, listed or not
+            found = conn.execute(_entity_sql(dialect, "staged_parents.sql", spec, staging), athlete)
+            listed = (*listed, *(r[0] for r in found))
+        parents = list(dict.fromkeys(listed))
         statement = _entity_sql(dialect, "delete_parents.sql", spec)
         for start in range(0, len(parents), PARENTS_CHUNK):
             chunk = {"parents": parents[start : start + PARENTS_CHUNK], **athlete}
@@ -391,8 +400,8 @@ def _merge_entity(
     elif spec.merge not in (Merge.UPSERT, Merge.APPEND):
         raise ValueError(f"Entity {spec.name}: merge rule {spec.merge} is not the enrichment's")
     if staging is not None:
-        # Every rule: a staged key the athlete still holds makes way (UPSERT, APPEND; a child of an unlisted parent).
-        removed += max(conn.execute(_entity_sql(dialect, "delete_keys.sql", spec, staging), athlete).rowcount, 0)
+        if spec.merge is not Merge.REPLACE_CHILDREN:  # those went with their parents, by the parents' keys
+            removed += max(conn.execute(_entity_sql(dialect, "delete_keys.sql", spec, staging), athlete).rowcount, 0)
         conn.execute(_entity_sql(dialect, "insert.sql", spec, staging), athlete)
     if spec.merge in (Merge.UPSERT, Merge.APPEND) and "row_hash" in spec.column_names:
         updated = changed

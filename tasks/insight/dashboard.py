@@ -18,11 +18,11 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import sqlalchemy as sa
@@ -36,6 +36,9 @@ from tasks import quality
 from tasks import warehouse as wh
 from tasks.insight import heatmap, links
 from tasks.state.variables import read_variable
+
+if TYPE_CHECKING:
+    from tasks.insight.curves import ActivityStreams
 
 __all__ = [
     "GEAR_THRESHOLDS_VARIABLE",
@@ -64,9 +67,11 @@ MONTHS_SHOWN = 36
 WEEKS_SHOWN = 26
 LOAD_WEEKS = 52
 TOP_SPORTS = 6
+TILE_HOST = "https://tile.openstreetmap.org"
+"""Where the heatmap's optional map tiles come from: requested only when the reader presses its button."""
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "img-src data:; connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'"
+    f"img-src data: {TILE_HOST}; connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'"
 )
 GEAR_THRESHOLDS_VARIABLE = "strava_gear_thresholds"
 """Prefect Variable: a JSON object of gear id -> the gear's total km at which it is due for maintenance."""
@@ -256,6 +261,8 @@ def collect_data(
             or a setting's Variable holds a value of the wrong shape.
 
     """
+    from tasks.insight import curves  # pyarrow.compute: imported when a dashboard is drawn, not with the flow
+
     settings = read_settings() if settings is None else settings
     athlete_id = wh.choose_athlete(engine, athlete_id)
     names = (
@@ -271,23 +278,34 @@ def collect_data(
         "eddington_yearly",
         "year_in_review",
         "gear_usage",
+        "best_effort_progression",
+        "segment_pr_history",
+        "time_in_zones_weekly",
+        "fitness_daily",
     )
+    generated = generated_at or datetime.now(UTC)
     models: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     points: list[dict[str, Any]] = []
     polylines: list[str] = []
+    tracks: dict[int, list[heatmap.Point]] = {}
+    mean_max = curves.curves((), generated.date())
+    gear_names: dict[str, str] = {}
     runs: list[dict[str, Any]] = []
     if athlete_id is not None:
         with engine.connect() as conn:
             models = {name: read_table(conn, name, athlete_id) for name in names}
             result = conn.execute(sa.text(wh.read_sql("dashboard/activity_points.sql")), {"athlete_id": athlete_id})
             points = [dict(r) for r in result.mappings().fetchmany(MAX_POINTS)]
-            found = conn.execute(sa.text(wh.read_sql("dashboard/activity_polylines.sql")), {"athlete_id": athlete_id})
-            polylines = [str(r[0]) for r in found]
+            mean_max = curves.curves(_keeping_tracks(curves.read_streams(conn, athlete_id), tracks), generated.date())
+            found = conn.execute(sa.text(wh.read_sql("dashboard/activity_routes.sql")), {"athlete_id": athlete_id})
+            polylines = [str(r[1]) for r in found if int(r[0]) not in tracks]  # streams first
+            if _table_exists(conn, "strava_gear"):
+                named = conn.execute(sa.text(wh.read_sql("dashboard/gear_names.sql")), {"athlete_id": athlete_id})
+                gear_names = {str(r[0]): str(r[1]) for r in named if r[1]}
             if _table_exists(conn, VALIDATION_TABLE):
                 runs = _validation_runs(conn, athlete_id, VALIDATION_RUNS)
     if checks is None and runs:
         checks = runs[0]["checks"]
-    generated = generated_at or datetime.now(UTC)
     activities = _activities(points)
     by_sport = models["activity_summary_by_sport"]
     calendar = _calendar(models["activity_calendar_daily"])
@@ -324,8 +342,15 @@ def collect_data(
         ],
         "eddington": _eddington(models["eddington"], models["eddington_yearly"]),
         "yearReview": _year_review(models["year_in_review"]),
-        "gear": _gear(models["gear_usage"], settings.gear_thresholds_km),
-        "heatmap": heatmap.render_heatmap(polylines, settings.privacy_radius_m).as_dict(),
+        "gear": _gear(models["gear_usage"], settings.gear_thresholds_km, gear_names),
+        "heatmap": heatmap.render_heatmap(
+            polylines, settings.privacy_radius_m, tracks_from_streams=tracks.values()
+        ).as_dict(),
+        "bestEfforts": _best_efforts(models["best_effort_progression"]),
+        "segments": _segments(models["segment_pr_history"]),
+        "curves": mean_max,
+        "zones": _zones(models["time_in_zones_weekly"]),
+        "fitness": _fitness(models["fitness_daily"]),
         "checks": None if checks is None else [{k: _plain(c.get(k)) for k in _CHECK_FIELDS} for c in checks],
         "validationRuns": [{k: _plain(v) for k, v in run.items() if k != "checks"} for run in runs],
     }
@@ -524,15 +549,22 @@ def _year_review(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: _plain(r[k]) for k in _REVIEW_FIELDS} for r in ordered]
 
 
-def _gear(rows: list[dict[str, Any]], thresholds: Mapping[str, float]) -> dict[str, Any]:
-    """Distance and time per gear, most km first, with its threshold and whether it is passed."""
+def _gear(
+    rows: list[dict[str, Any]], thresholds: Mapping[str, float], names: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Distance and time per gear, most km first, with its threshold and whether it is passed.
+
+    ``names``: gear id -> its name (``strava_gear``); a gear without one is named by its id.
+    """
     gear = []
+    names = names or {}
     for r in sorted(rows, key=lambda r: (-float(r["total_km"] or 0), r["gear_id"])):
         km = float(r["total_km"] or 0)
         threshold = thresholds.get(r["gear_id"])
         gear.append(
             {
                 "gear_id": r["gear_id"],
+                "name": names.get(r["gear_id"]) or r["gear_id"],
                 "sport": r["main_sport_type"],
                 "activities": int(r["activity_count"]),
                 "km": km,
@@ -544,7 +576,142 @@ def _gear(rows: list[dict[str, Any]], thresholds: Mapping[str, float]) -> dict[s
                 "due": threshold is not None and km >= threshold,
             }
         )
-    return {"rows": gear, "due": [g["gear_id"] for g in gear if g["due"]]}
+    return {
+        "rows": gear,
+        "due": [g["gear_id"] for g in gear if g["due"]],
+        "dueNames": [g["name"] for g in gear if g["due"]],
+    }
+
+
+def _keeping_tracks(
+    activities: Iterable[ActivityStreams], tracks: dict[int, list[heatmap.Point]]
+) -> Iterator[ActivityStreams]:
+    """Pass the activities on, keeping each one's thinned track (the heatmap's) on the way."""
+    for activity in activities:
+        if len(activity.track) >= 2:
+            tracks[activity.activity_id] = heatmap.thin_track(activity.track)
+        activity.track = []
+        yield activity
+
+
+def _day_number(value: Any) -> int:
+    """Days since 1970-01-01: a linear x axis the page labels as dates."""
+    return (_date(value) - date(1970, 1, 1)).days
+
+
+def _best_efforts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per standard distance, shortest first: its record progression (day, seconds, pace) and the standing record."""
+    order: list[str] = []
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: (float(r["distance_m"] or 0), r["effort_name"], r["pr_number"])):
+        if r["effort_name"] not in by_name:
+            order.append(r["effort_name"])
+        by_name.setdefault(r["effort_name"], []).append(r)
+    distances = []
+    for name in order:
+        prs = by_name[name]
+        current = prs[-1]
+        distances.append(
+            {
+                "name": name,
+                "distance_m": _num(current["distance_m"]),
+                "points": [
+                    [_day_number(r["activity_date"]), int(r["elapsed_s"]), _num(r["pace_min_per_km"], 2)] for r in prs
+                ],
+                "record_s": int(current["elapsed_s"]),
+                "record_date": _plain(current["activity_date"]),
+                "pace": _num(current["pace_min_per_km"], 2),
+                "prs": len(prs),
+                "efforts": int(current["effort_count"]),
+            }
+        )
+    return {"distances": distances}
+
+
+SEGMENTS_SHOWN = 15
+
+
+def _segments(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The most ridden or run segments (by efforts), each with its PR history."""
+    by_segment: dict[Any, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: (r["segment_id"], r["pr_number"])):
+        by_segment.setdefault(r["segment_id"], []).append(r)
+    out = []
+    for prs in by_segment.values():
+        first, current = prs[0], prs[-1]
+        out.append(
+            {
+                "segment_id": _plain(current["segment_id"]),
+                "name": current["segment_name"] or str(current["segment_id"]),
+                "sport": current["segment_activity_type"],
+                "distance_m": _num(current["segment_distance_m"], 0),
+                "efforts": int(current["effort_count"]),
+                "prs": len(prs),
+                "best_s": int(current["elapsed_s"]),
+                "best_date": _plain(current["effort_date"]),
+                "first_s": int(first["elapsed_s"]),
+                "gained_s": int(first["elapsed_s"]) - int(current["elapsed_s"]),
+                "history": [[_plain(r["effort_date"]), int(r["elapsed_s"])] for r in prs],
+            }
+        )
+    out.sort(key=lambda s: (-s["efforts"], -s["prs"], str(s["name"])))
+    return out[:SEGMENTS_SHOWN]
+
+
+ZONE_WEEKS = 26
+
+
+def _zones(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Minutes per zone and week over the last ``ZONE_WEEKS`` weeks, per kind (heart rate, power)."""
+    out: dict[str, Any] = {}
+    for kind in ("heartrate", "power"):
+        mine = [r for r in rows if r["kind"] == kind]
+        if not mine:
+            out[kind] = None
+            continue
+        weeks = _weeks_back(max(_date(r["week_start"]) for r in mine), ZONE_WEEKS)
+        index = {w: i for i, w in enumerate(weeks)}
+        zones = sorted({int(r["zone"]) for r in mine})
+        bounds = {int(r["zone"]): (r["zone_min"], r["zone_max"]) for r in mine}
+        series = {z: [0.0] * len(weeks) for z in zones}
+        for r in mine:
+            week = _date(r["week_start"])
+            if week in index:
+                series[int(r["zone"])][index[week]] = _num(r["minutes"]) or 0.0
+        out[kind] = {
+            "labels": [w.isoformat() for w in weeks],
+            "zones": [{"zone": z, "min": bounds[z][0], "max": bounds[z][1], "minutes": series[z]} for z in zones],
+        }
+    return out
+
+
+FITNESS_DAYS = 365
+_FORMULAS = ("power", "heart_rate", "relative_effort", "mixed")
+
+
+def _fitness(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Daily CTL, ATL, TSB and load over the last ``FITNESS_DAYS`` days, with each day's formula (an index)."""
+    ordered = sorted(rows, key=lambda r: _date(r["fitness_date"]))[-FITNESS_DAYS:]
+    last = ordered[-1] if ordered else None
+    counts = Counter(r["formula"] for r in ordered if r["formula"])
+    return {
+        "labels": [_date(r["fitness_date"]).isoformat() for r in ordered],
+        "ctl": [_num(r["ctl"]) for r in ordered],
+        "atl": [_num(r["atl"]) for r in ordered],
+        "tsb": [_num(r["tsb"]) for r in ordered],
+        "load": [_num(r["training_load"]) for r in ordered],
+        "formula": [_FORMULAS.index(r["formula"]) if r["formula"] in _FORMULAS else None for r in ordered],
+        "formulas": list(_FORMULAS),
+        "days": {f: counts.get(f, 0) for f in _FORMULAS},
+        "latest": None
+        if last is None
+        else {
+            "date": _date(last["fitness_date"]).isoformat(),
+            "ctl": _num(last["ctl"]),
+            "atl": _num(last["atl"]),
+            "tsb": _num(last["tsb"]),
+        },
+    }
 
 
 def _start_points(activities: dict[str, Any]) -> dict[str, Any]:
@@ -609,11 +776,23 @@ def _fmt(value: Any, digits: int = 0) -> str:
     return str(value)
 
 
+def _duration(seconds: Any) -> str:
+    """Seconds as ``h:mm:ss`` or ``m:ss``; – for none."""
+    if seconds is None:
+        return "–"
+    total = int(seconds)
+    sign, total = ("-" if total < 0 else ""), abs(total)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{sign}{hours}:{minutes:02d}:{secs:02d}" if hours else f"{sign}{minutes}:{secs:02d}"
+
+
 @functools.cache
 def _template() -> jinja2.Template:
     """The page's Jinja2 template (``tasks/insight/assets/dashboard.html.j2``), HTML-escaping every value."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["num"] = _fmt
+    env.filters["duration"] = _duration
     env.filters["script_json"] = lambda data: Markup(_script_json(data))
     return env.from_string((ASSETS_DIR / TEMPLATE).read_text(encoding="utf-8"))
 
@@ -654,6 +833,7 @@ def render_html(data: Mapping[str, Any]) -> str:
         months_shown=MONTHS_SHOWN,
         weeks_shown=WEEKS_SHOWN,
         load_weeks=LOAD_WEEKS,
+        zone_weeks=ZONE_WEEKS,
         checks=checks,
         runs=runs,
     )
@@ -682,19 +862,41 @@ def dashboard_paths(athlete_id: int | str, run_key: str | None = None) -> list[s
     return paths
 
 
+def gear_due_lines(data: Mapping[str, Any]) -> list[str]:
+    """One line per gear past its maintenance threshold: "Name (id): 5,012 km of 5,000 km"."""
+    return [
+        f"{g['name']} ({g['gear_id']}): {g['km']:,.0f} km of {g['threshold_km']:,.0f} km"
+        if g["name"] != g["gear_id"]
+        else f"{g['gear_id']}: {g['km']:,.0f} km of {g['threshold_km']:,.0f} km"
+        for g in data["gear"]["rows"]
+        if g["due"]
+    ]
+
+
 def build_dashboard(
     engine: sa.Engine, checks: Sequence[Mapping[str, Any]] | None = None, athlete_id: int | None = None
-) -> str:
-    """Render the dashboard's HTML from the warehouse (in the caller's run: the publishing is the task)."""
-    page = render_dashboard(engine, checks, athlete_id=athlete_id)
+) -> tuple[str, list[str]]:
+    """Render the dashboard's HTML from the warehouse (in the caller's run: the publishing is the task).
+
+    Returns:
+        The page, and the gear due for maintenance (:func:`gear_due_lines`: the run's Slack message names them).
+
+    """
+    data = collect_data(engine, checks, athlete_id=athlete_id)
+    page = render_html(data)
     get_run_logger().info("Rendered the dashboard: %s bytes", len(page.encode("utf-8")))
-    return page
+    return page, gear_due_lines(data)
 
 
 @task(cache_policy=NO_CACHE)
 def publish_dashboard(
-    lake: lake_io.Lake, page: str, athlete_id: int | str, run_key: str | None = None, figures: str | None = None
-) -> dict[str, str | None]:
+    lake: lake_io.Lake,
+    page: str,
+    athlete_id: int | str,
+    run_key: str | None = None,
+    figures: str | None = None,
+    gear_due: Sequence[str] = (),
+) -> dict[str, Any]:
     """Write the page to the lake (current and run-scoped) and publish the dashboard artifact.
 
     The artifact links the page over http(s) (:func:`tasks.insight.links.page_link`: the lake's
@@ -705,7 +907,8 @@ def publish_dashboard(
     Returns:
         ``path`` (lake key), ``url`` (``file://`` or ``s3://``), ``run_url`` (the run's copy),
         ``link`` (http(s) or None), ``link_note`` (what the link is, or why there is none),
-        ``location`` (the file's path, or its ``s3://`` URI) and ``bytes``.
+        ``location`` (the file's path, or its ``s3://`` URI), ``bytes``, and ``gear_due`` (the
+        gear past its maintenance threshold, one line each, also in the artifact).
 
     """
     body = page.encode("utf-8")
@@ -718,6 +921,8 @@ def publish_dashboard(
     run_link = links.page_link(lake, paths[-1])
     title = f"Strava dashboard, athlete {athlete_id}"
     about = f"Self-contained HTML ({len(body):,} bytes)" + (f". This run: {figures}" if figures else "")
+    if gear_due:
+        about += ". Gear due for maintenance: " + "; ".join(gear_due)
     if link.url:
         create_link_artifact(
             key=ARTIFACT_KEY,
@@ -742,4 +947,5 @@ def publish_dashboard(
         "link_note": link.how,
         "location": link.location,
         "bytes": str(len(body)),
+        "gear_due": list(gear_due),
     }

@@ -24,6 +24,7 @@ __all__ = [
     "decode_polyline",
     "frequent_endpoints",
     "render_heatmap",
+    "thin_track",
 ]
 
 PRIVACY_RADIUS_M = 200.0
@@ -34,6 +35,8 @@ MAX_STEP_M = 20_000.0
 """A step between two points longer than this (a GPS jump, a ferry) is not drawn, nor sampled."""
 COARSE = 0.01
 """Degrees: a step shorter than this with both ends away from every hidden area is kept without sampling."""
+THIN_STEP_M = 25.0
+"""A stream's track keeps a point every this many metres (a grid cell is 60 m or more wide)."""
 GRID_WIDTH = 480
 GRID_HEIGHT = 300
 _EARTH_M = 6_371_008.8
@@ -211,6 +214,8 @@ class Heatmap:
     removed_points: int
     """Points removed by the privacy radius (after densifying)."""
     radius_m: float
+    from_streams: int = 0
+    """Tracks given as points (from the activities' streams) rather than as polylines."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -224,7 +229,28 @@ class Heatmap:
             "unreadable": self.unreadable,
             "removedPoints": self.removed_points,
             "radiusM": self.radius_m,
+            "fromStreams": self.from_streams,
         }
+
+
+def thin_track(track: Sequence[Point], min_step_m: float = THIN_STEP_M) -> list[Point]:
+    """The track with a point kept only when it is ``min_step_m`` or more from the last kept one (and the last).
+
+    A stream's one sample a second is far finer than a grid cell; thinning first keeps the
+    privacy pass and the rasterising as cheap as for a summary polyline.
+    """
+    if len(track) < 3:
+        return list(track)
+    kept = [track[0]]
+    lat0, lng0 = track[0]
+    for lat, lng in track[1:-1]:
+        dy = (lat - lat0) * _M_PER_DEG
+        dx = (lng - lng0) * _M_PER_DEG * math.cos(math.radians(lat))
+        if dx * dx + dy * dy >= min_step_m * min_step_m:
+            kept.append((lat, lng))
+            lat0, lng0 = lat, lng
+    kept.append(track[-1])
+    return kept
 
 
 def _frame(pieces: Sequence[Sequence[Point]], width: int, height: int) -> tuple[float, float, float, float]:
@@ -272,9 +298,15 @@ def render_heatmap(
     radius_m: float = PRIVACY_RADIUS_M,
     width: int = GRID_WIDTH,
     height: int = GRID_HEIGHT,
+    tracks_from_streams: Iterable[Sequence[Point]] = (),
 ) -> Heatmap:
-    """Decode, hide the private points, and count activities per cell over the busiest area."""
-    tracks: list[list[Point]] = []
+    """Decode, hide the private points, and count activities per cell over the busiest area.
+
+    ``tracks_from_streams``: routes already as (lat, lng) points (an activity's streams), drawn
+    like the polylines (the same privacy radius first); pass each activity once, either way.
+    """
+    tracks: list[list[Point]] = [list(t) for t in tracks_from_streams if len(t) >= 2]
+    from_streams = len(tracks)
     unreadable = 0
     for encoded in polylines:
         if not encoded:
@@ -288,7 +320,7 @@ def render_heatmap(
             tracks.append(track)
     empty_bounds = (0.0, 0.0, 1.0, 1.0)
     if not tracks:
-        return Heatmap(width, height, empty_bounds, [], 0, 0, 0, unreadable, 0, radius_m)
+        return Heatmap(width, height, empty_bounds, [], 0, 0, 0, unreadable, 0, radius_m, from_streams)
     kept: list[list[list[Point]]] = []
     removed = 0
     frequent = _Hidden(frequent_endpoints(tracks, radius_m) if radius_m > 0 else (), max(radius_m, 1.0))
@@ -298,7 +330,7 @@ def render_heatmap(
         kept.append(pieces)
     all_pieces = [p for pieces in kept for p in pieces]
     if not all_pieces:
-        return Heatmap(width, height, empty_bounds, [], 0, 0, 0, unreadable, removed, radius_m)
+        return Heatmap(width, height, empty_bounds, [], 0, 0, 0, unreadable, removed, radius_m, from_streams)
     bounds = _frame(all_pieces, width, height)
     counts: Counter[int] = Counter()
     drawn = elsewhere = 0
@@ -317,7 +349,17 @@ def render_heatmap(
         flat += [cell - previous, counts[cell]]
         previous = cell
     return Heatmap(
-        width, height, bounds, flat, max(counts.values(), default=0), drawn, elsewhere, unreadable, removed, radius_m
+        width,
+        height,
+        bounds,
+        flat,
+        max(counts.values(), default=0),
+        drawn,
+        elsewhere,
+        unreadable,
+        removed,
+        radius_m,
+        from_streams,
     )
 
 

@@ -92,6 +92,10 @@ def _tally(checks: Sequence[CheckResult]) -> str:
     return f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped"
 
 
+GEAR_DUE_TITLE = ":wrench: Gear due for maintenance"
+"""The Slack line naming the gear past its threshold (Prefect Variable strava_gear_thresholds)."""
+
+
 def _slack_text(value: str) -> str:
     """``value`` as literal Slack mrkdwn: ``&``, ``<`` and ``>`` escaped (no mention or link), whitespace flattened."""
     return " ".join(value.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -116,6 +120,9 @@ def format_slack(summary: RunSummary) -> str:
     """The run's Slack message: outcome, numbers, values not loaded, then one line per check."""
     lines = [_headline(summary), ", ".join(f"{k} {v}" for k, v in _numbers(summary).items())]
     lines += _value_findings(summary)
+    due = (summary.dashboard or {}).get("gear_due") or []
+    if due:
+        lines.append(f"{GEAR_DUE_TITLE}: " + "; ".join(_slack_text(str(line)) for line in due))
     checks = summary.checks or ()
     if checks:
         lines.append(f"Checks: {_tally(checks)}")

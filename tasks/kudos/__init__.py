@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tasks.kudos.model import (
+    DETAIL_FEATURES,
     FEATURES,
     KudosModelError,
     athlete_root,
@@ -12,11 +13,13 @@ from tasks.kudos.model import (
     predict_kudos,
     promote,
     read_activities,
+    read_details,
     save_candidate,
     train_and_evaluate,
 )
 
 __all__ = [
+    "DETAIL_FEATURES",
     "FEATURES",
     "KudosModelError",
     "athlete_root",
@@ -26,6 +29,7 @@ __all__ = [
     "promote",
     "feature_frame",
     "read_activities",
+    "read_details",
     "save_candidate",
     "train_and_evaluate",
 ]

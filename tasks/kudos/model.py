@@ -11,6 +11,13 @@ count is held out, the model trains on the older ones, and both are scored by MA
 that does not beat the baseline is refused; an accepted one is refit on every activity and
 saved to the lake as ``models/kudos/athlete_id=<id>/<stamp>/model.joblib`` with
 ``metrics.json``, and ``latest.json`` pointers are moved to it.
+
+With the activity detail loaded (the enrichment's ``strava_activity_detail``), a second candidate
+adds :data:`DETAIL_FEATURES` (description length, photo count, PRs, best efforts and segment
+efforts in the activity, device, gear; missing where an activity has no detail yet). Both are
+trained and scored on the same split; the richer one is chosen only when its MAE is lower than
+the summary model's, and the chosen one is then accepted or refused against the baseline as
+before. ``metrics["comparison"]`` records both (the artifact's table shows both rows).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from tasks import warehouse as wh
 from tasks.lake import Lake
 
 __all__ = [
+    "DETAIL_FEATURES",
     "FEATURES",
     "KudosModelError",
     "TrainingResult",
@@ -49,6 +57,7 @@ __all__ = [
     "promote",
     "feature_frame",
     "read_activities",
+    "read_details",
     "save_candidate",
     "train_and_evaluate",
 ]
@@ -71,7 +80,18 @@ FEATURES: tuple[str, ...] = (
     "activities_prev_28d",
     "recent_mean_kudos",
 )
-CATEGORICAL = ("sport_type", "workout_type", "visibility")
+DETAIL_FEATURES: tuple[str, ...] = (
+    "description_chars",
+    "detail_photos",
+    "pr_count",
+    "best_efforts",
+    "segment_efforts",
+    "device",
+    "gear",
+)
+"""Features from the activity's detail (``sql/kudos/details.sql``); NaN where an activity has none."""
+RICH_FEATURES: tuple[str, ...] = (*FEATURES, *DETAIL_FEATURES)
+CATEGORICAL = ("sport_type", "workout_type", "visibility", "device", "gear")
 MODEL_ROOT = "models/kudos"
 DEFAULT_PARAMS: dict[str, Any] = {
     "loss": "poisson",  # kudos are counts
@@ -99,6 +119,15 @@ def read_activities(engine: sa.Engine, athlete_id: int) -> list[dict[str, Any]]:
         return [dict(r) for r in result.mappings()]
 
 
+def read_details(engine: sa.Engine, athlete_id: int) -> dict[int, dict[str, Any]]:
+    """One athlete's activity details by activity id (none while the enrichment has loaded none)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("strava_activity_detail"):
+            return {}
+        result = conn.execute(sa.text(wh.read_sql("kudos/details.sql")), {"athlete_id": athlete_id})
+        return {int(r["activity_id"]): dict(r) for r in result.mappings()}
+
+
 @dataclass
 class Encoding:
     """Category vocabularies: a value's code is its index; unknown values are missing (NaN)."""
@@ -106,28 +135,59 @@ class Encoding:
     sport_type: list[str] = field(default_factory=list)
     workout_type: list[str] = field(default_factory=list)
     visibility: list[str] = field(default_factory=list)
+    device: list[str] = field(default_factory=list)
+    gear: list[str] = field(default_factory=list)
 
     @classmethod
     def fit(cls, frame: pd.DataFrame) -> Encoding:
         """Vocabularies from the training rows, most frequent first (ties: first seen first)."""
-        return cls(**{c: [v for v, _ in Counter(frame[c].astype(str)).most_common()] for c in CATEGORICAL})
+        return cls(
+            **{
+                c: [v for v, _ in Counter(frame[c].dropna().astype(str)).most_common()]
+                for c in CATEGORICAL
+                if c in frame
+            }
+        )
 
     def codes(self, column: str, values: pd.Series) -> pd.Series:
         """The categories' codes, NaN for a value never seen."""
         vocabulary: list[str] = getattr(self, column)
-        return values.astype(str).map({v: float(i) for i, v in enumerate(vocabulary)}).astype(float)
+        return (
+            values.map(lambda v: None if v is None or v != v else str(v))
+            .map({v: float(i) for i, v in enumerate(vocabulary)})
+            .astype(float)
+        )
 
 
 def _float(value: Any, default: float = 0.0) -> float:
     return default if value is None else float(value)
 
 
-def feature_frame(rows: Sequence[Mapping[str, Any]], window: int) -> pd.DataFrame:
+def _detail_features(detail: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The :data:`DETAIL_FEATURES` of one activity (NaN / None where it has no detail)."""
+    if detail is None:
+        return {name: (None if name in CATEGORICAL else math.nan) for name in DETAIL_FEATURES}
+    return {
+        "description_chars": _float(detail.get("description_chars")),
+        "detail_photos": _float(detail.get("photo_count")),
+        "pr_count": _float(detail.get("pr_count")),
+        "best_efforts": _float(detail.get("best_effort_count")),
+        "segment_efforts": _float(detail.get("segment_effort_count")),
+        "device": detail.get("device_name") or "none",
+        "gear": detail.get("gear_id") or "none",
+    }
+
+
+def feature_frame(
+    rows: Sequence[Mapping[str, Any]], window: int, details: Mapping[int, Mapping[str, Any]] | None = None
+) -> pd.DataFrame:
     """The feature frame: one row per activity, oldest first, indexed by activity id.
 
     Columns: :data:`FEATURES`, then ``kudos`` (NaN when unknown), ``start_date`` and
     ``baseline``, the mean of the last ``window`` known kudos before the activity (NaN with
     no earlier kudos): the prediction to beat. Every feature is known at upload time.
+    With ``details`` (activity id -> its detail row, :func:`read_details`) the frame also has
+    :data:`DETAIL_FEATURES` (missing for an activity without a detail).
     """
     ordered = sorted(rows, key=lambda r: (r["start_date"], r["id"]))
     starts: list[datetime] = []
@@ -159,37 +219,49 @@ def feature_frame(rows: Sequence[Mapping[str, Any]], window: int) -> pd.DataFram
                 "kudos": math.nan if row["kudos_count"] is None else float(row["kudos_count"]),
                 "start_date": start,
                 "baseline": mean,
+                **(_detail_features(details.get(int(row["id"]))) if details is not None else {}),
             }
         )
         starts.append(start)
         if row["kudos_count"] is not None:
             recent.append(int(row["kudos_count"]))
-    columns = ["id", *FEATURES, "kudos", "start_date", "baseline"]
+    extra = list(DETAIL_FEATURES) if details is not None else []
+    columns = ["id", *FEATURES, "kudos", "start_date", "baseline", *extra]
     return pd.DataFrame.from_records(records, columns=columns).set_index("id")
 
 
-def encode(frame: pd.DataFrame, encoding: Encoding) -> np.ndarray:
-    """The feature matrix in :data:`FEATURES` order (categories as codes)."""
+def encode(frame: pd.DataFrame, encoding: Encoding, features: Sequence[str] = FEATURES) -> np.ndarray:
+    """The feature matrix in ``features`` order (categories as codes; a feature the frame lacks is missing)."""
     columns = {
-        name: encoding.codes(name, frame[name]) if name in CATEGORICAL else frame[name].astype(float)
-        for name in FEATURES
+        name: (
+            pd.Series(math.nan, index=frame.index, dtype=float)
+            if name not in frame
+            else encoding.codes(name, frame[name])
+            if name in CATEGORICAL
+            else frame[name].astype(float)
+        )
+        for name in features
     }
     return pd.DataFrame(columns, index=frame.index).to_numpy(dtype=float)
 
 
-def make_regressor(params: Mapping[str, Any] | None = None) -> HistGradientBoostingRegressor:
+def make_regressor(
+    params: Mapping[str, Any] | None = None, features: Sequence[str] = FEATURES
+) -> HistGradientBoostingRegressor:
     """The regressor with the project's defaults, overridden by ``params``."""
-    mask = [name in CATEGORICAL for name in FEATURES]
+    mask = [name in CATEGORICAL for name in features]
     return HistGradientBoostingRegressor(categorical_features=mask, **{**DEFAULT_PARAMS, **(params or {})})
 
 
-def fit(params: Mapping[str, Any] | None, x: np.ndarray, y: np.ndarray) -> HistGradientBoostingRegressor:
+def fit(
+    params: Mapping[str, Any] | None, x: np.ndarray, y: np.ndarray, features: Sequence[str] = FEATURES
+) -> HistGradientBoostingRegressor:
     """Fit on one OpenMP thread: for a few thousand rows threads only add contention.
 
     On a busy 2-CPU worker, OpenMP threads made a fit 10x slower.
     """
     with threadpool_limits(limits=1, user_api="openmp"):
-        return make_regressor(params).fit(x, y)
+        return make_regressor(params, features).fit(x, y)
 
 
 # --------------------------------------------------------------------------- training
@@ -205,15 +277,30 @@ class TrainingResult:
     bundle: dict[str, Any] | None = None
 
     def table(self) -> list[dict[str, Any]]:
-        """Rows of the MAE table artifact."""
+        """Rows of the MAE table artifact (with the detail, both candidates: the chosen one first)."""
         m = self.metrics
-        return [
+        comparison = m.get("comparison")
+        chosen = f" with the {comparison['chosen']} features (chosen)" if comparison else ""
+        rows = [
             {
-                "predictor": f"model: HistGradientBoostingRegressor ({m['params']['loss']})",
+                "predictor": f"model: HistGradientBoostingRegressor ({m['params']['loss']}){chosen}",
                 "mae": m["mae_model"],
                 "holdout activities": m["n_test"],
                 "trained on": m["n_train"],
-            },
+            }
+        ]
+        if comparison:
+            other = "summary" if comparison["chosen"] == "detail" else "detail"
+            rows.append(
+                {
+                    "predictor": f"model with the {other} features (not chosen)",
+                    "mae": comparison[f"mae_{other}"],
+                    "holdout activities": m["n_test"],
+                    "trained on": m["n_train"],
+                }
+            )
+        return [
+            *rows,
             {
                 "predictor": f"baseline: mean kudos of the last {m['baseline_window']} activities",
                 "mae": m["mae_baseline"],
@@ -262,11 +349,17 @@ def train_and_evaluate(
     baseline_window: int = 20,
     min_activities: int = 100,
     model_params: Mapping[str, Any] | None = None,
+    details: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> TrainingResult:
-    """Train on the older activities, score model and baseline on the newest, refit if it wins."""
+    """Train on the older activities, score model and baseline on the newest, refit if it wins.
+
+    ``details`` (:func:`read_details`; none or empty: the summary features only): a second
+    candidate with :data:`DETAIL_FEATURES` is trained on the same split and chosen only when its
+    MAE is lower; ``metrics["comparison"]`` holds both MAEs and which was chosen.
+    """
     if not 0 < holdout_fraction < 1:
         raise ValueError("holdout_fraction must be between 0 and 1")
-    frame = feature_frame(rows, baseline_window)
+    frame = feature_frame(rows, baseline_window, details or None)
     labelled = np.flatnonzero(frame["kudos"].notna() & frame["baseline"].notna()).tolist()
     params = {**DEFAULT_PARAMS, **(model_params or {})}
     if len(labelled) < min_activities:
@@ -279,10 +372,16 @@ def train_and_evaluate(
     train_idx, test_idx = labelled[:-n_test], labelled[-n_test:]
     encoding = Encoding.fit(frame.iloc[train_idx])
     y = frame["kudos"].to_numpy(dtype=float)
-    x_all = encode(frame, encoding)
-    model = fit(model_params, x_all[train_idx], y[train_idx])
-    predicted = np.clip(model.predict(x_all[test_idx]), 0, None)
-    mae_model = _mae(y[test_idx], predicted)
+    candidates: dict[str, tuple[Sequence[str], HistGradientBoostingRegressor, float]] = {}
+    for label, names in (("summary", FEATURES), ("detail", RICH_FEATURES)):
+        if label == "detail" and not details:
+            continue
+        x_all = encode(frame, encoding, names)
+        candidate = fit(model_params, x_all[train_idx], y[train_idx], names)
+        mae = _mae(y[test_idx], np.clip(candidate.predict(x_all[test_idx]), 0, None))
+        candidates[label] = (names, candidate, mae)
+    chosen = min(candidates, key=lambda k: (candidates[k][2], k != "summary"))  # a tie keeps today's model
+    features, model, mae_model = candidates[chosen]
     mae_baseline = _mae(y[test_idx], frame["baseline"].to_numpy(dtype=float)[test_idx])
     accepted = mae_model < mae_baseline
     metrics: dict[str, Any] = {
@@ -297,19 +396,32 @@ def train_and_evaluate(
         "holdout_to": frame["start_date"].iloc[test_idx[-1]].isoformat(),
         "baseline_window": baseline_window,
         "holdout_fraction": holdout_fraction,
-        "features": list(FEATURES),
+        "features": list(features),
         "params": params,
         "sklearn_version": sklearn.__version__,
     }
+    if len(candidates) > 1:
+        metrics["comparison"] = {
+            "mae_summary": round(candidates["summary"][2], 4),
+            "mae_detail": round(candidates["detail"][2], 4),
+            "chosen": chosen,
+            "activities_with_detail": sum(1 for i in frame.index if int(i) in (details or {})),
+        }
     if not accepted:
         reason = f"model MAE {mae_model:.3f} does not beat the baseline's {mae_baseline:.3f}"
-        return TrainingResult(False, reason, metrics, _bundle(model, encoding, frame, baseline_window, metrics))
+        bundle = _bundle(model, encoding, frame, baseline_window, metrics, features)
+        return TrainingResult(False, reason, metrics, bundle)
     # It won on the holdout: refit on every labelled activity, the newest included.
     full_encoding = Encoding.fit(frame.iloc[labelled])
-    full = fit(model_params, encode(frame, full_encoding)[labelled], y[labelled])
+    full = fit(model_params, encode(frame, full_encoding, features)[labelled], y[labelled], features)
     metrics["refit_on"] = len(labelled)
     reason = f"model MAE {mae_model:.3f} beats the baseline's {mae_baseline:.3f}"
-    return TrainingResult(True, reason, metrics, _bundle(full, full_encoding, frame, baseline_window, metrics))
+    if len(candidates) > 1:
+        reason += (
+            f" (the {chosen} features: summary {candidates['summary'][2]:.3f}, detail {candidates['detail'][2]:.3f})"
+        )
+    bundle = _bundle(full, full_encoding, frame, baseline_window, metrics, features)
+    return TrainingResult(True, reason, metrics, bundle)
 
 
 def _bundle(
@@ -318,10 +430,11 @@ def _bundle(
     frame: pd.DataFrame,
     window: int,
     metrics: Mapping[str, Any],
+    features: Sequence[str] = FEATURES,
 ) -> dict[str, Any]:
     return {
         "model": model,
-        "features": list(FEATURES),
+        "features": list(features),
         "encoding": encoding.__dict__,
         "context": _context(frame, window),
         "metrics": dict(metrics),
@@ -463,6 +576,7 @@ def predict_kudos(
         "activities_prev_28d": sum(1 for s in starts if when - timedelta(days=28) <= s < when),
         "recent_mean_kudos": context["recent_mean_kudos"],
     }
-    x = encode(pd.DataFrame([row]), Encoding(**bundle["encoding"]))
+    # A model with the detail's features sees them as missing here (a new activity has no detail yet).
+    x = encode(pd.DataFrame([row]), Encoding(**bundle["encoding"]), bundle.get("features", FEATURES))
     prediction = max(0.0, float(bundle["model"].predict(x)[0]))
     return prediction, row

@@ -7,6 +7,7 @@ then share one session while each step keeps its own transaction, as on the othe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -93,6 +94,9 @@ class SqlDialect:
     def ensure_indexes(self, conn: sa.Connection) -> None:
         """Create the indexes the merge needs beyond the primary key (idempotent); none by default."""
 
+    def analyze_staging(self, conn: sa.Connection, staging: str) -> None:
+        """Give the planner the freshly loaded staging table's statistics, where it plans by them; none by default."""
+
     def ensure_index(self, conn: sa.Connection, name: str, table: str, columns: tuple[str, ...]) -> None:
         """Create index ``name`` on ``table`` (``columns``) if this warehouse wants one (idempotent); none by default.
 
@@ -158,6 +162,13 @@ class SqlDialect:
         )
         return sorted(r[0] for r in rows)
 
+    def read_arrow(self, conn: sa.Connection, statement: str, params: Mapping[str, Any]) -> pa.Table | None:
+        """A read's result as an Arrow table when the driver hands one over (None: read it as rows).
+
+        ``statement`` takes ``:name`` parameters. Used for large reads (a dashboard's stream samples).
+        """
+        return None
+
 
 class DuckDBDialect(SqlDialect):
     """Embedded DuckDB: scans Arrow data in place (batch by batch from a reader), no round trip through rows."""
@@ -194,6 +205,16 @@ class DuckDBDialect(SqlDialect):
             "the file open (a DuckDB shell, a notebook; or stop that PID), then run again. "
             "Nothing was read from Strava."
         )
+
+    def read_arrow(self, conn: sa.Connection, statement: str, params: Mapping[str, Any]) -> pa.Table | None:
+        """DuckDB hands its result over as Arrow (``:name`` parameters become ``$name``)."""
+        import warnings
+
+        text = re.sub(r"(?<![:\w]):(\w+)", r"$\1", statement)
+        with warnings.catch_warnings():  # "an extra copy of the rows": far cheaper than rows all the same
+            warnings.simplefilter("ignore", UserWarning)
+            result = conn.connection.driver_connection.execute(text, dict(params))  # type: ignore[union-attr]
+            return result.to_arrow_table()  # type: ignore[no-any-return]
 
     def load_staging(
         self,
@@ -256,6 +277,10 @@ class PostgresDialect(SqlDialect):
     batch_rows: ClassVar[int] = 10_000
     """Rows per CSV chunk sent to COPY (a few MB): memory holds one chunk, whatever the file's size."""
     start_date_index: ClassVar[str] = "ix_strava_activity_data_start_date"
+
+    def analyze_staging(self, conn: sa.Connection, staging: str) -> None:
+        """``ANALYZE`` it: without statistics a fresh table looks small and a merge's join on it may scan production."""
+        conn.exec_driver_sql(f"ANALYZE {self.preparer.quote(staging)}")
 
     def ensure_index(self, conn: sa.Connection, name: str, table: str, columns: tuple[str, ...]) -> None:
         q = self.preparer.quote

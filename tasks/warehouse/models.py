@@ -3,6 +3,12 @@
 A build is skipped when the models are current: the same SQL (:func:`models_fingerprint`), no
 change of production since the last complete build (:class:`ModelState`), every table there. A
 run that changed nothing then costs two queries, not a rebuild of every model over every athlete.
+
+A model over the enrichment's tables (streams, best efforts, zones, ...) names them in a header
+line, ``-- requires: strava_activity_streams, strava_athlete_zones``: before it is built, those
+of them the warehouse lacks are created empty from their declaration
+(:mod:`tasks.entities.catalog`), so the model builds (with no rows) on a warehouse the
+enrichment has not reached yet, instead of failing the run.
 """
 
 from __future__ import annotations
@@ -32,13 +38,48 @@ def model_name(path: Path) -> str:
     return re.sub(r"^\d+_", "", path.stem)
 
 
+_REQUIRES = re.compile(r"^--\s*requires:\s*(.+)$", re.MULTILINE)
+
+
+def required_tables(sql: str) -> list[str]:
+    """The tables a model's ``-- requires: a, b`` header lines name (none without one)."""
+    return [name.strip() for line in _REQUIRES.findall(sql) for name in line.split(",") if name.strip()]
+
+
+def ensure_required_tables(engine: sa.Engine, names: Sequence[str]) -> list[str]:
+    """Create, empty, those of the catalog's tables ``names`` that the warehouse lacks; the names created.
+
+    Raises:
+        ValueError: A name is no table of the entity catalog (a typo in a model's header).
+
+    """
+    from tasks.entities.catalog import SPECS  # the catalog builds on this package: imported when used
+
+    by_table = {spec.table: spec for spec in SPECS.values()}
+    unknown = [n for n in names if n not in by_table]
+    if unknown:
+        raise ValueError(f"A model requires {unknown}, which the entity catalog does not declare")
+    inspector = sa.inspect(engine)
+    missing = [n for n in names if not inspector.has_table(n)]
+    if missing:
+        metadata = sa.MetaData()
+        tables = [by_table[n].table_of(metadata) for n in missing]
+        metadata.create_all(engine, tables=tables, checkfirst=True)
+    return missing
+
+
 def build_model(engine: sa.Engine, path: Path) -> int:
-    """Rebuild one model table from its SELECT in one transaction; return its row count."""
+    """Rebuild one model table from its SELECT in one transaction; return its row count.
+
+    The tables its ``-- requires:`` header names are created first when missing (empty).
+    """
     dialect = dialect_for(engine)
     name = model_name(path)
     select = path.read_text(encoding="utf-8").strip().rstrip(";")
     if not select:
         raise ValueError(f"model file {path} is empty")
+    if required := required_tables(select):
+        ensure_required_tables(engine, required)
     q = dialect.preparer.quote(name)
     with engine.begin() as conn:
         dialect.lock_models(conn, **TABLE_NAMES)  # another run's build of it finishes first

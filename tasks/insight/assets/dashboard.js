@@ -1,11 +1,13 @@
 /* strava-elt dashboard: draws the charts from the JSON embedded in this page (no network). */
 (function () {
   "use strict";
+  var STARTED = performance.now();
   var DATA = JSON.parse(document.getElementById("dashboard-data").textContent);
   var DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
   var PALETTE = ["#fc4c02", "#2b6cb0", "#2f855a", "#805ad5", "#d69e2e", "#319795", "#c53030", "#718096"];
   var charts = [];
   var EXPECTED = document.querySelectorAll("canvas[data-chart]").length;
+  var TILES = "https://tile.openstreetmap.org";
 
   Chart.defaults.animation = false;
   Chart.defaults.responsive = true;
@@ -285,22 +287,142 @@
     };
   });
 
-  /* 9. Heatmap of routes: a grid counted in Python (privacy radius already applied), no tiles. */
+  /* 10. Fitness (CTL), fatigue (ATL) and form (TSB) per day, with the day's load as bars coloured by formula. */
+  var FORMULA_COLOURS = ["#805ad5", "#c53030", "#d69e2e", "#718096"];
+  draw("chart-fitness", function () {
+    var f = DATA.fitness;
+    if (!f.labels.length) { return null; }
+    return {
+      data: {
+        labels: f.labels,
+        datasets: [
+          { type: "line", label: "fitness (CTL)", data: f.ctl, borderColor: "#2b6cb0", backgroundColor: "#2b6cb0", pointRadius: 0, borderWidth: 2, yAxisID: "y" },
+          { type: "line", label: "fatigue (ATL)", data: f.atl, borderColor: "#fc4c02", backgroundColor: "#fc4c02", pointRadius: 0, borderWidth: 1.5, yAxisID: "y" },
+          { type: "line", label: "form (TSB)", data: f.tsb, borderColor: "#2f855a", backgroundColor: "#2f855a", pointRadius: 0, borderWidth: 1.5, borderDash: [4, 3], yAxisID: "y" },
+          { type: "bar", label: "load", data: f.load, yAxisID: "load",
+            backgroundColor: f.formula.map(function (k) { return k === null ? "#cbd2d9" : FORMULA_COLOURS[k]; }) }
+        ]
+      },
+      options: {
+        interaction: { mode: "index", intersect: false },
+        scales: {
+          x: { grid: { display: false }, ticks: { maxTicksLimit: 12 } },
+          y: { title: { display: true, text: "CTL / ATL / TSB" } },
+          load: { position: "right", beginAtZero: true, grid: { display: false }, title: { display: true, text: "load" } }
+        },
+        plugins: { tooltip: { callbacks: { afterBody: function (items) {
+          var k = f.formula[items[0].dataIndex];
+          return k === null ? "rest day" : "load by " + f.formulas[k].replace("_", " ");
+        } } } }
+      }
+    };
+  });
+
+  function dayLabel(n) { return new Date(n * 86400000).toISOString().slice(0, 10); }
+  function clock(seconds) {
+    var s = Math.round(seconds), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    return (h ? h + ":" + String(m).padStart(2, "0") : String(m)) + ":" + String(r).padStart(2, "0");
+  }
+
+  /* 11. Best efforts: the pace of every new record per standard distance, over time. */
+  draw("chart-best-efforts", function () {
+    var d = DATA.bestEfforts.distances;
+    if (!d.length) { return null; }
+    return {
+      type: "line",
+      data: {
+        datasets: d.map(function (e, i) {
+          return {
+            label: e.name, borderColor: colour(i), backgroundColor: colour(i), stepped: "after", pointRadius: 3,
+            data: e.points.map(function (p) { return { x: p[0], y: p[2], s: p[1] }; })
+          };
+        })
+      },
+      options: {
+        parsing: true,
+        scales: {
+          x: { type: "linear", ticks: { callback: function (v) { return dayLabel(v); }, maxTicksLimit: 8 } },
+          y: { reverse: true, title: { display: true, text: "min/km (lower is faster)" } }
+        },
+        plugins: { tooltip: { callbacks: { label: function (c) {
+          return c.dataset.label + ": " + clock(c.raw.s) + " (" + fmt(c.raw.y, 2) + " min/km) on " + dayLabel(c.raw.x);
+        } } } }
+      }
+    };
+  });
+
+  /* 12. Mean-maximal curves: power, heart rate and pace, all time / this year / 90 days. */
+  function durationLabel(s) { return s < 60 ? s + " s" : s < 3600 ? s / 60 + " min" : s / 3600 + " h"; }
+  var CURVES = {
+    watts: { title: "power (W)", convert: function (v) { return v; }, digits: 0 },
+    heartrate: { title: "heart rate (bpm)", convert: function (v) { return v; }, digits: 0 },
+    speed: { title: "pace (min/km), runs", convert: function (v) { return v ? 1000 / (v * 60) : null; }, digits: 2, reverse: true }
+  };
+  Object.keys(CURVES).forEach(function (channel) {
+    draw("chart-curve-" + channel, function () {
+      var c = DATA.curves, spec = CURVES[channel], scopes = c.channels[channel];
+      var names = { all: "all time", year: c.reference.slice(0, 4), recent: "last 90 days" };
+      var datasets = ["all", "year", "recent"].map(function (scope, i) {
+        return {
+          label: names[scope], data: scopes[scope].map(function (v) { return v === null ? null : spec.convert(v); }),
+          borderColor: ["#1f2933", "#fc4c02", "#2b6cb0"][i], backgroundColor: ["#1f2933", "#fc4c02", "#2b6cb0"][i],
+          pointRadius: 2, spanGaps: false
+        };
+      }).filter(function (d) { return d.data.some(function (v) { return v !== null; }); });
+      if (!datasets.length) { return null; }
+      return {
+        type: "line",
+        data: { labels: c.durations.map(durationLabel), datasets: datasets },
+        options: {
+          interaction: { mode: "index", intersect: false },
+          scales: { x: { grid: { display: false } }, y: { reverse: !!spec.reverse, title: { display: true, text: spec.title } } },
+          plugins: { tooltip: { callbacks: { label: function (ctx) { return ctx.dataset.label + ": " + fmt(ctx.parsed.y, spec.digits); } } } }
+        }
+      };
+    });
+  });
+
+  /* 13. Time in zones per week: stacked minutes, zone 1 at the bottom. */
+  var ZONE_COLOURS = ["#a0aec0", "#2b6cb0", "#2f855a", "#d69e2e", "#fc4c02", "#c53030", "#702459"];
+  ["heartrate", "power"].forEach(function (kind) {
+    draw("chart-zones-" + kind, function () {
+      var z = DATA.zones[kind];
+      if (!z) { return null; }
+      return {
+        type: "bar",
+        data: {
+          labels: z.labels,
+          datasets: z.zones.map(function (zone, i) {
+            var unit = kind === "power" ? " W" : " bpm";
+            return {
+              label: "Z" + zone.zone + " " + zone.min + (zone.max === null ? "+" : "–" + zone.max) + unit,
+              data: zone.minutes, backgroundColor: ZONE_COLOURS[i % ZONE_COLOURS.length], stack: "zones"
+            };
+          })
+        },
+        options: {
+          interaction: { mode: "index", intersect: false },
+          scales: { x: { stacked: true, grid: { display: false } }, y: { stacked: true, title: { display: true, text: "minutes" } } }
+        }
+      };
+    });
+  });
+
+  /* 9. Heatmap of routes: a grid counted in Python (privacy radius already applied), no tiles
+     unless the reader presses the button (then OpenStreetMap tiles are drawn under the grid). */
   var heat = null;
   (function () {
     var canvas = document.getElementById("heatmap");
     if (!canvas) { return; }
-    var h = DATA.heatmap;
-    try {
-      if (!h.cells.length) {
-        canvas.parentNode.outerHTML = '<p class="empty">No routes to draw</p>';
-        return;
-      }
-      var k = 2, ctx = canvas.getContext("2d"), max = Math.max(2, h.max), drawn = 0, cell = 0;
+    var h = DATA.heatmap, k = 2, button = document.getElementById("heatmap-tiles");
+    function paint(withTiles) {
+      var ctx = canvas.getContext("2d"), max = Math.max(2, h.max), drawn = 0, cell = 0;
       canvas.width = h.width * k;
       canvas.height = h.height * k;
-      ctx.fillStyle = "#0b1622";
-      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      if (!withTiles) {
+        ctx.fillStyle = "#0b1622";
+        ctx.fillRect(0, 0, canvas.width, canvas.height);
+      }
       for (var i = 0; i < h.cells.length; i += 2) {
         cell += h.cells[i];
         var t = Math.log(h.cells[i + 1] + 1) / Math.log(max + 1);
@@ -310,7 +432,48 @@
         ctx.fillRect((cell % h.width) * k, Math.floor(cell / h.width) * k, k, k);
         drawn++;
       }
-      heat = { cells: drawn, tracks: h.tracks };
+      return drawn;
+    }
+    /* Web Mercator tiles covering the grid's bounds, each drawn behind the cells where it falls. */
+    function tiles() {
+      var b = h.bounds, w = b[2] - b[0], ctx = canvas.getContext("2d");
+      var zoom = Math.max(1, Math.min(17, Math.floor(Math.log(360 * canvas.width / (256 * w)) / Math.LN2)));
+      var n = Math.pow(2, zoom);
+      function tx(lng) { return Math.floor((lng + 180) / 360 * n); }
+      function ty(lat) { var r = lat * Math.PI / 180; return Math.floor((1 - Math.log(Math.tan(r) + 1 / Math.cos(r)) / Math.PI) / 2 * n); }
+      function lat(y) { var m = Math.PI - 2 * Math.PI * y / n; return 180 / Math.PI * Math.atan(0.5 * (Math.exp(m) - Math.exp(-m))); }
+      function px(lng) { return (lng - b[0]) / w * canvas.width; }
+      function py(la) { return (b[3] - la) / (b[3] - b[1]) * canvas.height; }
+      ctx.globalCompositeOperation = "destination-over";
+      for (var x = tx(b[0]); x <= tx(b[2]); x++) {
+        for (var y = ty(b[3]); y <= ty(b[1]); y++) {
+          (function (x, y) {
+            var img = new Image();
+            img.onload = function () {
+              var left = px(x / n * 360 - 180), right = px((x + 1) / n * 360 - 180);
+              var top = py(lat(y)), bottom = py(lat(y + 1));
+              ctx.drawImage(img, left, top, right - left, bottom - top);
+            };
+            img.src = TILES + "/" + zoom + "/" + x + "/" + y + ".png";
+          })(x, y);
+        }
+      }
+    }
+    try {
+      if (!h.cells.length) {
+        canvas.parentNode.outerHTML = '<p class="empty">No routes to draw</p>';
+        if (button) { button.parentNode.remove(); }
+        return;
+      }
+      heat = { cells: paint(false), tracks: h.tracks, fromStreams: h.fromStreams };
+      if (button) {
+        button.addEventListener("click", function () {
+          paint(true);
+          tiles();
+          button.disabled = true;
+          document.getElementById("heatmap-attribution").textContent = "Map tiles © OpenStreetMap contributors";
+        });
+      }
     } catch (err) {
       console.error("heatmap failed: " + err);
       canvas.parentNode.innerHTML = '<p class="empty">The heatmap could not be drawn.</p>';
@@ -323,7 +486,8 @@
     }),
     expected: EXPECTED,
     heatmap: heat,
-    drawnMs: Math.round(performance.now())
+    drawnMs: Math.round(performance.now()),
+    scriptStartMs: Math.round(STARTED)
   };
   document.body.setAttribute("data-charts-rendered", String(charts.length));
 })();
