@@ -112,6 +112,9 @@ def main() -> int:
     parser.add_argument("--activities", type=int, default=1234)
     parser.add_argument("--warehouse", choices=("duckdb", "postgres"), default="duckdb")
     parser.add_argument("--pg-url", default=os.environ.get("STRAVA_ELT_PG_URL", PG_URL))
+    parser.add_argument(
+        "--duckdb-memory-limit", help="DuckDB's memory_limit in the warehouse URL (e.g. 256MB; default: DuckDB's)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -129,6 +132,15 @@ def main() -> int:
             activities=args.activities, seed=SEED, end=END, read_limits=LIMITS, overall_limits=LIMITS
         ) as emu:
             setup_emulator_blocks(home, emu, names)
+            if args.duckdb_memory_limit and args.warehouse == "duckdb":
+                from pydantic import SecretStr
+
+                from blocks.warehouse import Warehouse
+
+                block = Warehouse.load(names[2])
+                url = f"{block.url.get_secret_value()}?memory_limit={args.duckdb_memory_limit}"
+                block.url = SecretStr(url)
+                block.save(names[2], overwrite=True)
             if args.warehouse == "postgres":
                 import psycopg
                 import sqlalchemy as sa
@@ -142,11 +154,14 @@ def main() -> int:
             try:
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", *names],
-                    check=True,
+                    check=False,
                     capture_output=True,
                     text=True,
                     env=os.environ | {"PREFECT_API_URL": api_url},
                 )
+                if out.returncode != 0:
+                    print(out.stderr[-4000:], file=sys.stderr)
+                    raise SystemExit(f"the pipeline's process failed (exit {out.returncode})")
                 figures = json.loads(out.stdout.strip().splitlines()[-1])
                 routes = emu.route_counts()
                 gear = len({a.get("gear_id") for a in emu.activities if a.get("gear_id")})

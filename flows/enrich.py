@@ -267,7 +267,7 @@ class _Plan:
             self.client,
             self.lake,
             self.athlete_id,
-            f"{self.run_key}_{self.counts['batches']}",
+            self._batch_key(),
             self.now.replace(microsecond=0),
             detail_ids=[q.activity_id for q in taken if q.needs_detail],
             stream_ids=[q.activity_id for q in taken if q.needs_streams],
@@ -275,6 +275,10 @@ class _Plan:
             stats=stats,
             zones=stats,
         )
+
+    def _batch_key(self) -> str:
+        """Each batch's own run key (lake paths, staging tables): the run's time, new hex, a run key's length."""
+        return f"{self.run_key.split('_')[0]}_{uuid.uuid4().hex[:8]}"
 
     def _load(self, batch: Any) -> None:
         from tasks.entities.store import load_batch

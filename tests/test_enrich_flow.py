@@ -107,3 +107,17 @@ def test_a_changed_activity_gets_its_detail_again_never_its_streams(env: Env) ->
         [athlete_id, newest["id"]],
     )
     assert due == [(False,)]
+
+
+def test_every_batch_has_a_run_key_whose_staging_tables_fit_63_characters() -> None:
+    from flows.enrich import _Plan
+    from tasks.entities.catalog import SPECS
+    from tasks.entities.store import entity_staging_name
+
+    plan = _Plan.__new__(_Plan)
+    plan.run_key = "20261204t230500_fa6632e5"
+    keys = {plan._batch_key() for _ in range(30)}  # a run of 30 batches (3,000 requests)
+    assert len(keys) == 30
+    for key in keys:
+        assert key.startswith("20261204t230500_") and len(key) == len(plan.run_key)
+        assert all(len(entity_staging_name(key, name)) <= 63 for name in SPECS if name != "activities")

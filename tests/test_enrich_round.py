@@ -75,3 +75,11 @@ def test_five_athletes_a_budget_for_two_a_day_all_complete_in_the_days_the_arith
     # Each activity's detail and streams were requested once, whatever day it came.
     routes = app.emu.route_counts()
     assert routes["activity"] == routes["streams"] == ATHLETES * ACTIVITIES
+
+
+def test_a_childs_message_counts_its_enrichment_requests_for_the_rounds_ledger() -> None:
+    from tasks.state import rounds
+
+    summary = {"status": "complete", "requests": 2, "athlete_rows": 6, "enrichment": {"requests": 14}}
+    assert rounds.parse_outcome(rounds.outcome_message(summary), completed=True).requests == 16
+    assert rounds.parse_outcome(rounds.outcome_message({"requests": 2}), completed=True).requests == 2

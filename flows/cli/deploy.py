@@ -62,7 +62,8 @@ def deploy_local_steps(*, port: int = 4200, home: Path = DEFAULT_HOME, emulator:
         ),
         ("The process work pool", f"prefect work-pool create --type process {DEFAULT_POOL}"),
         (
-            "The six deployments in prefect.yaml: weekly (Sunday 00:00 UTC), backfill (by hand), "
+            "The seven deployments in prefect.yaml: weekly (Sunday 00:00 UTC), enrich (every 15 minutes: "
+            "detail and streams with what the weekly runs leave of the budget), backfill (by hand), "
             "retrain-kudos-model and react (on events), athlete and weekly-all (several athletes: "
             "weekly-all's schedule is off until you switch it, docs/deploy.md)",
             f"cd {root} && prefect --no-prompt deploy --all",
