@@ -38,7 +38,7 @@ from tasks.insight import heatmap, links
 from tasks.state.variables import read_variable
 
 if TYPE_CHECKING:
-    from tasks.insight.curves import ActivityStreams
+    from tasks.insight.curves import ActivityStreams, ActivitySummary, SummaryStore
 
 __all__ = [
     "GEAR_THRESHOLDS_VARIABLE",
@@ -249,6 +249,7 @@ def collect_data(
     generated_at: datetime | None = None,
     settings: InsightSettings | None = None,
     heatmap_store: heatmap.HeatmapStore | None = None,
+    summary_store: SummaryStore | None = None,
 ) -> dict[str, Any]:
     """Read one athlete's models and activities into the dashboard's data (plain, JSON-ready).
 
@@ -257,6 +258,8 @@ def collect_data(
     athlete's recent runs' tallies come from the warehouse either way.
     ``settings``: the privacy radius and gear thresholds; None: :func:`read_settings`.
     ``heatmap_store``: where the heatmap of the same routes is kept between runs (:class:`LakeHeatmapStore`).
+    ``summary_store``: where each activity's bests and thinned track are kept between runs
+    (:class:`LakeSummaryStore`): with it, only the samples of activities new since are read.
 
     Raises:
         ValueError: No athlete given and the warehouse holds several (the message lists them),
@@ -290,6 +293,7 @@ def collect_data(
     points: list[dict[str, Any]] = []
     polylines: list[str] = []
     tracks: dict[int, list[heatmap.Point]] = {}
+    tracks_key: str | None = None
     mean_max = curves.curves((), generated.date())
     gear_names: dict[str, str] = {}
     runs: list[dict[str, Any]] = []
@@ -298,7 +302,10 @@ def collect_data(
             models = {name: read_table(conn, name, athlete_id) for name in names}
             result = conn.execute(sa.text(wh.read_sql("dashboard/activity_points.sql")), {"athlete_id": athlete_id})
             points = [dict(r) for r in result.mappings().fetchmany(MAX_POINTS)]
-            mean_max = curves.curves(_keeping_tracks(curves.read_streams(conn, athlete_id), tracks), generated.date())
+            entries, summaries = curves.read_summaries(conn, athlete_id, summary_store)
+            mean_max = curves.summary_curves(entries, summaries, generated.date())
+            tracks = {e.activity_id: summaries[e.activity_id].track for e in entries if summaries[e.activity_id].track}
+            tracks_key = curves.tracks_key(entries, summaries)
             found = conn.execute(sa.text(wh.read_sql("dashboard/activity_routes.sql")), {"athlete_id": athlete_id})
             polylines = [str(r[1]) for r in found if int(r[0]) not in tracks]  # streams first
             if _table_exists(conn, "strava_gear"):
@@ -345,7 +352,9 @@ def collect_data(
         "eddington": _eddington(models["eddington"], models["eddington_yearly"]),
         "yearReview": _year_review(models["year_in_review"]),
         "gear": _gear(models["gear_usage"], settings.gear_thresholds_km, gear_names),
-        "heatmap": heatmap.heatmap_data(polylines, settings.privacy_radius_m, heatmap_store, list(tracks.values())),
+        "heatmap": heatmap.heatmap_data(
+            polylines, settings.privacy_radius_m, heatmap_store, list(tracks.values()), tracks_key
+        ),
         "bestEfforts": _best_efforts(models["best_effort_progression"]),
         "segments": _segments(models["segment_pr_history"]),
         "curves": mean_max,
@@ -849,9 +858,17 @@ def render_dashboard(
     athlete_id: int | None = None,
     settings: InsightSettings | None = None,
     heatmap_store: heatmap.HeatmapStore | None = None,
+    summary_store: SummaryStore | None = None,
 ) -> str:
     """Collect and render in one call: the page's HTML (``settings`` None: :func:`read_settings`)."""
-    data = collect_data(engine, checks, athlete_id=athlete_id, settings=settings, heatmap_store=heatmap_store)
+    data = collect_data(
+        engine,
+        checks,
+        athlete_id=athlete_id,
+        settings=settings,
+        heatmap_store=heatmap_store,
+        summary_store=summary_store,
+    )
     return render_html(data)
 
 
@@ -880,16 +897,18 @@ def build_dashboard(
     checks: Sequence[Mapping[str, Any]] | None = None,
     athlete_id: int | None = None,
     heatmap_store: heatmap.HeatmapStore | None = None,
+    summary_store: SummaryStore | None = None,
 ) -> tuple[str, list[str]]:
     """Render the dashboard's HTML from the warehouse (in the caller's run: the publishing is the task).
 
     ``heatmap_store``: where the heatmap of the same routes is kept between runs (:class:`LakeHeatmapStore`).
+    ``summary_store``: where each activity's stream summary is kept between runs (:class:`LakeSummaryStore`).
 
     Returns:
         The page, and the gear due for maintenance (:func:`gear_due_lines`: the run's Slack message names them).
 
     """
-    data = collect_data(engine, checks, athlete_id=athlete_id, heatmap_store=heatmap_store)
+    data = collect_data(engine, checks, athlete_id=athlete_id, heatmap_store=heatmap_store, summary_store=summary_store)
     page = render_html(data)
     get_run_logger().info("Rendered the dashboard: %s bytes", len(page.encode("utf-8")))
     return page, gear_due_lines(data)
@@ -926,6 +945,48 @@ class LakeHeatmapStore:
             self.lake.write(self.path, json.dumps({"key": key, "heatmap": data}, separators=(",", ":")).encode())
         except Exception as exc:  # noqa: BLE001 - a cache: the next run renders again
             get_run_logger().warning("The heatmap was not kept in the lake for the next run: %s", exc)
+
+
+@dataclass
+class LakeSummaryStore:
+    """The athlete's per-activity stream summaries kept in the lake beside the dashboard.
+
+    ``dashboards/athlete_id=<id>/stream_summaries.json.gz``: per live activity with streams, its
+    sample count, best means per channel and duration, and its thinned track (the heatmap's input,
+    as private as the streams in the warehouse: the lake already holds the raw streams). One file
+    an athlete: one read a run (docs/insight.md has the figures). Unreadable or of another code
+    version: made again from the samples; a failed write is logged, never fails the dashboard.
+    """
+
+    lake: lake_io.Lake
+    athlete_id: int | str
+
+    @property
+    def path(self) -> str:
+        return f"dashboards/athlete_id={self.athlete_id}/stream_summaries.json.gz"
+
+    def get(self, version: str) -> dict[int, ActivitySummary] | None:
+        import gzip
+
+        from tasks.insight.curves import ActivitySummary
+
+        try:
+            body = self.lake.read_if_present(self.path)
+            stored = json.loads(gzip.decompress(body)) if body else None
+            if not isinstance(stored, dict) or stored.get("version") != version:
+                return None
+            return {int(k): ActivitySummary.from_json(v) for k, v in stored["activities"].items()}
+        except Exception:  # noqa: BLE001 - a cache: anything unreadable is made again
+            return None
+
+    def put(self, version: str, summaries: Mapping[int, ActivitySummary]) -> None:
+        import gzip
+
+        body = {"version": version, "activities": {str(k): v.as_json() for k, v in summaries.items()}}
+        try:
+            self.lake.write(self.path, gzip.compress(json.dumps(body, separators=(",", ":")).encode(), 5))
+        except Exception as exc:  # noqa: BLE001 - a cache: the next run reads the samples again
+            get_run_logger().warning("The stream summaries were not kept in the lake for the next run: %s", exc)
 
 
 @task(cache_policy=NO_CACHE)
