@@ -33,14 +33,20 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.kept: dict[str, dict[int, ActivitySummary]] = {}
+        self.kept_tracks: dict[str, dict[int, list[heatmap.Point]]] = {}
         self.puts = 0
 
     def get(self, version: str) -> dict[int, ActivitySummary] | None:
-        return self.kept.get(version)
+        kept = self.kept.get(version)
+        return None if kept is None else {k: ActivitySummary.from_json(v.as_json()) for k, v in kept.items()}
+
+    def tracks(self, version: str) -> dict[int, list[heatmap.Point]] | None:
+        return self.kept_tracks.get(version)
 
     def put(self, version: str, summaries: Mapping[int, ActivitySummary]) -> None:
         self.puts += 1
         self.kept = {version: {k: ActivitySummary.from_json(v.as_json()) for k, v in summaries.items()}}
+        self.kept_tracks = {version: {k: list(v.track) for k, v in summaries.items() if v.track}}
 
 
 @pytest.fixture
@@ -80,7 +86,9 @@ def test_kept_summaries_give_the_same_curves_per_athlete(engine: sa.Engine, samp
             entries, kept = curves.read_summaries(conn, athlete, store)  # the next run
             assert samples_read == [] and store.puts == 1
             assert curves.summary_curves(entries, kept, REFERENCE) == expected
-            assert [kept[e.activity_id].track for e in entries if kept[e.activity_id].track] == expected_tracks
+            assert all(not s.track for s in kept.values())  # read back without: read when the heatmap is drawn
+            assert curves.load_tracks(conn, athlete, entries, kept, store) == expected_tracks
+            assert samples_read == []
     assert sorted(stores[5].kept[curves.summary_version()]) == [500_001, 500_002]
     assert not set(stores[5].kept[curves.summary_version()]) & set(stores[6].kept[curves.summary_version()])
     assert curves.summary_curves(entries, kept, REFERENCE)["channels"]["watts"]["all"][8] == 330.0  # 6: 1 h at 330 W
@@ -168,7 +176,7 @@ def test_an_unchanged_athlete_reads_no_sample_on_the_next_dashboard(
         )
 
     def first_kept(activity_id: int) -> bool:
-        return bool(dashboard.LakeSummaryStore(lake, athlete).get(curves.summary_version())[activity_id].track)  # type: ignore[index]
+        return bool(dashboard.LakeSummaryStore(lake, athlete).get(curves.summary_version())[activity_id].points)  # type: ignore[index]
 
     plain = dashboard.collect_data(engine, [], athlete_id=athlete, generated_at=at, settings=settings)
     first = build()
@@ -185,9 +193,21 @@ def test_an_unchanged_athlete_reads_no_sample_on_the_next_dashboard(
     )
     assert len(kept["activities"]) == 30
 
+    real_samples = curves._samples_table  # noqa: SLF001
+
     def no_samples(*args: Any, **kwargs: Any) -> pa.Table:
         raise AssertionError("a stream sample was read")
 
     monkeypatch.setattr(curves, "_samples_table", no_samples)
+    real_render = heatmap.render_heatmap
     monkeypatch.setattr(heatmap, "render_heatmap", no_samples)
     assert build() == first
+
+    # Another privacy radius: the heatmap is drawn again from the kept tracks, still no sample read.
+    monkeypatch.setattr(heatmap, "render_heatmap", real_render)
+    settings = dashboard.InsightSettings(150.0)
+    monkeypatch.setattr(curves, "_samples_table", real_samples)
+    plain = dashboard.collect_data(engine, [], athlete_id=athlete, generated_at=at, settings=settings)
+    monkeypatch.setattr(curves, "_samples_table", no_samples)
+    again = build()
+    assert again == plain and again["heatmap"] != first["heatmap"] and again["curves"] == first["curves"]

@@ -339,27 +339,37 @@ class ActivitySummary:
     samples: int
     bests: dict[str, dict[int, float]]
     track: list[tuple[float, float]]
+    """Empty when read back from a store: the tracks are kept apart and read only when the heatmap is drawn."""
+    points: int = -1
+    """The track's length (-1: ``len(track)``)."""
+
+    def __post_init__(self) -> None:
+        if self.points < 0:
+            self.points = len(self.track)
 
     def as_json(self) -> dict[str, Any]:
+        """The summary without its track (:meth:`SummaryStore.tracks` keeps those)."""
         return {
             "n": self.samples,
             "b": {c: {str(d): v for d, v in values.items()} for c, values in self.bests.items()},
-            "t": [[a, b] for a, b in self.track],
+            "p": self.points,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ActivitySummary:
-        return cls(
-            int(data["n"]),
-            {str(c): {int(d): float(v) for d, v in values.items()} for c, values in data["b"].items()},
-            [(float(p[0]), float(p[1])) for p in data["t"]],
-        )
+        bests = {str(c): {int(d): float(v) for d, v in values.items()} for c, values in data["b"].items()}
+        return cls(int(data["n"]), bests, [], int(data["p"]))
 
 
 class SummaryStore(Protocol):
-    """Where the athlete's activity summaries are kept between runs (the lake), under a code version."""
+    """Where the athlete's activity summaries are kept between runs (the lake), under a code version.
+
+    ``get`` returns them without their tracks; ``tracks`` returns those (read only when the heatmap is drawn).
+    """
 
     def get(self, version: str) -> dict[int, ActivitySummary] | None: ...
+
+    def tracks(self, version: str) -> dict[int, list[tuple[float, float]]] | None: ...
 
     def put(self, version: str, summaries: Mapping[int, ActivitySummary]) -> None: ...
 
@@ -422,8 +432,42 @@ def read_summaries(
             if activity.activity_id in missing:
                 summaries[activity.activity_id] = summarise(activity, missing[activity.activity_id])
     if store is not None and (missing or summaries.keys() != kept.keys()):
+        if any(s.points and not s.track for s in summaries.values()):  # kept ones: their tracks go along
+            load_tracks(conn, athlete_id, entries, summaries, store)
         store.put(version, {e.activity_id: summaries[e.activity_id] for e in entries})
     return entries, summaries
+
+
+def load_tracks(
+    conn: sa.Connection,
+    athlete_id: int,
+    entries: Sequence[StreamEntry],
+    summaries: dict[int, ActivitySummary],
+    store: SummaryStore | None,
+) -> list[list[tuple[float, float]]]:
+    """The thinned tracks in ``entries``' order, filling in the summaries read back without them.
+
+    From the store; any it does not hold (a lost file) are made again from the samples.
+    """
+    wanting = [e for e in entries if summaries[e.activity_id].points and not summaries[e.activity_id].track]
+    if wanting:
+        kept = (store.tracks(summary_version()) if store is not None else None) or {}
+        lost = {}
+        for e in wanting:
+            track = kept.get(e.activity_id)
+            if track is not None and len(track) == summaries[e.activity_id].points:
+                summaries[e.activity_id].track = track
+            else:
+                lost[e.activity_id] = e.samples
+        source = (
+            read_streams(conn, athlete_id)
+            if len(lost) > READ_ONE_BY_ONE
+            else (itertools.chain.from_iterable(read_streams(conn, athlete_id, a) for a in lost))
+        )
+        for activity in source if lost else ():
+            if activity.activity_id in lost:
+                summaries[activity.activity_id] = summarise(activity, lost[activity.activity_id])
+    return [summaries[e.activity_id].track for e in entries if summaries[e.activity_id].points]
 
 
 def summary_curves(
@@ -442,6 +486,6 @@ def tracks_key(entries: Sequence[StreamEntry], summaries: Mapping[int, ActivityS
     """A digest standing for the stream tracks (in order): the ids and sample counts they come from, and the code."""
     digest = hashlib.sha256(summary_version().encode())
     for e in entries:
-        if summaries[e.activity_id].track:
+        if summaries[e.activity_id].points:
             digest.update(f"|{e.activity_id}:{e.samples}".encode())
     return digest.hexdigest()

@@ -292,9 +292,8 @@ def collect_data(
     models: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     points: list[dict[str, Any]] = []
     polylines: list[str] = []
-    tracks: dict[int, list[heatmap.Point]] = {}
-    tracks_key: str | None = None
     mean_max = curves.curves((), generated.date())
+    drawn: dict[str, Any] | None = None
     gear_names: dict[str, str] = {}
     runs: list[dict[str, Any]] = []
     if athlete_id is not None:
@@ -304,10 +303,16 @@ def collect_data(
             points = [dict(r) for r in result.mappings().fetchmany(MAX_POINTS)]
             entries, summaries = curves.read_summaries(conn, athlete_id, summary_store)
             mean_max = curves.summary_curves(entries, summaries, generated.date())
-            tracks = {e.activity_id: summaries[e.activity_id].track for e in entries if summaries[e.activity_id].track}
-            tracks_key = curves.tracks_key(entries, summaries)
+            with_track = {e.activity_id for e in entries if summaries[e.activity_id].points}
             found = conn.execute(sa.text(wh.read_sql("dashboard/activity_routes.sql")), {"athlete_id": athlete_id})
-            polylines = [str(r[1]) for r in found if int(r[0]) not in tracks]  # streams first
+            polylines = [str(r[1]) for r in found if int(r[0]) not in with_track]  # streams first
+            drawn = heatmap.heatmap_data(
+                polylines,
+                settings.privacy_radius_m,
+                heatmap_store,
+                functools.partial(curves.load_tracks, conn, athlete_id, entries, summaries, summary_store),
+                curves.tracks_key(entries, summaries),
+            )
             if _table_exists(conn, "strava_gear"):
                 named = conn.execute(sa.text(wh.read_sql("dashboard/gear_names.sql")), {"athlete_id": athlete_id})
                 gear_names = {str(r[0]): str(r[1]) for r in named if r[1]}
@@ -352,9 +357,7 @@ def collect_data(
         "eddington": _eddington(models["eddington"], models["eddington_yearly"]),
         "yearReview": _year_review(models["year_in_review"]),
         "gear": _gear(models["gear_usage"], settings.gear_thresholds_km, gear_names),
-        "heatmap": heatmap.heatmap_data(
-            polylines, settings.privacy_radius_m, heatmap_store, list(tracks.values()), tracks_key
-        ),
+        "heatmap": heatmap.render_heatmap([], settings.privacy_radius_m).as_dict() if drawn is None else drawn,
         "bestEfforts": _best_efforts(models["best_effort_progression"]),
         "segments": _segments(models["segment_pr_history"]),
         "curves": mean_max,
@@ -952,10 +955,11 @@ class LakeSummaryStore:
     """The athlete's per-activity stream summaries kept in the lake beside the dashboard.
 
     ``dashboards/athlete_id=<id>/stream_summaries.json.gz``: per live activity with streams, its
-    sample count, best means per channel and duration, and its thinned track (the heatmap's input,
-    as private as the streams in the warehouse: the lake already holds the raw streams). One file
-    an athlete: one read a run (docs/insight.md has the figures). Unreadable or of another code
-    version: made again from the samples; a failed write is logged, never fails the dashboard.
+    sample count, best means per channel and duration and its track's length, read every run;
+    ``stream_tracks.json.gz`` beside it: the thinned tracks (the heatmap's input, as private as the
+    streams the lake already holds), read only when the heatmap is drawn again (docs/insight.md).
+    Unreadable or of another code version: made again from the samples; a failed write is
+    logged, never fails the dashboard.
     """
 
     lake: lake_io.Lake
@@ -979,11 +983,29 @@ class LakeSummaryStore:
         except Exception:  # noqa: BLE001 - a cache: anything unreadable is made again
             return None
 
+    @property
+    def tracks_path(self) -> str:
+        return f"dashboards/athlete_id={self.athlete_id}/stream_tracks.json.gz"
+
+    def tracks(self, version: str) -> dict[int, list[tuple[float, float]]] | None:
+        import gzip
+
+        try:
+            body = self.lake.read_if_present(self.tracks_path)
+            stored = json.loads(gzip.decompress(body)) if body else None
+            if not isinstance(stored, dict) or stored.get("version") != version:
+                return None
+            return {int(k): [(float(p[0]), float(p[1])) for p in v] for k, v in stored["tracks"].items()}
+        except Exception:  # noqa: BLE001 - a cache: anything unreadable is made again
+            return None
+
     def put(self, version: str, summaries: Mapping[int, ActivitySummary]) -> None:
         import gzip
 
         body = {"version": version, "activities": {str(k): v.as_json() for k, v in summaries.items()}}
-        try:
+        tracks = {"version": version, "tracks": {str(k): v.track for k, v in summaries.items() if v.track}}
+        try:  # the tracks first: summaries without their tracks would be read as complete
+            self.lake.write(self.tracks_path, gzip.compress(json.dumps(tracks, separators=(",", ":")).encode(), 5))
             self.lake.write(self.path, gzip.compress(json.dumps(body, separators=(",", ":")).encode(), 5))
         except Exception as exc:  # noqa: BLE001 - a cache: the next run reads the samples again
             get_run_logger().warning("The stream summaries were not kept in the lake for the next run: %s", exc)
