@@ -5,7 +5,8 @@ the enrichment of the newest K of them (detail, best and segment efforts, every 
 gear, zones), as ``tests/insight_support.py`` loads them, and the models. Then it times, with
 the privacy radius on (200 m): reading the streams and computing the mean-maximal curves, the
 heatmap from the stream tracks and the summary polylines (what ``render_heatmap`` costs), the
-whole ``collect_data`` and ``render_html``, and prints the page's size. With ``--browser`` it
+whole ``collect_data`` (without the lake's stores; with them, empty then kept: the first
+and the next run) and ``render_html``, and prints the page's size. With ``--browser`` it
 opens the page in headless Chromium (Debian's ``chromium``) and prints the time until every
 chart is drawn (the page's own ``performance.now()``) and any console error. Asserts nothing.
 
@@ -55,9 +56,41 @@ def main() -> None:
     athlete = wh.athletes(engine)[0]
     reference = (EMULATOR_END + timedelta(days=1)).date()
     settings = dashboard.InsightSettings()
-    timings: dict[str, list[float]] = {"streams + curves": [], "heatmap": [], "collect_data": [], "render_html": []}
+    timings: dict[str, list[float]] = {
+        "streams + curves": [],
+        "heatmap": [],
+        "collect_data": [],
+        "kept: first run": [],
+        "kept: next run": [],
+        "render_html": [],
+    }
     page = ""
+    import tempfile
+
+    from prefect.filesystems import LocalFileSystem
+
+    from tasks.lake import Lake
+
     for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as kept_dir:  # the lake's summaries and heatmap: empty, then kept
+            lake = Lake(LocalFileSystem(basepath=kept_dir))
+            for name in ("kept: first run", "kept: next run"):
+                started = time.perf_counter()
+                dashboard.collect_data(
+                    engine,
+                    [],
+                    athlete_id=athlete,
+                    generated_at=EMULATOR_END + timedelta(days=1),
+                    settings=settings,
+                    heatmap_store=dashboard.LakeHeatmapStore(lake, athlete),
+                    summary_store=dashboard.LakeSummaryStore(lake, athlete),
+                )
+                timings[name].append(time.perf_counter() - started)
+            kept = Path(kept_dir, "dashboards", f"athlete_id={athlete}", "stream_summaries.json.gz")
+            kept_size = kept.stat().st_size
+            started = time.perf_counter()
+            dashboard.LakeSummaryStore(lake, athlete).get(curves.summary_version())
+            kept_read = time.perf_counter() - started
         tracks: dict[int, list[heatmap.Point]] = {}
         started = time.perf_counter()
         with engine.connect() as conn:
@@ -87,6 +120,7 @@ def main() -> None:
     for name, values in timings.items():
         print(f"{name:>18}: median {statistics.median(values):.2f} s (of {len(values)}: "
               f"{', '.join(f'{v:.2f}' for v in values)})")  # fmt: skip
+    print(f"kept summaries: {kept_size:,} bytes gzipped, read back in {kept_read:.2f} s")
     size = len(page.encode("utf-8"))
     print(f"page: {size:,} bytes ({size / 1024:.0f} KiB)")
     out = args.out or db.with_suffix(".html")

@@ -42,8 +42,10 @@ def publish_insight(
     """
     checks = None if summary.checks is None else [c.as_dict() for c in summary.checks]
     with engine_of(warehouse, engine) as engine:
-        store = None if summary.athlete_id is None else dashboard.LakeHeatmapStore(lake, summary.athlete_id)
-        page, gear_due = dashboard.build_dashboard(engine, checks, summary.athlete_id, heatmap_store=store)
+        athlete = summary.athlete_id
+        store = None if athlete is None else dashboard.LakeHeatmapStore(lake, athlete)
+        kept = None if athlete is None else dashboard.LakeSummaryStore(lake, athlete)
+        page, gear_due = dashboard.build_dashboard(engine, checks, athlete, heatmap_store=store, summary_store=kept)
         monthly = report.monthly_rows(engine, summary.athlete_id)
     published = dashboard.publish_dashboard(
         lake, page, summary.athlete_id or "unknown", summary.run_key, figures=key_figures(summary), gear_due=gear_due

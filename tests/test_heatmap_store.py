@@ -21,9 +21,11 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = heatmap.render_heatmap
 
-    def counted(polylines: Any, radius_m: float = heatmap.PRIVACY_RADIUS_M, *args: Any) -> heatmap.Heatmap:
+    def counted(
+        polylines: Any, radius_m: float = heatmap.PRIVACY_RADIUS_M, *args: Any, **kwargs: Any
+    ) -> heatmap.Heatmap:
         calls.append(1)
-        return real(polylines, radius_m, *args)
+        return real(polylines, radius_m, *args, **kwargs)
 
     monkeypatch.setattr(heatmap, "render_heatmap", counted)
     return calls

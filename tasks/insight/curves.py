@@ -16,11 +16,14 @@ the scope: all time, this calendar year and the last 90 days up to the reference
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, TypeAlias
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,11 +35,19 @@ __all__ = [
     "CP_DURATIONS",
     "DURATIONS",
     "ActivityStreams",
+    "ActivitySummary",
+    "StreamEntry",
+    "SummaryStore",
     "activity_bests",
     "best_means",
     "critical_power",
     "curves",
+    "read_entries",
     "read_streams",
+    "read_summaries",
+    "summarise",
+    "summary_curves",
+    "tracks_key",
 ]
 
 DURATIONS: tuple[int, ...] = (5, 10, 30, 60, 300, 600, 1200, 1800, 3600, 7200)
@@ -86,17 +97,23 @@ _STREAM_COLUMNS = (
 )
 
 
-def _samples_table(conn: sa.Connection, athlete_id: int) -> pa.Table:
+def _samples_table(conn: sa.Connection, athlete_id: int, activity_id: int | None = None) -> pa.Table:
     """The athlete's samples (``dashboard/activity_streams.sql``) as an Arrow table.
 
+    ``activity_id``: that activity's only (``dashboard/activity_stream_of.sql``).
     Where the dialect hands the result over as Arrow (DuckDB) it is used; elsewhere the rows
     are gathered into columns.
     """
-    sql = wh.read_sql("dashboard/activity_streams.sql")
-    table = wh.dialect_for(conn.engine).read_arrow(conn, sql, {"athlete_id": athlete_id})
+    params: dict[str, Any] = {"athlete_id": athlete_id}
+    if activity_id is None:
+        sql = wh.read_sql("dashboard/activity_streams.sql")
+    else:
+        sql = wh.read_sql("dashboard/activity_stream_of.sql")
+        params["activity_id"] = activity_id
+    table = wh.dialect_for(conn.engine).read_arrow(conn, sql, params)
     if table is not None:
         return table
-    rows = conn.execute(sa.text(sql), {"athlete_id": athlete_id}).all()
+    rows = conn.execute(sa.text(sql), params).all()
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in _STREAM_COLUMNS]
     types = (
         pa.int64(),
@@ -112,11 +129,14 @@ def _samples_table(conn: sa.Connection, athlete_id: int) -> pa.Table:
     return pa.table([pa.array(list(c), t) for c, t in zip(columns, types, strict=True)], names=list(_STREAM_COLUMNS))
 
 
-def read_streams(conn: sa.Connection, athlete_id: int) -> Iterator[ActivityStreams]:
-    """The athlete's live activities with streams, newest first (nothing without the streams table)."""
+def read_streams(conn: sa.Connection, athlete_id: int, activity_id: int | None = None) -> Iterator[ActivityStreams]:
+    """The athlete's live activities with streams, newest first (nothing without the streams table).
+
+    ``activity_id``: that one activity only.
+    """
     if not sa.inspect(conn).has_table("strava_activity_streams"):
         return
-    table = _samples_table(conn, athlete_id)
+    table = _samples_table(conn, athlete_id, activity_id)
     if table.num_rows == 0:
         return
     ids = table.column("activity_id").combine_chunks()
@@ -242,19 +262,23 @@ def curves(activities: Iterable[ActivityStreams], reference: date) -> dict[str, 
     ``reference``: the day the scopes end (the run's day): ``year`` is its calendar year up to it,
     ``recent`` the :data:`RECENT_DAYS` days up to it (inclusive); activities after it count in ``all`` only.
     """
+    return _curves_of(((a.day, activity_bests(a)) for a in activities), reference)
+
+
+def _curves_of(activities: Iterable[tuple[date, dict[str, dict[int, float]]]], reference: date) -> dict[str, Any]:
+    """:func:`curves` from each activity's day and bests (:func:`activity_bests`)."""
     recent_from = reference - timedelta(days=RECENT_DAYS - 1)
     best: dict[str, dict[str, dict[int, float]]] = {c: {s: {} for s in SCOPES} for c in CHANNELS}
     count = 0
-    for activity in activities:
-        bests = activity_bests(activity)
+    for day, bests in activities:
         if not bests:
             continue
         count += 1
         scopes = ["all"]
-        if activity.day <= reference:
-            if activity.day.year == reference.year:
+        if day <= reference:
+            if day.year == reference.year:
                 scopes.append("year")
-            if activity.day >= recent_from:
+            if day >= recent_from:
                 scopes.append("recent")
         for channel, values in bests.items():
             for scope in scopes:
@@ -281,3 +305,187 @@ def curves(activities: Iterable[ActivityStreams], reference: date) -> dict[str, 
             scope: critical_power(*(best["watts"][scope].get(d) for d in CP_DURATIONS)) for scope in SCOPES
         },
     }
+
+
+# --- Per-activity summaries, kept between runs --------------------------------------------------
+#
+# Streams are immutable once loaded: an activity's bests and thinned track are computed once, when
+# its samples are new, and kept (the lake: ``LakeStreamSummaryStore`` in dashboard.py). A run reads
+# only each live activity's sample count (``dashboard/activity_stream_counts.sql``) and the samples
+# of the activities whose kept summary is missing or was made from another count.
+
+READ_ONE_BY_ONE = 50
+"""Up to this many activities to summarise: read one query each; more: one read of every sample."""
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    """A live activity with streams: its day and sport now (editable on Strava) and its sample count."""
+
+    activity_id: int
+    day: date
+    sport_type: str | None
+    samples: int
+
+
+@dataclass
+class ActivitySummary:
+    """What the dashboard needs of one activity's samples: the best means per channel and the thinned track.
+
+    ``bests``: watts (with the critical-power durations), heart rate and speed, speed whatever the
+    sport (the sport can change later; :func:`summary_curves` keeps it for runs only).
+    """
+
+    samples: int
+    bests: dict[str, dict[int, float]]
+    track: list[tuple[float, float]]
+    """Empty when read back from a store: the tracks are kept apart and read only when the heatmap is drawn."""
+    points: int = -1
+    """The track's length (-1: ``len(track)``)."""
+
+    def __post_init__(self) -> None:
+        if self.points < 0:
+            self.points = len(self.track)
+
+    def as_json(self) -> dict[str, Any]:
+        """The summary without its track (:meth:`SummaryStore.tracks` keeps those)."""
+        return {
+            "n": self.samples,
+            "b": {c: {str(d): v for d, v in values.items()} for c, values in self.bests.items()},
+            "p": self.points,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ActivitySummary:
+        bests = {str(c): {int(d): float(v) for d, v in values.items()} for c, values in data["b"].items()}
+        return cls(int(data["n"]), bests, [], int(data["p"]))
+
+
+class SummaryStore(Protocol):
+    """Where the athlete's activity summaries are kept between runs (the lake), under a code version.
+
+    ``get`` returns them without their tracks; ``tracks`` returns those (read only when the heatmap is drawn).
+    """
+
+    def get(self, version: str) -> dict[int, ActivitySummary] | None: ...
+
+    def tracks(self, version: str) -> dict[int, list[tuple[float, float]]] | None: ...
+
+    def put(self, version: str, summaries: Mapping[int, ActivitySummary]) -> None: ...
+
+
+@functools.cache
+def summary_version() -> str:
+    """The digest of this module's and the heatmap's source: a change to either makes every summary again."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(Path(__file__).with_name("heatmap.py").read_bytes())
+    return digest.hexdigest()
+
+
+def summarise(activity: ActivityStreams, samples: int) -> ActivitySummary:
+    """One activity's summary from its samples (``samples``: the count it was made from)."""
+    from tasks.insight import heatmap
+
+    bests = {
+        "watts": best_means(activity.time, activity.watts, (*DURATIONS, *CP_DURATIONS)),
+        "heartrate": best_means(activity.time, activity.heartrate, DURATIONS),
+        "speed": best_means(activity.time, activity.speed, DURATIONS),
+    }
+    track = heatmap.thin_track(activity.track) if len(activity.track) >= 2 else []
+    return ActivitySummary(samples, {k: v for k, v in bests.items() if v}, [(a, b) for a, b in track])
+
+
+def read_entries(conn: sa.Connection, athlete_id: int) -> list[StreamEntry]:
+    """The athlete's live activities with streams and their sample counts, newest first (no sample value read)."""
+    if not sa.inspect(conn).has_table("strava_activity_streams"):
+        return []
+    found = conn.execute(sa.text(wh.read_sql("dashboard/activity_stream_counts.sql")), {"athlete_id": athlete_id})
+    return [StreamEntry(int(r[0]), _day(r[1]), r[2], int(r[3])) for r in found]
+
+
+def read_summaries(
+    conn: sa.Connection, athlete_id: int, store: SummaryStore | None = None
+) -> tuple[list[StreamEntry], dict[int, ActivitySummary]]:
+    """The athlete's activities with streams (newest first) and each one's summary.
+
+    Kept summaries made from the same sample count are reused; the others are made from the
+    activity's samples (read one activity at a time up to :data:`READ_ONE_BY_ONE` of them) and
+    kept. A summary of an activity no longer live (deleted, streams gone) is dropped.
+    """
+    entries = read_entries(conn, athlete_id)
+    version = summary_version()
+    kept = (store.get(version) if store is not None else None) or {}
+    summaries = {
+        e.activity_id: kept[e.activity_id]
+        for e in entries
+        if e.activity_id in kept and kept[e.activity_id].samples == e.samples
+    }
+    missing = {e.activity_id: e.samples for e in entries if e.activity_id not in summaries}
+    if missing:
+        for activity_id, samples in missing.items():  # no usable sample (no time): an empty summary
+            summaries[activity_id] = ActivitySummary(samples, {}, [])
+        if len(missing) > READ_ONE_BY_ONE:
+            source: Iterable[ActivityStreams] = read_streams(conn, athlete_id)
+        else:
+            source = itertools.chain.from_iterable(read_streams(conn, athlete_id, a) for a in missing)
+        for activity in source:
+            if activity.activity_id in missing:
+                summaries[activity.activity_id] = summarise(activity, missing[activity.activity_id])
+    if store is not None and (missing or summaries.keys() != kept.keys()):
+        if any(s.points and not s.track for s in summaries.values()):  # kept ones: their tracks go along
+            load_tracks(conn, athlete_id, entries, summaries, store)
+        store.put(version, {e.activity_id: summaries[e.activity_id] for e in entries})
+    return entries, summaries
+
+
+def load_tracks(
+    conn: sa.Connection,
+    athlete_id: int,
+    entries: Sequence[StreamEntry],
+    summaries: dict[int, ActivitySummary],
+    store: SummaryStore | None,
+) -> list[list[tuple[float, float]]]:
+    """The thinned tracks in ``entries``' order, filling in the summaries read back without them.
+
+    From the store; any it does not hold (a lost file) are made again from the samples.
+    """
+    wanting = [e for e in entries if summaries[e.activity_id].points and not summaries[e.activity_id].track]
+    if wanting:
+        kept = (store.tracks(summary_version()) if store is not None else None) or {}
+        lost = {}
+        for e in wanting:
+            track = kept.get(e.activity_id)
+            if track is not None and len(track) == summaries[e.activity_id].points:
+                summaries[e.activity_id].track = track
+            else:
+                lost[e.activity_id] = e.samples
+        source = (
+            read_streams(conn, athlete_id)
+            if len(lost) > READ_ONE_BY_ONE
+            else (itertools.chain.from_iterable(read_streams(conn, athlete_id, a) for a in lost))
+        )
+        for activity in source if lost else ():
+            if activity.activity_id in lost:
+                summaries[activity.activity_id] = summarise(activity, lost[activity.activity_id])
+    return [summaries[e.activity_id].track for e in entries if summaries[e.activity_id].points]
+
+
+def summary_curves(
+    entries: Sequence[StreamEntry], summaries: Mapping[int, ActivitySummary], reference: date
+) -> dict[str, Any]:
+    """:func:`curves` from the kept summaries: the same figures as from the samples themselves."""
+
+    def bests(entry: StreamEntry) -> dict[str, dict[int, float]]:
+        found = summaries[entry.activity_id].bests
+        return {c: v for c, v in found.items() if v and (c != "speed" or entry.sport_type in RUNS)}
+
+    return _curves_of(((e.day, bests(e)) for e in entries), reference)
+
+
+def tracks_key(entries: Sequence[StreamEntry], summaries: Mapping[int, ActivitySummary]) -> str:
+    """A digest standing for the stream tracks (in order): the ids and sample counts they come from, and the code."""
+    digest = hashlib.sha256(summary_version().encode())
+    for e in entries:
+        if summaries[e.activity_id].points:
+            digest.update(f"|{e.activity_id}:{e.samples}".encode())
+    return digest.hexdigest()

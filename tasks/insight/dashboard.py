@@ -38,7 +38,7 @@ from tasks.insight import heatmap, links
 from tasks.state.variables import read_variable
 
 if TYPE_CHECKING:
-    from tasks.insight.curves import ActivityStreams
+    from tasks.insight.curves import ActivityStreams, ActivitySummary, SummaryStore
 
 __all__ = [
     "GEAR_THRESHOLDS_VARIABLE",
@@ -249,6 +249,7 @@ def collect_data(
     generated_at: datetime | None = None,
     settings: InsightSettings | None = None,
     heatmap_store: heatmap.HeatmapStore | None = None,
+    summary_store: SummaryStore | None = None,
 ) -> dict[str, Any]:
     """Read one athlete's models and activities into the dashboard's data (plain, JSON-ready).
 
@@ -257,6 +258,8 @@ def collect_data(
     athlete's recent runs' tallies come from the warehouse either way.
     ``settings``: the privacy radius and gear thresholds; None: :func:`read_settings`.
     ``heatmap_store``: where the heatmap of the same routes is kept between runs (:class:`LakeHeatmapStore`).
+    ``summary_store``: where each activity's bests and thinned track are kept between runs
+    (:class:`LakeSummaryStore`): with it, only the samples of activities new since are read.
 
     Raises:
         ValueError: No athlete given and the warehouse holds several (the message lists them),
@@ -289,8 +292,8 @@ def collect_data(
     models: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     points: list[dict[str, Any]] = []
     polylines: list[str] = []
-    tracks: dict[int, list[heatmap.Point]] = {}
     mean_max = curves.curves((), generated.date())
+    drawn: dict[str, Any] | None = None
     gear_names: dict[str, str] = {}
     runs: list[dict[str, Any]] = []
     if athlete_id is not None:
@@ -298,9 +301,18 @@ def collect_data(
             models = {name: read_table(conn, name, athlete_id) for name in names}
             result = conn.execute(sa.text(wh.read_sql("dashboard/activity_points.sql")), {"athlete_id": athlete_id})
             points = [dict(r) for r in result.mappings().fetchmany(MAX_POINTS)]
-            mean_max = curves.curves(_keeping_tracks(curves.read_streams(conn, athlete_id), tracks), generated.date())
+            entries, summaries = curves.read_summaries(conn, athlete_id, summary_store)
+            mean_max = curves.summary_curves(entries, summaries, generated.date())
+            with_track = {e.activity_id for e in entries if summaries[e.activity_id].points}
             found = conn.execute(sa.text(wh.read_sql("dashboard/activity_routes.sql")), {"athlete_id": athlete_id})
-            polylines = [str(r[1]) for r in found if int(r[0]) not in tracks]  # streams first
+            polylines = [str(r[1]) for r in found if int(r[0]) not in with_track]  # streams first
+            drawn = heatmap.heatmap_data(
+                polylines,
+                settings.privacy_radius_m,
+                heatmap_store,
+                functools.partial(curves.load_tracks, conn, athlete_id, entries, summaries, summary_store),
+                curves.tracks_key(entries, summaries),
+            )
             if _table_exists(conn, "strava_gear"):
                 named = conn.execute(sa.text(wh.read_sql("dashboard/gear_names.sql")), {"athlete_id": athlete_id})
                 gear_names = {str(r[0]): str(r[1]) for r in named if r[1]}
@@ -345,7 +357,7 @@ def collect_data(
         "eddington": _eddington(models["eddington"], models["eddington_yearly"]),
         "yearReview": _year_review(models["year_in_review"]),
         "gear": _gear(models["gear_usage"], settings.gear_thresholds_km, gear_names),
-        "heatmap": heatmap.heatmap_data(polylines, settings.privacy_radius_m, heatmap_store, list(tracks.values())),
+        "heatmap": heatmap.render_heatmap([], settings.privacy_radius_m).as_dict() if drawn is None else drawn,
         "bestEfforts": _best_efforts(models["best_effort_progression"]),
         "segments": _segments(models["segment_pr_history"]),
         "curves": mean_max,
@@ -849,9 +861,17 @@ def render_dashboard(
     athlete_id: int | None = None,
     settings: InsightSettings | None = None,
     heatmap_store: heatmap.HeatmapStore | None = None,
+    summary_store: SummaryStore | None = None,
 ) -> str:
     """Collect and render in one call: the page's HTML (``settings`` None: :func:`read_settings`)."""
-    data = collect_data(engine, checks, athlete_id=athlete_id, settings=settings, heatmap_store=heatmap_store)
+    data = collect_data(
+        engine,
+        checks,
+        athlete_id=athlete_id,
+        settings=settings,
+        heatmap_store=heatmap_store,
+        summary_store=summary_store,
+    )
     return render_html(data)
 
 
@@ -880,16 +900,18 @@ def build_dashboard(
     checks: Sequence[Mapping[str, Any]] | None = None,
     athlete_id: int | None = None,
     heatmap_store: heatmap.HeatmapStore | None = None,
+    summary_store: SummaryStore | None = None,
 ) -> tuple[str, list[str]]:
     """Render the dashboard's HTML from the warehouse (in the caller's run: the publishing is the task).
 
     ``heatmap_store``: where the heatmap of the same routes is kept between runs (:class:`LakeHeatmapStore`).
+    ``summary_store``: where each activity's stream summary is kept between runs (:class:`LakeSummaryStore`).
 
     Returns:
         The page, and the gear due for maintenance (:func:`gear_due_lines`: the run's Slack message names them).
 
     """
-    data = collect_data(engine, checks, athlete_id=athlete_id, heatmap_store=heatmap_store)
+    data = collect_data(engine, checks, athlete_id=athlete_id, heatmap_store=heatmap_store, summary_store=summary_store)
     page = render_html(data)
     get_run_logger().info("Rendered the dashboard: %s bytes", len(page.encode("utf-8")))
     return page, gear_due_lines(data)
@@ -926,6 +948,67 @@ class LakeHeatmapStore:
             self.lake.write(self.path, json.dumps({"key": key, "heatmap": data}, separators=(",", ":")).encode())
         except Exception as exc:  # noqa: BLE001 - a cache: the next run renders again
             get_run_logger().warning("The heatmap was not kept in the lake for the next run: %s", exc)
+
+
+@dataclass
+class LakeSummaryStore:
+    """The athlete's per-activity stream summaries kept in the lake beside the dashboard.
+
+    ``dashboards/athlete_id=<id>/stream_summaries.json.gz``: per live activity with streams, its
+    sample count, best means per channel and duration and its track's length, read every run;
+    ``stream_tracks.json.gz`` beside it: the thinned tracks (the heatmap's input, as private as the
+    streams the lake already holds), read only when the heatmap is drawn again (docs/insight.md).
+    Unreadable or of another code version: made again from the samples; a failed write is
+    logged, never fails the dashboard.
+    """
+
+    lake: lake_io.Lake
+    athlete_id: int | str
+
+    @property
+    def path(self) -> str:
+        return f"dashboards/athlete_id={self.athlete_id}/stream_summaries.json.gz"
+
+    def get(self, version: str) -> dict[int, ActivitySummary] | None:
+        import gzip
+
+        from tasks.insight.curves import ActivitySummary
+
+        try:
+            body = self.lake.read_if_present(self.path)
+            stored = json.loads(gzip.decompress(body)) if body else None
+            if not isinstance(stored, dict) or stored.get("version") != version:
+                return None
+            return {int(k): ActivitySummary.from_json(v) for k, v in stored["activities"].items()}
+        except Exception:  # noqa: BLE001 - a cache: anything unreadable is made again
+            return None
+
+    @property
+    def tracks_path(self) -> str:
+        return f"dashboards/athlete_id={self.athlete_id}/stream_tracks.json.gz"
+
+    def tracks(self, version: str) -> dict[int, list[tuple[float, float]]] | None:
+        import gzip
+
+        try:
+            body = self.lake.read_if_present(self.tracks_path)
+            stored = json.loads(gzip.decompress(body)) if body else None
+            if not isinstance(stored, dict) or stored.get("version") != version:
+                return None
+            return {int(k): [(float(p[0]), float(p[1])) for p in v] for k, v in stored["tracks"].items()}
+        except Exception:  # noqa: BLE001 - a cache: anything unreadable is made again
+            return None
+
+    def put(self, version: str, summaries: Mapping[int, ActivitySummary]) -> None:
+        import gzip
+
+        body = {"version": version, "activities": {str(k): v.as_json() for k, v in summaries.items()}}
+        tracks = {"version": version, "tracks": {str(k): v.track for k, v in summaries.items() if v.track}}
+        try:  # the tracks first: summaries without their tracks would be read as complete
+            self.lake.write(self.tracks_path, gzip.compress(json.dumps(tracks, separators=(",", ":")).encode(), 5))
+            self.lake.write(self.path, gzip.compress(json.dumps(body, separators=(",", ":")).encode(), 5))
+        except Exception as exc:  # noqa: BLE001 - a cache: the next run reads the samples again
+            get_run_logger().warning("The stream summaries were not kept in the lake for the next run: %s", exc)
 
 
 @task(cache_policy=NO_CACHE)

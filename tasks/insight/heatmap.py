@@ -13,7 +13,7 @@ import functools
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -390,12 +390,20 @@ def inputs_key(
     width: int = GRID_WIDTH,
     height: int = GRID_HEIGHT,
     tracks: Sequence[Sequence[Point]] = (),
+    tracks_key: str | None = None,
 ) -> str:
-    """A digest of everything :func:`render_heatmap` reads: polylines and stream tracks in order, radius, grid, code."""
+    """A digest of everything :func:`render_heatmap` reads: polylines and stream tracks in order, radius, grid, code.
+
+    ``tracks_key``: a digest that stands for the tracks (the ids and sample counts they were made
+    from, ``curves.tracks_key``), used instead of their points.
+    """
     digest = hashlib.sha256(_code_digest())
     digest.update(f"{float(radius_m)!r}|{width}|{height}|{len(polylines)}|{len(tracks)}".encode())
     for encoded in polylines:
         digest.update(b"\x00" + (encoded or "").encode())
+    if tracks_key is not None:
+        digest.update(b"\x02" + tracks_key.encode())
+        return digest.hexdigest()
     for track in tracks:
         digest.update(b"\x01" + repr([tuple(p) for p in track]).encode())
     return digest.hexdigest()
@@ -405,7 +413,8 @@ def heatmap_data(
     polylines: Sequence[str | None],
     radius_m: float = PRIVACY_RADIUS_M,
     store: HeatmapStore | None = None,
-    tracks: Sequence[Sequence[Point]] = (),
+    tracks: Sequence[Sequence[Point]] | Callable[[], Sequence[Sequence[Point]]] = (),
+    tracks_key: str | None = None,
 ) -> dict[str, Any]:
     """``render_heatmap(polylines, radius_m).as_dict()``, or the stored one made from the same inputs.
 
@@ -413,15 +422,21 @@ def heatmap_data(
     a quiet 2-core machine), on every run although an incremental run mostly changes none of
     them. With a ``store``, the heatmap made from exactly these inputs (:func:`inputs_key`) is
     reused; any change to a route, the radius or this module makes a new one. ``tracks``: routes
-    from streams, as (lat, lng) points (:func:`render_heatmap`'s ``tracks_from_streams``).
+    from streams, as (lat, lng) points (:func:`render_heatmap`'s ``tracks_from_streams``);
+    ``tracks_key``: what stands for them in the key (:func:`inputs_key`); with it, ``tracks`` may be
+    a function that reads them, called only when the heatmap is drawn.
     """
+
+    def points() -> Sequence[Sequence[Point]]:
+        return tracks() if callable(tracks) else tracks
+
     if store is None:
-        return render_heatmap(polylines, radius_m, tracks_from_streams=tracks).as_dict()
-    key = inputs_key(polylines, radius_m, tracks=tracks)
+        return render_heatmap(polylines, radius_m, tracks_from_streams=points()).as_dict()
+    key = inputs_key(polylines, radius_m, tracks=() if tracks_key else points(), tracks_key=tracks_key)
     found = store.get(key)
     if found is not None:
         return found
-    data = render_heatmap(polylines, radius_m, tracks_from_streams=tracks).as_dict()
+    data = render_heatmap(polylines, radius_m, tracks_from_streams=points()).as_dict()
     store.put(key, data)
     return data
 
