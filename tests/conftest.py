@@ -166,6 +166,9 @@ def make_env(tmp_path: Path, pg_url: str | None = None, **emulator_kwargs: Any) 
         emulator_kwargs.setdefault("end", EMULATOR_END)
     # A distinct athlete per test: the watermark Variable is per athlete.
     emulator_kwargs.setdefault("athlete_id", int(uuid.uuid4().int % 10**9) + 10**9)
+    # A distinct application per test too: the budget Variable is per application (client id),
+    # and tests sharing a Prefect server would otherwise plan with each other's recorded usage.
+    emulator_kwargs.setdefault("client_id", str(int(uuid.uuid4().int % 10**8) + 10**8))
     emu = StravaEmulator(**emulator_kwargs)
     emu.start()
     names = (f"strava-{suffix}", f"lake-{suffix}", f"warehouse-{suffix}")

@@ -63,6 +63,8 @@ def make_roster(tmp_path: Path, athletes: int = 3, activities: int = 60, **emula
     suffix = uuid.uuid4().hex[:10]
     emulator_kwargs.setdefault("seed", EMULATOR_SEED)
     emulator_kwargs.setdefault("end", EMULATOR_END)
+    # Its own application: the budget Variable is per client id, and tests share a Prefect server.
+    emulator_kwargs.setdefault("client_id", str(int(uuid.uuid4().int % 10**8) + 2 * 10**8))
     emu = StravaEmulator(activities=activities, athletes=athletes, **emulator_kwargs)
     emu.start()
     try:
