@@ -34,6 +34,9 @@
       }
     };
   }
+  /* Points sorted by x for a dataset given to Chart.js as it is (parsing: false): it then reads
+     each point's x and y itself instead of looking both keys up, and takes the data as sorted. */
+  function byX(points) { return points.sort(function (a, b) { return a.x - b.x; }); }
   function range(from, to, step) {
     var out = [];
     for (var v = from; v <= to; v += step || 1) { out.push(v); }
@@ -148,10 +151,11 @@
       type: "scatter",
       data: {
         datasets: a.sports.map(function (s, i) {
-          return { label: s, data: bySport[i], backgroundColor: colour(i) + "aa", pointRadius: 2.5 };
+          return { label: s, data: byX(bySport[i]), backgroundColor: colour(i) + "aa", pointRadius: 2.5 };
         }).filter(function (d) { return d.data.length; })
       },
       options: {
+        parsing: false,
         scales: { x: { title: { display: true, text: "distance (km)" } }, y: { title: { display: true, text: "kudos" }, beginAtZero: true } },
         plugins: { tooltip: { callbacks: { label: function (c) {
           var p = c.raw; return [p.name || "(no name)", p.date + " · " + fmt(p.x, 1) + " km · " + p.y + " kudos"];
@@ -173,7 +177,7 @@
     var datasets = [];
     byCount.forEach(function (cells, v) {
       if (cells) {
-        datasets.push({ label: "activities", data: cells, borderWidth: 0, width: 8, height: 8,
+        datasets.push({ label: "activities", data: byX(cells), borderWidth: 0, width: 8, height: 8,
                         backgroundColor: v ? ramp(0.25 + 0.75 * v / max) : "#ebedf0" });
       }
     });
@@ -182,6 +186,7 @@
       data: { datasets: datasets },
       plugins: [fitCells(cal.weeks, 7)],
       options: {
+        parsing: false,
         plugins: {
           legend: { display: false },
           tooltip: { callbacks: { title: function (items) { return items[0].raw.date; },
@@ -213,7 +218,7 @@
     var datasets = [];
     steps.forEach(function (points, step) {  /* Chart.js draws the first dataset last: the most kudos first */
       if (points) {
-        datasets.unshift({ label: "start points", data: points, pointRadius: 3.5, pointBorderWidth: 0,
+        datasets.unshift({ label: "start points", data: byX(points), pointRadius: 3.5, pointBorderWidth: 0,
                            backgroundColor: heat(step / (HEAT_STEPS - 1)) });
       }
     });
@@ -221,6 +226,7 @@
       type: "scatter",
       data: { datasets: datasets },
       options: {
+        parsing: false,
         maintainAspectRatio: true,
         aspectRatio: s.aspect,
         plugins: {
