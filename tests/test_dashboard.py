@@ -397,6 +397,8 @@ def test_dashboard_renders_in_headless_chromium(page: str, tmp_path: Path) -> No
     assert not pwned
     assert state["expected"] == len(CHARTS)
     assert sorted(c["id"] for c in state["charts"]) == sorted(CHARTS)
+    # Every section's drawing ran and reported itself (the bench prints these milliseconds).
+    assert sorted(state["sections"]) == sorted([*CHARTS, "heatmap", "json"]), state["sections"]
     assert all(c["points"] > 0 for c in state["charts"]), state["charts"]
     assert len(painted) == len(CHARTS) + 1  # and the heatmap
     for canvas in painted:

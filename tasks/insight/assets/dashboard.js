@@ -3,6 +3,9 @@
   "use strict";
   var STARTED = performance.now();
   var DATA = JSON.parse(document.getElementById("dashboard-data").textContent);
+  /* Milliseconds each step took (the JSON parse, each chart, the heatmap): the bench prints them. */
+  var SECTIONS = { json: Math.round((performance.now() - STARTED) * 10) / 10 };
+  function timed(id, started) { SECTIONS[id] = Math.round((performance.now() - started) * 10) / 10; }
   var DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
   var PALETTE = ["#fc4c02", "#2b6cb0", "#2f855a", "#805ad5", "#d69e2e", "#319795", "#c53030", "#718096"];
   var charts = [];
@@ -20,6 +23,20 @@
   function fixedTicks(values) {
     return function (axis) { axis.ticks = values.map(function (v) { return { value: v }; }); };
   }
+  /* A matrix chart's cells sized to its area (columns x rows, 2 px apart) after each layout, as
+     plain numbers: a size function per cell would make Chart.js resolve every cell's options. */
+  function fitCells(columns, rows) {
+    return {
+      id: "fitCells",
+      afterLayout: function (chart) {
+        var a = chart.chartArea, w = Math.max(2, a.width / columns - 2), h = Math.max(2, a.height / rows - 2);
+        chart.data.datasets.forEach(function (d) { d.width = w; d.height = h; });
+      }
+    };
+  }
+  /* Points sorted by x for a dataset given to Chart.js as it is (parsing: false): it then reads
+     each point's x and y itself instead of looking both keys up, and takes the data as sorted. */
+  function byX(points) { return points.sort(function (a, b) { return a.x - b.x; }); }
   function range(from, to, step) {
     var out = [];
     for (var v = from; v <= to; v += step || 1) { out.push(v); }
@@ -39,7 +56,8 @@
     t = Math.max(0, Math.min(1, t));
     return "rgb(" + a.map(function (v, i) { return Math.round(v + (b[i] - v) * t); }).join(",") + ")";
   }
-  /* Kudos colour scale for start points: blue (few) -> orange -> red (many). */
+  /* Kudos colour scale for start points: blue (few) -> orange -> red (many), in HEAT_STEPS steps. */
+  var HEAT_STEPS = 16;
   function heat(t) {
     var stops = [[43, 108, 176], [246, 173, 85], [197, 48, 48]];
     t = Math.max(0, Math.min(1, t));
@@ -51,6 +69,7 @@
   function draw(id, build) {
     var canvas = document.getElementById(id);
     if (!canvas) { return; }
+    var started = performance.now();
     try {
       var config = build();
       if (!config) {
@@ -61,6 +80,8 @@
     } catch (err) {
       console.error("chart " + id + " failed: " + err);
       canvas.parentNode.innerHTML = '<p class="empty">This chart could not be drawn.</p>';
+    } finally {
+      timed(id, started);
     }
   }
 
@@ -130,10 +151,11 @@
       type: "scatter",
       data: {
         datasets: a.sports.map(function (s, i) {
-          return { label: s, data: bySport[i], backgroundColor: colour(i) + "aa", pointRadius: 2.5 };
+          return { label: s, data: byX(bySport[i]), backgroundColor: colour(i) + "aa", pointRadius: 2.5 };
         }).filter(function (d) { return d.data.length; })
       },
       options: {
+        parsing: false,
         scales: { x: { title: { display: true, text: "distance (km)" } }, y: { title: { display: true, text: "kudos" }, beginAtZero: true } },
         plugins: { tooltip: { callbacks: { label: function (c) {
           var p = c.raw; return [p.name || "(no name)", p.date + " · " + fmt(p.x, 1) + " km · " + p.y + " kudos"];
@@ -146,20 +168,25 @@
   draw("chart-calendar", function () {
     var cal = DATA.calendar;
     if (!cal.cells.length) { return null; }
-    var max = Math.max(1, cal.max);
+    var max = Math.max(1, cal.max), byCount = [];
+    /* One dataset per activity count (a few): constant colours, which Chart.js shares between cells;
+       the cells' size follows the chart area (set after each layout by fitCells). */
+    cal.cells.forEach(function (c) {
+      (byCount[c[2]] = byCount[c[2]] || []).push({ x: c[0], y: c[1], v: c[2], km: c[3], date: c[4] });
+    });
+    var datasets = [];
+    byCount.forEach(function (cells, v) {
+      if (cells) {
+        datasets.push({ label: "activities", data: byX(cells), borderWidth: 0, width: 8, height: 8,
+                        backgroundColor: v ? ramp(0.25 + 0.75 * v / max) : "#ebedf0" });
+      }
+    });
     return {
       type: "matrix",
-      data: {
-        datasets: [{
-          label: "activities",
-          data: cal.cells.map(function (c) { return { x: c[0], y: c[1], v: c[2], km: c[3], date: c[4] }; }),
-          backgroundColor: function (c) { var v = c.raw ? c.raw.v : 0; return v ? ramp(0.25 + 0.75 * v / max) : "#ebedf0"; },
-          borderWidth: 0,
-          width: function (c) { var a = c.chart.chartArea; return a ? Math.max(2, a.width / cal.weeks - 2) : 8; },
-          height: function (c) { var a = c.chart.chartArea; return a ? Math.max(2, a.height / 7 - 2) : 8; }
-        }]
-      },
+      data: { datasets: datasets },
+      plugins: [fitCells(cal.weeks, 7)],
       options: {
+        parsing: false,
         plugins: {
           legend: { display: false },
           tooltip: { callbacks: { title: function (items) { return items[0].raw.date; },
@@ -181,17 +208,25 @@
   draw("chart-start-points", function () {
     var s = DATA.startPoints, rows = DATA.activities.rows;
     if (!s.idx.length) { return null; }
-    var max = Math.max(1, s.kudosMax);
+    var max = Math.max(1, s.kudosMax), steps = [];
+    /* One dataset per colour step (16 steps): constant options, which Chart.js shares between
+       points instead of calling a colour function for each; the most-kudosed on top. */
+    s.idx.forEach(function (i) {
+      var r = rows[i], step = Math.round(Math.max(0, Math.min(1, r[3] / max)) * (HEAT_STEPS - 1));
+      (steps[step] = steps[step] || []).push({ x: r[5], y: r[4], k: r[3], name: r[6], date: r[0] });
+    });
+    var datasets = [];
+    steps.forEach(function (points, step) {  /* Chart.js draws the first dataset last: the most kudos first */
+      if (points) {
+        datasets.unshift({ label: "start points", data: byX(points), pointRadius: 3.5, pointBorderWidth: 0,
+                           backgroundColor: heat(step / (HEAT_STEPS - 1)) });
+      }
+    });
     return {
       type: "scatter",
-      data: { datasets: [{
-        label: "start points",
-        data: s.idx.map(function (i) { var r = rows[i]; return { x: r[5], y: r[4], k: r[3], name: r[6], date: r[0] }; }),
-        pointRadius: 3.5,
-        pointBackgroundColor: function (c) { return c.raw ? heat(c.raw.k / max) : "#999"; },
-        pointBorderWidth: 0
-      }] },
+      data: { datasets: datasets },
       options: {
+        parsing: false,
         maintainAspectRatio: true,
         aspectRatio: s.aspect,
         plugins: {
@@ -292,16 +327,22 @@
   draw("chart-fitness", function () {
     var f = DATA.fitness;
     if (!f.labels.length) { return null; }
+    /* The day's load as one bar dataset per formula holding only that formula's days with a load
+       (one colour each: Chart.js shares it between the bars instead of resolving every bar's own). */
+    var loads = f.formulas.concat([null]).map(function (name, k) {
+      var formula = name === null ? null : k, days = [];
+      f.load.forEach(function (v, day) { if (f.formula[day] === formula && v) { days.push({ x: f.labels[day], y: v }); } });
+      return { type: "bar", label: name === null ? "load" : "load (" + name.replace("_", " ") + ")", yAxisID: "load",
+               grouped: false, backgroundColor: name === null ? "#cbd2d9" : FORMULA_COLOURS[k], data: days };
+    }).filter(function (d) { return d.data.length; });
     return {
       data: {
         labels: f.labels,
         datasets: [
           { type: "line", label: "fitness (CTL)", data: f.ctl, borderColor: "#2b6cb0", backgroundColor: "#2b6cb0", pointRadius: 0, borderWidth: 2, yAxisID: "y" },
           { type: "line", label: "fatigue (ATL)", data: f.atl, borderColor: "#fc4c02", backgroundColor: "#fc4c02", pointRadius: 0, borderWidth: 1.5, yAxisID: "y" },
-          { type: "line", label: "form (TSB)", data: f.tsb, borderColor: "#2f855a", backgroundColor: "#2f855a", pointRadius: 0, borderWidth: 1.5, borderDash: [4, 3], yAxisID: "y" },
-          { type: "bar", label: "load", data: f.load, yAxisID: "load",
-            backgroundColor: f.formula.map(function (k) { return k === null ? "#cbd2d9" : FORMULA_COLOURS[k]; }) }
-        ]
+          { type: "line", label: "form (TSB)", data: f.tsb, borderColor: "#2f855a", backgroundColor: "#2f855a", pointRadius: 0, borderWidth: 1.5, borderDash: [4, 3], yAxisID: "y" }
+        ].concat(loads)
       },
       options: {
         interaction: { mode: "index", intersect: false },
@@ -311,7 +352,7 @@
           load: { position: "right", beginAtZero: true, grid: { display: false }, title: { display: true, text: "load" } }
         },
         plugins: { tooltip: { callbacks: { afterBody: function (items) {
-          var k = f.formula[items[0].dataIndex];
+          var k = f.formula[f.labels.indexOf(items[0].label)];
           return k === null ? "rest day" : "load by " + f.formulas[k].replace("_", " ");
         } } } }
       }
@@ -415,23 +456,34 @@
     var canvas = document.getElementById("heatmap");
     if (!canvas) { return; }
     var h = DATA.heatmap, k = 2, button = document.getElementById("heatmap-tiles");
+    /* One pass: each counted cell's colour written into a grid-sized image (log scale: light at
+       the busiest cells), then scaled up k times without smoothing over the dark background. */
     function paint(withTiles) {
-      var ctx = canvas.getContext("2d"), max = Math.max(2, h.max), drawn = 0, cell = 0;
+      var ctx = canvas.getContext("2d"), max = Math.max(2, h.max), drawn = 0, cell = 0, scale = 1 / Math.log(max + 1);
+      var grid = document.createElement("canvas"), image;
+      grid.width = h.width;
+      grid.height = h.height;
+      image = grid.getContext("2d").createImageData(h.width, h.height);
+      var px = image.data;
+      for (var i = 0; i < h.cells.length; i += 2) {
+        cell += h.cells[i];
+        var t = Math.log(h.cells[i + 1] + 1) * scale, o = cell * 4;
+        if (t < 0.5) {
+          px[o] = 252; px[o + 1] = 76; px[o + 2] = 2; px[o + 3] = Math.round(255 * (0.45 + t));
+        } else {
+          px[o] = 255; px[o + 1] = Math.round(76 + 340 * (t - 0.5)); px[o + 2] = Math.round(2 + 300 * (t - 0.5)); px[o + 3] = 255;
+        }
+        drawn++;
+      }
+      grid.getContext("2d").putImageData(image, 0, 0);
       canvas.width = h.width * k;
       canvas.height = h.height * k;
       if (!withTiles) {
         ctx.fillStyle = "#0b1622";
         ctx.fillRect(0, 0, canvas.width, canvas.height);
       }
-      for (var i = 0; i < h.cells.length; i += 2) {
-        cell += h.cells[i];
-        var t = Math.log(h.cells[i + 1] + 1) / Math.log(max + 1);
-        ctx.fillStyle = t < 0.5
-          ? "rgba(252,76,2," + (0.45 + t).toFixed(3) + ")"
-          : "rgb(255," + Math.round(76 + 340 * (t - 0.5)) + "," + Math.round(2 + 300 * (t - 0.5)) + ")";
-        ctx.fillRect((cell % h.width) * k, Math.floor(cell / h.width) * k, k, k);
-        drawn++;
-      }
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(grid, 0, 0, canvas.width, canvas.height);
       return drawn;
     }
     /* Web Mercator tiles covering the grid's bounds, each drawn behind the cells where it falls. */
@@ -459,6 +511,7 @@
         }
       }
     }
+    var started = performance.now();
     try {
       if (!h.cells.length) {
         canvas.parentNode.outerHTML = '<p class="empty">No routes to draw</p>';
@@ -477,6 +530,8 @@
     } catch (err) {
       console.error("heatmap failed: " + err);
       canvas.parentNode.innerHTML = '<p class="empty">The heatmap could not be drawn.</p>';
+    } finally {
+      timed("heatmap", started);
     }
   })();
 
@@ -487,7 +542,17 @@
     expected: EXPECTED,
     heatmap: heat,
     drawnMs: Math.round(performance.now()),
-    scriptStartMs: Math.round(STARTED)
+    scriptStartMs: Math.round(STARTED),
+    sections: SECTIONS,
+    paintedMs: null
   };
+  performance.mark("dashboard-drawn");
+  /* The second animation frame after the drawing starts once the first frame holding it is painted. */
+  requestAnimationFrame(function () {
+    requestAnimationFrame(function () {
+      window.stravaDashboard.paintedMs = Math.round(performance.now());
+      performance.mark("dashboard-painted");
+    });
+  });
   document.body.setAttribute("data-charts-rendered", String(charts.length));
 })();
