@@ -32,6 +32,7 @@ from tasks import strava as strava_tasks
 from tasks import warehouse as wh
 from tasks.enrich.result import EnrichResult
 from tasks.lake import Lake
+from tasks.quality.roles import create_project_tables
 from tasks.state import budget, slots
 
 __all__ = ["BATCH_REQUESTS", "EnrichResult", "enrich", "enrich_activities"]
@@ -151,7 +152,8 @@ def enrich(
             if athlete is None:
                 return EnrichResult(None, requests=client.requests, partial_reason=_stopped(client))
             athlete_id, planned = int(athlete["id"]), planned - 1
-        wh.ensure_tables(engine)  # the entity tables and the state table too
+        # The entity tables and the state table too, which the checks role reads from their creation on.
+        create_project_tables(engine, warehouse.checks_role)
         result = _Plan(client, lake, warehouse, engine, int(athlete_id), now, wait_windows).run(planned, activity_ids)
         # For the round and the next run, stamped with the governor's clock (a test's fake one too).
         budget.record_budget(client_id, client.governor.current(), at=client.governor.now())
