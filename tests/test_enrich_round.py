@@ -57,6 +57,22 @@ def progress(app: App) -> dict[int, int]:
     return {a: found.get(a, 0) for a in app.emu.athlete_ids}
 
 
+def rounds_until_enriched(app: App, activities: int, most: int) -> list[dict[int, int]]:
+    """A round with enrichment a day until every athlete's ``activities`` are enriched (at most ``most``).
+
+    Returns each day's progress (activities enriched per athlete, after that day's round).
+    """
+    seen: list[dict[int, int]] = []
+    for _day in range(most):
+        result = app.round(enrich=True)
+        assert {a["outcome"] for a in result["athletes"]} == {"complete"}, result
+        seen.append(progress(app))
+        if all(n == activities for n in seen[-1].values()):
+            break
+        app.next_day()
+    return seen
+
+
 def test_five_athletes_a_budget_for_two_a_day_all_complete_in_the_days_the_arithmetic_says(app: App) -> None:
     needs = {a: _need(app, a) for a in app.emu.athlete_ids}
     per_day = RESERVE + 2 * ATHLETES + 2 * max(needs.values())  # the fixture's daily limit
@@ -64,14 +80,7 @@ def test_five_athletes_a_budget_for_two_a_day_all_complete_in_the_days_the_arith
     days = math.ceil(sum(needs.values()) / enrichment_per_day)
     assert days == 3  # 5 athletes, 2 a day
 
-    seen: list[dict[int, int]] = []
-    for _day in range(1, days + 2):
-        result = app.round(enrich=True)
-        assert {a["outcome"] for a in result["athletes"]} == {"complete"}, result
-        seen.append(progress(app))
-        if all(n == ACTIVITIES for n in seen[-1].values()):
-            break
-        app.next_day()
+    seen = rounds_until_enriched(app, ACTIVITIES, days + 1)
     assert len(seen) <= days, seen
     # Fair: on the first day every athlete got some, none was done while another had nothing.
     first = seen[0]
@@ -136,14 +145,7 @@ def test_athletes_already_complete_hold_no_share_the_others_split_the_day(app_tw
     days = math.ceil(sum(needs.values()) / (enrichment - 2 * COMPLETE - 2 * len(needing)))
     assert days == 2  # shared by 5 athletes (the complete ones holding theirs unspent), it takes 3 or more
 
-    seen: list[dict[int, int]] = []
-    for _day in range(1, days + 3):
-        result = app.round(enrich=True)
-        assert {a["outcome"] for a in result["athletes"]} == {"complete"}, result
-        seen.append(progress(app))
-        if all(n == NEEDING_ACTIVITIES for n in seen[-1].values()):
-            break
-        app.next_day()
+    seen = rounds_until_enriched(app, NEEDING_ACTIVITIES, days + 2)
     assert len(seen) == days, seen
     # Day 1: the 3 split the day (within an activity or two of each other), half of each one's need.
     first = {a: seen[0][a] for a in needing}
