@@ -32,6 +32,7 @@ from tasks import strava as strava_tasks
 from tasks import warehouse as wh
 from tasks.enrich.result import EnrichResult
 from tasks.lake import Lake
+from tasks.quality.roles import create_project_tables
 from tasks.state import budget, slots
 
 __all__ = ["BATCH_REQUESTS", "EnrichResult", "enrich", "enrich_activities"]
@@ -40,7 +41,7 @@ BATCH_REQUESTS = 100
 """Requests fetched before each load (one 15-minute window's worth): a crash loses at most this much."""
 PROBE_REQUESTS = 2
 """The first batch: one activity (or the stats and zones), after which the budget is planned from live usage."""
-ATHLETE_REQUESTS = 2
+ATHLETE_REQUESTS = enrich_tasks.ATHLETE_REQUESTS
 """The athlete's stats and zones: read once a UTC day (the enrichment deployment runs every 15 minutes)."""
 
 ENRICH_TIMEOUT_SECONDS = 4 * 3600
@@ -69,7 +70,7 @@ def enrich_activities(
     wait_windows: bool = False,
     activity_ids: list[int] | None = None,
     athlete_id: int | None = None,
-    share_of: int | None = None,
+    share_with: list[int | None] | None = None,
 ) -> EnrichResult:
     """Fetch and load the detail and streams the athlete's activities still lack, newest first, under the budget.
 
@@ -85,9 +86,10 @@ def enrich_activities(
             whatever the queue's order; no gear, stats or zones.
         athlete_id: The athlete, when the caller knows it (the main flow); else the block's,
             else the warehouse's only athlete, else ``GET /athlete`` (one request).
-        share_of: In a round: this athlete and the ones after it. The run spends at most the
-            day's leftover (as this run sees it) less the reserve, divided by them
-            (:func:`tasks.enrich.round_share`).
+        share_with: In a round: the enrichment needs (requests; None: unknown) of the athletes
+            after this one. The run spends at most its fair part of the day's leftover (as this
+            run sees it) less the reserve: those needing less than an equal part are counted at
+            their need, the others divide the rest (:func:`tasks.enrich.round_share`).
 
     A stop by the daily limit returns a Completed state whose message says ``partial``.
 
@@ -103,7 +105,7 @@ def enrich_activities(
             activity_ids=activity_ids,
             athlete_id=athlete_id,
             engine=handoff.engine(warehouse_block),
-            share_of=share_of,
+            share_with=share_with,
         )
     if result.partial_reason is None:
         return result
@@ -122,7 +124,7 @@ def enrich(
     athlete_id: int | None = None,
     engine: sa.Engine | None = None,
     now: datetime | None = None,
-    share_of: int | None = None,
+    share_with: list[int | None] | None = None,
 ) -> EnrichResult:
     """The enrichment's steps in the calling flow's run (see :func:`enrich_activities`)."""
     logger = get_run_logger()
@@ -134,8 +136,8 @@ def enrich(
         usage = enrich_tasks.usage_of(
             _limits(known), known.observed_at if known else None, now
         )  # what the summary left
-        if share_of is not None:  # a round's fair share of what the day has left
-            share = enrich_tasks.round_share(usage.daily_left, share_of)
+        if share_with is not None:  # a round's fair share of what the day has left
+            share = enrich_tasks.round_share(usage.daily_left, share_with)
             max_requests = share if max_requests is None else min(max_requests, share or 0)
         planned = enrich_tasks.plan_requests(usage, cap=max_requests, wait_windows=wait_windows)
         if athlete_id is None:  # the warehouse's only athlete (no request), else the token's
@@ -150,7 +152,8 @@ def enrich(
             if athlete is None:
                 return EnrichResult(None, requests=client.requests, partial_reason=_stopped(client))
             athlete_id, planned = int(athlete["id"]), planned - 1
-        wh.ensure_tables(engine)  # the entity tables and the state table too
+        # The entity tables and the state table too, which the checks role reads from their creation on.
+        create_project_tables(engine, warehouse.checks_role)
         result = _Plan(client, lake, warehouse, engine, int(athlete_id), now, wait_windows).run(planned, activity_ids)
         # For the round and the next run, stamped with the governor's clock (a test's fake one too).
         budget.record_budget(client_id, client.governor.current(), at=client.governor.now())

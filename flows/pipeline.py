@@ -79,7 +79,7 @@ def strava_elt(
     enrich_max_requests: Annotated[int, Field(ge=0)] | None = None,
     enrich_wait_windows: bool = False,
     enrich_activity_ids: list[int] | None = None,
-    enrich_share_of: Annotated[int, Field(ge=1)] | None = None,
+    enrich_share_with: list[int | None] | None = None,
 ) -> dict[str, Any]:
     """Keep the warehouse in step with Strava: every activity once, with its newest values.
 
@@ -105,8 +105,9 @@ def strava_elt(
         enrich_wait_windows: Let the enrichment spend past the current window, waiting for the
             next ones (a round's share of the day).
         enrich_activity_ids: Enrich only these activities (a webhook reaction's new ones).
-        enrich_share_of: In a round: this athlete and those after it; the enrichment spends at
-            most the day's leftover less the reserve divided by them (the round sets it).
+        enrich_share_with: In a round: the enrichment needs of the athletes after this one (None:
+            unknown); the enrichment spends at most its fair part of the day's leftover less the
+            reserve (:func:`tasks.enrich.round_share`; the round sets it).
 
     """
     run = _Run(RunSummary(new_run_key()))
@@ -115,7 +116,7 @@ def strava_elt(
     try:
         slot = slots.hold_slot(block_name=strava_block)  # slot
         enrichment = (
-            _Enrichment(enrich_max_requests, enrich_wait_windows, enrich_activity_ids, enrich_share_of)
+            _Enrichment(enrich_max_requests, enrich_wait_windows, enrich_activity_ids, enrich_share_with)
             if enrich
             else None
         )
@@ -142,7 +143,7 @@ class _Enrichment:
     max_requests: int | None
     wait_windows: bool
     activity_ids: list[int] | None
-    share_of: int | None = None
+    share_with: list[int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ class _Run:
                     wait_windows=plan.wait_windows,
                     activity_ids=plan.activity_ids,
                     athlete_id=athlete_id,
-                    share_of=plan.share_of,
+                    share_with=plan.share_with,
                 ),
             )
             if enriched is not None:

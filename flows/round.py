@@ -167,7 +167,9 @@ def strava_round(
         child_timeout_seconds: Deployment mode: how long to wait for one child run.
         enrich: Each athlete's run also enriches (docs/enrichment.md), with a fair share of
             what the day has left: the leftover less the summary's reserve, divided by the
-            athletes still to go (asked again before each, so what one does not need passes on).
+            athletes still to go that still need enrichment (the others counted at their need,
+            read from the warehouse as the round starts; asked again before each athlete, so
+            what one does not spend passes on).
 
     """
     logger = get_run_logger()
@@ -207,7 +209,10 @@ def strava_round(
         width = parallel
     ledger = budget.Ledger(client_id, budget.read_budget(client_id))
     need = lambda e: athlete_need(e, warehouse_block, warehouse_id, lookback_days)  # noqa: E731
-    results |= _fan_out([active[k] for k in order], run, width, ledger, need, enrich=enrich)
+    enrich_needs = enrichment_needs([active[k] for k in order], warehouse_block) if enrich else None
+    if enrich_needs is not None:
+        logger.info("Enrichment needs as the round starts, in requests (None: not known yet): %s", enrich_needs)
+    results |= _fan_out([active[k] for k in order], run, width, ledger, need, enrich_needs=enrich_needs)
     result = _finish(application_block, client_id, mode, results, memory, warehouse_id, order)
     _report(result, slack, lake_block, warehouse_block, application_block)
     failed = result.count(rounds.FAILED)
@@ -245,6 +250,34 @@ def athlete_need(entry: RosterEntry, warehouse_block: str, warehouse_id: str, lo
     return need
 
 
+def enrichment_needs(entries: list[RosterEntry], warehouse_block: str) -> dict[str, int | None]:
+    """Each athlete's enrichment need in requests, as the round starts (None: not known yet).
+
+    Read from the warehouse, each athlete in its own statements (:func:`tasks.enrich.needed_requests`:
+    its queue, its gear due, its stats and zones if not read today). Unknown: an athlete whose
+    history is not loaded yet, or any athlete of a warehouse without the enrichment's state
+    table; an unknown need counts as needing a whole part. The activities an athlete's own
+    summary load adds in this round are not foreseen (an incremental week's few): what it gets
+    is at least the part counted for it, and what is left when its turn comes.
+    """
+    import sqlalchemy as sa
+
+    from tasks import enrich as enrich_tasks
+    from tasks.entities.catalog import ENRICHMENT_TABLE
+
+    needs: dict[str, int | None] = {_key(e): None for e in entries}
+    known = [e for e in entries if e.athlete_id is not None]
+    if not known:
+        return needs
+    now = datetime.now(UTC)
+    with load_block(Warehouse, warehouse_block).engine() as engine, engine.connect() as conn:
+        if not sa.inspect(conn).has_table(ENRICHMENT_TABLE):
+            return needs
+        for entry in known:
+            needs[_key(entry)] = enrich_tasks.needed_requests(conn, int(entry.athlete_id or 0), now)
+    return needs
+
+
 def _fan_out(
     entries: list[RosterEntry],
     run: Callable[[RosterEntry, dict[str, Any]], AthleteResult],
@@ -252,15 +285,16 @@ def _fan_out(
     ledger: budget.Ledger,
     need_of: Callable[[RosterEntry], int] | None = None,
     *,
-    enrich: bool = False,
+    enrich_needs: dict[str, int | None] | None = None,
 ) -> dict[str, AthleteResult]:
     """Start the athletes in order, ``width`` at a time, while the budget allows; the rest end partial.
 
     Each athlete's need (``need_of``, default an incremental run's) is checked and held: an athlete
     whose owed full read does not fit what is left is not started (it goes first next round),
-    while the others still run as long as an incremental run fits. With ``enrich``, each child
-    spends its share of the day's leftover on enrichment (:func:`tasks.enrich.round_share` of the
-    athletes still to go, computed by the child).
+    while the others still run as long as an incremental run fits. With ``enrich_needs`` (each
+    athlete's enrichment need, :func:`enrichment_needs`), each child spends its share of the
+    day's leftover on enrichment (:func:`tasks.enrich.round_share` over the needs of the athletes
+    after it, computed by the child).
     """
     logger = get_run_logger()
     incremental = budget.requests_needed(None)
@@ -304,7 +338,10 @@ def _fan_out(
                 results[_key(entry)] = AthleteResult(_key(entry), entry.block_name, rounds.PARTIAL, detail=detail)
                 continue
             ledger.hold(_key(entry), need)
-            extra = _enrichment(len(entries) - entries.index(entry)) if enrich else {}
+            extra = {}
+            if enrich_needs is not None:
+                after = entries[entries.index(entry) + 1 :]
+                extra = _enrichment([enrich_needs.get(_key(e)) for e in after])
             if width == 1:  # inline: the subflow runs here, in the round's own thread
                 future: Future[AthleteResult] = Future()
                 future.set_result(run(entry, extra))
@@ -318,14 +355,15 @@ def _fan_out(
     return results
 
 
-def _enrichment(athletes_left: int) -> dict[str, Any]:
+def _enrichment(after: list[int | None]) -> dict[str, Any]:
     """A child's enrichment parameters: its fair share of what the day has left, as the child sees it.
 
-    The child divides the day's leftover (less the summary's reserve), read after its own
-    summary, by ``athletes_left`` (itself and those after it): what one athlete does not need
-    stays in the budget for the next, who divides again.
+    The child shares the day's leftover (less the summary's reserve), read after its own
+    summary, with the athletes after it (``after``: their needs; None unknown): those that need
+    less than an equal part are counted at their need, the others divide the rest. What one
+    athlete does not spend stays in the budget for the next, who divides again.
     """
-    return {"enrich": True, "enrich_share_of": athletes_left, "enrich_wait_windows": True}
+    return {"enrich": True, "enrich_share_with": after, "enrich_wait_windows": True}
 
 
 def _finish(

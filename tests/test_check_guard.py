@@ -215,6 +215,51 @@ def test_the_checks_role_reads_only_the_projects_tables(env: Env, tmp_path: Path
             conn.exec_driver_sql(f'DROP ROLE "{role}"')
 
 
+@pytest.mark.parametrize("warehouse", [pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_checks_role_reads_the_enrichment_tables_from_setup_and_an_enrichment_batch_passes_as_it(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup before any run: the tables are made and granted up front; the enrichment's checks then run as the role."""
+    from flows.cli import main
+    from tasks.entities import store
+
+    role = f"strava_elt_checks_{uuid.uuid4().hex[:8]}"
+    try:
+        assert main(["setup", "postgres", "--url", _url(env), "--schema", _schema(env), "--warehouse-block",
+                     env.warehouse_block, "--checks-role", role]) == 0  # fmt: skip
+        readable = {
+            table: env.query("SELECT has_table_privilege(?, ?, 'SELECT')", [role, f"{_schema(env)}.{table}"])[0][0]
+            for table in roles.ENRICHMENT_TABLES
+        }
+        assert len(readable) >= 10 and all(readable.values()), readable  # detail ... zones, enrichment state
+
+        seen: list[tuple[str | None, v.CheckResult]] = []
+        real = store.run_check
+
+        def recorded(engine: sa.Engine, check: v.Check, **kwargs: Any) -> v.CheckResult:
+            result = real(engine, check, **kwargs)
+            seen.append((kwargs.get("role"), result))
+            return result
+
+        monkeypatch.setattr(store, "run_check", recorded)
+        summary = env.run(enrich=True, enrich_max_requests=40)
+        enrichment = summary["enrichment"]
+        assert enrichment["details"] > 0 and enrichment["streams"] > 0, enrichment
+        assert seen and {r for r, _ in seen} == {role}  # every entity check of every batch, as the role
+        assert not [c.detail for _, c in seen if "permission" in c.detail]
+        halts = [c for _, c in seen if c.severity == "halt"]
+        assert halts and {c.outcome for c in halts} == {v.PASSED}, [(c.name, c.detail) for c in halts]
+        with load_block(Warehouse, env.warehouse_block).engine() as engine:
+            with v.read_only_connection(engine, role) as conn:  # the channel the checks read through
+                assert conn.exec_driver_sql("SELECT current_user").scalar() == role
+                assert conn.exec_driver_sql("SELECT COUNT(*) FROM strava_enrichment_state").scalar() > 0
+                assert conn.exec_driver_sql("SELECT COUNT(*) FROM strava_activity_streams").scalar() > 0
+    finally:
+        with load_block(Warehouse, env.warehouse_block).engine() as engine, engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+
+
 def _url(env: Env) -> str:
     from tests.conftest import split_pg_url
 

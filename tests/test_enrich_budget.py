@@ -49,12 +49,36 @@ def test_a_round_share_may_wait_for_windows_but_stays_inside_the_day() -> None:
     assert budget.plan_requests(fresh, cap=400) == 100 - 80 - budget.WINDOW_RESERVE
 
 
-def test_round_share_divides_the_days_leftover_over_the_athletes_to_go() -> None:
-    assert budget.round_share(900, 5) == 160  # (900 - 100) / 5
-    assert budget.round_share(900, 1) == 800
-    assert budget.round_share(50, 3) == 0  # inside the reserve: nothing
-    assert budget.round_share(None, 3) is None
-    assert budget.round_share(900, 0) == 800
+def test_round_share_divides_the_days_leftover_over_the_athletes_to_go_that_need_it() -> None:
+    assert budget.round_share(900, [None] * 4) == 160  # (900 - 100) / 5: needs unknown, all share
+    assert budget.round_share(900, [1000] * 4) == 160  # every athlete needs more than its part
+    assert budget.round_share(900) == 800  # the last athlete: all that is left
+    assert budget.round_share(50, [None, None]) == 0  # inside the reserve: nothing
+    assert budget.round_share(None, [None, None]) is None
+    # Two of five complete (they need nothing): the three that need enrichment divide the 800.
+    assert budget.round_share(900, [1000, 0, 0]) == 400  # this athlete and one more: 800 / 2
+    assert budget.round_share(900, [0, 1000, 0, 1000]) == 266  # 800 / 3, not 800 / 5 = 160
+    # A complete athlete still reads its stats and zones once a day (2): counted at its need.
+    assert budget.round_share(900, [2, 2, 1000, 1000]) == 265  # (800 - 4) / 3
+    # An athlete needing less than an equal part takes its need, the rest divide what remains.
+    assert budget.round_share(900, [100, 1000]) == 350  # (800 - 100) / 2
+    assert budget.round_share(900, [300, 300]) == 266  # 300 > 800 / 3: all three need more, equal parts
+    assert budget.round_share(900, [200, 500, None]) == 200  # 200 ≤ 800/4: taken; 600 / 3 = 200
+
+
+def test_round_shares_add_up_to_the_day_and_starve_no_one() -> None:
+    """Played through a round: each athlete asks with the needs of those after it, spends min(share, need)."""
+    for needs in ([0, 0, 700, 700, 700], [700, 700, 700, 0, 0], [2, 700, 2, 700, 5], [50, 900, 100, 900, 0]):
+        day_left, got = 900, []
+        for i, need in enumerate(needs):
+            share = budget.round_share(day_left, needs[i + 1 :])
+            assert share is not None
+            got.append(min(share, need))
+            day_left -= got[-1]
+        assert sum(got) >= 800 - len(needs), (needs, got)  # the day's 800 is spent, but for rounding
+        hungry = [g for g, n in zip(got, needs, strict=True) if g < n]  # those the day could not cover
+        assert max(hungry) - min(hungry) <= 1, (needs, got)  # got the same part
+        assert all(g == n for g, n in zip(got, needs, strict=True) if n <= min(hungry)), (needs, got)
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,12 @@
 
 Scaled by 1/10 so that it runs in a minute: the emulator's read limits are 10 per 15 minutes
 and 100 a day (a new application's are 100 and 1,000), the reserves 1 a window and 10 a day
-(100 and 10 by default), the history 123 activities (1,234). The arithmetic is the same:
+(10 and 100 by default), the history 123 activities (1,234). The arithmetic is the same:
 246 requests for the activities, a few for gear, 2 a day for stats and zones, 90 a day to spend
--> 3 days. The ``enrich`` deployment's schedule is played on the fake clock: a run 5 minutes
-into every 15-minute window while the day has budget left for enrichment; the rest of the day's
-runs send nothing (checked once a day), so the clock jumps to the next day's first window.
+-> 3 days. The shipped schedules are played on the fake clock (tests/enrich_days_support.py, shared with
+bench/enrich_days.py, which plays the full scale): the ``weekly`` run at Sunday 00:00, then a run
+of ``enrich`` at each of its ticks while the day has budget left for enrichment; the rest of the
+day's ticks would send nothing, so the play jumps to the next day's first tick.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from flows.enrich import enrich_activities
 from tasks.enrich import budget as enrich_budget
-from tests.conftest import Env, make_env
+from tests.conftest import make_env
+from tests.enrich_days_support import play, weekly_start
 from tests.strava_support import FakeClock, use_clock
 
 SCALE = 10
 ACTIVITIES = 1234 // SCALE  # 123
 WINDOW, DAILY = 100 // SCALE, 1000 // SCALE
-START = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)  # a Sunday's weekly run (the emulator's clock)
+START = weekly_start(datetime(2026, 11, 1, tzinfo=UTC))  # the weekly deployment's Sunday 00:00 run
 
 
 def test_a_history_is_enriched_within_the_days_the_arithmetic_says(
@@ -40,32 +41,14 @@ def test_a_history_is_enriched_within_the_days_the_arithmetic_says(
             ACTIVITIES, gear=gear, daily_limit=DAILY, daily_reserve=DAILY // SCALE, per_day_extra=2
         )
         assert days == 3  # 246 + gear + 2 a day, 90 a day to spend
-        weekly = env.run()  # the weekly run at 00:00: the summary first (2 requests)
-        assert weekly["inserted"] == ACTIVITIES and weekly["requests"] == 2
 
-        per_day: dict[str, int] = {}
-        runs = 0
-        clock.set(START + timedelta(minutes=5))
-        while True:
-            before = api_requests(env)
-            result = enrich_activities(**env.params())
-            spent = api_requests(env) - before
-            assert spent == result.requests  # the run says what it sent
-            day = clock().date().isoformat()
-            per_day[day] = per_day.get(day, 0) + spent
-            runs += 1
-            assert runs < 60, per_day
-            assert result.partial_reason is None  # the plan never runs into the daily limit
-            if result.enriched == result.total:
-                break
-            if result.skipped and "no budget" in result.skipped:
-                # The day's enrichment budget is spent: the day's further runs send nothing.
-                clock.set(clock().replace(hour=0, minute=5) + timedelta(days=1))
-            else:
-                clock.set(clock() + timedelta(minutes=15))
-        finished = clock()
-        assert finished - START < timedelta(days=days), (finished, per_day)
-        assert len(per_day) == days
+        played = play(env, clock, START, limits=(WINDOW, DAILY), max_days=days + 1)
+        weekly, per_day = played.weekly, played.per_day
+        assert weekly["inserted"] == ACTIVITIES and weekly["requests"] == 2  # the summary first, at 00:00
+        assert played.finished is not None, per_day
+        assert played.finished - START < timedelta(days=days), (played.finished, per_day)
+        assert played.days == days
+        assert played.limit_hits == []  # no 429, no wait for a window, no run stopped by the daily limit
         # Every day but the last spends what the summary leaves, and never its reserve.
         assert all(spent <= DAILY - DAILY // SCALE for spent in per_day.values()), per_day
         first_day = per_day[START.date().isoformat()]
@@ -75,8 +58,3 @@ def test_a_history_is_enriched_within_the_days_the_arithmetic_says(
         # Exactly 2 requests an activity across the days (a manual activity's streams: one 404), 1 a gear.
         assert (routes["activity"], routes["streams"], routes["gear"]) == (ACTIVITIES, ACTIVITIES, gear)
         assert (routes["stats"], routes["zones"]) == (days, days)
-
-
-def api_requests(env: Env) -> int:
-    """Requests to the API (the token endpoint is not rate limited, and not counted by the client)."""
-    return sum(count for route, count in env.emu.route_counts().items() if route != "token")

@@ -67,6 +67,10 @@ class _Recorder:
         self.log.append(entry)
         self.validating = entry == "<validation>"
 
+    def columns(self, sql: str) -> list[str] | None:
+        """The answer's column names, where the caller reads them by name (None: one column ``c``)."""
+        return None
+
     def answer(self, sql: str) -> list[tuple[Any, ...]] | None:
         s = " ".join(sql.lower().split())
         if self.validating:
@@ -103,7 +107,8 @@ class _Cursor:
         self._recorder.log.append(sql if not params else f"{sql} -- {params!r}")
         rows = self._recorder.answer(sql)
         self._rows = list(rows or [])
-        self.description = None if rows is None else [("c", None, None, None, None, None, None)]
+        names = self._recorder.columns(sql) or ["c"]
+        self.description = None if rows is None else [(n, None, None, None, None, None, None) for n in names]
         self.rowcount = len(self._rows) if rows is not None else 0
 
     def executemany(self, sql: str, seq_of_params: Any) -> None:
@@ -145,8 +150,8 @@ class _Connection:
         self.recorder.log.append("CLOSE")
 
 
-def fake_redshift_connector(sessions: list[_Recorder]) -> types.ModuleType:
-    """A module that quacks like ``redshift_connector``: each connect() opens a recorded session."""
+def fake_redshift_connector(sessions: list[_Recorder], recorder: type[_Recorder] = _Recorder) -> types.ModuleType:
+    """A module that quacks like ``redshift_connector``: each connect() opens a recorded session (a ``recorder``)."""
     module = types.ModuleType("fake_redshift_connector")
     module.paramstyle = "format"  # type: ignore[attr-defined]
     module.Error = _Error  # type: ignore[attr-defined]
@@ -155,7 +160,7 @@ def fake_redshift_connector(sessions: list[_Recorder]) -> types.ModuleType:
         setattr(module, name, type(name, (_Error,), {}))
 
     def connect(*_: Any, **kwargs: Any) -> _Connection:
-        sessions.append(_Recorder(connect_kwargs=kwargs))
+        sessions.append(recorder(connect_kwargs=kwargs))
         return _Connection(sessions[-1])
 
     module.connect = connect  # type: ignore[attr-defined]
@@ -527,3 +532,93 @@ def test_column_order_mismatch_is_refused_before_copy(
     with pytest.raises(wh.RedshiftCopyError, match="maps columns by position"):
         _run_load(monkeypatch, warehouse_block, lake_block, sessions)
     assert not any(q.startswith("COPY") for q in sessions[0].log)
+
+
+# ------------------------------------------------------------------ the checks role covers the enrichment tables
+
+_RELATION = ["relkind", "schema_oid", "schema", "rel_oid", "relname", "diststyle", "owner_id", "owner_name",
+             "view_definition", "privileges"]  # fmt: skip
+
+
+@dataclass
+class _Catalog(_Recorder):
+    """A session that answers like a catalog: the tables it created exist, the checks user does not yet."""
+
+    created: set[str] = field(default_factory=set)
+
+    def columns(self, sql: str) -> list[str] | None:
+        return _RELATION if "from pg_catalog.pg_class c" in sql.lower() else None
+
+    def answer(self, sql: str) -> list[tuple[Any, ...]] | None:
+        s = " ".join(sql.lower().split())
+        created = re.match(r'create table (?:\w+\.)?"?(\w+)', s)
+        if created:
+            self.created.add(created.group(1))
+            return None
+        if "from pg_catalog.pg_class c" in s:  # sqlalchemy-redshift's has_table
+            name = re.search(r"relname = '(\w+)'", s)
+            found = name is not None and name.group(1) in self.created
+            return [("r", 1, "strava", 2, name.group(1), "EVEN", 1, "etl", None, None)] if found and name else []
+        if s.endswith("select current_schema()"):  # the file's, after its comment
+            return [("strava",)]
+        if "from pg_user" in s or "has_table_privilege" in s:
+            return [(0,)]  # no checks user yet, and it may read nothing yet
+        return super().answer(sql)
+
+
+def test_the_checks_user_is_granted_the_enrichment_tables_at_setup_on_redshift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``strava-elt setup aws --checks-role``: the tables first, then SELECT on every one, the enrichment's too."""
+    from tasks.quality.roles import ENRICHMENT_TABLES, create_checks_role
+
+    sessions: list[_Recorder] = []
+    module = fake_redshift_connector(sessions, _Catalog)
+    real_get_engine = Warehouse.get_engine
+    monkeypatch.setattr(Warehouse, "get_engine", lambda self, **kw: real_get_engine(self, module=module, **kw))
+    block = f"rs-roles-{uuid.uuid4().hex[:8]}"
+    Warehouse(url=SecretStr(URL), schema_name="strava", iam_role_arn=ARN, region="eu-west-1").save(block)
+
+    said = create_checks_role(block, "strava_elt_checks")
+
+    assert Warehouse.load(block).checks_role == "strava_elt_checks"
+    assert len(sessions) == 1
+    log = [s for s in _normalised(sessions[0].log) if not s.startswith(("select", "SELECT", "show"))]
+    assert "CREATE USER strava_elt_checks PASSWORD DISABLE" in log
+    assert "GRANT USAGE ON SCHEMA strava TO strava_elt_checks" in log
+    expected = ["strava_enrichment_state", "strava_activity_detail", "strava_activity_laps",
+                "strava_activity_streams", "strava_gear", "strava_athlete_zones"]  # fmt: skip
+    assert set(expected) <= set(ENRICHMENT_TABLES)
+    for table in ENRICHMENT_TABLES:
+        created = next(i for i, s in enumerate(log) if s.startswith(f"CREATE TABLE {table} ("))
+        granted = log.index(f"GRANT SELECT ON strava.{table} TO strava_elt_checks")
+        assert created < granted, table  # created up front, then granted: complete from setup on
+        assert table in said
+        sqlglot.parse_one(log[created], read="redshift")
+        sqlglot.parse_one(log[granted], read="redshift")
+    # Only the project's tables: every grant names one of them.
+    grants = [s for s in log if s.startswith("GRANT SELECT")]
+    assert all(re.fullmatch(r"GRANT SELECT ON strava\.strava_\w+ TO strava_elt_checks", g) for g in grants), grants
+
+
+def test_the_enrichment_grants_the_checks_user_its_tables_as_it_creates_them_on_redshift() -> None:
+    """flows/enrich.py creates the tables, then grants what the checks user cannot read yet (here: all)."""
+    from tasks.quality.roles import ENRICHMENT_TABLES, create_project_tables, set_role_sql
+
+    sessions: list[_Recorder] = []
+    engine = sa.create_engine(URL, module=fake_redshift_connector(sessions, _Catalog), **engine_options(URL))
+    try:
+        granted = create_project_tables(engine, "strava_elt_checks")
+    finally:
+        engine.dispose()
+    assert set(ENRICHMENT_TABLES) <= set(granted)
+    log = _normalised(sessions[0].log)
+    for table in ENRICHMENT_TABLES:
+        created = next(i for i, s in enumerate(log) if s.startswith(f"CREATE TABLE {table} ("))
+        assert created < log.index(f"GRANT SELECT ON strava.{table} TO strava_elt_checks"), table
+    plain = sa.create_engine(URL, module=fake_redshift_connector([], _Catalog), **engine_options(URL))
+    assert create_project_tables(plain) == []  # no checks role: nothing granted
+    plain.dispose()
+    assert (
+        str(set_role_sql(engine, "strava_elt_checks"))
+        .strip()
+        .endswith("SET LOCAL SESSION AUTHORIZATION strava_elt_checks")
+    )

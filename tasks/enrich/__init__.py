@@ -16,9 +16,21 @@ from tasks.enrich.budget import (
     round_share,
     usage_of,
 )
-from tasks.enrich.queue import MAX_ATTEMPTS, Progress, QueueItem, gear_due, progress, read_queue, stats_read_on, take
+from tasks.enrich.queue import (
+    ATHLETE_REQUESTS,
+    MAX_ATTEMPTS,
+    Progress,
+    QueueItem,
+    gear_due,
+    needed_requests,
+    progress,
+    read_queue,
+    stats_read_on,
+    take,
+)
 
 __all__ = [
+    "ATHLETE_REQUESTS",
     "DAILY_RESERVE",
     "MAX_ATTEMPTS",
     "WINDOW_RESERVE",
@@ -27,6 +39,7 @@ __all__ = [
     "Usage",
     "days_to_enrich",
     "gear_due",
+    "needed_requests",
     "plan_requests",
     "progress",
     "read_queue",

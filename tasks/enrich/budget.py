@@ -5,13 +5,14 @@ budget Variable a run recorded: :mod:`tasks.state.budget`), they say how many re
 enrichment may send now. The summary is never starved: :data:`DAILY_RESERVE` requests of every
 UTC day and :data:`WINDOW_RESERVE` of every 15-minute window stay unspent by enrichment, for
 the weekly runs, the round's summary reads and the webhook reactions. In a round,
-:func:`round_share` divides the day's leftover among the athletes still to go, so no athlete
-starves another. docs/enrichment.md has the arithmetic.
+:func:`round_share` divides the day's leftover among the athletes still to go that still need
+enrichment, so no athlete starves another. docs/enrichment.md has the arithmetic.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -119,17 +120,31 @@ def plan_requests(
     return max(0, allowed)
 
 
-def round_share(day_left: int | None, athletes_left: int, *, daily_reserve: int | None = None) -> int | None:
-    """One athlete's enrichment share in a round: the day's leftover (less the reserve) over the athletes to go.
+def round_share(
+    day_left: int | None, others: Sequence[int | None] = (), *, daily_reserve: int | None = None
+) -> int | None:
+    """One athlete's enrichment share in a round: its max-min fair part of the day's leftover (less the reserve).
 
-    ``athletes_left`` counts this athlete and those after it in the round's order; what an
-    athlete does not need stays in the budget and raises the next athlete's share (the round
-    asks again before each). None when the day's leftover is unknown (no run has recorded it).
+    ``others``: the enrichment needs, in requests, of the athletes after this one in the round's
+    order (None: not known, counted as needing everything). An athlete that needs less than an
+    equal part (a fully enriched one needs nothing, or its stats and zones) is counted at its
+    need; the athletes that still need more divide the rest equally, this athlete among them.
+    So no share is held for an athlete that will not spend it, and none starves another: on a
+    day that cannot cover everyone, each athlete that needs more gets the same part. What an
+    athlete does not spend stays in the budget for the next (the round asks again before each).
+    None when the day's leftover is unknown (no run has recorded it).
     """
     if day_left is None:
         return None
     daily_reserve = DAILY_RESERVE if daily_reserve is None else daily_reserve
-    return max(0, day_left - daily_reserve) // max(1, athletes_left)
+    left = max(0, day_left - daily_reserve)
+    known = sorted(max(0, n) for n in others if n is not None)
+    sharing = 1 + sum(1 for n in others if n is None) + len(known)  # this athlete's need: as much as it gets
+    for need in known:  # smallest first: those under the equal part take their need, the rest divide again
+        if need * sharing > left:
+            break
+        left, sharing = left - need, sharing - 1
+    return left // sharing
 
 
 def days_to_enrich(

@@ -19,15 +19,20 @@ from tasks.warehouse import schema
 from tasks.warehouse.dialects import dialect_for
 
 __all__ = [
+    "ATHLETE_REQUESTS",
     "MAX_ATTEMPTS",
     "Progress",
     "QueueItem",
     "gear_due",
+    "needed_requests",
     "progress",
     "read_queue",
     "stats_read_on",
     "take",
 ]
+
+ATHLETE_REQUESTS = 2
+"""The athlete's stats and zones: read once a UTC day."""
 
 MAX_ATTEMPTS = 3
 """Failed fetches in a row after which an activity leaves the queue until it changes on Strava."""
@@ -112,6 +117,22 @@ def stats_read_on(conn: sa.Connection, athlete_id: int) -> datetime | None:
     """When the athlete's stats were last read (None: never)."""
     sql = dialect_for(conn.engine).sql("enrich/stats_observed.sql", **TABLES)
     return _aware(conn.execute(sql, {"athlete_id": int(athlete_id)}).scalar())
+
+
+def needed_requests(conn: sa.Connection, athlete_id: int, now: datetime) -> int | None:
+    """Requests the athlete's enrichment still needs: its queue, its gear due, its stats and zones if due today.
+
+    A fully enriched athlete needs 0 (or 2, its stats and zones, once a UTC day). None when the
+    warehouse holds none of the athlete's activities yet (its first load is still to come: its
+    need is not known). A round reads it for each athlete before it starts
+    (:func:`tasks.enrich.round_share`).
+    """
+    if progress(conn, athlete_id).total == 0:
+        return None
+    queued = sum(item.requests for item in read_queue(conn, athlete_id))
+    stats_on = stats_read_on(conn, athlete_id)
+    stats_due = stats_on is None or stats_on.date() < now.astimezone(UTC).date()
+    return queued + len(gear_due(conn, athlete_id)) + (ATHLETE_REQUESTS if stats_due else 0)
 
 
 def _aware(value: object) -> datetime | None:

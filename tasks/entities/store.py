@@ -336,10 +336,9 @@ def load_batch(
                     conn, staging, lake, batch.files[name], columns=spec.columns, target=spec.table
                 )
                 dialect.analyze_staging(conn, staging)
-        if checks_role:
-            tables = [*project_tables_of(engine), *stagings.values()]
+        if checks_role:  # the project's tables (the enrichment's among them) and this batch's staging tables
             with engine.begin() as conn:
-                grant_checks_role(conn, checks_role, tables)
+                grant_checks_role(conn, checks_role, [*project_tables(conn), *stagings.values()])
         checks = _run_gate(engine, batch, stagings, loaded, checks_role)
         enforce_gate(checks)
         with engine.begin() as conn:
@@ -362,15 +361,6 @@ def load_batch(
         state_rows,
     )
     return EntityLoad(int(batch.athlete_id), batch.run_key, counts, state_rows, tuple(checks))
-
-
-def project_tables_of(engine: sa.Engine) -> list[str]:
-    """The project's tables the checks read: the summary's and the enrichment's that exist."""
-    with engine.connect() as conn:
-        inspector = sa.inspect(conn)
-        enrichment = [s.table for s in ENTITY_SPECS] + [ENRICHMENT_TABLE]
-        core = project_tables(conn)
-        return [*core, *(t for t in enrichment if t not in core and inspector.has_table(t))]
 
 
 def _merge_entity(
