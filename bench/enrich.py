@@ -39,9 +39,9 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def child(blocks: list[str]) -> int:
     """In the child process: the summary, then the enrichment until the queue is empty; figures as JSON."""
-    import tasks.entities.store as store
     from flows.enrich import enrich_activities
     from flows.pipeline import strava_elt
+    from tasks.entities import store  # after the flows: tasks.entities imported first meets an import cycle
 
     strava, lake, warehouse = blocks
     loading = [0.0]  # seconds inside the warehouse side (staging, checks, merge): the part a warehouse setting moves
