@@ -23,9 +23,10 @@ _SOCKET_MARGIN_SECONDS = 60
 DEFAULT_MEMORY_LIMIT = "128MB"
 """DuckDB's buffer pool in the flow's process (measured in docs/enrichment.md, "Memory and storage")."""
 MIN_MEMORY_LIMIT_BYTES = 32_000_000
-"""Below this DuckDB fails ordinary statements with "Out of Memory"; refused when the block is made."""
+"""The smallest limit a block takes: a floor against a slipped unit (``128KB`` for ``128MB``) that
+would leave DuckDB no room for the merge; the pipeline's benches run at 32MB (docs/production.md)."""
 _MEMORY_LIMIT = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b|b|bytes)?", re.IGNORECASE)
-_MEMORY_UNITS = {"": 1, "b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_MEMORY_UNITS = {"b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _MEMORY_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
 
 
@@ -45,8 +46,8 @@ def memory_limit_bytes(text: str) -> int:
     size = int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
     if size < MIN_MEMORY_LIMIT_BYTES:
         raise ValueError(
-            f"memory_limit {text!r} is too small: DuckDB needs at least {MIN_MEMORY_LIMIT_BYTES // 10**6}MB "
-            f"to run the pipeline's statements (default {DEFAULT_MEMORY_LIMIT})"
+            f"memory_limit {text!r} is too small: give at least {MIN_MEMORY_LIMIT_BYTES // 10**6}MB, room for the "
+            f"pipeline's merges (default {DEFAULT_MEMORY_LIMIT})"
         )
     return size
 
@@ -293,8 +294,8 @@ class Warehouse(Block):
     def _cap_memory(self, engine: sa.Engine, url: sa.URL) -> None:
         """DuckDB: ``SET memory_limit`` on every new connection (a setting of the whole database).
 
-        A ``SET``, not a connect option: a second connection to the same file in this process (a
-        notebook, a test) with other options would be refused by DuckDB ("different configuration").
+        A ``SET``, not a connect option: another engine on the same file in this process (a test, a
+        notebook) built without the option would be refused by DuckDB ("different configuration").
         Skipped for an in-memory database, for a URL that sets ``memory_limit`` itself, and for
         backends without :attr:`Backend.memory_limit_sql`.
         """

@@ -163,7 +163,7 @@ def test_the_memory_limit_defaults_to_128mb_and_empty_means_duckdbs_own() -> Non
         ("lots", r"'lots' is not a size"),
         ("-1MB", r"'-1MB' is not a size"),
         ("128MB'; SELECT 1; --", r"is not a size"),
-        ("10MB", r"'10MB' is too small: DuckDB needs at least 32MB"),
+        ("10MB", r"'10MB' is too small: give at least 32MB"),
     ],
 )
 def test_a_memory_limit_that_is_not_a_size_is_refused_with_the_reason(bad: str, reason: str) -> None:
