@@ -16,7 +16,10 @@ Memory: peak resident set size during each phase, sampled from /proc/self/status
 every 5 ms, as the increase over the RSS when the phase began. It includes DuckDB's native
 memory (DuckDB runs in this process) but not the PostgreSQL server's (another process).
 
+DuckDB's engine is the Warehouse block's (its ``memory_limit``, default 128MB; ``none``: DuckDB's own).
+
 Usage: python bench/load_merge.py [--warehouses duckdb,postgres] [--pg-url URL] [--table-rows N]
+[--duckdb-memory-limit 128MB|none]
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from prefect.filesystems import LocalFileSystem
+from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blocks.warehouse import use_schema  # noqa: E402
+from blocks.warehouse import DEFAULT_MEMORY_LIMIT, Warehouse, use_schema  # noqa: E402
 from tasks import warehouse as wh  # noqa: E402
 from tasks.lake import Lake  # noqa: E402
 from tasks.warehouse import schema  # noqa: E402
@@ -258,8 +262,10 @@ def _parquet(table: pa.Table) -> bytes:
 
 
 @contextmanager
-def duckdb_engine(tmp: Path) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(f"duckdb:///{tmp / 'bench.duckdb'}")
+def duckdb_engine(tmp: Path, memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> Iterator[sa.Engine]:
+    """The engine a Warehouse block with ``memory_limit`` (None: DuckDB's default) builds on a fresh file."""
+    block = Warehouse(url=SecretStr(f"duckdb:///{tmp / 'bench.duckdb'}"), memory_limit=memory_limit)
+    engine = block.get_engine()
     try:
         yield engine
     finally:
@@ -287,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pg-url", default=os.environ.get("STRAVA_ELT_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     )
+    parser.add_argument(
+        "--duckdb-memory-limit",
+        default=DEFAULT_MEMORY_LIMIT,
+        help=f"the Warehouse block's memory_limit (default {DEFAULT_MEMORY_LIMIT}; none: DuckDB's default)",
+    )
     parser.add_argument("--table-rows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=100_000)
     parser.add_argument("--incremental", type=int, default=5_000)
@@ -298,8 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("peak RSS = max VmRSS sampled every 5 ms during the phase, minus VmRSS at its start (this process only)")
     all_results: list[Phase] = []
+    limit = args.duckdb_memory_limit
+    print(f"DuckDB through the Warehouse block: memory_limit {limit}")
     engines: dict[str, Callable[[Path], Any]] = {
-        "duckdb": duckdb_engine,
+        "duckdb": lambda tmp: duckdb_engine(tmp, None if limit.lower() == "none" else limit),
         "postgres": lambda _tmp: postgres_engine(args.pg_url),
     }
     for name in args.warehouses.split(","):

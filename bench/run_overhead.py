@@ -8,7 +8,8 @@ mark, is the flow's peak RSS): a first load, then an incremental run with nothin
 fetching the same pages from the same emulator with the same token flow. Prints a table;
 asserts nothing.
 
-Usage: ``python bench/run_overhead.py [--quick] [--sizes N ...] [--stages] [--repeat N]`` (default 1234 20000;
+Usage: ``python bench/run_overhead.py [--quick] [--sizes N ...] [--stages] [--repeat N]
+[--duckdb-memory-limit 256MB|none]`` (default 1234 20000;
 ``--quick``: 200 and 1234, for a smoke test). ``--stages`` adds, per run, the peak RSS of each
 stage of the run (sampled every 10 ms in the child; the bench wraps the stages, the product logs
 nothing of it); ``--no-floor`` skips the bare httpx loop.
@@ -272,8 +273,21 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return middle
 
 
-def main(sizes: list[int], stages: bool = False, with_floor: bool = True, repeat: int = 1) -> None:
-    """Measure each size; print the table."""
+def _set_memory_limit(warehouse_block: str, memory_limit: str | None) -> str | None:
+    """Set the Warehouse block's ``memory_limit`` (``none``: DuckDB's default; None: keep it); the limit in force."""
+    from blocks.warehouse import Warehouse
+
+    block = Warehouse.load(warehouse_block)
+    if memory_limit is not None:
+        block.memory_limit = None if memory_limit.lower() == "none" else memory_limit
+        block.save(warehouse_block, overwrite=True)
+    return block.memory_limit
+
+
+def main(
+    sizes: list[int], stages: bool = False, with_floor: bool = True, repeat: int = 1, memory_limit: str | None = None
+) -> None:
+    """Measure each size; print the table (``memory_limit``: the Warehouse block's, ``none`` for DuckDB's default)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     rows = []
@@ -289,6 +303,7 @@ def main(sizes: list[int], stages: bool = False, with_floor: bool = True, repeat
                     suffix = uuid.uuid4().hex[:8]
                     names = (f"bench-strava-{suffix}", f"bench-lake-{suffix}", f"bench-warehouse-{suffix}")
                     setup_emulator_blocks(Path(tmp) / suffix, emu, names)
+                    limit = _set_memory_limit(names[2], memory_limit)
                     before = task_runs(api_url)
                     first = run_child(api_url, names, full_refresh=True, stages=stages)
                     middle = task_runs(api_url)
@@ -298,7 +313,8 @@ def main(sizes: list[int], stages: bool = False, with_floor: bool = True, repeat
                 if index:
                     rows.append((n, serve, first, middle - before, again, after - middle))
     print(
-        f"strava-elt run overhead: Prefect server {api_url}, emulator over HTTP, DuckDB, local lake; "
+        f"strava-elt run overhead: Prefect server {api_url}, emulator over HTTP, DuckDB "
+        f"(memory_limit {limit or 'DuckDB default'}), local lake; "
         f"load average {os.getloadavg()[0]:.1f} (1 min) at the end"
     )
     print(
@@ -330,10 +346,14 @@ if __name__ == "__main__":
     parser.add_argument("--stages", action="store_true", help="also print the peak RSS of each stage")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare httpx loop")
     parser.add_argument("--repeat", type=int, default=1, help="incremental runs per size (the median is shown)")
+    parser.add_argument(
+        "--duckdb-memory-limit", help="the Warehouse block's memory_limit (e.g. 256MB; none: DuckDB's default)"
+    )
     parser.add_argument("--child", nargs=3, metavar="BLOCK", help=argparse.SUPPRESS)
     parser.add_argument("--full-refresh", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.full_refresh, args.stages)
     else:
-        main(args.sizes or ([200, 1234] if args.quick else [1234, 20000]), args.stages, not args.no_floor, args.repeat)
+        sizes = args.sizes or ([200, 1234] if args.quick else [1234, 20000])
+        main(sizes, args.stages, not args.no_floor, args.repeat, args.duckdb_memory_limit)

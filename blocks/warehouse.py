@@ -20,6 +20,37 @@ _URL_EXAMPLES = (
 _TIMED_OUT = re.compile(r"time[ds]? ?out|timeout", re.IGNORECASE)
 _SOCKET_MARGIN_SECONDS = 60
 
+DEFAULT_MEMORY_LIMIT = "128MB"
+"""DuckDB's buffer pool in the flow's process (measured in docs/enrichment.md, "Memory and storage")."""
+MIN_MEMORY_LIMIT_BYTES = 32_000_000
+"""The smallest limit a block takes: a floor against a slipped unit (``128KB`` for ``128MB``) that
+would leave DuckDB no room for the merge; the pipeline's benches run at 32MB (docs/production.md)."""
+_MEMORY_LIMIT = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b|b|bytes)?", re.IGNORECASE)
+_MEMORY_UNITS = {"b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_MEMORY_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+
+
+def memory_limit_bytes(text: str) -> int:
+    """Bytes of a DuckDB size such as ``256MB``, ``1.5 GB`` or ``512MiB`` (KB, MB: powers of 10, as DuckDB reads them).
+
+    Raises:
+        ValueError: not a size with a unit DuckDB knows, or less than :data:`MIN_MEMORY_LIMIT_BYTES`.
+
+    """
+    match = _MEMORY_LIMIT.fullmatch(text.strip())
+    if match is None or not match.group(2):
+        raise ValueError(
+            f"memory_limit {text!r} is not a size: give a number and a unit, e.g. 128MB, 512MB or 2GB "
+            "(KB, MB, GB, TB, or KiB, MiB, GiB, TiB); leave it empty for DuckDB's default (80% of the machine's memory)"
+        )
+    size = int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
+    if size < MIN_MEMORY_LIMIT_BYTES:
+        raise ValueError(
+            f"memory_limit {text!r} is too small: give at least {MIN_MEMORY_LIMIT_BYTES // 10**6}MB, room for the "
+            f"pipeline's merges (default {DEFAULT_MEMORY_LIMIT})"
+        )
+    return size
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -42,10 +73,18 @@ class Backend:
     """How a session switches to the block's schema (``{quoted}``: the quoted name; ``{name}``: as is)."""
     commits_on_connect: bool = True
     """Whether the driver's connection must commit the schema set-up (DuckDB's needs not)."""
+    memory_limit_sql: str | None = None
+    """How a session caps the embedded database's memory in the flow's process (``{value}``: the
+    block's ``memory_limit``); None: the backend's memory is its server's, the block sets nothing."""
 
 
 BACKENDS: dict[str, Backend] = {
-    "duckdb": Backend(file_database=True, set_schema="SET schema = '{name}'", commits_on_connect=False),
+    "duckdb": Backend(
+        file_database=True,
+        set_schema="SET schema = '{name}'",
+        commits_on_connect=False,
+        memory_limit_sql="SET memory_limit = '{value}'",
+    ),
     "postgresql": Backend(connect_timeout_arg="connect_timeout", default_port=5432),
     "redshift": Backend(connect_timeout_arg="timeout", default_port=5439, single_session=True),
 }
@@ -165,6 +204,27 @@ class Warehouse(Block):
         ),
     )
 
+    memory_limit: str | None = Field(
+        default=DEFAULT_MEMORY_LIMIT,
+        title="DuckDB memory limit",
+        description=(
+            "DuckDB only: the most memory DuckDB may hold in the flow's process, e.g. 128MB, 512MB or 2GB "
+            "(MB: 10^6 bytes). Beyond it DuckDB evicts cached data and spills large joins to a folder "
+            "beside the database file (<file>.tmp). Empty: DuckDB's own default, 80% of the machine's "
+            "memory, which a long load fills as cache. A memory_limit in the URL's query is used instead. "
+            "An in-memory database (:memory:) is not capped. PostgreSQL and Redshift do not use it."
+        ),
+    )
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _check_memory_limit(cls, value: str | None) -> str | None:
+        """A size DuckDB reads (``128MB``), at least :data:`MIN_MEMORY_LIMIT_BYTES`; empty: None."""
+        if value is None or not value.strip():
+            return None
+        memory_limit_bytes(value)
+        return value.strip()
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: SecretStr) -> SecretStr:
@@ -228,7 +288,32 @@ class Warehouse(Block):
         engine = sa.create_engine(url, connect_args=connect_args, **{**engine_options(url), **kwargs})  # type: ignore[arg-type]
         if timeout_arg:
             self._bound(engine, url)
+        self._cap_memory(engine, url)
         return engine
+
+    def _cap_memory(self, engine: sa.Engine, url: sa.URL) -> None:
+        """DuckDB: ``SET memory_limit`` on every new connection (a setting of the whole database).
+
+        A ``SET``, not a connect option: another engine on the same file in this process (a test, a
+        notebook) built without the option would be refused by DuckDB ("different configuration").
+        Skipped for an in-memory database, for a URL that sets ``memory_limit`` itself, and for
+        backends without :attr:`Backend.memory_limit_sql`.
+        """
+        template = backend_of(url).memory_limit_sql
+        if template is None or self.memory_limit is None or "memory_limit" in url.query:
+            return
+        if url.database in (None, "", ":memory:"):
+            return
+        memory_limit_bytes(self.memory_limit)  # a block made in the UI skips the validators
+        statement = template.format(value=self.memory_limit)
+
+        @sa.event.listens_for(engine, "connect")
+        def _set_memory_limit(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(statement)
+            finally:
+                cursor.close()
 
     def _bound(self, engine: sa.Engine, url: sa.URL) -> None:
         """Set each new session's statement timeout; explain connect failures and timeouts.

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import duckdb
 import pytest
+import sqlalchemy as sa
 from prefect.filesystems import LocalFileSystem
 from prefect_aws import AwsCredentials, S3Bucket
 from pydantic import SecretStr, ValidationError
 
 from blocks import StravaCredentials, Warehouse
 from blocks.loading import AmbiguousLakeError, InvalidBlockError, load_block, load_lake_block
+from blocks.warehouse import DEFAULT_MEMORY_LIMIT, memory_limit_bytes
 from tasks.setup import setup_aws_blocks, setup_local_blocks
 
 REDSHIFT = "redshift+redshift_connector://loader:pw@example.eu-west-1.redshift.amazonaws.com:5439/dev"
@@ -119,6 +122,95 @@ def test_setup_local_writes_absolute_paths_from_a_relative_home(
     url = load_block(Warehouse, names[2]).url.get_secret_value()
     assert url == f"duckdb:///{tmp_path / 'data' / 'warehouse.duckdb'}"
     assert load_lake_block(names[1]).basepath == str(tmp_path / "data" / "lake")
+
+
+# --------------------------------------------------------------------------- DuckDB's memory
+
+
+def _setting(engine: sa.Engine, name: str) -> str:
+    with engine.connect() as conn:
+        return str(conn.exec_driver_sql(f"SELECT current_setting('{name}')").scalar())
+
+
+@pytest.mark.parametrize(
+    ("given", "kept", "size"),
+    [
+        ("128MB", "128MB", 128_000_000),
+        (" 1.5 GB ", "1.5 GB", 1_500_000_000),
+        ("512MiB", "512MiB", 512 * 2**20),
+        ("64mb", "64mb", 64_000_000),
+        ("40000000 bytes", "40000000 bytes", 40_000_000),
+    ],
+)
+def test_the_memory_limit_takes_duckdbs_sizes(given: str, kept: str, size: int) -> None:
+    block = Warehouse(url=SecretStr("duckdb:////srv/w.duckdb"), memory_limit=given)
+    assert block.memory_limit == kept
+    assert memory_limit_bytes(kept) == size
+
+
+def test_the_memory_limit_defaults_to_128mb_and_empty_means_duckdbs_own() -> None:
+    assert DEFAULT_MEMORY_LIMIT == "128MB"
+    assert Warehouse(url=SecretStr("duckdb:////srv/w.duckdb")).memory_limit == "128MB"
+    assert _schema(Warehouse)["memory_limit"]["title"] == "DuckDB memory limit"
+    for empty in ("", "  ", None):
+        assert Warehouse(url=SecretStr("duckdb:////srv/w.duckdb"), memory_limit=empty).memory_limit is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("128", r"'128' is not a size: give a number and a unit, e.g. 128MB"),
+        ("lots", r"'lots' is not a size"),
+        ("-1MB", r"'-1MB' is not a size"),
+        ("128MB'; SELECT 1; --", r"is not a size"),
+        ("10MB", r"'10MB' is too small: give at least 32MB"),
+    ],
+)
+def test_a_memory_limit_that_is_not_a_size_is_refused_with_the_reason(bad: str, reason: str) -> None:
+    with pytest.raises(ValidationError, match=reason):
+        Warehouse(url=SecretStr("duckdb:////srv/w.duckdb"), memory_limit=bad)
+
+
+def test_a_bad_memory_limit_made_in_the_ui_fails_the_blocks_load_with_the_reason(tmp_path: Path) -> None:
+    name = _name("warehouse")
+    Warehouse.model_construct(url=SecretStr(f"duckdb:///{tmp_path}/w.duckdb"), memory_limit="lots").save(name)
+    with pytest.raises(InvalidBlockError, match=r"memory_limit: Value error, memory_limit 'lots' is not a size"):
+        load_block(Warehouse, name)
+
+
+def test_a_duckdb_warehouse_gets_the_memory_limit_and_spills_beside_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    block = Warehouse(url=SecretStr(f"duckdb:///{path}"), schema_name="strava")
+    with block.engine() as engine:
+        assert _setting(engine, "memory_limit") == "122.0 MiB"  # 128MB: DuckDB prints MiB
+        assert _setting(engine, "temp_directory") == f"{path}.tmp"
+        # A SET, not a connect option: another engine on the file in this process still connects.
+        plain = sa.create_engine(f"duckdb:///{path}")
+        try:
+            assert _setting(plain, "memory_limit") == "122.0 MiB"  # a setting of the whole database
+        finally:
+            plain.dispose()
+    with Warehouse(url=SecretStr(f"duckdb:///{path}"), memory_limit="512MB").engine() as engine:
+        assert _setting(engine, "memory_limit") == "488.2 MiB"
+
+
+def test_without_a_memory_limit_or_with_the_urls_own_duckdb_keeps_its_setting(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    with Warehouse(url=SecretStr(f"duckdb:///{path}?memory_limit=200MB")).engine() as engine:
+        assert _setting(engine, "memory_limit") == "190.7 MiB"  # the URL's, not the block's 128MB
+    with Warehouse(url=SecretStr(f"duckdb:///{path}"), memory_limit=None).engine() as engine:
+        default = _setting(engine, "memory_limit")
+    with duckdb.connect(str(tmp_path / "plain.duckdb")) as plain:
+        assert plain.execute("SELECT current_setting('memory_limit')").fetchall() == [(default,)]
+    with Warehouse(url=SecretStr("duckdb:///:memory:")).engine() as engine:
+        assert _setting(engine, "memory_limit") == default  # an in-memory database's data is its memory
+
+
+@pytest.mark.postgres
+def test_a_postgres_warehouse_ignores_the_memory_limit(pg_url: str) -> None:
+    # PostgreSQL has no memory_limit setting: a SET would fail every connection.
+    with Warehouse(url=SecretStr(pg_url), memory_limit="64MB").engine() as engine, engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
 
 
 # --------------------------------------------------------------------------- one lake per name

@@ -311,6 +311,19 @@ def test_a_batch_loaded_twice_lands_exactly_once(engine: sa.Engine, lake: Lake) 
     assert len(names) == len(set(names)) == len(again.checks)
 
 
+def test_a_duckdb_batch_is_checkpointed_to_the_file_after_its_merge(engine: sa.Engine, lake: Lake) -> None:
+    """DuckDB's memory holds one batch, not the run's: its write-ahead log is empty after each load."""
+    if engine.dialect.name != "duckdb":
+        pytest.skip("a checkpoint is DuckDB's (PostgreSQL's server manages its own)")
+    wal = Path(f"{engine.url.database}.wal")
+    with engine.begin() as conn:  # something in the log first: the fixture's own writes may be in it
+        conn.exec_driver_sql(f"UPDATE strava_activity_data SET name = 'renamed' WHERE athlete_id = {A}")
+    assert wal.exists() and wal.stat().st_size > 0
+    load_batch(engine, lake, full_batch(lake, A))
+    assert counts(engine, A) == EXPECTED_A
+    assert not wal.exists() or wal.stat().st_size == 0
+
+
 def test_update_counts_follow_the_row_hash(engine: sa.Engine, lake: Lake) -> None:
     load_batch(engine, lake, full_batch(lake, A))
     changed = staged(

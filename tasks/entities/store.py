@@ -354,6 +354,7 @@ def load_batch(
         with engine.begin() as conn:
             for staging in stagings.values():
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q(staging)}")
+    dialect.checkpoint()  # DuckDB: the batch leaves memory for the file (a no-op elsewhere)
     logger.info(
         "Enrichment batch of athlete %s merged: %s; %s state rows",
         batch.athlete_id,

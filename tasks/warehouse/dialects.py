@@ -149,6 +149,9 @@ class SqlDialect:
         """Bulk-load Arrow data (a table, or batches read once) of ``columns`` into the staging table; return rows."""
         raise NotImplementedError
 
+    def checkpoint(self) -> None:
+        """After a batch's merge committed: let an embedded warehouse write what it holds in memory; none by default."""
+
     def begin_read_only(self, conn: sa.Connection) -> None:
         """Start a read-only transaction on ``conn``: any write in it then fails with the server's error."""
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
@@ -199,6 +202,21 @@ class DuckDBDialect(SqlDialect):
         """DuckDB (2.0+): replace the plain BEGIN duckdb_engine sent with ``BEGIN TRANSACTION READ ONLY``."""
         conn.exec_driver_sql("ROLLBACK")  # ends the plain transaction duckdb_engine began
         conn.exec_driver_sql("BEGIN TRANSACTION READ ONLY")
+
+    def checkpoint(self) -> None:
+        """``CHECKPOINT``: the batch's rows and index changes go to the file, out of DuckDB's memory.
+
+        DuckDB checkpoints by itself when its write-ahead log passes 16 MB, which a run of many
+        enrichment batches may not reach for a long while; meanwhile the streams table's primary
+        key index grows in memory, and under the Warehouse block's ``memory_limit`` a history of
+        about 3,500 activities would fail with "Out of Memory" (measured in docs/enrichment.md).
+        A checkpoint DuckDB refuses (another writer's transaction open) is left to the next batch.
+        """
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("CHECKPOINT")
+        except sa.exc.DBAPIError as exc:
+            run_logger(__name__).debug("DuckDB CHECKPOINT skipped: %s", exc.orig)
 
     def locked_message(self, exc: sa.exc.DBAPIError) -> str | None:
         """DuckDB refusing a file another process holds: say what to do."""
