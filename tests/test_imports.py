@@ -53,3 +53,39 @@ def test_staging_rows_become_arrow_without_importing_pandas() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, "DataFrame", 2, 2, 1]
+
+
+OURS = ("blocks", "tasks", "flows", "emulator")
+
+
+def test_every_module_of_ours_imports_first_in_a_fresh_interpreter() -> None:
+    """Each module imported first (ours purged from ``sys.modules`` before each): no order-dependent cycle.
+
+    tests/test_layers.py finds cycles between modules; this one also meets those that run through a
+    package's ``__init__`` (``import tasks.entities`` once failed: catalog -> spec -> the
+    ``tasks.warehouse`` package -> merge -> catalog, partially initialised).
+    """
+    code = (
+        "import importlib, json, pkgutil, sys, traceback, warnings\n"
+        "warnings.simplefilter('ignore')\n"  # Prefect warns that each block class registers again
+        f"ours = {OURS!r}\n"
+        "names = []\n"
+        "for top in ours:\n"
+        "    package = importlib.import_module(top)\n"
+        "    names.append(top)\n"
+        "    names += [m.name for m in pkgutil.walk_packages(package.__path__, top + '.')]\n"
+        "failed = {}\n"
+        "for name in sorted(set(names)):\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] in ours]:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception:\n"
+        "        failed[name] = traceback.format_exc().strip().splitlines()[-1]\n"
+        "print(json.dumps([len(set(names)), failed]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    count, failed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert count > 50  # the walk saw the house
+    assert failed == {}, failed
