@@ -361,6 +361,17 @@ def serve_forever(
     """Run an emulator until Ctrl-C, printing its URL, credentials and athletes."""
     emulator = StravaEmulator(activities=activities, seed=seed, athletes=athletes)
     base_url = emulator.start(host=host, port=port)
+    try:
+        _serve_until_interrupted(emulator, base_url, activities, seed, athletes)
+    except KeyboardInterrupt:  # also one that lands while the banner is printed
+        pass
+    finally:
+        emulator.stop()
+
+
+def _serve_until_interrupted(
+    emulator: StravaEmulator, base_url: str, activities: int, seed: int, athletes: int
+) -> None:
     if athletes == 1:
         print(f"Strava API v3 emulator at {base_url} ({activities} activities, seed {seed})")
     else:
@@ -376,10 +387,5 @@ def serve_forever(
             view = emulator.for_athlete(athlete_id)
             print(f"  athlete {athlete_id}: refresh token {view.current_refresh_token}")
     print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
+    while True:
+        time.sleep(3600)
