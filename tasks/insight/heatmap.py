@@ -470,7 +470,7 @@ def render_heatmap(
         return found[0], found[1], found[2], found[3]
 
     bounds = _frame(starts, near, width, height)
-    counts: Counter[int] = Counter()
+    counts = array("q", bytes(8 * width * height))  # per cell of the grid, row-major
     drawn = elsewhere = 0
     for _, track in _routes(streams, encoded, usable, drawable):  # per activity: a cell counts it once
         pieces, _ = _private_pieces(track, frequent, radius_m)
@@ -479,20 +479,22 @@ def render_heatmap(
             cells |= _cells_of(piece, bounds, width, height)
         if cells:
             drawn += 1
-            counts.update(cells)
+            for cell in cells:
+                counts[cell] += 1
         elif pieces:
             elsewhere += 1
     flat: list[int] = []
     previous = 0
-    for cell in sorted(counts):
-        flat += [cell - previous, counts[cell]]
-        previous = cell
+    for cell, count in enumerate(counts):
+        if count:
+            flat += [cell - previous, count]
+            previous = cell
     return Heatmap(
         width,
         height,
         bounds,
         flat,
-        max(counts.values(), default=0),
+        max(counts, default=0),
         drawn,
         elsewhere,
         unreadable,
