@@ -12,9 +12,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import re
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,14 +59,52 @@ class PolylineError(ValueError):
     """A summary polyline that is not a whole Google-encoded polyline."""
 
 
+_VALUE = re.compile(r"[_-~]*[?-^]")
+"""One encoded value: characters with the continuation bit (``_`` to ``~``), then one without (``?`` to ``^``)."""
+
+
+class _Values(dict[str, int]):
+    """Encoded value -> signed integer, kept for the short ones (a few thousand: a step's deltas)."""
+
+    def __missing__(self, token: str) -> int:
+        result = 0
+        for shift, char in enumerate(token):
+            result |= ((ord(char) - 63) & 0x1F) << (5 * shift)
+        value = ~(result >> 1) if result & 1 else result >> 1
+        if len(token) <= 3:
+            self[token] = value
+        return value
+
+
+_VALUES = _Values()
+
+
 def decode_polyline(encoded: str, precision: int = 5) -> list[Point]:
     """Decode a Google encoded polyline into (lat, lng) pairs.
+
+    The values are split by a regular expression and summed with ``accumulate`` (the points
+    are the same as decoding character by character, which runs only for a text that is not a
+    whole polyline on the globe, to say why).
 
     Raises:
         PolylineError: The text ends inside a value, holds a character outside the alphabet,
             or decodes to a latitude/longitude out of range.
 
     """
+    tokens = _VALUE.findall(encoded)
+    if len(tokens) % 2 or sum(map(len, tokens)) != len(encoded):
+        return _decode_checked(encoded, precision)
+    values = list(map(_VALUES.__getitem__, tokens))
+    lats, lngs = list(accumulate(values[0::2])), list(accumulate(values[1::2]))
+    top = 10**precision
+    if lats and (max(lats) > 90 * top or min(lats) < -90 * top or max(lngs) > 180 * top or min(lngs) < -180 * top):
+        return _decode_checked(encoded, precision)  # off the globe: raises
+    factor = 10.0**precision
+    return [(lat / factor, lng / factor) for lat, lng in zip(lats, lngs, strict=True)]
+
+
+def _decode_checked(encoded: str, precision: int = 5) -> list[Point]:
+    """:func:`decode_polyline` character by character, raising :class:`PolylineError` where the text goes wrong."""
     factor = 10.0**precision
     points: list[Point] = []
     index, lat, lng, length = 0, 0, 0, len(encoded)
@@ -128,6 +169,8 @@ class _Hidden:
                     centre = ((iy + 0.5) * self.dlat, (ix + 0.5) * self.dlat / band)
                     if _metres(c, centre) <= reach:
                         self.cells.add((iy, ix))
+        self.tight = all(self.dlat / self.band_cos(iy) <= 2 * COARSE for iy, _ in self.cells)
+        """Every hidden cell is 2 ``COARSE`` wide or less: a point in none of :attr:`coarse` is in none of them."""
         self.coarse: set[tuple[int, int]] = set()
         """Cells of ``COARSE`` degrees within two cells of a hidden cell's centre: elsewhere a short step is safe."""
         for iy, ix in self.cells:
@@ -260,17 +303,24 @@ def thin_track(track: Sequence[Point], min_step_m: float = THIN_STEP_M) -> list[
     return kept
 
 
-def _frame(pieces: Sequence[Sequence[Point]], width: int, height: int) -> tuple[float, float, float, float]:
-    """The busiest 0.5° cell's routes, padded to the grid's aspect (in metres, not degrees)."""
-    starts = Counter((math.floor(p[0][0] * 2), math.floor(p[0][1] * 2)) for p in pieces)
+def _frame(
+    starts: Counter[tuple[int, int]],
+    near: Callable[[Point], tuple[float, float, float, float]],
+    width: int,
+    height: int,
+) -> tuple[float, float, float, float]:
+    """The busiest 0.5° cell's routes, padded to the grid's aspect (in metres, not degrees).
+
+    ``starts``: how many pieces start in each 0.5° cell, in the pieces' order; ``near``: given
+    the centre of the busiest one, the least and greatest latitude and longitude of the points
+    within 0.5° of latitude and 0.75° of longitude of it.
+    """
     (cell_lat, cell_lng), _ = starts.most_common(1)[0]
-    centre = ((cell_lat + 0.5) / 2, (cell_lng + 0.5) / 2)
-    near = [q for p in pieces for q in p if abs(q[0] - centre[0]) <= 0.5 and abs(q[1] - centre[1]) <= 0.75]
-    lats, lngs = [q[0] for q in near], [q[1] for q in near]
-    mid_lat, mid_lng = (min(lats) + max(lats)) / 2, (min(lngs) + max(lngs)) / 2
+    south, north, west, east = near(((cell_lat + 0.5) / 2, (cell_lng + 0.5) / 2))
+    mid_lat, mid_lng = (south + north) / 2, (west + east) / 2
     scale = math.cos(math.radians(mid_lat)) or 1.0
-    half_h = max((max(lats) - min(lats)) / 2, 0.002) * 1.05
-    half_w = max((max(lngs) - min(lngs)) / 2 * scale, 0.002) * 1.05
+    half_h = max((north - south) / 2, 0.002) * 1.05
+    half_w = max((east - west) / 2 * scale, 0.002) * 1.05
     aspect = width / height
     half_w, half_h = max(half_w, half_h * aspect), max(half_h, half_w / aspect)
     return (mid_lng - half_w / scale, mid_lat - half_h, mid_lng + half_w / scale, mid_lat + half_h)
@@ -300,6 +350,18 @@ def _cells_of(piece: Sequence[Point], bounds: tuple[float, float, float, float],
     return cells
 
 
+def _routes(
+    streams: Sequence[Sequence[Point]], polylines: Sequence[str | None], usable: Sequence[int], wanted: bytearray
+) -> Iterator[tuple[int, list[Point]]]:
+    """The routes ``wanted`` (by index: the stream tracks, then the ``usable`` polylines), decoded one at a time."""
+    for n, track in enumerate(streams):
+        if wanted[n]:
+            yield n, list(track)
+    for n, position in enumerate(usable, len(streams)):
+        if wanted[n]:
+            yield n, decode_polyline(polylines[position] or "")
+
+
 def render_heatmap(
     polylines: Iterable[str | None],
     radius_m: float = PRIVACY_RADIUS_M,
@@ -311,56 +373,128 @@ def render_heatmap(
 
     ``tracks_from_streams``: routes already as (lat, lng) points (an activity's streams), drawn
     like the polylines (the same privacy radius first); pass each activity once, either way.
+
+    Memory does not grow with the routes' points: no route is kept decoded. The polylines are
+    decoded once to find the frequent endpoints (only each route's ends are kept), once to cut
+    the kept pieces (only each piece's 0.5° start cell and extent are kept, a few numbers), and
+    once more to count the cells; the few routes with a piece across the frame's edge are cut
+    once more in between. The result is the same as keeping every piece.
     """
-    tracks: list[list[Point]] = [list(t) for t in tracks_from_streams if len(t) >= 2]
-    from_streams = len(tracks)
+    streams = [t for t in tracks_from_streams if len(t) >= 2]
+    from_streams = len(streams)
+    encoded = polylines if isinstance(polylines, Sequence) else list(polylines)
     unreadable = 0
-    for encoded in polylines:
-        if not encoded:
+    ends: list[tuple[Point, Point]] = []
+    for track in streams:
+        ends.append((track[0], track[-1]))
+    usable = array("q")  # the polylines that decode to two points or more, by position
+    for position, text in enumerate(encoded):
+        if not text:
             continue
         try:
-            track = decode_polyline(encoded)
+            track = decode_polyline(text)
         except PolylineError:
             unreadable += 1
             continue
         if len(track) >= 2:
-            tracks.append(track)
+            ends.append((track[0], track[-1]))
+            usable.append(position)
     empty_bounds = (0.0, 0.0, 1.0, 1.0)
-    if not tracks:
+    if not ends:
         return Heatmap(width, height, empty_bounds, [], 0, 0, 0, unreadable, 0, radius_m, from_streams)
-    kept: list[list[list[Point]]] = []
+    frequent = _Hidden(frequent_endpoints(ends, radius_m) if radius_m > 0 else (), max(radius_m, 1.0))
+    every = bytearray(b"\x01") * len(ends)
+    del ends
+    drawable = bytearray(len(every))  # the routes with a kept piece
     removed = 0
-    frequent = _Hidden(frequent_endpoints(tracks, radius_m) if radius_m > 0 else (), max(radius_m, 1.0))
-    for track in tracks:  # per activity, so a cell counts an activity once however its pieces run
+    starts: Counter[tuple[int, int]] = Counter()
+    extents = array("d")  # per piece, in order: south, north, west, east
+    owners = array("q")  # per piece: its route's index
+    for n, track in _routes(streams, encoded, usable, every):
         pieces, gone = _private_pieces(track, frequent, radius_m)
         removed += gone
-        kept.append(pieces)
-    all_pieces = [p for pieces in kept for p in pieces]
-    if not all_pieces:
+        drawable[n] = bool(pieces)
+        for piece in pieces:
+            starts[(math.floor(piece[0][0] * 2), math.floor(piece[0][1] * 2))] += 1
+            lats, lngs = [q[0] for q in piece], [q[1] for q in piece]
+            extents.extend((min(lats), max(lats), min(lngs), max(lngs)))
+            owners.append(n)
+    if not owners:
         return Heatmap(width, height, empty_bounds, [], 0, 0, 0, unreadable, removed, radius_m, from_streams)
-    bounds = _frame(all_pieces, width, height)
-    counts: Counter[int] = Counter()
+
+    def near(centre: Point) -> tuple[float, float, float, float]:
+        """The extent of the points near ``centre``, as ``min``/``max`` over every piece's points in order give it."""
+        clat, clng = centre
+        across: set[int] = set()  # routes with a piece partly near: cut again, their points tested one by one
+        for k in range(len(owners)):
+            south, north, west, east = extents[4 * k : 4 * k + 4]
+            # x - c (rounded) grows with x: the least and greatest points bound every point's test
+            inside = south - clat >= -0.5 and north - clat <= 0.5 and west - clng >= -0.75 and east - clng <= 0.75
+            outside = south - clat > 0.5 or north - clat < -0.5 or west - clng > 0.75 or east - clng < -0.75
+            if not inside and not outside:
+                across.add(owners[k])
+        partly: dict[int, tuple[float, float, float, float] | None] = {}
+        if across:
+            k = 0
+            for n, track in _routes(streams, encoded, usable, bytearray(n in across for n in range(len(every)))):
+                while owners[k] != n:
+                    k += 1
+                for piece in _private_pieces(track, frequent, radius_m)[0]:
+                    points = [q for q in piece if abs(q[0] - clat) <= 0.5 and abs(q[1] - clng) <= 0.75]
+                    lats, lngs = [q[0] for q in points], [q[1] for q in points]
+                    partly[k] = (min(lats), max(lats), min(lngs), max(lngs)) if points else None
+                    k += 1
+        found: list[float] | None = None
+        for k in range(len(owners)):
+            if owners[k] in across:
+                extent = partly[k]
+            else:
+                south, north, west, east = extents[4 * k : 4 * k + 4]
+                inside = south - clat >= -0.5 and north - clat <= 0.5 and west - clng >= -0.75 and east - clng <= 0.75
+                extent = (south, north, west, east) if inside else None
+            if extent is None:
+                continue
+            if found is None:
+                found = list(extent)
+                continue
+            # as min() and max() over every point: a later equal value does not replace an earlier one
+            if extent[0] < found[0]:
+                found[0] = extent[0]
+            if extent[1] > found[1]:
+                found[1] = extent[1]
+            if extent[2] < found[2]:
+                found[2] = extent[2]
+            if extent[3] > found[3]:
+                found[3] = extent[3]
+        assert found is not None  # the busiest cell's pieces start within 0.25° of its centre
+        return found[0], found[1], found[2], found[3]
+
+    bounds = _frame(starts, near, width, height)
+    counts = array("q", bytes(8 * width * height))  # per cell of the grid, row-major
     drawn = elsewhere = 0
-    for pieces in kept:
+    for _, track in _routes(streams, encoded, usable, drawable):  # per activity: a cell counts it once
+        pieces, _ = _private_pieces(track, frequent, radius_m)
         cells: set[int] = set()
         for piece in pieces:
             cells |= _cells_of(piece, bounds, width, height)
         if cells:
             drawn += 1
-            counts.update(cells)
+            for cell in cells:
+                counts[cell] += 1
         elif pieces:
             elsewhere += 1
     flat: list[int] = []
     previous = 0
-    for cell in sorted(counts):
-        flat += [cell - previous, counts[cell]]
-        previous = cell
+    for cell, count in enumerate(counts):
+        if count:
+            flat += [cell - previous, count]
+            previous = cell
     return Heatmap(
         width,
         height,
         bounds,
         flat,
-        max(counts.values(), default=0),
+        max(counts, default=0),
         drawn,
         elsewhere,
         unreadable,
@@ -461,6 +595,11 @@ def _private_pieces(track: Sequence[Point], hidden: _Hidden, radius_m: float) ->
 
     ``hidden`` holds the frequent endpoints' cells; the track's own start and end are hidden
     here too (a step within ``radius_m`` plus one step of them is dropped).
+
+    A short step far from every hidden area and from the route's own ends is kept as it is,
+    and its end is not tested again when the hidden cells fit the coarse margin
+    (:attr:`_Hidden.tight`): it is more than the radius from the own ends (the margin of 1.5
+    ``COARSE`` is more than the step) and in no hidden cell (its coarse cell is not near one).
     """
     if radius_m <= 0:
         return _split_jumps(track), 0
@@ -473,49 +612,71 @@ def _private_pieces(track: Sequence[Point], hidden: _Hidden, radius_m: float) ->
     current: list[Point] = []
     removed = 0
     coarse = hidden.coarse
+    tight = hidden.tight
     own_far = (own_reach + 1.5 * COARSE) ** 2  # a short step is under 1.42 COARSE long
-    samples: list[Point | None] = [track[0]]
+    band_cos = hidden.band_cos
+    dlat = hidden.dlat
+    floor = math.floor
+    cos_of = hidden._cos.get  # band_cos once computed, without a Python call
+
+    def hidden_at(lat: float, lng: float) -> bool:
+        iy = floor(lat / dlat)
+        return (
+            (lat - lat_a) ** 2 + (lng - lng_a) ** 2 * scale <= own_reach2
+            or (lat - lat_b) ** 2 + (lng - lng_b) ** 2 * scale <= own_reach2
+            or (iy, floor(lng * band_cos(iy) / dlat)) in cells
+        )
+
+    first = track[0]
+    if hidden_at(first[0], first[1]):
+        removed += 1
+    else:
+        current.append(first)
     for a, b in zip(track, track[1:], strict=False):
         if (
             abs(b[0] - a[0]) < COARSE
             and abs(b[1] - a[1]) < COARSE
-            and (math.floor(a[0] / COARSE), math.floor(a[1] / COARSE)) not in coarse
-            and (math.floor(b[0] / COARSE), math.floor(b[1] / COARSE)) not in coarse
+            and (floor(a[0] / COARSE), floor(a[1] / COARSE)) not in coarse
+            and (floor(b[0] / COARSE), floor(b[1] / COARSE)) not in coarse
             and min(
                 (a[0] - lat_a) ** 2 + (a[1] - lng_a) ** 2 * scale, (a[0] - lat_b) ** 2 + (a[1] - lng_b) ** 2 * scale
             )
             > own_far
         ):
-            samples.append(b)  # a short step far from every hidden area and from the route's own ends
+            # a short step far from every hidden area and from the route's own ends
+            if tight or not hidden_at(b[0], b[1]):
+                current.append(b)
+            else:
+                removed += 1
+                if len(current) >= 2:
+                    pieces.append(current)
+                current = []
             continue
         length = _metres(a, b)
-        if length > MAX_STEP_M:
-            samples += [None, b]  # a jump: not drawn
-            continue
-        steps = max(1, math.ceil(length / hidden.size))
-        dy, dx = (b[0] - a[0]) / steps, (b[1] - a[1]) / steps
-        samples.extend((a[0] + dy * k, a[1] + dx * k) for k in range(1, steps + 1))
-    band_cos = hidden.band_cos
-    dlat = hidden.dlat
-    for p in samples:
-        if p is None:
+        if length > MAX_STEP_M:  # a jump: not drawn
             if len(current) >= 2:
                 pieces.append(current)
             current = []
-            continue
-        lat, lng = p
-        iy = math.floor(lat / dlat)
-        if (
-            (lat - lat_a) ** 2 + (lng - lng_a) ** 2 * scale <= own_reach2
-            or (lat - lat_b) ** 2 + (lng - lng_b) ** 2 * scale <= own_reach2
-            or (iy, math.floor(lng * band_cos(iy) / dlat)) in cells
-        ):
-            removed += 1
-            if len(current) >= 2:
-                pieces.append(current)
-            current = []
+            samples: Iterable[Point] = (b,)
         else:
-            current.append(p)
+            steps = max(1, math.ceil(length / hidden.size))
+            dy, dx = (b[0] - a[0]) / steps, (b[1] - a[1]) / steps
+            samples = [(a[0] + dy * k, a[1] + dx * k) for k in range(1, steps + 1)]
+        for p in samples:
+            lat, lng = p
+            iy = floor(lat / dlat)
+            band = cos_of(iy) or band_cos(iy)
+            if (
+                (lat - lat_a) ** 2 + (lng - lng_a) ** 2 * scale <= own_reach2
+                or (lat - lat_b) ** 2 + (lng - lng_b) ** 2 * scale <= own_reach2
+                or (iy, floor(lng * band / dlat)) in cells
+            ):  # as hidden_at
+                removed += 1
+                if len(current) >= 2:
+                    pieces.append(current)
+                current = []
+            else:
+                current.append(p)
     if len(current) >= 2:
         pieces.append(current)
     return pieces, removed
