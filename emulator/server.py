@@ -109,6 +109,7 @@ Push subscriptions (https://developers.strava.com/docs/webhooks/):
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -358,7 +359,11 @@ class StravaEmulator(EmulatorApp, AthleteKnobs):
 def serve_forever(
     port: int = 8000, activities: int = 1500, seed: int = 42, host: str = "127.0.0.1", athletes: int = 1
 ) -> None:
-    """Run an emulator until Ctrl-C, printing its URL, credentials and athletes."""
+    """Run an emulator until Ctrl-C (or SIGTERM), printing its URL, credentials and athletes."""
+    # Ctrl-C stops it whatever the parent left: a process started with SIGINT ignored (a
+    # background job, some test runners' workers) inherits that, and would never stop on it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     emulator = StravaEmulator(activities=activities, seed=seed, athletes=athletes)
     base_url = emulator.start(host=host, port=port)
     try:

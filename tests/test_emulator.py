@@ -817,8 +817,33 @@ def emulator_command(*args: str, banner_lines: int) -> Iterator[tuple[subprocess
 
 
 INTERRUPTED_EXIT_SECONDS = 30
-"""How long an interrupted emulator may take to stop: a bound, not a timing (0.06 s on a quiet machine;
-5 s once ran out in CI on a machine at load 6)."""
+"""How long an interrupted emulator may take to stop: a bound, not a timing (0.06 s on a quiet machine)."""
+
+
+def ignoring_sigint() -> None:
+    """In the child before exec: SIGINT ignored, as a background job or a test runner's worker may leave it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_command_line_stops_on_ctrl_c_although_started_with_it_ignored() -> None:
+    """An ignored SIGINT is inherited across exec; the emulator restores Ctrl-C (in CI it once never stopped)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--port", "0", "--activities", "5"],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignoring_sigint,  # noqa: PLW1509 - the point of the test; no threads in the child yet
+    )
+    try:
+        assert process.stdout is not None
+        assert "Strava API v3 emulator at" in process.stdout.readline()
+        while "Ctrl-C" not in process.stdout.readline():
+            pass
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=INTERRUPTED_EXIT_SECONDS) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_command_line_serves_until_interrupted() -> None:
