@@ -55,23 +55,13 @@ def uptime() -> str:
 
 def build_page(args: argparse.Namespace) -> Path:
     """The goal athlete's page (the warehouse is built once and reused), with its size and make-up."""
-    import sqlalchemy as sa
 
     from tasks import warehouse as wh
     from tasks.insight import dashboard
     from tests.conftest import EMULATOR_END
-    from tests.insight_support import emulator_warehouse, fill_enrichment
+    from tests.insight_support import bench_warehouse
 
-    db = args.db or Path(f"/tmp/strava-bench-heatmap-{args.activities}-{args.streams}.duckdb")
-    if not db.exists():
-        started = time.perf_counter()
-        engine, emu = emulator_warehouse(db, activities=args.activities)
-        newest = sorted(emu.activities, key=lambda a: a["start_date"], reverse=True)[: args.streams]
-        samples = fill_enrichment(engine, emu, [a["id"] for a in newest])
-        print(f"built {db}: {args.activities} activities, {args.streams} with streams, {samples:,} samples "
-              f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
-    else:
-        engine = sa.create_engine(f"duckdb:///{db}")
+    engine, db = bench_warehouse(args.activities, args.streams, args.db)
     athlete = wh.athletes(engine)[0]
     started = time.perf_counter()
     data = dashboard.collect_data(engine, [], athlete_id=athlete, generated_at=EMULATOR_END + timedelta(days=1))

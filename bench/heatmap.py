@@ -41,18 +41,9 @@ def main() -> None:
     from tasks import warehouse as wh
     from tasks.insight import curves, dashboard, heatmap
     from tests.conftest import EMULATOR_END
-    from tests.insight_support import emulator_warehouse, fill_enrichment
+    from tests.insight_support import bench_warehouse
 
-    db = args.db or Path(f"/tmp/strava-bench-heatmap-{args.activities}-{args.streams}.duckdb")
-    if not db.exists():
-        started = time.perf_counter()
-        engine, emu = emulator_warehouse(db, activities=args.activities)
-        newest = sorted(emu.activities, key=lambda a: a["start_date"], reverse=True)[: args.streams]
-        samples = fill_enrichment(engine, emu, [a["id"] for a in newest])
-        print(f"built {db}: {args.activities} activities, {args.streams} with streams, {samples:,} samples "
-              f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
-    else:
-        engine = sa.create_engine(f"duckdb:///{db}")
+    engine, db = bench_warehouse(args.activities, args.streams, args.db)
     athlete = wh.athletes(engine)[0]
     reference = (EMULATOR_END + timedelta(days=1)).date()
     settings = dashboard.InsightSettings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,21 @@ def fill_enrichment(engine: sa.Engine, emu: StravaEmulator, activity_ids: list[i
         for path in wh.model_files():
             wh.build_model(engine, path)
     return samples
+
+
+def bench_warehouse(activities: int, streams: int, db: Path | None = None) -> tuple[sa.Engine, Path]:
+    """The benches' warehouse: ``activities`` of the emulator's athlete, the newest ``streams`` enriched.
+
+    Built once at ``db`` (default a file under /tmp named by the two counts) and reused after;
+    returns the engine and the file.
+    """
+    db = db or Path(f"/tmp/strava-bench-heatmap-{activities}-{streams}.duckdb")
+    if db.exists():
+        return sa.create_engine(f"duckdb:///{db}"), db
+    started = time.perf_counter()
+    engine, emu = emulator_warehouse(db, activities=activities)
+    newest = sorted(emu.activities, key=lambda a: a["start_date"], reverse=True)[:streams]
+    samples = fill_enrichment(engine, emu, [a["id"] for a in newest])
+    print(f"built {db}: {activities} activities, {streams} with streams, {samples:,} samples "
+          f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
+    return engine, db
